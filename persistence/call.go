@@ -1,0 +1,94 @@
+package persistence
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"unicode"
+)
+
+// MaxHandlerLen is the longest handler name accepted.
+const MaxHandlerLen = 200
+
+// SystemPrefix starts the names of handlers zasync itself runs (interrupt recovery, callback
+// resumption, timeouts, composites). User handlers may not use it.
+const SystemPrefix = "zasync."
+
+// Handlers of the system jobs the store creates.
+const (
+	// HandlerHandleInterrupt is queued for a job found ACTIVE in a stopped or dead agent; its
+	// Target is that job. It asks the job's retry policy what to do with the interruption.
+	HandlerHandleInterrupt = SystemPrefix + "handleInterrupt"
+	// HandlerResumeCallbacks is queued for a job found in CALLBACKS in a stopped or dead agent;
+	// it runs the callbacks that did not finish, then completes the job.
+	HandlerResumeCallbacks = SystemPrefix + "resumeCallbacks"
+	// HandlerFail is handed out at claim time in place of a job whose begin_by deadline has
+	// passed; running it completes its Target with a TimeoutError failure.
+	HandlerFail = SystemPrefix + "fail"
+)
+
+// Call is what a job runs: a handler registered by name in every process that serves the
+// queue, with positional and keyword arguments as JSON. No code travels with a call.
+type Call struct {
+	Handler string                     `json:"handler"`
+	Args    []json.RawMessage          `json:"args,omitempty"`
+	Kwargs  map[string]json.RawMessage `json:"kwargs,omitempty"`
+}
+
+// Validate checks the handler name and that every argument is a JSON value.
+func (c *Call) Validate() error {
+	if c.Handler == "" {
+		return invalidf("empty handler name")
+	}
+	if len(c.Handler) > MaxHandlerLen {
+		return invalidf("handler name longer than %d characters", MaxHandlerLen)
+	}
+	if strings.IndexFunc(c.Handler, unicode.IsControl) >= 0 || strings.TrimSpace(c.Handler) != c.Handler {
+		return invalidf("handler name %q has control characters or surrounding spaces", c.Handler)
+	}
+	for i, a := range c.Args {
+		if !json.Valid(a) {
+			return invalidf("argument %d of %s is not JSON: %.40q", i, c.Handler, a)
+		}
+	}
+	for k, v := range c.Kwargs {
+		if k == "" {
+			return invalidf("empty keyword argument name in %s", c.Handler)
+		}
+		if !json.Valid(v) {
+			return invalidf("keyword argument %s of %s is not JSON: %.40q", k, c.Handler, v)
+		}
+	}
+	return nil
+}
+
+// IsSystem reports whether the call runs one of zasync's own handlers.
+func (c *Call) IsSystem() bool { return strings.HasPrefix(c.Handler, SystemPrefix) }
+
+// String renders the call as handler(arg, …, key=value), for logs and monitoring.
+func (c *Call) String() string {
+	var b strings.Builder
+	b.WriteString(c.Handler)
+	b.WriteByte('(')
+	for i, a := range c.Args {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.Write(a)
+	}
+	keys := make([]string, 0, len(c.Kwargs))
+	for k := range c.Kwargs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 || len(c.Args) > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.Write(c.Kwargs[k])
+	}
+	b.WriteByte(')')
+	return b.String()
+}

@@ -1,0 +1,109 @@
+package persistence
+
+import "time"
+
+// AgentSpec describes one agent of a dispatcher in a queue, as recorded for monitoring.
+type AgentSpec struct {
+	Name string `json:"name"`
+	Size int    `json:"size"`
+}
+
+// DispatcherConfig is what a dispatcher records about itself in a queue.
+type DispatcherConfig struct {
+	// PingInterval: the ping is rewritten only when the last one is at least this old.
+	PingInterval time.Duration
+	// PingDeathInterval: the dispatcher is dead when max(last ping, activation) plus this is
+	// before now (Redis time).
+	PingDeathInterval time.Duration
+	// Agents: the agents it runs in this queue.
+	Agents []AgentSpec
+}
+
+// Validate checks the intervals and agent names and sizes.
+func (c *DispatcherConfig) Validate() error {
+	if c.PingInterval <= 0 || c.PingDeathInterval <= 0 {
+		return invalidf("ping interval %s and ping death interval %s must be positive", c.PingInterval, c.PingDeathInterval)
+	}
+	seen := map[string]bool{}
+	for _, a := range c.Agents {
+		if err := ValidateName("agent", a.Name); err != nil {
+			return err
+		}
+		if a.Size < 0 {
+			return invalidf("agent %s has negative size %d", a.Name, a.Size)
+		}
+		if seen[a.Name] {
+			return invalidf("agent %s given twice", a.Name)
+		}
+		seen[a.Name] = true
+	}
+	return nil
+}
+
+// DispatcherRecord is a dispatcher's record in one queue.
+type DispatcherRecord struct {
+	Queue string
+	UUID  string
+	DispatcherConfig
+	Activated time.Time // zero when not activated
+	LastPing  time.Time // zero before the first ping
+	// Dead is computed when the record is read, against the store's clock: see IsDead.
+	Dead bool
+}
+
+// IsActivated reports whether the record is activated.
+func (d *DispatcherRecord) IsActivated() bool { return !d.Activated.IsZero() }
+
+// IsDead applies the death rule at now: take the later of the activation and the last ping
+// (the last ping alone once deactivated); the dispatcher is dead when that plus the ping death
+// interval is before now. A record never activated nor pinged is not dead.
+func (d *DispatcherRecord) IsDead(now time.Time) bool {
+	ref := d.LastPing
+	if d.Activated.After(ref) {
+		ref = d.Activated
+	}
+	if ref.IsZero() {
+		return false
+	}
+	return ref.Add(d.PingDeathInterval).Before(now)
+}
+
+// PingResult says what a ping did.
+type PingResult struct {
+	// Reactivated: the record was not activated (a sibling had presumed the dispatcher dead);
+	// the ping reactivated it without cleaning its agents. The runtime logs this CRITICAL.
+	Reactivated bool
+	// Wrote: the ping was old enough (PingInterval) and was rewritten.
+	Wrote bool
+	// At: the store time of the ping.
+	At time.Time
+}
+
+// CleanReport lists what cleaning a dispatcher's agents did, by job id.
+type CleanReport struct {
+	Requeued    []string // NEW, PENDING or ASSIGNED jobs put back at the end of the queue
+	Interrupted []string // ACTIVE jobs, for which a handleInterrupt job was queued
+	Resumed     []string // jobs in CALLBACKS, for which a resumeCallbacks job was queued
+	Completed   []string // COMPLETED jobs moved to the agent's completed history
+	SystemJobs  []string // ids of the handleInterrupt and resumeCallbacks jobs queued
+}
+
+// Len is the number of jobs cleaned.
+func (r *CleanReport) Len() int {
+	return len(r.Requeued) + len(r.Interrupted) + len(r.Resumed) + len(r.Completed)
+}
+
+// QuotaInfo describes a quota of a queue.
+type QuotaInfo struct {
+	Name    string
+	Size    int
+	Holders []string // ids of the jobs holding a slot
+}
+
+// QueueStats are a queue's counts, each read in O(1) or O(log n) by the store.
+type QueueStats struct {
+	Due       int64 // pending jobs that may be claimed now (put-back ones included)
+	Scheduled int64 // pending jobs whose begin_after is still ahead
+	PutBack   int64 // interrupted jobs waiting at the front of the queue
+	Held      int64 // jobs held by agents (ASSIGNED, ACTIVE, CALLBACKS, parked)
+}

@@ -1,0 +1,81 @@
+package persistence
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxFailureText is how many characters of a failure's message and of its stack are kept.
+const MaxFailureText = 10000
+
+// TruncationMarker ends a failure text that was cut at MaxFailureText characters.
+const TruncationMarker = "\n[...TRUNCATED...]"
+
+// Failure is a job's error as stored: its kind, its message and the stack where it happened,
+// as plain text (nothing live is kept). It is an error, and errors.Is(f, ErrConflict) and the
+// like still hold after it has been read back from storage, by kind name.
+type Failure struct {
+	Type    string `json:"type"`            // the error's kind, e.g. "TimeoutError" or "strconv.NumError"
+	Message string `json:"message"`         // the error's text
+	Stack   string `json:"stack,omitempty"` // where it happened, if known
+}
+
+// NewFailure describes err, with stack (which may be empty) as the place it happened. Message
+// and stack are each cut at MaxFailureText characters, with TruncationMarker appended.
+func NewFailure(err error, stack string) *Failure {
+	if f, ok := err.(*Failure); ok {
+		c := *f
+		if stack != "" && c.Stack == "" {
+			c.Stack = truncate(stack)
+		}
+		return &c
+	}
+	return &Failure{Type: kindOf(err), Message: truncate(err.Error()), Stack: truncate(stack)}
+}
+
+func (f *Failure) Error() string { return f.Type + ": " + f.Message }
+
+// Is matches sentinels and typed errors of the same kind, so a Failure read back from storage
+// still answers errors.Is(f, ErrConflict).
+func (f *Failure) Is(target error) bool {
+	t, ok := target.(typer)
+	return ok && t.FailureType() == f.Type
+}
+
+// kindOf names an error's kind: the FailureType of the first error in the chain that has one,
+// else the Go type of the first error that is not a plain wrapper.
+func kindOf(err error) string {
+	for e := err; e != nil; {
+		if t, ok := e.(typer); ok {
+			return t.FailureType()
+		}
+		name := fmt.Sprintf("%T", e)
+		switch name {
+		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+		default:
+			return strings.TrimPrefix(name, "*")
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			return strings.TrimPrefix(name, "*")
+		}
+		e = u.Unwrap()
+	}
+	return "error"
+}
+
+// truncate cuts s at MaxFailureText characters (runes), keeping UTF-8 valid.
+func truncate(s string) string {
+	if utf8.RuneCountInString(s) <= MaxFailureText {
+		return s
+	}
+	n, i := 0, 0
+	for i = range s {
+		if n == MaxFailureText {
+			break
+		}
+		n++
+	}
+	return s[:i] + TruncationMarker
+}

@@ -1,0 +1,238 @@
+package persistence
+
+import (
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Ref names a job: its queue and its id in that queue. Every job of a queue, its callbacks and
+// a composite's sub-jobs included, lives with the queue (one Redis Cluster slot), so jobs that
+// refer to each other keep only ids.
+type Ref struct {
+	Queue string `json:"queue"`
+	ID    string `json:"id"`
+}
+
+// String renders the ref as "queue/id", the form ParseRef reads.
+func (r Ref) String() string { return r.Queue + "/" + r.ID }
+
+// In returns the ref of job id in the same queue as r.
+func (r Ref) In(id string) Ref { return Ref{Queue: r.Queue, ID: id} }
+
+// Validate checks both parts.
+func (r Ref) Validate() error {
+	if err := ValidateName("queue", r.Queue); err != nil {
+		return err
+	}
+	if err := ValidateName("job id", r.ID); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ParseRef reads "queue/id".
+func ParseRef(s string) (Ref, error) {
+	q, id, ok := strings.Cut(s, "/")
+	if !ok {
+		return Ref{}, invalidf("job reference %q is not queue/id", s)
+	}
+	r := Ref{Queue: q, ID: id}
+	return r, r.Validate()
+}
+
+// Owner is an agent: a dispatcher UUID and an agent name. The zero Owner is nobody.
+type Owner struct {
+	Dispatcher string `json:"dispatcher"`
+	Agent      string `json:"agent"`
+}
+
+// IsZero reports whether o is nobody.
+func (o Owner) IsZero() bool { return o == Owner{} }
+
+func (o Owner) String() string {
+	if o.IsZero() {
+		return ""
+	}
+	return o.Dispatcher + "/" + o.Agent
+}
+
+// Fence is the right to write one run of a job: the owner that claimed or adopted it and the
+// attempt number that claim or adoption gave it. Every write of that run checks it against
+// the stored job, so a process that lost the job (it was cleaned as dead, reassigned, or
+// adopted by someone else) is rejected with ErrReassigned and can never overwrite the state
+// of the current owner.
+type Fence struct {
+	Ref
+	Owner   Owner
+	Attempt int64
+}
+
+// CallbackChoice makes a callback pick its call from the parent's outcome
+// (AddCallbacks(success, failure)): Success when the parent succeeded, Failure when it failed.
+// A nil side passes the parent's result through unchanged.
+type CallbackChoice struct {
+	Success *Call `json:"success,omitempty"`
+	Failure *Call `json:"failure,omitempty"`
+}
+
+// Job is a job record as stored.
+type Job struct {
+	Ref
+	Call   Call
+	Status Status
+	// Owner may write this run of the job: set by a claim or an adoption, cleared when the
+	// job is taken away from it. Attempt counts claims and adoptions.
+	Owner   Owner
+	Attempt int64
+	// Holder is the agent that claimed the job and counts it against its size, until the job
+	// completes or is taken back. An adopted job keeps its holder.
+	Holder Owner
+
+	BeginAfter      time.Time     // never claimed before this (UTC)
+	BeginBy         time.Duration // 0: no deadline; else not started by BeginAfter+BeginBy → TimeoutError
+	QuotaNames      []string      // quotas this job takes a slot of while it runs
+	RetryPolicy     string        // name of its retry policy, fixed at creation
+	Retry           RetryCounts   // the policy's persistent counters
+	FailureLogLevel slog.Level    // level at which its failure is logged
+
+	Result  json.RawMessage // set when it succeeded
+	Failure *Failure        // set when it failed
+
+	Callbacks []string        // ids of its callback jobs, in the order they were added
+	Choice    *CallbackChoice // for a success/failure callback pair: the two sides
+	Parent    string          // id of the job this one is a callback of
+	Target    string          // for a system job: the id of the job it acts on
+	WaitingOn string          // id of an inner job whose result this job will take
+	Parked    bool            // waiting without holding a slot of its holder
+	Assigner  string          // UUID of the dispatcher that put it, if any
+
+	Created     time.Time
+	ActiveStart time.Time // zero until it starts
+	ActiveEnd   time.Time // zero until its result is stored
+	Completed   time.Time // zero until its callbacks are done
+}
+
+// Fence returns the fence of the job's current run.
+func (j *Job) Fence() Fence { return Fence{Ref: j.Ref, Owner: j.Owner, Attempt: j.Attempt} }
+
+// Deadline returns when the job must have started by, if it has a begin_by.
+func (j *Job) Deadline() (time.Time, bool) {
+	if j.BeginBy <= 0 {
+		return time.Time{}, false
+	}
+	return j.BeginAfter.Add(j.BeginBy), true
+}
+
+// Expired reports whether the job's deadline has passed at now.
+func (j *Job) Expired(now time.Time) bool {
+	d, ok := j.Deadline()
+	return ok && now.After(d)
+}
+
+// HasResult reports whether the job's outcome is stored (CALLBACKS or COMPLETED).
+func (j *Job) HasResult() bool { return j.Status >= StatusCallbacks }
+
+// Failed reports whether the job's stored outcome is a failure.
+func (j *Job) Failed() bool { return j.Failure != nil }
+
+// Policy returns the job's retry policy from policies.
+func (j *Job) Policy(policies *RetryPolicies) (RetryPolicy, error) {
+	return policies.Lookup(j.RetryPolicy)
+}
+
+// JobSpec describes a job to create: what it runs and how it is scheduled.
+type JobSpec struct {
+	Call Call
+	// BeginAfter: not claimed before this. Zero means now. Any time zone is accepted and
+	// stored as UTC. A time in the past means now: the job goes to the end of the queue.
+	BeginAfter time.Time
+	// BeginBy: if set, the job fails with TimeoutError when it has not started by
+	// BeginAfter+BeginBy. Negative is invalid.
+	BeginBy time.Duration
+	// QuotaNames: quotas the job takes a slot of while it runs; each must exist when the job
+	// is put in a queue.
+	QuotaNames []string
+	// RetryPolicy: the policy's name; empty means RetryCommonFourTimes, or RetryCommonForever
+	// for callbacks.
+	RetryPolicy string
+	// FailureLogLevel: the level its failure is logged at; nil means ERROR, or LevelCritical
+	// for callbacks and system jobs.
+	FailureLogLevel *slog.Level
+	// Assigner: the UUID of the dispatcher putting it, if any.
+	Assigner string
+	// Choice: for a success/failure callback pair, the two sides (Call is then ignored and
+	// may be empty).
+	Choice *CallbackChoice
+	// Target: for a system job, the job it acts on.
+	Target string
+}
+
+// Validate checks the spec before anything is written.
+func (s *JobSpec) Validate() error {
+	if s.Choice != nil {
+		for _, c := range []*Call{s.Choice.Success, s.Choice.Failure} {
+			if c != nil {
+				if err := c.Validate(); err != nil {
+					return err
+				}
+			}
+		}
+	} else if err := s.Call.Validate(); err != nil {
+		return err
+	}
+	if s.BeginBy < 0 {
+		return invalidf("negative begin_by %s", s.BeginBy)
+	}
+	return ValidateQuotaNames(s.QuotaNames)
+}
+
+// ValidateQuotaNames checks each name of a quota list and that none repeats.
+func ValidateQuotaNames(names []string) error {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if err := ValidateName("quota", n); err != nil {
+			return err
+		}
+		if seen[n] {
+			return invalidf("quota name %q given twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// Change is a change to a job that is not yet running; nil fields are left alone. The rules
+// of reference §1.2 apply: the call and begin_after may change only while NEW, begin_by and
+// quota names while NEW or PENDING.
+type Change struct {
+	Call       *Call
+	BeginAfter *time.Time
+	BeginBy    *time.Duration
+	QuotaNames *[]string
+}
+
+// Outcome is what a run of a job produced: exactly one of Result and Failure.
+type Outcome struct {
+	Result  json.RawMessage
+	Failure *Failure
+	// Retry, if not nil, replaces the job's retry counters in the same write.
+	Retry RetryCounts
+	// Complete, when the job has no callbacks, goes straight to COMPLETED in the same
+	// transaction instead of stopping at CALLBACKS. With callbacks it stops at CALLBACKS.
+	Complete bool
+}
+
+// Validate checks that exactly one side is set and that a result is JSON.
+func (o *Outcome) Validate() error {
+	switch {
+	case o.Failure == nil && o.Result == nil:
+		return invalidf("outcome has neither result nor failure")
+	case o.Failure != nil && o.Result != nil:
+		return invalidf("outcome has both result and failure")
+	case o.Result != nil && !json.Valid(o.Result):
+		return invalidf("result is not JSON: %.40q", o.Result)
+	}
+	return nil
+}

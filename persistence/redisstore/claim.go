@@ -1,0 +1,278 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// Claim takes up to the agent's free slots from the queue in one transaction.
+//
+// Round trips: WATCH of the agent's keys; one pipeline that reads the dispatcher record, its
+// ping, the agent's load, the quotas and the head of the queue; one pipeline that WATCHes the
+// candidate jobs and the quota holders and reads them; then MULTI … EXEC. Only the candidates
+// are watched, not the queue itself, so claimers racing on one queue conflict only when they
+// pick the same jobs, and the loser re-reads and takes the next ones.
+func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persistence.Job, error) {
+	const op = "claim"
+	if err := validQueue(op, p.Queue); err != nil {
+		return nil, err
+	}
+	o := persistence.Owner{Dispatcher: p.Dispatcher, Agent: p.Agent}
+	if err := persistence.ValidateUUID(o.Dispatcher); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := persistence.ValidateName("agent", o.Agent); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if p.Size < 0 || p.Max < 0 || p.ScanLimit < 0 {
+		return nil, fmt.Errorf("%s: %w: negative size, max or scan limit", op, persistence.ErrInvalid)
+	}
+	scanLimit := p.ScanLimit
+	if scanLimit == 0 {
+		scanLimit = persistence.DefaultScanLimit
+	}
+	c := &claim{s: s, p: p, o: o, q: p.Queue}
+	// Without a filter the head of the queue is what is claimed: read a little more than the
+	// free slots (racing claimers take some). With a filter, or when quotas turn candidates
+	// down, read up to the scan limit.
+	c.window = min(scanLimit, 2*p.Size+8)
+	if p.Filter != nil {
+		c.window = scanLimit
+	}
+	c.scanLimit = scanLimit
+	var claimed []*persistence.Job
+	err := s.transact(ctx, op, []string{s.k.agent(c.q, o)}, func(tx *redis.Tx) (writes, error) {
+		for {
+			w, jobs, err := c.read(ctx, tx)
+			if err == errWiden {
+				continue // read again, wider, before anything is written
+			}
+			claimed = jobs
+			return w, err
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+// errWiden asks claim.read to be called again with the window widened to the scan limit.
+var errWiden = errors.New("widen the claim window")
+
+// claim is one Claim call's state across its transaction attempts.
+type claim struct {
+	s      *Store
+	p      persistence.ClaimParams
+	o      persistence.Owner
+	q      string
+	window    int // how many jobs of the head of the queue to read
+	scanLimit int // how far window may grow
+}
+
+// read does the reads and checks of one attempt and returns its writes and the jobs claimed.
+func (c *claim) read(ctx context.Context, tx *redis.Tx) (writes, []*persistence.Job, error) {
+	s, q, o := c.s, c.q, c.o
+	now, err := s.now(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rec, ping *redis.StringCmd
+	var held, parked *redis.IntCmd
+	var quotas *redis.MapStringStringCmd
+	var putback, pending *redis.StringSliceCmd
+	_, err = tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "WATCH", s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.parked(q, o), s.k.quotas(q))
+		rec, ping = p.HGet(ctx, s.k.dispatchers(q), o.Dispatcher), p.Get(ctx, s.k.ping(q, o.Dispatcher))
+		held, parked = p.ZCard(ctx, s.k.agent(q, o)), p.SCard(ctx, s.k.parked(q, o))
+		quotas = p.HGetAll(ctx, s.k.quotas(q))
+		putback = p.LRange(ctx, s.k.putback(q), 0, int64(c.window-1))
+		pending = p.ZRangeByScore(ctx, s.k.pending(q), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(s.dueUntil(now), 10), Count: int64(c.window)})
+		return nil
+	})
+	if err = pipelineErr(err); err != nil {
+		return nil, nil, err
+	}
+	if rec.Val() == "" {
+		return nil, nil, fmt.Errorf("%w: dispatcher %s has no record in queue %s", persistence.ErrNotActivated, o.Dispatcher, q)
+	}
+	d, err := decodeDispatcher(q, o.Dispatcher, rec.Val(), ping.Val())
+	if err != nil {
+		return nil, nil, err
+	}
+	if !d.IsActivated() {
+		return nil, nil, fmt.Errorf("%w: dispatcher %s in queue %s", persistence.ErrNotActivated, o.Dispatcher, q)
+	}
+	if d.IsDead(now) {
+		return nil, nil, fmt.Errorf("%w: dispatcher %s in queue %s is dead (no ping since %s)",
+			persistence.ErrNotActivated, o.Dispatcher, q, d.LastPing.Format(time.RFC3339Nano))
+	}
+	free := c.p.Size - int(held.Val()-parked.Val())
+	if c.p.Max > 0 {
+		free = min(free, c.p.Max)
+	}
+	if free <= 0 {
+		return nil, nil, nil
+	}
+	sizes, err := parseQuotaSizes(quotas.Val())
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// Candidates in claim order: put-back jobs, then due jobs.
+	fromPutback := make(map[string]bool, len(putback.Val()))
+	var ids []string
+	for _, id := range putback.Val() {
+		if !fromPutback[id] {
+			fromPutback[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range pending.Val() {
+		if !fromPutback[id] {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	full := len(putback.Val()) == c.window || len(pending.Val()) == c.window
+
+	// Watch and read the candidates and the holders of every quota.
+	names := make([]string, 0, len(sizes))
+	for n := range sizes {
+		names = append(names, n)
+	}
+	watch := []any{"WATCH"}
+	for _, id := range ids {
+		watch = append(watch, s.k.job(q, id))
+	}
+	for _, n := range names {
+		watch = append(watch, s.k.quota(q, n))
+	}
+	jobCmds := make([]*redis.MapStringStringCmd, len(ids))
+	holderCmds := make([]*redis.StringSliceCmd, len(names))
+	if _, err = tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, watch...)
+		for i, id := range ids {
+			jobCmds[i] = p.HGetAll(ctx, s.k.job(q, id))
+		}
+		for i, n := range names {
+			holderCmds[i] = p.SMembers(ctx, s.k.quota(q, n))
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	jobs, err := decodeMany(q, ids, jobCmds)
+	if err != nil {
+		return nil, nil, err
+	}
+	holders := make(map[string]map[string]bool, len(names))
+	for i, n := range names {
+		holders[n] = make(map[string]bool)
+		for _, id := range holderCmds[i].Val() {
+			holders[n][id] = true
+		}
+	}
+
+	// claimed is what is handed out, in claim order; taken are the queued jobs among them
+	// (the others are HandlerFail system jobs for the expired jobs).
+	var claimed, taken, expired []*persistence.Job
+	var stale []string
+	for i, j := range jobs {
+		if len(claimed) == free {
+			break
+		}
+		if j == nil || j.Status != persistence.StatusPending {
+			stale = append(stale, ids[i]) // an entry without a pending job: drop it
+			continue
+		}
+		if c.p.Filter != nil && !c.p.Filter(j) {
+			continue
+		}
+		if j.Expired(now) {
+			// Hand out a system job that fails it (reference §1.5); the expired job needs no
+			// quota slot, it will not run.
+			w := newJob(q, persistence.JobSpec{Call: persistence.Call{Handler: persistence.HandlerFail}, Target: j.ID}, systemJob, now)
+			w.Status, w.Owner, w.Holder, w.Attempt = persistence.StatusAssigned, o, o, 1
+			j.Status = persistence.StatusNew
+			expired = append(expired, j)
+			claimed = append(claimed, w)
+			continue
+		}
+		if !quotasAllow(j, sizes, holders) {
+			continue
+		}
+		for _, n := range j.QuotaNames {
+			if h, ok := holders[n]; ok {
+				h[j.ID] = true
+			}
+		}
+		j.Status, j.Owner, j.Holder = persistence.StatusAssigned, o, o
+		j.Attempt++
+		claimed, taken = append(claimed, j), append(taken, j)
+	}
+	if len(claimed) < free && full && c.window < c.scanLimit {
+		c.window = c.scanLimit // slots are left and the window was full: look further first
+		return nil, nil, errWiden
+	}
+	if len(claimed) == 0 && len(stale) == 0 {
+		return nil, nil, nil
+	}
+	w := func(p redis.Pipeliner) error {
+		for _, id := range stale {
+			p.ZRem(ctx, s.k.pending(q), id)
+			p.LRem(ctx, s.k.putback(q), 0, id)
+		}
+		for _, j := range expired {
+			p.ZRem(ctx, s.k.pending(q), j.ID)
+			p.LRem(ctx, s.k.putback(q), 0, j.ID)
+			s.writeJob(ctx, p, j)
+		}
+		for _, j := range taken {
+			p.ZRem(ctx, s.k.pending(q), j.ID)
+			if fromPutback[j.ID] {
+				p.LRem(ctx, s.k.putback(q), 0, j.ID)
+			}
+			for _, n := range j.QuotaNames {
+				if _, ok := sizes[n]; ok {
+					p.SAdd(ctx, s.k.quota(q, n), j.ID)
+				}
+			}
+		}
+		score := float64(micros(now))
+		for _, j := range claimed {
+			s.writeJob(ctx, p, j)
+			p.ZAdd(ctx, s.k.agent(q, o), redis.Z{Score: score, Member: j.ID})
+		}
+		if len(claimed) > 0 {
+			p.SAdd(ctx, s.k.agents(q), o.String())
+		}
+		return nil
+	}
+	return w, claimed, nil
+}
+
+// quotasAllow reports whether j may take (or already holds) a slot of each of its quotas
+// that exists; a removed quota's name is ignored.
+func quotasAllow(j *persistence.Job, sizes map[string]int, holders map[string]map[string]bool) bool {
+	for _, n := range j.QuotaNames {
+		size, ok := sizes[n]
+		if !ok || holders[n][j.ID] {
+			continue
+		}
+		if len(holders[n]) >= size {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,241 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// Fields of a job hash. Times and durations are integers in microseconds; structured parts
+// are JSON. An empty field is not stored.
+const (
+	fCall        = "call"         // JSON persistence.Call
+	fStatus      = "status"       // status name: new, pending, assigned, active, callbacks, completed
+	fOwner       = "owner"        // "uuid/agent" allowed to write this run
+	fAttempt     = "attempt"      // claims + adoptions so far
+	fHolder      = "holder"       // "uuid/agent" whose slot the job takes
+	fBeginAfter  = "begin_after"  // µs since the epoch
+	fBeginBy     = "begin_by"     // µs
+	fQuotas      = "quotas"       // JSON list of quota names
+	fPolicy      = "policy"       // retry policy name
+	fRetry       = "retry"        // JSON retry counters
+	fLevel       = "log_level"    // slog level of its failure
+	fResult      = "result"       // JSON result
+	fFailure     = "failure"      // JSON persistence.Failure
+	fCallbacks   = "callbacks"    // JSON list of callback job ids
+	fChoice      = "choice"       // JSON persistence.CallbackChoice
+	fParent      = "parent"       // id of the job this is a callback of
+	fTarget      = "target"       // id of the job a system job acts on
+	fWaitingOn   = "waiting_on"   // id of the inner job it waits for
+	fParked      = "parked"       // "1" when parked
+	fAssigner    = "assigner"     // UUID of the dispatcher that put it
+	fCreated     = "created"      // µs
+	fActiveStart = "active_start" // µs
+	fActiveEnd   = "active_end"   // µs
+	fCompleted   = "completed"    // µs
+)
+
+var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
+	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
+	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted}
+
+// encodeJob renders j as hash fields; empty ones are listed in del.
+func encodeJob(j *persistence.Job) (set []any, del []string) {
+	put := func(f, v string) {
+		if v == "" {
+			del = append(del, f)
+		} else {
+			set = append(set, f, v)
+		}
+	}
+	num := func(f string, n int64) {
+		if n == 0 {
+			put(f, "")
+		} else {
+			put(f, strconv.FormatInt(n, 10))
+		}
+	}
+	js := func(f string, v any, empty bool) {
+		if empty {
+			put(f, "")
+			return
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			panic(fmt.Sprintf("zasync: encode %s: %v", f, err)) // only plain data types are encoded
+		}
+		put(f, string(b))
+	}
+	js(fCall, j.Call, false)
+	put(fStatus, j.Status.String())
+	put(fOwner, j.Owner.String())
+	num(fAttempt, j.Attempt)
+	put(fHolder, j.Holder.String())
+	num(fBeginAfter, micros(j.BeginAfter))
+	num(fBeginBy, j.BeginBy.Microseconds())
+	js(fQuotas, j.QuotaNames, len(j.QuotaNames) == 0)
+	put(fPolicy, j.RetryPolicy)
+	js(fRetry, j.Retry, len(j.Retry) == 0)
+	put(fLevel, strconv.Itoa(int(j.FailureLogLevel)))
+	put(fResult, string(j.Result))
+	js(fFailure, j.Failure, j.Failure == nil)
+	js(fCallbacks, j.Callbacks, len(j.Callbacks) == 0)
+	js(fChoice, j.Choice, j.Choice == nil)
+	put(fParent, j.Parent)
+	put(fTarget, j.Target)
+	put(fWaitingOn, j.WaitingOn)
+	if j.Parked {
+		put(fParked, "1")
+	} else {
+		put(fParked, "")
+	}
+	put(fAssigner, j.Assigner)
+	num(fCreated, micros(j.Created))
+	num(fActiveStart, micros(j.ActiveStart))
+	num(fActiveEnd, micros(j.ActiveEnd))
+	num(fCompleted, micros(j.Completed))
+	return set, del
+}
+
+// writeJob queues the writes that store j whole.
+func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job) {
+	key := s.k.job(j.Queue, j.ID)
+	set, del := encodeJob(j)
+	p.HSet(ctx, key, set...)
+	if len(del) > 0 {
+		p.HDel(ctx, key, del...)
+	}
+}
+
+// decodeJob reads a job hash; ok is false when the hash is empty (no such job).
+func decodeJob(ref persistence.Ref, h map[string]string) (j *persistence.Job, ok bool, err error) {
+	if len(h) == 0 {
+		return nil, false, nil
+	}
+	j = &persistence.Job{Ref: ref}
+	bad := func(f string, e error) error {
+		return fmt.Errorf("%w: job %s, field %s: %v", persistence.ErrCorrupt, ref, f, e)
+	}
+	num := func(f string) (int64, error) {
+		v := h[f]
+		if v == "" {
+			return 0, nil
+		}
+		n, e := strconv.ParseInt(v, 10, 64)
+		if e != nil {
+			return 0, bad(f, e)
+		}
+		return n, nil
+	}
+	js := func(f string, v any) error {
+		if h[f] == "" {
+			return nil
+		}
+		if e := json.Unmarshal([]byte(h[f]), v); e != nil {
+			return bad(f, e)
+		}
+		return nil
+	}
+	if err = js(fCall, &j.Call); err != nil {
+		return nil, false, err
+	}
+	if j.Status, err = persistence.ParseStatus(h[fStatus]); err != nil {
+		return nil, false, bad(fStatus, err)
+	}
+	j.Owner, j.Holder = parseOwner(h[fOwner]), parseOwner(h[fHolder])
+	var n int64
+	for _, f := range []struct {
+		name string
+		set  func(int64)
+	}{
+		{fAttempt, func(v int64) { j.Attempt = v }},
+		{fBeginAfter, func(v int64) { j.BeginAfter = fromMicros(v) }},
+		{fBeginBy, func(v int64) { j.BeginBy = time.Duration(v) * time.Microsecond }},
+		{fLevel, func(v int64) { j.FailureLogLevel = slog.Level(v) }},
+		{fCreated, func(v int64) { j.Created = fromMicros(v) }},
+		{fActiveStart, func(v int64) { j.ActiveStart = fromMicros(v) }},
+		{fActiveEnd, func(v int64) { j.ActiveEnd = fromMicros(v) }},
+		{fCompleted, func(v int64) { j.Completed = fromMicros(v) }},
+	} {
+		if n, err = num(f.name); err != nil {
+			return nil, false, err
+		}
+		f.set(n)
+	}
+	for f, v := range map[string]any{fQuotas: &j.QuotaNames, fRetry: &j.Retry, fCallbacks: &j.Callbacks, fChoice: &j.Choice, fFailure: &j.Failure} {
+		if err = js(f, v); err != nil {
+			return nil, false, err
+		}
+	}
+	if r := h[fResult]; r != "" {
+		j.Result = json.RawMessage(r)
+	}
+	j.RetryPolicy, j.Parent, j.Target, j.WaitingOn, j.Assigner = h[fPolicy], h[fParent], h[fTarget], h[fWaitingOn], h[fAssigner]
+	j.Parked = h[fParked] == "1"
+	return j, true, nil
+}
+
+func parseOwner(s string) persistence.Owner {
+	d, a, ok := strings.Cut(s, "/")
+	if !ok {
+		return persistence.Owner{}
+	}
+	return persistence.Owner{Dispatcher: d, Agent: a}
+}
+
+// dispatcherRecord is a dispatcher's record as stored in the dispatchers hash.
+type dispatcherRecord struct {
+	Activated         int64                   `json:"activated,omitempty"` // µs, 0 when not activated
+	PingInterval      int64                   `json:"ping_interval"`       // µs
+	PingDeathInterval int64                   `json:"ping_death_interval"` // µs
+	Agents            []persistence.AgentSpec `json:"agents,omitempty"`
+}
+
+func newDispatcherRecord(c persistence.DispatcherConfig) dispatcherRecord {
+	return dispatcherRecord{PingInterval: c.PingInterval.Microseconds(), PingDeathInterval: c.PingDeathInterval.Microseconds(), Agents: c.Agents}
+}
+
+func (r dispatcherRecord) encode() string {
+	b, _ := json.Marshal(r) // plain data: cannot fail
+	return string(b)
+}
+
+func decodeDispatcher(q, uuid, raw, ping string) (*persistence.DispatcherRecord, error) {
+	var r dispatcherRecord
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return nil, fmt.Errorf("%w: dispatcher %s in %s: %v", persistence.ErrCorrupt, uuid, q, err)
+	}
+	d := &persistence.DispatcherRecord{
+		Queue: q, UUID: uuid, Activated: fromMicros(r.Activated),
+		DispatcherConfig: persistence.DispatcherConfig{
+			PingInterval:      time.Duration(r.PingInterval) * time.Microsecond,
+			PingDeathInterval: time.Duration(r.PingDeathInterval) * time.Microsecond,
+			Agents:            r.Agents,
+		},
+	}
+	if ping != "" {
+		us, err := strconv.ParseInt(ping, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: dispatcher %s in %s: ping %q", persistence.ErrCorrupt, uuid, q, ping)
+		}
+		d.LastPing = fromMicros(us)
+	}
+	return d, nil
+}
+
+// mustJSON encodes plain data, which cannot fail.
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("zasync: encode: %v", err))
+	}
+	return string(b)
+}

@@ -1,0 +1,385 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// jobKind says which defaults a new job gets.
+type jobKind uint8
+
+const (
+	queuedJob   jobKind = iota // a job put by a user: RetryCommonFourTimes, failures at ERROR
+	callbackJob                // a callback: RetryCommonForever, failures at LevelCritical
+	systemJob                  // a system job: as a callback
+)
+
+// newJob builds the record of a new job from a validated spec.
+func newJob(q string, spec persistence.JobSpec, kind jobKind, now time.Time) *persistence.Job {
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New() // NewV7 fails only if the system's randomness does
+	}
+	j := &persistence.Job{
+		Ref:         persistence.Ref{Queue: q, ID: id.String()},
+		Call:        spec.Call,
+		Status:      persistence.StatusNew,
+		BeginAfter:  spec.BeginAfter.UTC().Truncate(time.Microsecond),
+		BeginBy:     spec.BeginBy.Truncate(time.Microsecond),
+		QuotaNames:  slices.Clone(spec.QuotaNames),
+		RetryPolicy: spec.RetryPolicy,
+		Choice:      spec.Choice,
+		Target:      spec.Target,
+		Assigner:    spec.Assigner,
+		Created:     now,
+	}
+	if spec.BeginAfter.IsZero() {
+		j.BeginAfter = now
+	}
+	if j.RetryPolicy == "" {
+		j.RetryPolicy = persistence.RetryCommonFourTimesName
+		if kind != queuedJob {
+			j.RetryPolicy = persistence.RetryCommonForeverName
+		}
+	}
+	switch {
+	case spec.FailureLogLevel != nil:
+		j.FailureLogLevel = *spec.FailureLogLevel
+	case kind == queuedJob:
+		j.FailureLogLevel = slog.LevelError
+	default:
+		j.FailureLogLevel = persistence.LevelCritical
+	}
+	return j
+}
+
+// validQueue checks a queue name, wrapping the error with op.
+func validQueue(op, q string) error {
+	if err := persistence.ValidateName("queue", q); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// validRef checks a job reference, wrapping the error with op.
+func validRef(op string, r persistence.Ref) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// Create stores a NEW job in no queue order.
+func (s *Store) Create(ctx context.Context, q string, spec persistence.JobSpec) (*persistence.Job, error) {
+	const op = "create"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	now, err := s.now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j := newJob(q, spec, queuedJob, now)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		s.writeJob(ctx, p, j)
+		return nil
+	})
+	return j, s.fail(op, err)
+}
+
+// readJob reads a job with c (a client or a transaction): ErrNotFound when it does not exist.
+func (s *Store) readJob(ctx context.Context, c redis.Cmdable, ref persistence.Ref) (*persistence.Job, error) {
+	h, err := c.HGetAll(ctx, s.k.job(ref.Queue, ref.ID)).Result()
+	if err != nil {
+		return nil, err
+	}
+	j, ok, err := decodeJob(ref, h)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
+	}
+	return j, nil
+}
+
+// Get reads a job.
+func (s *Store) Get(ctx context.Context, ref persistence.Ref) (*persistence.Job, error) {
+	if err := validRef("get", ref); err != nil {
+		return nil, err
+	}
+	j, err := s.readJob(ctx, s.rdb, ref)
+	return j, s.fail("get", err)
+}
+
+// GetMany reads several jobs of one queue in one round trip; missing ones are nil.
+func (s *Store) GetMany(ctx context.Context, q string, ids []string) ([]*persistence.Job, error) {
+	const op = "get many"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, s.k.job(q, id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	return decodeMany(q, ids, cmds)
+}
+
+func decodeMany(q string, ids []string, cmds []*redis.MapStringStringCmd) ([]*persistence.Job, error) {
+	out := make([]*persistence.Job, len(ids))
+	for i, c := range cmds {
+		j, ok, err := decodeJob(persistence.Ref{Queue: q, ID: ids[i]}, c.Val())
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[i] = j
+		}
+	}
+	return out, nil
+}
+
+// quotaSizes reads the sizes of a queue's quotas with c.
+func (s *Store) quotaSizes(ctx context.Context, c redis.Cmdable, q string) (map[string]int, error) {
+	h, err := c.HGetAll(ctx, s.k.quotas(q)).Result()
+	if err != nil {
+		return nil, err
+	}
+	return parseQuotaSizes(h)
+}
+
+func parseQuotaSizes(h map[string]string) (map[string]int, error) {
+	sizes := make(map[string]int, len(h))
+	for name, v := range h {
+		var n int
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			return nil, fmt.Errorf("%w: quota %s size %q", persistence.ErrCorrupt, name, v)
+		}
+		sizes[name] = n
+	}
+	return sizes, nil
+}
+
+// checkQuotas fails with ErrUnknownQuota for a name not in sizes.
+func checkQuotas(names []string, sizes map[string]int) error {
+	for _, n := range names {
+		if _, ok := sizes[n]; !ok {
+			return fmt.Errorf("%w: %q", persistence.ErrUnknownQuota, n)
+		}
+	}
+	return nil
+}
+
+// Update changes a job that is not running, following reference §1.2.
+func (s *Store) Update(ctx context.Context, ref persistence.Ref, c persistence.Change) (*persistence.Job, error) {
+	const op = "update"
+	if err := validRef(op, ref); err != nil {
+		return nil, err
+	}
+	if c.Call != nil {
+		if err := c.Call.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if c.BeginAfter != nil && c.BeginAfter.IsZero() {
+		return nil, fmt.Errorf("%s: %w: zero begin_after", op, persistence.ErrInvalid)
+	}
+	if c.BeginBy != nil && *c.BeginBy < 0 {
+		return nil, fmt.Errorf("%s: %w: negative begin_by %s", op, persistence.ErrInvalid, *c.BeginBy)
+	}
+	if c.QuotaNames != nil {
+		if err := persistence.ValidateQuotaNames(*c.QuotaNames); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	var out *persistence.Job
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(tx *redis.Tx) (writes, error) {
+		j, err := s.readJob(ctx, tx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if c.Call != nil || c.BeginAfter != nil {
+			if err := persistence.CheckStatus("change the call or begin_after", j.Status, persistence.CallMutable...); err != nil {
+				return nil, err
+			}
+		}
+		if c.BeginBy != nil || c.QuotaNames != nil {
+			if err := persistence.CheckStatus("change begin_by or quota names", j.Status, persistence.ScheduleMutable...); err != nil {
+				return nil, err
+			}
+		}
+		if c.QuotaNames != nil && j.Status == persistence.StatusPending {
+			sizes, err := s.quotaSizes(ctx, tx, ref.Queue)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkQuotas(*c.QuotaNames, sizes); err != nil {
+				return nil, err
+			}
+		}
+		if c.Call != nil {
+			j.Call = *c.Call
+		}
+		if c.BeginAfter != nil {
+			j.BeginAfter = c.BeginAfter.UTC().Truncate(time.Microsecond)
+		}
+		if c.BeginBy != nil {
+			j.BeginBy = c.BeginBy.Truncate(time.Microsecond)
+		}
+		if c.QuotaNames != nil {
+			j.QuotaNames = slices.Clone(*c.QuotaNames)
+		}
+		out = j
+		return func(p redis.Pipeliner) error { s.writeJob(ctx, p, j); return nil }, nil
+	})
+	return out, err
+}
+
+// checkFence fails with ErrReassigned unless j is still in the run f names.
+func checkFence(j *persistence.Job, f persistence.Fence) error {
+	if j.Owner != f.Owner || j.Attempt != f.Attempt {
+		return fmt.Errorf("%w: job %s is now owned by %q at attempt %d, not by %q at attempt %d",
+			persistence.ErrReassigned, j.Ref, j.Owner, j.Attempt, f.Owner, f.Attempt)
+	}
+	return nil
+}
+
+// release queues the writes that take j out of every queue, agent and quota it is in.
+// keepQuotas leaves its quota slots (a job put back to be retried now keeps them).
+func (s *Store) release(ctx context.Context, p redis.Pipeliner, j *persistence.Job, keepQuotas bool) {
+	q := j.Queue
+	p.ZRem(ctx, s.k.pending(q), j.ID)
+	p.LRem(ctx, s.k.putback(q), 0, j.ID)
+	if !j.Holder.IsZero() {
+		p.ZRem(ctx, s.k.agent(q, j.Holder), j.ID)
+		p.SRem(ctx, s.k.parked(q, j.Holder), j.ID)
+	}
+	if !keepQuotas {
+		for _, n := range j.QuotaNames {
+			p.SRem(ctx, s.k.quota(q, n), j.ID)
+		}
+	}
+}
+
+// Fail completes a job that has not started with failure f.
+func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistence.Fence, f *persistence.Failure) (*persistence.Job, error) {
+	const op = "fail"
+	if err := validRef(op, ref); err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return nil, fmt.Errorf("%s: %w: nil failure", op, persistence.ErrInvalid)
+	}
+	var out *persistence.Job
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(tx *redis.Tx) (writes, error) {
+		j, err := s.readJob(ctx, tx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if fence != nil {
+			if err := checkFence(j, *fence); err != nil {
+				return nil, err
+			}
+		}
+		out = j
+		if j.Status == persistence.StatusCallbacks {
+			return nil, nil // only its callbacks are left to resume
+		}
+		if err := persistence.CheckStatus("fail", j.Status, persistence.Failable...); err != nil {
+			return nil, err
+		}
+		now, err := s.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return func(p redis.Pipeliner) error {
+			s.release(ctx, p, j, false)
+			j.Status, j.Failure, j.Result, j.Holder, j.ActiveEnd = persistence.StatusCallbacks, f, nil, persistence.Owner{}, now
+			s.writeJob(ctx, p, j)
+			return nil
+		}, nil
+	})
+	return out, err
+}
+
+// SetAnnotation writes a live annotation.
+func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name string, value json.RawMessage) error {
+	const op = "set annotation"
+	if err := validRef(op, ref); err != nil {
+		return err
+	}
+	if name == "" {
+		return fmt.Errorf("%s: %w: empty annotation name", op, persistence.ErrInvalid)
+	}
+	if !json.Valid(value) {
+		return fmt.Errorf("%s: %w: value of %s is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
+	}
+	key := s.k.job(ref.Queue, ref.ID)
+	return s.transact(ctx, op, []string{key}, func(tx *redis.Tx) (writes, error) {
+		n, err := tx.Exists(ctx, key).Result()
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
+		}
+		return func(p redis.Pipeliner) error {
+			p.HSet(ctx, s.k.annotations(ref.Queue, ref.ID), name, string(value))
+			return nil
+		}, nil
+	})
+}
+
+// Annotation reads one live annotation.
+func (s *Store) Annotation(ctx context.Context, ref persistence.Ref, name string) (json.RawMessage, bool, error) {
+	all, err := s.Annotations(ctx, ref)
+	if err != nil {
+		return nil, false, err
+	}
+	v, ok := all[name]
+	return v, ok, nil
+}
+
+// Annotations reads all live annotations of a job.
+func (s *Store) Annotations(ctx context.Context, ref persistence.Ref) (map[string]json.RawMessage, error) {
+	const op = "annotations"
+	if err := validRef(op, ref); err != nil {
+		return nil, err
+	}
+	var h *redis.MapStringStringCmd
+	var exists *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		h = p.HGetAll(ctx, s.k.annotations(ref.Queue, ref.ID))
+		exists = p.Exists(ctx, s.k.job(ref.Queue, ref.ID))
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	if exists.Val() == 0 {
+		return nil, fmt.Errorf("%s: %w: job %s", op, persistence.ErrNotFound, ref)
+	}
+	out := make(map[string]json.RawMessage, len(h.Val()))
+	for k, v := range h.Val() {
+		out[k] = json.RawMessage(v)
+	}
+	return out, nil
+}

@@ -1,0 +1,70 @@
+package redisstore
+
+import "github.com/zasync/zasync/persistence"
+
+// The key schema. Every key of a queue starts with "<prefix>:{<queue>}:", so a queue, its jobs,
+// its agents, its dispatcher records and all of a composite's sub-jobs share one Redis Cluster
+// slot and every transaction stays single-slot. Queue, agent, quota names, dispatcher UUIDs
+// and job ids cannot contain ':', '{' or '}' (persistence.ValidateName), so keys are
+// unambiguous.
+type keys struct {
+	prefix string
+}
+
+func (k keys) base(q string) string { return k.prefix + ":{" + q + "}:" }
+
+// job: hash, one job record (fields in codec.go). Gets a TTL of the retention period once the
+// job is COMPLETED.
+func (k keys) job(q, id string) string { return k.base(q) + "job:" + id }
+
+// annotations: hash, a job's live annotations (name → JSON), apart from the record so that
+// writing them never conflicts with the job's transitions. Expires with the job.
+func (k keys) annotations(q, id string) string { return k.base(q) + "job:" + id + ":ann" }
+
+// pending: zset, the queue's pending jobs (due and scheduled) scored by claim position in
+// microseconds: max(begin_after, time of put). Equal scores order by id, and ids are
+// time-ordered, so due jobs are FIFO.
+func (k keys) pending(q string) string { return k.base(q) + "pending" }
+
+// putback: list, interrupted jobs to retry now, oldest first; claimed before anything else.
+func (k keys) putback(q string) string { return k.base(q) + "putback" }
+
+// agent: zset, the jobs one agent holds (ASSIGNED, ACTIVE, CALLBACKS, parked), scored by
+// claim time in microseconds, so cleaning and listing keep claim order.
+func (k keys) agent(q string, o persistence.Owner) string {
+	return k.base(q) + "agent:" + o.Dispatcher + ":" + o.Agent
+}
+
+// parked: set, the jobs of one agent that wait on inner jobs without holding a slot.
+func (k keys) parked(q string, o persistence.Owner) string {
+	return k.base(q) + "parked:" + o.Dispatcher + ":" + o.Agent
+}
+
+// agents: set of "uuid/agent" of every agent that has claimed in the queue, so that a sweep
+// can find jobs held by agents whose dispatcher record is gone.
+func (k keys) agents(q string) string { return k.base(q) + "agents" }
+
+// dispatchers: hash, dispatcher UUID → JSON record (activation, intervals, agents). Pings are
+// kept apart (ping key) so that they never churn the record.
+func (k keys) dispatchers(q string) string { return k.base(q) + "dispatchers" }
+
+// ping: string, a dispatcher's last ping in microseconds of store time.
+func (k keys) ping(q, uuid string) string { return k.base(q) + "ping:" + uuid }
+
+// quotas: hash, quota name → size.
+func (k keys) quotas(q string) string { return k.base(q) + "quotas" }
+
+// quota: set, ids of the jobs holding a slot of one quota.
+func (k keys) quota(q, name string) string { return k.base(q) + "quota:" + name }
+
+// completed: zset, the jobs one agent completed, scored by completion time in microseconds;
+// entries older than the retention period are trimmed at each completion.
+func (k keys) completed(q string, o persistence.Owner) string {
+	return k.base(q) + "completed:" + o.Dispatcher + ":" + o.Agent
+}
+
+// wake: pub/sub channel; Put publishes the queue name so that idle dispatchers claim at once.
+func (k keys) wake(q string) string { return k.base(q) + "wake" }
+
+// queues: set of every queue name used. Not hash-tagged: it is never part of a transaction.
+func (k keys) queues() string { return k.prefix + ":queues" }

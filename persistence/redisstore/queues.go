@@ -1,0 +1,319 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// position is a pending job's score: its begin_after if that is ahead, else the next tick of
+// the store's queue clock (a job whose time has come goes to the end of the queue, reference
+// §1.5).
+func (s *Store) position(j *persistence.Job, now time.Time) float64 {
+	if j.BeginAfter.After(now) {
+		return float64(micros(j.BeginAfter))
+	}
+	return float64(s.tick(now))
+}
+
+// tick returns now in microseconds, or one more than the last tick if that is not later: due
+// jobs put through one store keep their order even when the clock stands still or steps back.
+func (s *Store) tick(now time.Time) int64 {
+	us := micros(now)
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	if us <= s.lastTick {
+		us = s.lastTick + 1
+	}
+	s.lastTick = us
+	return us
+}
+
+// dueUntil is the highest position a claim at now takes: now, or the last tick this store
+// gave if that ran ahead of the clock.
+func (s *Store) dueUntil(now time.Time) int64 {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	return max(micros(now), s.lastTick)
+}
+
+// enqueue queues the writes that make j PENDING in its queue.
+func (s *Store) enqueue(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time) {
+	j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
+	s.writeJob(ctx, p, j)
+	p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
+}
+
+// Put creates a job and puts it in a queue.
+func (s *Store) Put(ctx context.Context, q string, spec persistence.JobSpec) (*persistence.Job, error) {
+	jobs, err := s.PutMany(ctx, q, []persistence.JobSpec{spec})
+	if err != nil {
+		return nil, err
+	}
+	return jobs[0], nil
+}
+
+// PutMany puts several jobs in one transaction: one round trip when none names a quota, two
+// when some do (the quotas must exist; a quota removed right after the check is ignored at
+// claim time, as any removed quota is).
+func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSpec) ([]*persistence.Job, error) {
+	const op = "put"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	var quotaNames []string
+	for i := range specs {
+		if err := specs[i].Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		quotaNames = append(quotaNames, specs[i].QuotaNames...)
+	}
+	if len(quotaNames) > 0 {
+		sizes, err := s.quotaSizes(ctx, s.rdb, q)
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+		if err := checkQuotas(quotaNames, sizes); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if err := s.rememberQueue(ctx, q); err != nil {
+		return nil, err
+	}
+	now, err := s.now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*persistence.Job, len(specs))
+	for i, spec := range specs {
+		jobs[i] = newJob(q, spec, queuedJob, now)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, j := range jobs {
+			s.enqueue(ctx, p, j, now)
+		}
+		p.Publish(ctx, s.k.wake(q), q)
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	return jobs, nil
+}
+
+// Enqueue puts an existing NEW job in its queue.
+func (s *Store) Enqueue(ctx context.Context, ref persistence.Ref) (*persistence.Job, error) {
+	const op = "enqueue"
+	if err := validRef(op, ref); err != nil {
+		return nil, err
+	}
+	if err := s.rememberQueue(ctx, ref.Queue); err != nil {
+		return nil, err
+	}
+	var out *persistence.Job
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(tx *redis.Tx) (writes, error) {
+		j, err := s.readJob(ctx, tx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := persistence.CheckStatus("put a job in a queue (cannot add already-assigned job)", j.Status, persistence.StatusNew); err != nil {
+			return nil, err
+		}
+		if len(j.QuotaNames) > 0 {
+			sizes, err := s.quotaSizes(ctx, tx, ref.Queue)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkQuotas(j.QuotaNames, sizes); err != nil {
+				return nil, err
+			}
+		}
+		now, err := s.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = j
+		return func(p redis.Pipeliner) error {
+			s.enqueue(ctx, p, j, now)
+			p.Publish(ctx, s.k.wake(ref.Queue), ref.Queue)
+			return nil
+		}, nil
+	})
+	return out, err
+}
+
+// Pull takes the job at index (claim order) out of the queue.
+func (s *Store) Pull(ctx context.Context, q string, index int) (*persistence.Job, error) {
+	const op = "pull"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	var out *persistence.Job
+	err := s.transact(ctx, op, []string{s.k.pending(q), s.k.putback(q)}, func(tx *redis.Tx) (writes, error) {
+		var nPut, nPending *redis.IntCmd
+		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			nPut, nPending = p.LLen(ctx, s.k.putback(q)), p.ZCard(ctx, s.k.pending(q))
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		total, i := int(nPut.Val()+nPending.Val()), index
+		if i < 0 {
+			i += total
+		}
+		if i < 0 || i >= total {
+			return nil, fmt.Errorf("%w: index %d of %d pending jobs", persistence.ErrNotInQueue, index, total)
+		}
+		var ids []string
+		var err error
+		if p := int(nPut.Val()); i < p {
+			ids, err = tx.LRange(ctx, s.k.putback(q), int64(i), int64(i)).Result()
+		} else {
+			ids, err = tx.ZRange(ctx, s.k.pending(q), int64(i-p), int64(i-p)).Result()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) != 1 {
+			return nil, fmt.Errorf("%w: index %d", persistence.ErrNotInQueue, index)
+		}
+		return s.removeWrites(ctx, tx, persistence.Ref{Queue: q, ID: ids[0]}, &out)
+	})
+	return out, err
+}
+
+// Remove takes a pending job out of its queue.
+func (s *Store) Remove(ctx context.Context, ref persistence.Ref) (*persistence.Job, error) {
+	const op = "remove"
+	if err := validRef(op, ref); err != nil {
+		return nil, err
+	}
+	var out *persistence.Job
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(tx *redis.Tx) (writes, error) {
+		return s.removeWrites(ctx, tx, ref, &out)
+	})
+	return out, err
+}
+
+// removeWrites reads ref (watching it) and returns the writes that take it out of its queue,
+// back to NEW; ErrNotInQueue unless it is PENDING.
+func (s *Store) removeWrites(ctx context.Context, tx *redis.Tx, ref persistence.Ref, out **persistence.Job) (writes, error) {
+	if err := tx.Watch(ctx, s.k.job(ref.Queue, ref.ID)).Err(); err != nil {
+		return nil, err
+	}
+	j, err := s.readJob(ctx, tx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if j.Status != persistence.StatusPending {
+		return nil, fmt.Errorf("%w: job %s is %s", persistence.ErrNotInQueue, ref, j.Status)
+	}
+	*out = j
+	return func(p redis.Pipeliner) error {
+		s.release(ctx, p, j, false)
+		j.Status, j.Assigner = persistence.StatusNew, ""
+		s.writeJob(ctx, p, j)
+		return nil
+	}, nil
+}
+
+// Pending lists pending ids in claim order, reading only the window asked for.
+func (s *Store) Pending(ctx context.Context, q string, offset, limit int) ([]string, error) {
+	const op = "pending"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	if offset < 0 || limit < 0 {
+		return nil, fmt.Errorf("%s: %w: negative offset %d or limit %d", op, persistence.ErrInvalid, offset, limit)
+	}
+	if limit == 0 {
+		return nil, nil
+	}
+	var head *redis.StringSliceCmd
+	var nPut *redis.IntCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		head = p.LRange(ctx, s.k.putback(q), int64(offset), int64(offset+limit-1))
+		nPut = p.LLen(ctx, s.k.putback(q))
+		return nil
+	}); err != nil {
+		return nil, s.fail(op, err)
+	}
+	ids := head.Val()
+	if rest := limit - len(ids); rest > 0 {
+		start := max(0, offset-int(nPut.Val()))
+		more, err := s.rdb.ZRange(ctx, s.k.pending(q), int64(start), int64(start+rest-1)).Result()
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+		ids = append(ids, more...)
+	}
+	return ids, nil
+}
+
+// Subscribe returns a subscription to the wake-ups of queues.
+func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Subscription, error) {
+	const op = "subscribe"
+	if len(queues) == 0 {
+		return nil, fmt.Errorf("%s: %w: no queue", op, persistence.ErrInvalid)
+	}
+	channels := make([]string, len(queues))
+	for i, q := range queues {
+		if err := validQueue(op, q); err != nil {
+			return nil, err
+		}
+		channels[i] = s.k.wake(q)
+	}
+	ps := s.rdb.Subscribe(ctx, channels...)
+	// Wait for every confirmation, so that a put made after Subscribe returns is delivered.
+	for range channels {
+		if _, err := ps.Receive(ctx); err != nil {
+			ps.Close()
+			return nil, s.fail(op, err)
+		}
+	}
+	sub := &subscription{ps: ps, c: make(chan string, 64), done: make(chan struct{})}
+	go sub.run(slices.Clone(queues), channels)
+	return sub, nil
+}
+
+type subscription struct {
+	ps        *redis.PubSub
+	c         chan string
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (s *subscription) run(queues, channels []string) {
+	defer close(s.done)
+	defer close(s.c)
+	for m := range s.ps.Channel() {
+		i := slices.Index(channels, m.Channel)
+		if i < 0 {
+			continue
+		}
+		select {
+		case s.c <- queues[i]:
+		default: // a wake-up is already waiting: coalesce
+		}
+	}
+}
+
+func (s *subscription) C() <-chan string { return s.c }
+
+func (s *subscription) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if e := s.ps.Close(); e != nil && !strings.Contains(e.Error(), "closed") {
+			err = fmt.Errorf("close subscription: %w: %s", persistence.ErrUnavailable, e.Error())
+		}
+		<-s.done
+	})
+	return err
+}

@@ -1,0 +1,83 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/zasync/zasync/persistence"
+	"github.com/zasync/zasync/persistence/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// backend is one Redis the suite runs on.
+type backend struct {
+	name string
+	// client returns a client for one test; it is closed when the test ends.
+	client func(t *testing.T) redis.UniversalClient
+}
+
+// backends returns miniredis always, and the real Redis at ZASYNC_TEST_REDIS when it is set.
+func backends() []backend {
+	bs := []backend{{name: "miniredis", client: func(t *testing.T) redis.UniversalClient {
+		m := miniredis.RunT(t)
+		c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}}}
+	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" {
+		bs = append(bs, backend{name: "redis", client: func(t *testing.T) redis.UniversalClient {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			t.Cleanup(func() { c.Close() })
+			return c
+		}})
+	}
+	return bs
+}
+
+// newStore returns a store with a fresh key prefix on c, whose keys are deleted when the
+// test ends (never a FLUSHDB: the database may not be ours).
+func newStore(t *testing.T, c redis.UniversalClient, opts Options) *Store {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	opts.Prefix = "zasynctest-" + hex.EncodeToString(b)
+	s, err := New(c, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, opts.Prefix+":*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if len(keys) > 0 {
+			c.Del(ctx, keys...)
+		}
+		s.Close()
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			t.Logf("conformance suite on %s", b.name)
+			storetest.Run(t, storetest.Harness{New: func(t *testing.T, clock persistence.Clock) persistence.Store {
+				return newStore(t, b.client(t), Options{Clock: clock})
+			}})
+		})
+	}
+}

@@ -1,0 +1,272 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// fenced runs one fenced transition of f's job: WATCH the job, read it, check that it is
+// still f's run (ErrReassigned) and in one of allowed (BadStatusError), then let change
+// modify it and queue extra writes; the job is written back whole. change returning nil
+// writes and an error aborts without writing.
+func (s *Store) fenced(ctx context.Context, op string, f persistence.Fence, allowed []persistence.Status,
+	change func(now time.Time, j *persistence.Job) (writes, error)) (*persistence.Job, error) {
+	if err := validRef(op, f.Ref); err != nil {
+		return nil, err
+	}
+	var out *persistence.Job
+	err := s.transact(ctx, op, []string{s.k.job(f.Queue, f.ID)}, func(tx *redis.Tx) (writes, error) {
+		j, err := s.readJob(ctx, tx, f.Ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkFence(j, f); err != nil {
+			return nil, err
+		}
+		if err := persistence.CheckStatus(op, j.Status, allowed...); err != nil {
+			return nil, err
+		}
+		now, err := s.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		extra, err := change(now, j)
+		if err != nil {
+			return nil, err
+		}
+		out = j
+		return func(p redis.Pipeliner) error {
+			if extra != nil {
+				if err := extra(p); err != nil {
+					return err
+				}
+			}
+			s.writeJob(ctx, p, j)
+			return nil
+		}, nil
+	})
+	return out, err
+}
+
+// Start moves a job to ACTIVE.
+func (s *Store) Start(ctx context.Context, f persistence.Fence) (*persistence.Job, error) {
+	return s.fenced(ctx, "start", f, persistence.Runnable, func(now time.Time, j *persistence.Job) (writes, error) {
+		j.Status, j.ActiveStart = persistence.StatusActive, now
+		return nil, nil
+	})
+}
+
+// Commit stores the outcome of an ACTIVE job.
+func (s *Store) Commit(ctx context.Context, f persistence.Fence, o persistence.Outcome) (*persistence.Job, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return s.fenced(ctx, "commit", f, []persistence.Status{persistence.StatusActive}, func(now time.Time, j *persistence.Job) (writes, error) {
+		j.Result, j.Failure = o.Result, o.Failure
+		if o.Retry != nil {
+			j.Retry = maps.Clone(o.Retry)
+		}
+		j.Status, j.ActiveEnd, j.WaitingOn, j.Parked = persistence.StatusCallbacks, now, "", false
+		quotas := j.QuotaNames
+		return func(p redis.Pipeliner) error {
+			for _, n := range quotas {
+				p.SRem(ctx, s.k.quota(j.Queue, n), j.ID)
+			}
+			if !j.Holder.IsZero() {
+				p.SRem(ctx, s.k.parked(j.Queue, j.Holder), j.ID)
+			}
+			if o.Complete && len(j.Callbacks) == 0 {
+				s.complete(ctx, p, j, now)
+			}
+			return nil
+		}, nil
+	})
+}
+
+// Complete moves a job from CALLBACKS to COMPLETED.
+func (s *Store) Complete(ctx context.Context, f persistence.Fence, seen int) (*persistence.Job, error) {
+	var more *persistence.Job
+	j, err := s.fenced(ctx, "complete", f, []persistence.Status{persistence.StatusCallbacks}, func(now time.Time, j *persistence.Job) (writes, error) {
+		if len(j.Callbacks) > seen {
+			more = j
+			return nil, fmt.Errorf("%w: job %s has %d callbacks, %d were run", persistence.ErrMoreCallbacks, j.Ref, len(j.Callbacks), seen)
+		}
+		return func(p redis.Pipeliner) error { s.complete(ctx, p, j, now); return nil }, nil
+	})
+	if more != nil {
+		return more, err
+	}
+	return j, err
+}
+
+// complete queues the writes that make j COMPLETED: it leaves its holder for the holder's
+// completed history (or its owner's, for an adopted job that had no holder), the history is
+// trimmed to the retention period, and the record gets that period as its TTL. j itself is
+// written by the caller.
+func (s *Store) complete(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time) {
+	j.Status, j.Completed = persistence.StatusCompleted, now
+	q := j.Queue
+	by := j.Holder
+	if !by.IsZero() {
+		p.ZRem(ctx, s.k.agent(q, by), j.ID)
+		p.SRem(ctx, s.k.parked(q, by), j.ID)
+	} else {
+		by = j.Owner
+	}
+	if !by.IsZero() {
+		s.addHistory(ctx, p, q, by, j.ID, now)
+	}
+	if s.retention > 0 {
+		p.PExpire(ctx, s.k.job(q, j.ID), s.retention)
+		p.PExpire(ctx, s.k.annotations(q, j.ID), s.retention)
+	}
+}
+
+// addHistory records id as completed by o at t and trims o's history to the retention period.
+func (s *Store) addHistory(ctx context.Context, p redis.Pipeliner, q string, o persistence.Owner, id string, t time.Time) {
+	key := s.k.completed(q, o)
+	p.ZAdd(ctx, key, redis.Z{Score: float64(micros(t)), Member: id})
+	if s.retention > 0 {
+		p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(micros(t.Add(-s.retention)), 10))
+	}
+}
+
+// Reschedule puts an ASSIGNED or ACTIVE job back in its queue.
+func (s *Store) Reschedule(ctx context.Context, f persistence.Fence, at time.Time, counts persistence.RetryCounts) (*persistence.Job, error) {
+	if at.IsZero() {
+		return nil, fmt.Errorf("reschedule: %w: zero time", persistence.ErrInvalid)
+	}
+	allowed := []persistence.Status{persistence.StatusAssigned, persistence.StatusActive}
+	return s.fenced(ctx, "reschedule", f, allowed, func(now time.Time, j *persistence.Job) (writes, error) {
+		putBack := !at.After(now)
+		old := *j
+		if counts != nil {
+			j.Retry = maps.Clone(counts)
+		}
+		j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
+		j.ActiveStart, j.WaitingOn, j.Parked = time.Time{}, "", false
+		if !putBack {
+			j.BeginAfter = at.UTC().Truncate(time.Microsecond)
+		}
+		return func(p redis.Pipeliner) error {
+			s.release(ctx, p, &old, putBack)
+			if putBack {
+				p.RPush(ctx, s.k.putback(j.Queue), j.ID)
+			} else {
+				p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: float64(micros(j.BeginAfter)), Member: j.ID})
+			}
+			p.Publish(ctx, s.k.wake(j.Queue), j.Queue)
+			return nil
+		}, nil
+	})
+}
+
+// SaveRetry stores the retry counters of a running job.
+func (s *Store) SaveRetry(ctx context.Context, f persistence.Fence, counts persistence.RetryCounts) error {
+	allowed := []persistence.Status{persistence.StatusAssigned, persistence.StatusActive, persistence.StatusCallbacks}
+	_, err := s.fenced(ctx, "save retry counters", f, allowed, func(_ time.Time, j *persistence.Job) (writes, error) {
+		j.Retry = maps.Clone(counts)
+		return nil, nil
+	})
+	return err
+}
+
+// Wait records that an ACTIVE job waits for an inner job, parked or not.
+func (s *Store) Wait(ctx context.Context, f persistence.Fence, inner string, park bool) (*persistence.Job, error) {
+	if err := persistence.ValidateName("job id", inner); err != nil {
+		return nil, fmt.Errorf("wait: %w", err)
+	}
+	return s.fenced(ctx, "wait", f, []persistence.Status{persistence.StatusActive}, func(_ time.Time, j *persistence.Job) (writes, error) {
+		j.WaitingOn, j.Parked = inner, park && !j.Holder.IsZero()
+		return func(p redis.Pipeliner) error {
+			if !j.Holder.IsZero() {
+				if j.Parked {
+					p.SAdd(ctx, s.k.parked(j.Queue, j.Holder), j.ID)
+				} else {
+					p.SRem(ctx, s.k.parked(j.Queue, j.Holder), j.ID)
+				}
+			}
+			return nil
+		}, nil
+	})
+}
+
+// Adopt gives target to the run of by.
+func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, statuses ...persistence.Status) (*persistence.Job, error) {
+	const op = "adopt"
+	if err := validRef(op, by.Ref); err != nil {
+		return nil, err
+	}
+	ref := by.Ref.In(target)
+	if err := validRef(op, ref); err != nil {
+		return nil, err
+	}
+	var out *persistence.Job
+	err := s.transact(ctx, op, []string{s.k.job(by.Queue, by.ID), s.k.job(ref.Queue, ref.ID)}, func(tx *redis.Tx) (writes, error) {
+		adopter, err := s.readJob(ctx, tx, by.Ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkFence(adopter, by); err != nil {
+			return nil, err
+		}
+		if err := persistence.CheckStatus("adopt a job", adopter.Status, persistence.StatusActive, persistence.StatusCallbacks); err != nil {
+			return nil, err
+		}
+		j, err := s.readJob(ctx, tx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := persistence.CheckStatus("be adopted", j.Status, statuses...); err != nil {
+			return nil, err
+		}
+		j.Owner = by.Owner
+		j.Attempt++
+		out = j
+		return func(p redis.Pipeliner) error { s.writeJob(ctx, p, j); return nil }, nil
+	})
+	return out, err
+}
+
+// AddCallback creates a NEW callback job and appends it to parent's callbacks.
+func (s *Store) AddCallback(ctx context.Context, parent persistence.Ref, spec persistence.JobSpec) (*persistence.Job, persistence.Status, error) {
+	const op = "add callback"
+	if err := validRef(op, parent); err != nil {
+		return nil, 0, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", op, err)
+	}
+	var cb *persistence.Job
+	var status persistence.Status
+	err := s.transact(ctx, op, []string{s.k.job(parent.Queue, parent.ID)}, func(tx *redis.Tx) (writes, error) {
+		pj, err := s.readJob(ctx, tx, parent)
+		if err != nil {
+			return nil, err
+		}
+		now, err := s.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cb = newJob(parent.Queue, spec, callbackJob, now)
+		cb.Parent = parent.ID
+		status = pj.Status
+		return func(p redis.Pipeliner) error {
+			s.writeJob(ctx, p, cb)
+			ids := append(pj.Callbacks, cb.ID)
+			p.HSet(ctx, s.k.job(parent.Queue, parent.ID), fCallbacks, mustJSON(ids))
+			return nil
+		}, nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return cb, status, nil
+}

@@ -1,0 +1,232 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// DefaultPrefix starts every key unless Options.Prefix says otherwise.
+const DefaultPrefix = "zasync"
+
+// DefaultRetention is how long completed jobs are kept when Options.Retention is 0.
+const DefaultRetention = 7 * 24 * time.Hour
+
+// DefaultMaxTxRetries is how many times a transaction that lost a race is retried before the
+// store gives up with persistence.ErrConflict, when Options.MaxTxRetries is 0.
+const DefaultMaxTxRetries = 20
+
+// Options configure a Store. The zero value is ready to use.
+type Options struct {
+	// Prefix starts every key. Default "zasync". It may not contain '{', '}' or spaces.
+	Prefix string
+	// Clock, if set, is the store's time for everything (tests). By default the store uses
+	// the Redis server's TIME: read fresh for pings, activation and death, and estimated from
+	// the local clock plus the last measured offset (re-measured every second) for puts and
+	// claims, which then cost no extra round trip.
+	Clock persistence.Clock
+	// Retention is how long completed jobs and agents' completed histories are kept.
+	// Default 7 days; negative keeps them forever.
+	Retention time.Duration
+	// MaxTxRetries is how many times a transaction that lost a race to another client is
+	// retried (re-reading and re-checking each time) before persistence.ErrConflict.
+	// Default 20.
+	MaxTxRetries int
+}
+
+// Store is a persistence.Store over a go-redis UniversalClient: a single node, Sentinel or
+// Cluster. It is safe for concurrent use.
+type Store struct {
+	rdb        redis.UniversalClient
+	k          keys
+	clock      persistence.Clock
+	retention  time.Duration
+	maxRetries int
+
+	timeMu     sync.Mutex
+	offset     time.Duration // Redis TIME minus local time, at the last measure
+	measuredAt time.Time     // local time of the last measure; zero before the first
+
+	known sync.Map // queue names already added to the queues set by this store
+
+	tickMu   sync.Mutex
+	lastTick int64 // the last queue position given to a due job, µs (see tick)
+
+	// beforeExec, when set (tests only), runs between a transaction's reads and its EXEC.
+	beforeExec func(op string)
+}
+
+var _ persistence.Store = (*Store)(nil)
+
+// New returns a Store over rdb. It does no I/O; the first call reaches Redis.
+func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil redis client", persistence.ErrInvalid)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, "{} \t\r\n") {
+		return nil, fmt.Errorf("%w: key prefix %q may not contain braces or spaces", persistence.ErrInvalid, opts.Prefix)
+	}
+	switch {
+	case opts.Retention == 0:
+		opts.Retention = DefaultRetention
+	case opts.Retention < 0:
+		opts.Retention = 0
+	}
+	if opts.MaxTxRetries <= 0 {
+		opts.MaxTxRetries = DefaultMaxTxRetries
+	}
+	return &Store{rdb: rdb, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention, maxRetries: opts.MaxTxRetries}, nil
+}
+
+// Close does nothing: the store does not own its client.
+func (s *Store) Close() error { return nil }
+
+// Now returns the store's time: Redis TIME, or the injected clock.
+func (s *Store) Now(ctx context.Context) (time.Time, error) { return s.serverNow(ctx) }
+
+// now returns the time for puts and claims: the injected clock, or the local clock corrected
+// by the offset to Redis TIME measured at most a second ago.
+func (s *Store) now(ctx context.Context) (time.Time, error) {
+	if s.clock != nil {
+		return s.clock.Now().UTC(), nil
+	}
+	s.timeMu.Lock()
+	fresh := !s.measuredAt.IsZero() && time.Since(s.measuredAt) < time.Second
+	off := s.offset
+	s.timeMu.Unlock()
+	if fresh {
+		return time.Now().Add(off).UTC().Truncate(time.Microsecond), nil
+	}
+	return s.serverNow(ctx)
+}
+
+// serverNow reads Redis TIME (or the injected clock) and re-measures the offset.
+func (s *Store) serverNow(ctx context.Context) (time.Time, error) {
+	if s.clock != nil {
+		return s.clock.Now().UTC(), nil
+	}
+	before := time.Now()
+	t, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, s.fail("time", err)
+	}
+	after := time.Now()
+	mid := before.Add(after.Sub(before) / 2)
+	s.timeMu.Lock()
+	s.offset, s.measuredAt = t.Sub(mid), after
+	s.timeMu.Unlock()
+	return t.UTC().Truncate(time.Microsecond), nil
+}
+
+// fail turns an error met during op into one of persistence's: domain errors pass through
+// with op as context; a cancelled context stays a context error; every other error of the
+// backend becomes persistence.ErrUnavailable with its text (no go-redis error escapes).
+func (s *Store) fail(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isDomain(err) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w: %w", op, persistence.ErrUnavailable, contextErr(err))
+	}
+	return fmt.Errorf("%s: %w: %s", op, persistence.ErrUnavailable, err.Error())
+}
+
+func contextErr(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return context.Canceled
+	}
+	return context.DeadlineExceeded
+}
+
+// isDomain reports errors made by this package from persistence's sentinels and types.
+func isDomain(err error) bool {
+	var t interface{ FailureType() string }
+	return errors.As(err, &t)
+}
+
+// writes queues a transaction's writes; it runs inside MULTI … EXEC.
+type writes func(p redis.Pipeliner) error
+
+// transact runs one optimistic transaction: WATCH watch, then read (reads after WATCH see
+// what EXEC will be checked against; they may WATCH more keys), check, and return the writes,
+// which run in MULTI … EXEC. A transaction that lost a race is re-run, reads and checks
+// included, up to maxRetries times with a short random backoff, then fails with ErrConflict.
+// read returning nil writes ends the transaction without writing.
+func (s *Store) transact(ctx context.Context, op string, watch []string, read func(tx *redis.Tx) (writes, error)) error {
+	for attempt := 1; ; attempt++ {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			w, err := read(tx)
+			if err != nil || w == nil {
+				return err
+			}
+			if s.beforeExec != nil {
+				s.beforeExec(op)
+			}
+			_, err = tx.TxPipelined(ctx, w)
+			return err
+		}, watch...)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return s.fail(op, err)
+		}
+		if attempt >= s.maxRetries {
+			return fmt.Errorf("%s: %w after %d attempts", op, persistence.ErrConflict, attempt)
+		}
+		// Back off a little, more with each lost race, so that racing clients spread out.
+		d := time.Duration(rand.Int64N(int64(attempt)*int64(200*time.Microsecond) + 1))
+		select {
+		case <-ctx.Done():
+			return s.fail(op, ctx.Err())
+		case <-time.After(d):
+		}
+	}
+}
+
+// pipelineErr drops redis.Nil (a missing key or field is an answer, not an error) from the
+// error of a read pipeline.
+func pipelineErr(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
+// rememberQueue adds q to the set of queues once per store.
+func (s *Store) rememberQueue(ctx context.Context, q string) error {
+	if _, ok := s.known.Load(q); ok {
+		return nil
+	}
+	if err := s.rdb.SAdd(ctx, s.k.queues(), q).Err(); err != nil {
+		return s.fail("remember queue", err)
+	}
+	s.known.Store(q, true)
+	return nil
+}
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+

@@ -1,0 +1,229 @@
+package persistence
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Clock tells the store's time. The Redis store uses the Redis server's TIME by default, so
+// that every process judges pings and deadlines by one clock; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+}
+
+// Store keeps all of zasync's durable state. Every method takes a context with a deadline
+// first; every read-check-write is one optimistic transaction. Errors are this package's
+// sentinels and typed errors (wrapped with %w); no backend error escapes. A method that fails
+// with ErrInvalid, ErrNotFound or ErrBadStatus has changed nothing.
+//
+// The interface is in parts, one per subject: Jobs, Queues, Runs, Callbacks, Dispatchers,
+// Quotas, History and Monitor.
+type Store interface {
+	Jobs
+	Queues
+	Runs
+	Callbacks
+	Dispatchers
+	Quotas
+	History
+	Monitor
+	// Now returns the store's time (Redis TIME, or the injected clock).
+	Now(ctx context.Context) (time.Time, error)
+	// Close releases what the store holds. It does not close a client it was given.
+	Close() error
+}
+
+// Jobs reads and changes job records that are not running.
+type Jobs interface {
+	// Create stores a NEW job in queue, in no queue order (a composite's sub-job, or a job
+	// to put later with Enqueue).
+	Create(ctx context.Context, queue string, spec JobSpec) (*Job, error)
+	// Get reads a job. ErrNotFound if it does not exist (or has expired from history).
+	Get(ctx context.Context, ref Ref) (*Job, error)
+	// GetMany reads several jobs of one queue in one round trip; missing ones are nil.
+	GetMany(ctx context.Context, queue string, ids []string) ([]*Job, error)
+	// Update changes a job that is not running, following the status rules of Change.
+	Update(ctx context.Context, ref Ref, c Change) (*Job, error)
+	// Fail completes a NEW, PENDING or ASSIGNED job with failure f (taking it out of its
+	// queue or agent) and leaves it in CALLBACKS for its callbacks to run. On a job already in
+	// CALLBACKS it changes nothing and returns the job, so that its callbacks can be resumed.
+	// ACTIVE and COMPLETED jobs give *BadStatusError. With a non-nil fence the write is
+	// fenced (ErrReassigned when it no longer holds).
+	Fail(ctx context.Context, ref Ref, fence *Fence, f *Failure) (*Job, error)
+	// SetAnnotation writes a live annotation of a job, visible at once to every reader, even
+	// while the job runs; annotations are kept apart from the job's state, so they never
+	// conflict with its transitions. value must be JSON.
+	SetAnnotation(ctx context.Context, ref Ref, name string, value json.RawMessage) error
+	// Annotation reads one live annotation; ok is false when it is not set.
+	Annotation(ctx context.Context, ref Ref, name string) (value json.RawMessage, ok bool, err error)
+	// Annotations reads all live annotations of a job.
+	Annotations(ctx context.Context, ref Ref) (map[string]json.RawMessage, error)
+}
+
+// Queues puts jobs into queues, takes them out, and claims them for agents.
+type Queues interface {
+	// Put creates a job and puts it in queue: due jobs go to the end of the queue, scheduled
+	// ones are ordered by begin_after. Every quota name must exist (ErrUnknownQuota). A
+	// wake-up is published for the queue.
+	Put(ctx context.Context, queue string, spec JobSpec) (*Job, error)
+	// PutMany puts several jobs in one round trip, all or none.
+	PutMany(ctx context.Context, queue string, specs []JobSpec) ([]*Job, error)
+	// Enqueue puts an existing NEW job in its queue (a pulled job, a sub-job). Other statuses
+	// give *BadStatusError ("cannot add already-assigned job").
+	Enqueue(ctx context.Context, ref Ref) (*Job, error)
+	// Pull takes the job at index (claim order; negative counts from the end) out of the
+	// queue, back to NEW. ErrNotInQueue if there is no such index.
+	Pull(ctx context.Context, queue string, index int) (*Job, error)
+	// Remove takes a pending job out of its queue, back to NEW. ErrNotInQueue if it is not
+	// waiting in the queue.
+	Remove(ctx context.Context, ref Ref) (*Job, error)
+	// Pending lists pending job ids in claim order, from offset, at most limit of them: the
+	// put-back jobs, then the others by begin_after. It reads only that window.
+	Pending(ctx context.Context, queue string, offset, limit int) ([]string, error)
+	// Claim takes up to the agent's free slots from the queue in one transaction (see
+	// ClaimParams). A job past its begin_by deadline is handed out as a HandlerFail system job
+	// whose Target is the expired job. ErrNotActivated when the dispatcher's record is not
+	// activated or is dead: a dispatcher presumed dead must ping before it claims again.
+	Claim(ctx context.Context, p ClaimParams) ([]*Job, error)
+	// Subscribe returns a subscription to the wake-ups Put publishes for queues.
+	Subscribe(ctx context.Context, queues ...string) (Subscription, error)
+}
+
+// ClaimParams says who claims and how much.
+type ClaimParams struct {
+	Queue      string
+	Dispatcher string // UUID; its record in Queue must be activated and alive
+	Agent      string
+	// Size is the agent's size: it holds at most Size jobs, parked ones not counted.
+	Size int
+	// Max, if positive, claims at most this many even when more slots are free.
+	Max int
+	// Filter, if not nil, accepts the jobs this agent may run; it must be pure. It sees the
+	// job itself, also for an expired job that would be handed out as a HandlerFail job.
+	Filter func(*Job) bool
+	// ScanLimit bounds how many jobs from the head of the queue one claim examines when a
+	// filter or quotas reject some (0: DefaultScanLimit). A claim never scans a whole queue.
+	ScanLimit int
+}
+
+// DefaultScanLimit is how many jobs one claim examines at most when ClaimParams.ScanLimit is 0.
+const DefaultScanLimit = 200
+
+// Subscription delivers wake-ups: the name of a queue that had a job put.
+type Subscription interface {
+	// C delivers queue names; it is closed by Close. Wake-ups may be coalesced or lost (they
+	// only shorten the wait for the next poll), never invented.
+	C() <-chan string
+	// Close ends the subscription.
+	Close() error
+}
+
+// Runs are the fenced transitions of a claimed or adopted job. Each checks, in the same
+// transaction as its write, that the job still has fence's owner and attempt: when it does
+// not, the job was taken from this run, ErrReassigned is returned and nothing is written.
+// A right owner in a wrong status gives *BadStatusError.
+type Runs interface {
+	// Start moves a job from ASSIGNED (or NEW, for an adopted callback) to ACTIVE and stamps
+	// its start.
+	Start(ctx context.Context, f Fence) (*Job, error)
+	// Commit stores the outcome of an ACTIVE job and moves it to CALLBACKS (or COMPLETED, see
+	// Outcome.Complete), releasing its quota slots and its parking.
+	Commit(ctx context.Context, f Fence, o Outcome) (*Job, error)
+	// Complete moves a job from CALLBACKS to COMPLETED once its callbacks are done: it leaves
+	// its holder's slots for the holder's completed history. seen is how many callbacks the
+	// caller ran: if more were added meanwhile, ErrMoreCallbacks is returned with the job, and
+	// the caller runs the new ones first.
+	Complete(ctx context.Context, f Fence, seen int) (*Job, error)
+	// Reschedule puts an ASSIGNED or ACTIVE job back in its queue, PENDING, begin_after at:
+	// at or before now it goes to the front of the queue and keeps its quota slots (an
+	// interrupted job retried now); later, it is scheduled and releases them. counts, if not
+	// nil, replaces the retry counters.
+	Reschedule(ctx context.Context, f Fence, at time.Time, counts RetryCounts) (*Job, error)
+	// SaveRetry stores the retry counters of a running job.
+	SaveRetry(ctx context.Context, f Fence, counts RetryCounts) error
+	// Wait records that an ACTIVE job waits for inner's result. Parked, it stops counting
+	// against its holder's size but stays held, so it is interrupted and recovered with it.
+	Wait(ctx context.Context, f Fence, inner string, park bool) (*Job, error)
+	// Adopt gives target to the run by holds: target must be in one of statuses; its owner
+	// becomes by's owner and its attempt is incremented, which fences out any earlier run.
+	// Used for a parent's callbacks and by system jobs for the job they act on. by must be
+	// ACTIVE or in CALLBACKS.
+	Adopt(ctx context.Context, by Fence, target string, statuses ...Status) (*Job, error)
+}
+
+// Callbacks attaches callbacks to jobs.
+type Callbacks interface {
+	// AddCallback creates a NEW callback job and appends it to parent's callbacks, in one
+	// transaction that fails with ErrConflict if the parent changes meanwhile (the
+	// caller retries). The parent's status is returned with it: when it is COMPLETED the
+	// caller runs the callback at once.
+	AddCallback(ctx context.Context, parent Ref, spec JobSpec) (cb *Job, parentStatus Status, err error)
+}
+
+// Dispatchers keeps dispatcher records per queue, their pings and their agents.
+type Dispatchers interface {
+	// Register records a dispatcher UUID in a queue. ErrAlreadyRegistered if it is there.
+	Register(ctx context.Context, queue, uuid string, c DispatcherConfig) error
+	// Unregister removes a record. ErrActivated while activated, ErrNotFound if absent.
+	Unregister(ctx context.Context, queue, uuid string) error
+	// Configure replaces a record's intervals and agents.
+	Configure(ctx context.Context, queue, uuid string, c DispatcherConfig) error
+	// Activate activates a record after cleaning its agents (a fail-safe against leftovers).
+	// ErrAlreadyActivated when it is activated and not dead (another process?); a record
+	// activated but dead is cleaned and taken over.
+	Activate(ctx context.Context, queue, uuid string) (*CleanReport, error)
+	// Deactivate marks a record not activated and cleans its agents. Safe to race: a record
+	// already deactivated is only cleaned of what is left.
+	Deactivate(ctx context.Context, queue, uuid string) (*CleanReport, error)
+	// Reactivate activates a record without cleaning it: the dispatcher was presumed dead but
+	// lives, and its jobs that were not reassigned are still its own.
+	Reactivate(ctx context.Context, queue, uuid string) error
+	// Ping rewrites the ping when PingInterval has passed; a record found not activated is
+	// reactivated (see PingResult).
+	Ping(ctx context.Context, queue, uuid string) (PingResult, error)
+	// Dispatcher reads one record, Dead computed at the store's now.
+	Dispatcher(ctx context.Context, queue, uuid string) (*DispatcherRecord, error)
+	// Dispatchers reads every record of a queue, ordered by UUID.
+	Dispatchers(ctx context.Context, queue string) ([]*DispatcherRecord, error)
+	// NextSibling returns the next activated record after uuid in UUID order, wrapping
+	// around; ErrNotFound when there is none but uuid itself.
+	NextSibling(ctx context.Context, queue, uuid string) (*DispatcherRecord, error)
+	// AgentJobs lists the ids held by an agent, in claim order.
+	AgentJobs(ctx context.Context, queue string, agent Owner) ([]string, error)
+	// HeldBy lists every agent that holds jobs in a queue, with or without a record, so that
+	// a sweep can find jobs whose dispatcher is gone.
+	HeldBy(ctx context.Context, queue string) ([]Owner, error)
+	// CleanAgent cleans one agent's jobs as deactivation does: one transaction per job, safe
+	// when two cleaners race.
+	CleanAgent(ctx context.Context, queue string, agent Owner) (*CleanReport, error)
+}
+
+// Quotas are strict per-queue limits on how many jobs naming a quota run at once.
+type Quotas interface {
+	// CreateQuota defines a quota of size (at least 1). ErrInvalid if it exists.
+	CreateQuota(ctx context.Context, queue, name string, size int) error
+	// RemoveQuota removes a quota; jobs that still name it ignore the name.
+	RemoveQuota(ctx context.Context, queue, name string) error
+	// ResizeQuota changes a quota's size; running jobs are not stopped by a shrink.
+	ResizeQuota(ctx context.Context, queue, name string, size int) error
+	// Quota reads a quota and its holders.
+	Quota(ctx context.Context, queue, name string) (*QuotaInfo, error)
+	// QuotaNames lists a queue's quotas.
+	QuotaNames(ctx context.Context, queue string) ([]string, error)
+}
+
+// History reads the completed jobs of agents, kept for the store's retention period.
+type History interface {
+	// Completed lists the ids an agent completed in [since, before) (zero: unbounded), newest
+	// first, at most limit (0: 100).
+	Completed(ctx context.Context, queue string, agent Owner, since, before time.Time, limit int) ([]string, error)
+}
+
+// Monitor answers monitoring queries without scanning whole queues.
+type Monitor interface {
+	// Queues lists the queues this store has seen used, by any process.
+	Queues(ctx context.Context) ([]string, error)
+	// Stats counts a queue's jobs by where they wait.
+	Stats(ctx context.Context, queue string) (QueueStats, error)
+}
