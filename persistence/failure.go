@@ -36,6 +36,10 @@ func NewFailure(err error, stack string) *Failure {
 
 func (f *Failure) Error() string { return f.Type + ": " + f.Message }
 
+// FailureType reports the failure's kind, so that a stored failure passed on wrapped (a
+// handler returning an inner job's failure) keeps it.
+func (f *Failure) FailureType() string { return f.Type }
+
 // Is matches sentinels and typed errors of the same kind, so a Failure read back from storage
 // still answers errors.Is(f, ErrConflict).
 func (f *Failure) Is(target error) bool {

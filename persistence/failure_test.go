@@ -204,3 +204,14 @@ func TestFailureErrorTexts(t *testing.T) {
 		t.Fatalf("AbortedError: want the count in %q", got)
 	}
 }
+
+func TestWrappedStoredFailureKeepsKind(t *testing.T) {
+	stored := &Failure{Type: "ConflictError", Message: "zasync: transaction conflict"}
+	f := NewFailure(fmt.Errorf("inner job failed: %w", stored), "")
+	if f.Type != "ConflictError" {
+		t.Fatalf("kind of a wrapped stored failure: %q, want ConflictError", f.Type)
+	}
+	if !errors.Is(f, ErrConflict) {
+		t.Fatalf("errors.Is(%v, ErrConflict) is false", f)
+	}
+}

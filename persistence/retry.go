@@ -241,7 +241,7 @@ var NeverRetry RetryPolicy = neverRetry{}
 
 type neverRetry struct{}
 
-func (neverRetry) Name() string                             { return NeverRetryName }
+func (neverRetry) Name() string                            { return NeverRetryName }
 func (neverRetry) JobError(error, RetryCounts) Decision    { return Stop() }
 func (neverRetry) CommitError(error, RetryCounts) Decision { return Stop() }
 func (neverRetry) Interrupted(c RetryCounts) Decision {

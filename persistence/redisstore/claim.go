@@ -69,10 +69,10 @@ var errWiden = errors.New("widen the claim window")
 
 // claim is one Claim call's state across its transaction attempts.
 type claim struct {
-	s      *Store
-	p      persistence.ClaimParams
-	o      persistence.Owner
-	q      string
+	s         *Store
+	p         persistence.ClaimParams
+	o         persistence.Owner
+	q         string
 	window    int // how many jobs of the head of the queue to read
 	scanLimit int // how far window may grow
 }

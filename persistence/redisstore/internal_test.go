@@ -1,0 +1,241 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/internal/clock"
+	"github.com/zasync/zasync/persistence"
+)
+
+// fixture is a store on miniredis with a fake clock and an activated dispatcher.
+type fixture struct {
+	t     *testing.T
+	ctx   context.Context
+	m     *miniredis.Miniredis
+	rdb   *redis.Client
+	s     *Store
+	clock *clock.Fake
+	owner persistence.Owner
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	c := clock.NewFake(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	s := newStore(t, rdb, Options{Clock: c})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	f := &fixture{t: t, ctx: ctx, m: m, rdb: rdb, s: s, clock: c, owner: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Minute,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 3}}}
+	if err := s.Register(ctx, "q", "d1", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Activate(ctx, "q", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// running puts a job, claims it and starts it.
+func (f *fixture) running() *persistence.Job {
+	f.t.Helper()
+	if _, err := f.s.Put(f.ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}}); err != nil {
+		f.t.Fatal(err)
+	}
+	jobs, err := f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 3})
+	if err != nil || len(jobs) != 1 {
+		f.t.Fatalf("Claim: %v %v", jobs, err)
+	}
+	j, err := f.s.Start(f.ctx, jobs[0].Fence())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return j
+}
+
+// A transaction that keeps losing its race gives ErrConflict after MaxTxRetries attempts, and
+// writes nothing.
+func TestConflictAfterBoundedRetries(t *testing.T) {
+	f := newFixture(t)
+	j := f.running()
+	var execs atomic.Int64
+	f.s.beforeExec = func(op string) {
+		if op == "commit" {
+			execs.Add(1)
+			f.m.HSet(f.s.k.job("q", j.ID), "touched", "1") // another client writes the job
+		}
+	}
+	_, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`42`)})
+	if !errors.Is(err, persistence.ErrConflict) {
+		t.Fatalf("Commit while the job keeps changing: %v, want ErrConflict", err)
+	}
+	if n := execs.Load(); n != DefaultMaxTxRetries {
+		t.Fatalf("Commit tried %d times, want %d", n, DefaultMaxTxRetries)
+	}
+	if got, _ := f.s.Get(f.ctx, j.Ref); got.Status != persistence.StatusActive || got.Result != nil {
+		t.Fatalf("after the conflict: %s result %s, want ACTIVE without result", got.Status, got.Result)
+	}
+}
+
+// A lost race is retried from the reads: one interfering write costs one more attempt.
+func TestConflictRetriedFromReads(t *testing.T) {
+	f := newFixture(t)
+	j := f.running()
+	var execs atomic.Int64
+	f.s.beforeExec = func(op string) {
+		if op == "commit" && execs.Add(1) == 1 {
+			f.m.HSet(f.s.k.job("q", j.ID), "touched", "1")
+		}
+	}
+	got, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`42`)})
+	if err != nil || got.Status != persistence.StatusCallbacks || string(got.Result) != "42" {
+		t.Fatalf("Commit: %v %v, want CALLBACKS with 42", got, err)
+	}
+	if n := execs.Load(); n != 2 {
+		t.Fatalf("Commit tried %d times, want 2", n)
+	}
+}
+
+// The retry re-checks the fence: when the race was lost to a reassignment, the late commit is
+// rejected with ErrReassigned instead of overwriting the new owner's run.
+func TestConflictRecheckedFence(t *testing.T) {
+	f := newFixture(t)
+	j := f.running()
+	f.s.beforeExec = func(op string) {
+		if op == "commit" {
+			f.s.beforeExec = nil
+			f.m.HSet(f.s.k.job("q", j.ID), fOwner, "d2/main", fAttempt, "2")
+		}
+	}
+	_, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`42`)})
+	if !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("Commit after reassignment: %v, want ErrReassigned", err)
+	}
+	got, _ := f.s.Get(f.ctx, j.Ref)
+	if got.Owner.Dispatcher != "d2" || got.Attempt != 2 || got.Result != nil {
+		t.Fatalf("new owner's run: owner %s attempt %d result %s, want d2, 2, none", got.Owner, got.Attempt, got.Result)
+	}
+}
+
+// An unreachable Redis gives ErrUnavailable, with no go-redis error inside.
+func TestUnavailable(t *testing.T) {
+	f := newFixture(t)
+	f.m.Close()
+	_, err := f.s.Put(f.ctx, "q2", persistence.JobSpec{Call: persistence.Call{Handler: "h"}})
+	if !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("Put with Redis down: %v, want ErrUnavailable", err)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		t.Fatalf("a go-redis error escaped: %#v", rerr)
+	}
+	_, err = f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 1})
+	if !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("Claim with Redis down: %v, want ErrUnavailable", err)
+	}
+}
+
+// A server error reply (here: the server refuses commands) is ErrUnavailable too.
+func TestServerErrorIsUnavailable(t *testing.T) {
+	f := newFixture(t)
+	f.m.SetError("LOADING Redis is loading the dataset in memory")
+	_, err := f.s.Get(f.ctx, persistence.Ref{Queue: "q", ID: "x"})
+	if !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "LOADING") {
+		t.Fatalf("Get while the server refuses: %v, want ErrUnavailable with its message", err)
+	}
+}
+
+// Without an injected clock the store uses Redis TIME.
+func TestServerClock(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	s := newStore(t, rdb, Options{})
+	at := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	m.SetTime(at)
+	ctx := context.Background()
+	now, err := s.Now(ctx)
+	if err != nil || !now.Equal(at) {
+		t.Fatalf("Now: %s %v, want the server's %s", now, err, at)
+	}
+	// Puts use the offset measured from TIME, not the local clock.
+	j, err := s.Put(ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := j.BeginAfter.Sub(at); d < 0 || d > time.Minute {
+		t.Fatalf("BeginAfter %s is not the server's time %s", j.BeginAfter, at)
+	}
+}
+
+// crc16 is CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc ^= uint16(c) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// slot is the Redis Cluster slot of key, hash tags included.
+func slot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return crc16([]byte(key)) % 16384
+}
+
+// Every key of a queue lands in one cluster slot, so every transaction is single-slot.
+func TestKeysOfAQueueShareOneSlot(t *testing.T) {
+	if got := slot("123456789"); got != 0x31C3%16384 {
+		t.Fatalf("crc16 self-check: %#x", got)
+	}
+	k := keys{"zasync"}
+	o := persistence.Owner{Dispatcher: "d1", Agent: "main"}
+	for _, q := range []string{"default", "emails", "a.b-c_d"} {
+		all := []string{k.job(q, "id"), k.annotations(q, "id"), k.pending(q), k.putback(q), k.agent(q, o),
+			k.parked(q, o), k.agents(q), k.dispatchers(q), k.ping(q, "d1"), k.quotas(q), k.quota(q, "x"),
+			k.completed(q, o), k.wake(q)}
+		want := slot(all[0])
+		for _, key := range all {
+			if slot(key) != want {
+				t.Fatalf("key %s is in slot %d, want %d like %s", key, slot(key), want, all[0])
+			}
+		}
+	}
+	if slot(k.pending("a")) == slot(k.pending("b")) {
+		t.Fatalf("queues a and b share a slot: the check above would prove nothing")
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	if _, err := New(nil, Options{}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("New(nil): %v, want ErrInvalid", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	if _, err := New(rdb, Options{Prefix: "a{b}"}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("New with prefix a{b}: %v, want ErrInvalid", err)
+	}
+}
