@@ -48,9 +48,9 @@ func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persis
 	}
 	c.scanLimit = scanLimit
 	var claimed []*persistence.Job
-	err := s.transact(ctx, op, []string{s.k.agent(c.q, o)}, func(tx *redis.Tx) (writes, error) {
+	err := s.transact(ctx, op, []string{s.k.agent(c.q, o)}, func(t *txn) (writes, error) {
 		for {
-			w, jobs, err := c.read(ctx, tx)
+			w, jobs, err := c.read(ctx, t)
 			if err == errWiden {
 				continue // read again, wider, before anything is written
 			}
@@ -78,7 +78,7 @@ type claim struct {
 }
 
 // read does the reads and checks of one attempt and returns its writes and the jobs claimed.
-func (c *claim) read(ctx context.Context, tx *redis.Tx) (writes, []*persistence.Job, error) {
+func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, error) {
 	s, q, o := c.s, c.q, c.o
 	now, err := s.now(ctx)
 	if err != nil {
@@ -88,17 +88,16 @@ func (c *claim) read(ctx context.Context, tx *redis.Tx) (writes, []*persistence.
 	var held, parked *redis.IntCmd
 	var quotas *redis.MapStringStringCmd
 	var putback, pending *redis.StringSliceCmd
-	_, err = tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Do(ctx, "WATCH", s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.parked(q, o), s.k.quotas(q))
+	t.watch(s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.parked(q, o), s.k.quotas(q))
+	err = t.pipelined(ctx, func(p redis.Pipeliner) {
 		rec, ping = p.HGet(ctx, s.k.dispatchers(q), o.Dispatcher), p.Get(ctx, s.k.ping(q, o.Dispatcher))
 		held, parked = p.ZCard(ctx, s.k.agent(q, o)), p.SCard(ctx, s.k.parked(q, o))
 		quotas = p.HGetAll(ctx, s.k.quotas(q))
 		putback = p.LRange(ctx, s.k.putback(q), 0, int64(c.window-1))
 		pending = p.ZRangeByScore(ctx, s.k.pending(q), &redis.ZRangeBy{
 			Min: "-inf", Max: strconv.FormatInt(s.dueUntil(now), 10), Count: int64(c.window)})
-		return nil
 	})
-	if err = pipelineErr(err); err != nil {
+	if err != nil {
 		return nil, nil, err
 	}
 	if rec.Val() == "" {
@@ -151,24 +150,21 @@ func (c *claim) read(ctx context.Context, tx *redis.Tx) (writes, []*persistence.
 	for n := range sizes {
 		names = append(names, n)
 	}
-	watch := []any{"WATCH"}
 	for _, id := range ids {
-		watch = append(watch, s.k.job(q, id))
+		t.watch(s.k.job(q, id))
 	}
 	for _, n := range names {
-		watch = append(watch, s.k.quota(q, n))
+		t.watch(s.k.quota(q, n))
 	}
 	jobCmds := make([]*redis.MapStringStringCmd, len(ids))
 	holderCmds := make([]*redis.StringSliceCmd, len(names))
-	if _, err = tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Do(ctx, watch...)
+	if err = t.pipelined(ctx, func(p redis.Pipeliner) {
 		for i, id := range ids {
 			jobCmds[i] = p.HGetAll(ctx, s.k.job(q, id))
 		}
 		for i, n := range names {
 			holderCmds[i] = p.SMembers(ctx, s.k.quota(q, n))
 		}
-		return nil
 	}); err != nil {
 		return nil, nil, err
 	}

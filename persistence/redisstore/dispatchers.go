@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -24,13 +23,12 @@ func validDispatcher(op, q, uuid string) error {
 }
 
 // readDispatcher reads one record and its ping with c; ErrNotFound when absent.
-func (s *Store) readDispatcher(ctx context.Context, c redis.Cmdable, q, uuid string) (*persistence.DispatcherRecord, dispatcherRecord, error) {
+func (s *Store) readDispatcher(ctx context.Context, r reader, q, uuid string) (*persistence.DispatcherRecord, dispatcherRecord, error) {
 	var rec, ping *redis.StringCmd
-	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := r.pipelined(ctx, func(p redis.Pipeliner) {
 		rec, ping = p.HGet(ctx, s.k.dispatchers(q), uuid), p.Get(ctx, s.k.ping(q, uuid))
-		return nil
 	})
-	if err = pipelineErr(err); err != nil {
+	if err != nil {
 		return nil, dispatcherRecord{}, err
 	}
 	if rec.Val() == "" {
@@ -73,8 +71,8 @@ func (s *Store) Unregister(ctx context.Context, q, uuid string) error {
 	if err := validDispatcher(op, q, uuid); err != nil {
 		return err
 	}
-	return s.transact(ctx, op, []string{s.k.dispatchers(q)}, func(tx *redis.Tx) (writes, error) {
-		d, _, err := s.readDispatcher(ctx, tx, q, uuid)
+	return s.transact(ctx, op, []string{s.k.dispatchers(q)}, func(t *txn) (writes, error) {
+		d, _, err := s.readDispatcher(ctx, t, q, uuid)
 		if err != nil {
 			return nil, err
 		}
@@ -96,8 +94,8 @@ func (s *Store) updateRecord(ctx context.Context, op, q, uuid string,
 	if err := validDispatcher(op, q, uuid); err != nil {
 		return err
 	}
-	return s.transact(ctx, op, []string{s.k.dispatchers(q), s.k.ping(q, uuid)}, func(tx *redis.Tx) (writes, error) {
-		d, raw, err := s.readDispatcher(ctx, tx, q, uuid)
+	return s.transact(ctx, op, []string{s.k.dispatchers(q), s.k.ping(q, uuid)}, func(t *txn) (writes, error) {
+		d, raw, err := s.readDispatcher(ctx, t, q, uuid)
 		if err != nil {
 			return nil, err
 		}
@@ -228,7 +226,7 @@ func (s *Store) Dispatcher(ctx context.Context, q, uuid string) (*persistence.Di
 	if err := validDispatcher(op, q, uuid); err != nil {
 		return nil, err
 	}
-	d, _, err := s.readDispatcher(ctx, s.rdb, q, uuid)
+	d, _, err := s.readDispatcher(ctx, plain{s.rdb}, q, uuid)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
@@ -420,16 +418,20 @@ func (s *Store) cleanAgent(ctx context.Context, q string, o persistence.Owner, r
 		ref := persistence.Ref{Queue: q, ID: id}
 		var outcome *[]string
 		var sysID string
-		err := s.transact(ctx, "clean", []string{agentKey, s.k.job(q, id)}, func(tx *redis.Tx) (writes, error) {
+		err := s.transact(ctx, "clean", []string{agentKey, s.k.job(q, id)}, func(t *txn) (writes, error) {
 			outcome, sysID = nil, ""
-			if err := tx.ZScore(ctx, agentKey, id).Err(); err != nil {
-				if err == redis.Nil {
-					return nil, nil // cleaned by someone else meanwhile
-				}
+			var held *redis.FloatCmd
+			var h *redis.MapStringStringCmd
+			if err := t.pipelined(ctx, func(p redis.Pipeliner) {
+				held, h = p.ZScore(ctx, agentKey, id), p.HGetAll(ctx, s.k.job(q, id))
+			}); err != nil {
 				return nil, err
 			}
-			j, err := s.readJob(ctx, tx, ref)
-			if err != nil && !isNotFound(err) {
+			if held.Err() == redis.Nil {
+				return nil, nil // cleaned by someone else meanwhile
+			}
+			j, _, err := decodeJob(ref, h.Val())
+			if err != nil {
 				return nil, err
 			}
 			now, err2 := s.now(ctx)
@@ -489,5 +491,3 @@ func (s *Store) cleanAgent(ctx context.Context, q string, o persistence.Owner, r
 	}
 	return nil
 }
-
-func isNotFound(err error) bool { return errors.Is(err, persistence.ErrNotFound) }

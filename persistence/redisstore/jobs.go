@@ -99,13 +99,13 @@ func (s *Store) Create(ctx context.Context, q string, spec persistence.JobSpec) 
 	return j, s.fail(op, err)
 }
 
-// readJob reads a job with c (a client or a transaction): ErrNotFound when it does not exist.
-func (s *Store) readJob(ctx context.Context, c redis.Cmdable, ref persistence.Ref) (*persistence.Job, error) {
-	h, err := c.HGetAll(ctx, s.k.job(ref.Queue, ref.ID)).Result()
-	if err != nil {
+// readJob reads a job: ErrNotFound when it does not exist.
+func (s *Store) readJob(ctx context.Context, r reader, ref persistence.Ref) (*persistence.Job, error) {
+	var h *redis.MapStringStringCmd
+	if err := r.pipelined(ctx, func(p redis.Pipeliner) { h = p.HGetAll(ctx, s.k.job(ref.Queue, ref.ID)) }); err != nil {
 		return nil, err
 	}
-	j, ok, err := decodeJob(ref, h)
+	j, ok, err := decodeJob(ref, h.Val())
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func (s *Store) Get(ctx context.Context, ref persistence.Ref) (*persistence.Job,
 	if err := validRef("get", ref); err != nil {
 		return nil, err
 	}
-	j, err := s.readJob(ctx, s.rdb, ref)
+	j, err := s.readJob(ctx, plain{s.rdb}, ref)
 	return j, s.fail("get", err)
 }
 
@@ -157,13 +157,13 @@ func decodeMany(q string, ids []string, cmds []*redis.MapStringStringCmd) ([]*pe
 	return out, nil
 }
 
-// quotaSizes reads the sizes of a queue's quotas with c.
-func (s *Store) quotaSizes(ctx context.Context, c redis.Cmdable, q string) (map[string]int, error) {
-	h, err := c.HGetAll(ctx, s.k.quotas(q)).Result()
-	if err != nil {
+// quotaSizes reads the sizes of a queue's quotas.
+func (s *Store) quotaSizes(ctx context.Context, r reader, q string) (map[string]int, error) {
+	var h *redis.MapStringStringCmd
+	if err := r.pipelined(ctx, func(p redis.Pipeliner) { h = p.HGetAll(ctx, s.k.quotas(q)) }); err != nil {
 		return nil, err
 	}
-	return parseQuotaSizes(h)
+	return parseQuotaSizes(h.Val())
 }
 
 func parseQuotaSizes(h map[string]string) (map[string]int, error) {
@@ -211,8 +211,8 @@ func (s *Store) Update(ctx context.Context, ref persistence.Ref, c persistence.C
 		}
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(tx *redis.Tx) (writes, error) {
-		j, err := s.readJob(ctx, tx, ref)
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(t *txn) (writes, error) {
+		j, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -227,7 +227,7 @@ func (s *Store) Update(ctx context.Context, ref persistence.Ref, c persistence.C
 			}
 		}
 		if c.QuotaNames != nil && j.Status == persistence.StatusPending {
-			sizes, err := s.quotaSizes(ctx, tx, ref.Queue)
+			sizes, err := s.quotaSizes(ctx, t, ref.Queue)
 			if err != nil {
 				return nil, err
 			}
@@ -289,8 +289,8 @@ func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistenc
 		return nil, fmt.Errorf("%s: %w: nil failure", op, persistence.ErrInvalid)
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(tx *redis.Tx) (writes, error) {
-		j, err := s.readJob(ctx, tx, ref)
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(t *txn) (writes, error) {
+		j, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -333,12 +333,12 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 		return fmt.Errorf("%s: %w: value of %s is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
 	}
 	key := s.k.job(ref.Queue, ref.ID)
-	return s.transact(ctx, op, []string{key}, func(tx *redis.Tx) (writes, error) {
-		n, err := tx.Exists(ctx, key).Result()
-		if err != nil {
+	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
+		var exists *redis.IntCmd
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) { exists = p.Exists(ctx, key) }); err != nil {
 			return nil, err
 		}
-		if n == 0 {
+		if exists.Val() == 0 {
 			return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
 		}
 		return func(p redis.Pipeliner) error {

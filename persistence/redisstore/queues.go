@@ -76,7 +76,7 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 		quotaNames = append(quotaNames, specs[i].QuotaNames...)
 	}
 	if len(quotaNames) > 0 {
-		sizes, err := s.quotaSizes(ctx, s.rdb, q)
+		sizes, err := s.quotaSizes(ctx, plain{s.rdb}, q)
 		if err != nil {
 			return nil, s.fail(op, err)
 		}
@@ -118,8 +118,8 @@ func (s *Store) Enqueue(ctx context.Context, ref persistence.Ref) (*persistence.
 		return nil, err
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(tx *redis.Tx) (writes, error) {
-		j, err := s.readJob(ctx, tx, ref)
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(t *txn) (writes, error) {
+		j, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +127,7 @@ func (s *Store) Enqueue(ctx context.Context, ref persistence.Ref) (*persistence.
 			return nil, err
 		}
 		if len(j.QuotaNames) > 0 {
-			sizes, err := s.quotaSizes(ctx, tx, ref.Queue)
+			sizes, err := s.quotaSizes(ctx, t, ref.Queue)
 			if err != nil {
 				return nil, err
 			}
@@ -156,11 +156,10 @@ func (s *Store) Pull(ctx context.Context, q string, index int) (*persistence.Job
 		return nil, err
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.pending(q), s.k.putback(q)}, func(tx *redis.Tx) (writes, error) {
+	err := s.transact(ctx, op, []string{s.k.pending(q), s.k.putback(q)}, func(t *txn) (writes, error) {
 		var nPut, nPending *redis.IntCmd
-		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
 			nPut, nPending = p.LLen(ctx, s.k.putback(q)), p.ZCard(ctx, s.k.pending(q))
-			return nil
 		}); err != nil {
 			return nil, err
 		}
@@ -171,20 +170,21 @@ func (s *Store) Pull(ctx context.Context, q string, index int) (*persistence.Job
 		if i < 0 || i >= total {
 			return nil, fmt.Errorf("%w: index %d of %d pending jobs", persistence.ErrNotInQueue, index, total)
 		}
-		var ids []string
-		var err error
-		if p := int(nPut.Val()); i < p {
-			ids, err = tx.LRange(ctx, s.k.putback(q), int64(i), int64(i)).Result()
-		} else {
-			ids, err = tx.ZRange(ctx, s.k.pending(q), int64(i-p), int64(i-p)).Result()
-		}
-		if err != nil {
+		var at *redis.StringSliceCmd
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
+			if n := int(nPut.Val()); i < n {
+				at = p.LRange(ctx, s.k.putback(q), int64(i), int64(i))
+			} else {
+				at = p.ZRange(ctx, s.k.pending(q), int64(i-n), int64(i-n))
+			}
+		}); err != nil {
 			return nil, err
 		}
+		ids := at.Val()
 		if len(ids) != 1 {
 			return nil, fmt.Errorf("%w: index %d", persistence.ErrNotInQueue, index)
 		}
-		return s.removeWrites(ctx, tx, persistence.Ref{Queue: q, ID: ids[0]}, &out)
+		return s.removeWrites(ctx, t, persistence.Ref{Queue: q, ID: ids[0]}, &out)
 	})
 	return out, err
 }
@@ -196,19 +196,17 @@ func (s *Store) Remove(ctx context.Context, ref persistence.Ref) (*persistence.J
 		return nil, err
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(tx *redis.Tx) (writes, error) {
-		return s.removeWrites(ctx, tx, ref, &out)
+	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(t *txn) (writes, error) {
+		return s.removeWrites(ctx, t, ref, &out)
 	})
 	return out, err
 }
 
 // removeWrites reads ref (watching it) and returns the writes that take it out of its queue,
 // back to NEW; ErrNotInQueue unless it is PENDING.
-func (s *Store) removeWrites(ctx context.Context, tx *redis.Tx, ref persistence.Ref, out **persistence.Job) (writes, error) {
-	if err := tx.Watch(ctx, s.k.job(ref.Queue, ref.ID)).Err(); err != nil {
-		return nil, err
-	}
-	j, err := s.readJob(ctx, tx, ref)
+func (s *Store) removeWrites(ctx context.Context, t *txn, ref persistence.Ref, out **persistence.Job) (writes, error) {
+	t.watch(s.k.job(ref.Queue, ref.ID))
+	j, err := s.readJob(ctx, t, ref)
 	if err != nil {
 		return nil, err
 	}

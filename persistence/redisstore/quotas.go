@@ -70,12 +70,12 @@ func (s *Store) ResizeQuota(ctx context.Context, q, name string, size int) error
 	if err := validQuota(op, q, name, &size); err != nil {
 		return err
 	}
-	return s.transact(ctx, op, []string{s.k.quotas(q)}, func(tx *redis.Tx) (writes, error) {
-		ok, err := tx.HExists(ctx, s.k.quotas(q), name).Result()
-		if err != nil {
+	return s.transact(ctx, op, []string{s.k.quotas(q)}, func(t *txn) (writes, error) {
+		var exists *redis.BoolCmd
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) { exists = p.HExists(ctx, s.k.quotas(q), name) }); err != nil {
 			return nil, err
 		}
-		if !ok {
+		if !exists.Val() {
 			return nil, fmt.Errorf("%w: quota %s in queue %s", persistence.ErrNotFound, name, q)
 		}
 		return func(p redis.Pipeliner) error {

@@ -25,11 +25,19 @@ type backend struct {
 	client func(t *testing.T) redis.UniversalClient
 }
 
-// backends returns miniredis always, and the real Redis at ZASYNC_TEST_REDIS when it is set.
+// backends returns miniredis always (through a plain and a Cluster client), and the real
+// Redis at ZASYNC_TEST_REDIS when it is set.
 func backends() []backend {
 	bs := []backend{{name: "miniredis", client: func(t *testing.T) redis.UniversalClient {
 		m := miniredis.RunT(t)
 		c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}}, {name: "miniredis-cluster-client", client: func(t *testing.T) redis.UniversalClient {
+		// miniredis serves every slot as one node: this runs the Cluster client's code path
+		// (WATCH before reads; go-redis checks the watched keys share a slot).
+		m := miniredis.RunT(t)
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{m.Addr()}})
 		t.Cleanup(func() { c.Close() })
 		return c
 	}}}

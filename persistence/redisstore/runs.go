@@ -22,8 +22,8 @@ func (s *Store) fenced(ctx context.Context, op string, f persistence.Fence, allo
 		return nil, err
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.job(f.Queue, f.ID)}, func(tx *redis.Tx) (writes, error) {
-		j, err := s.readJob(ctx, tx, f.Ref)
+	err := s.transact(ctx, op, []string{s.k.job(f.Queue, f.ID)}, func(t *txn) (writes, error) {
+		j, err := s.readJob(ctx, t, f.Ref)
 		if err != nil {
 			return nil, err
 		}
@@ -209,8 +209,8 @@ func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, 
 		return nil, err
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.job(by.Queue, by.ID), s.k.job(ref.Queue, ref.ID)}, func(tx *redis.Tx) (writes, error) {
-		adopter, err := s.readJob(ctx, tx, by.Ref)
+	err := s.transact(ctx, op, []string{s.k.job(by.Queue, by.ID), s.k.job(ref.Queue, ref.ID)}, func(t *txn) (writes, error) {
+		adopter, err := s.readJob(ctx, t, by.Ref)
 		if err != nil {
 			return nil, err
 		}
@@ -220,7 +220,7 @@ func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, 
 		if err := persistence.CheckStatus("adopt a job", adopter.Status, persistence.StatusActive, persistence.StatusCallbacks); err != nil {
 			return nil, err
 		}
-		j, err := s.readJob(ctx, tx, ref)
+		j, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -246,8 +246,8 @@ func (s *Store) AddCallback(ctx context.Context, parent persistence.Ref, spec pe
 	}
 	var cb *persistence.Job
 	var status persistence.Status
-	err := s.transact(ctx, op, []string{s.k.job(parent.Queue, parent.ID)}, func(tx *redis.Tx) (writes, error) {
-		pj, err := s.readJob(ctx, tx, parent)
+	err := s.transact(ctx, op, []string{s.k.job(parent.Queue, parent.ID)}, func(t *txn) (writes, error) {
+		pj, err := s.readJob(ctx, t, parent)
 		if err != nil {
 			return nil, err
 		}

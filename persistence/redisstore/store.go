@@ -46,6 +46,7 @@ type Options struct {
 // Cluster. It is safe for concurrent use.
 type Store struct {
 	rdb        redis.UniversalClient
+	cluster    bool // rdb is a Cluster client: WATCH before anything else in a transaction
 	k          keys
 	clock      persistence.Clock
 	retention  time.Duration
@@ -86,7 +87,8 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.MaxTxRetries <= 0 {
 		opts.MaxTxRetries = DefaultMaxTxRetries
 	}
-	return &Store{rdb: rdb, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention, maxRetries: opts.MaxTxRetries}, nil
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Store{rdb: rdb, cluster: cluster, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention, maxRetries: opts.MaxTxRetries}, nil
 }
 
 // Close does nothing: the store does not own its client.
@@ -161,24 +163,79 @@ func isDomain(err error) bool {
 // writes queues a transaction's writes; it runs inside MULTI … EXEC.
 type writes func(p redis.Pipeliner) error
 
-// transact runs one optimistic transaction: WATCH watch, then read (reads after WATCH see
-// what EXEC will be checked against; they may WATCH more keys), check, and return the writes,
-// which run in MULTI … EXEC. A transaction that lost a race is re-run, reads and checks
-// included, up to maxRetries times with a short random backoff, then fails with ErrConflict.
-// read returning nil writes ends the transaction without writing.
-func (s *Store) transact(ctx context.Context, op string, watch []string, read func(tx *redis.Tx) (writes, error)) error {
+// reader sends reads in one round trip: a plain client, or a transaction (txn).
+type reader interface {
+	pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error
+}
+
+// plain is a reader outside any transaction.
+type plain struct{ c redis.Cmdable }
+
+func (r plain) pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error {
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error { fn(p); return nil })
+	return pipelineErr(err)
+}
+
+// txn is one attempt of an optimistic transaction. Its reads go through pipelined, which
+// sends the keys still to WATCH in the same round trip, ahead of the reads: on a single node
+// a transaction costs one round trip for WATCH and reads, one for MULTI … EXEC. (A Cluster
+// client must WATCH on its own first, to find the node of the slot.)
+type txn struct {
+	tx      *redis.Tx
+	pending []string // keys to WATCH with the next read
+}
+
+// watch adds keys to WATCH; they are sent with the next read, before it.
+func (t *txn) watch(keys ...string) { t.pending = append(t.pending, keys...) }
+
+func (t *txn) pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error {
+	_, err := t.tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if len(t.pending) > 0 {
+			args := make([]any, 0, len(t.pending)+1)
+			args = append(args, "WATCH")
+			for _, k := range t.pending {
+				args = append(args, k)
+			}
+			p.Do(ctx, args...)
+			t.pending = nil
+		}
+		fn(p)
+		return nil
+	})
+	return pipelineErr(err)
+}
+
+// transact runs one optimistic transaction: WATCH watch, then read (its reads, made through
+// the txn, see what EXEC will be checked against; it may WATCH more keys), check, and return
+// the writes, which run in MULTI … EXEC. A transaction that lost a race is re-run, reads and
+// checks included, up to maxRetries times with a short random backoff, then fails with
+// ErrConflict. read returning nil writes ends the transaction without writing.
+func (s *Store) transact(ctx context.Context, op string, watch []string, read func(t *txn) (writes, error)) error {
 	for attempt := 1; ; attempt++ {
+		t := &txn{}
+		var first []string // what rdb.Watch sends on its own: only a Cluster client needs it
+		if s.cluster {
+			first = watch
+		} else {
+			t.pending = append(t.pending, watch...)
+		}
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			w, err := read(tx)
+			t.tx = tx
+			w, err := read(t)
 			if err != nil || w == nil {
 				return err
+			}
+			if len(t.pending) > 0 { // nothing was read: the keys must still be watched
+				if err := tx.Watch(ctx, t.pending...).Err(); err != nil {
+					return err
+				}
 			}
 			if s.beforeExec != nil {
 				s.beforeExec(op)
 			}
 			_, err = tx.TxPipelined(ctx, w)
 			return err
-		}, watch...)
+		}, first...)
 		if !errors.Is(err, redis.TxFailedErr) {
 			return s.fail(op, err)
 		}

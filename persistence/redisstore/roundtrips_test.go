@@ -1,0 +1,87 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// tripCounter counts round trips to Redis: each command sent alone and each pipeline (MULTI
+// … EXEC included) is one.
+type tripCounter struct{ n atomic.Int64 }
+
+func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
+}
+
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
+}
+
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(1); return next(ctx, cmds) }
+}
+
+// The number of round trips of each hot-path operation is a budget: a change that adds one
+// to the path every job takes fails here, not in a benchmark months later.
+func TestRoundTripBudget(t *testing.T) {
+	f := newFixture(t)
+	trips := &tripCounter{}
+	f.rdb.AddHook(trips)
+	measure := func(name string, budget int64, op func()) {
+		t.Helper()
+		before := trips.n.Load()
+		op()
+		if got := trips.n.Load() - before; got > budget {
+			t.Errorf("%s took %d round trips, budget %d", name, got, budget)
+		}
+	}
+	spec := persistence.JobSpec{Call: persistence.Call{Handler: "h"}}
+	if _, err := f.s.Put(f.ctx, "q", spec); err != nil { // the first put of a queue records its name
+		t.Fatal(err)
+	}
+	measure("Put", 1, func() {
+		if _, err := f.s.Put(f.ctx, "q", spec); err != nil {
+			t.Fatal(err)
+		}
+	})
+	measure("PutMany of 50", 1, func() {
+		if _, err := f.s.PutMany(f.ctx, "q", make50(spec)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var jobs []*persistence.Job
+	measure("Claim of 3", 3, func() {
+		var err error
+		jobs, err = f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 3})
+		if err != nil || len(jobs) != 3 {
+			t.Fatalf("Claim: %d jobs, %v", len(jobs), err)
+		}
+	})
+	var j *persistence.Job
+	measure("Start", 2, func() {
+		var err error
+		if j, err = f.s.Start(f.ctx, jobs[0].Fence()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	measure("Commit and complete", 2, func() {
+		if _, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func make50(spec persistence.JobSpec) []persistence.JobSpec {
+	specs := make([]persistence.JobSpec, 50)
+	for i := range specs {
+		specs[i] = spec
+	}
+	return specs
+}
