@@ -104,12 +104,18 @@ func (s *Store) updateRecord(ctx context.Context, op, q, uuid string,
 			return nil, err
 		}
 		d.Dead = d.IsDead(now)
+		before := raw.encode()
 		extra, err := change(now, d, &raw)
 		if err != nil || extra == nil {
 			return nil, err
 		}
+		after := raw.encode()
 		return func(p redis.Pipeliner) error {
-			p.HSet(ctx, s.k.dispatchers(q), uuid, raw.encode())
+			// Write the record only when it changed: claims watch the dispatchers hash, and
+			// an idle rewrite (a ping) would make them all lose their race.
+			if after != before {
+				p.HSet(ctx, s.k.dispatchers(q), uuid, after)
+			}
 			return extra(p)
 		}, nil
 	})

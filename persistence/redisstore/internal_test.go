@@ -239,3 +239,37 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Fatalf("New with prefix a{b}: %v, want ErrInvalid", err)
 	}
 }
+
+// A ping that only rewrites the ping key leaves the dispatcher record alone: claims watch the
+// record, and rewriting it at each ping would make every sibling's concurrent claim lose its
+// race.
+func TestPingDoesNotChurnTheRecord(t *testing.T) {
+	f := newFixture(t)
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 1}}}
+	if err := f.s.Register(f.ctx, "q", "d2", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Activate(f.ctx, "q", "d2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Put(f.ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}}); err != nil {
+		t.Fatal(err)
+	}
+	var execs atomic.Int64
+	f.s.beforeExec = func(op string) {
+		if op == "claim" && execs.Add(1) == 1 {
+			f.clock.Advance(2 * time.Second) // past d1's 1 s ping interval
+			if res, err := f.s.Ping(f.ctx, "q", "d1"); err != nil || !res.Wrote {
+				t.Errorf("d1's ping during d2's claim: %+v %v, want a written ping", res, err)
+			}
+		}
+	}
+	jobs, err := f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d2", Agent: "main", Size: 1})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("Claim: %v %v", jobs, err)
+	}
+	if n := execs.Load(); n != 1 {
+		t.Fatalf("d2's claim ran %d times, want 1: d1's ping made it conflict", n)
+	}
+}

@@ -130,6 +130,11 @@ func (s *Store) GetMany(ctx context.Context, q string, ids []string) ([]*persist
 	if err := validQueue(op, q); err != nil {
 		return nil, err
 	}
+	for _, id := range ids {
+		if err := persistence.ValidateName("job id", id); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
