@@ -273,3 +273,26 @@ func TestPingDoesNotChurnTheRecord(t *testing.T) {
 		t.Fatalf("d2's claim ran %d times, want 1: d1's ping made it conflict", n)
 	}
 }
+
+// A record that cannot be read back gives ErrCorrupt, not a panic or a half-read job.
+func TestCorruptRecord(t *testing.T) {
+	f := newFixture(t)
+	j := f.running()
+	for field, value := range map[string]string{fStatus: "sideways", fAttempt: "x", fCall: "{nope"} {
+		f.m.HSet(f.s.k.job("q", j.ID), field, value)
+		if _, err := f.s.Get(f.ctx, j.Ref); !errors.Is(err, persistence.ErrCorrupt) {
+			t.Fatalf("Get with %s=%q: %v, want ErrCorrupt", field, value, err)
+		}
+		if _, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`1`)}); !errors.Is(err, persistence.ErrCorrupt) {
+			t.Fatalf("Commit with %s=%q: %v, want ErrCorrupt", field, value, err)
+		}
+		f.m.HDel(f.s.k.job("q", j.ID), field)
+		if field == fStatus {
+			f.m.HSet(f.s.k.job("q", j.ID), fStatus, "active")
+		}
+	}
+	f.m.HSet(f.s.k.dispatchers("q"), "d1", "{nope")
+	if _, err := f.s.Dispatcher(f.ctx, "q", "d1"); !errors.Is(err, persistence.ErrCorrupt) {
+		t.Fatalf("Dispatcher with a corrupt record: %v, want ErrCorrupt", err)
+	}
+}
