@@ -36,7 +36,8 @@ var (
 	ErrNotInQueue error = &kindError{"LookupError", "zasync: job not in queue"}
 	// ErrUnknownQuota reports a quota name that the queue does not define.
 	ErrUnknownQuota error = &kindError{"UnknownQuotaError", "zasync: unknown quota name"}
-	// ErrFull reports an agent or quota with no free slot.
+	// ErrFull reports a claim for an agent that already holds as many jobs as its size
+	// (parked jobs not counted): nothing was claimed.
 	ErrFull error = &kindError{"FullError", "zasync: full"}
 	// ErrInvalid reports bad input: an empty handler, arguments that are not JSON, a zero
 	// time where one is required, a negative duration, a name that would break the key schema.

@@ -82,9 +82,11 @@ type Queues interface {
 	// put-back jobs, then the others by begin_after. It reads only that window.
 	Pending(ctx context.Context, queue string, offset, limit int) ([]string, error)
 	// Claim takes up to the agent's free slots from the queue in one transaction (see
-	// ClaimParams). A job past its begin_by deadline is handed out as a HandlerFail system job
-	// whose Target is the expired job. ErrNotActivated when the dispatcher's record is not
-	// activated or is dead: a dispatcher presumed dead must ping before it claims again.
+	// ClaimParams); none and no error when nothing due passes the filter and the quotas. A job
+	// past its begin_by deadline is handed out as a HandlerFail system job whose Target is the
+	// expired job. ErrFull when the agent has no free slot (nothing is claimed).
+	// ErrNotActivated when the dispatcher's record is not activated or is dead: a dispatcher
+	// presumed dead must ping before it claims again.
 	Claim(ctx context.Context, p ClaimParams) ([]*Job, error)
 	// Subscribe returns a subscription to the wake-ups Put publishes for queues.
 	Subscribe(ctx context.Context, queues ...string) (Subscription, error)

@@ -119,7 +119,8 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		free = min(free, c.p.Max)
 	}
 	if free <= 0 {
-		return nil, nil, nil
+		return nil, nil, fmt.Errorf("%w: agent %s holds %d jobs (%d parked), size %d",
+			persistence.ErrFull, o, held.Val(), parked.Val(), c.p.Size)
 	}
 	sizes, err := parseQuotaSizes(quotas.Val())
 	if err != nil {

@@ -16,7 +16,15 @@ import (
 	"github.com/zasync/zasync/persistence/storetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	redis.SetLogger(quiet{}) // the outage tests make go-redis log failed dials to stderr
+	goleak.VerifyTestMain(m)
+}
+
+// quiet discards go-redis's own log lines.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 // backend is one Redis the suite runs on.
 type backend struct {

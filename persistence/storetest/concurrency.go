@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -41,6 +42,9 @@ func cncRace(b *bundle, q string, owners []persistence.Owner, size, passes int) 
 				js, err := dspRetry(func() ([]*persistence.Job, error) {
 					return b.s.Claim(b.ctx, persistence.ClaimParams{Queue: q, Dispatcher: o.Dispatcher, Agent: o.Agent, Size: size})
 				})
+				if errors.Is(err, persistence.ErrFull) {
+					break // the agent is full: nothing more to claim
+				}
 				if err != nil {
 					r.err = err
 					break

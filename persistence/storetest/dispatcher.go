@@ -84,6 +84,20 @@ func dspClaim(b *bundle, q string, o persistence.Owner, size, max int) []*persis
 	return jobs
 }
 
+// dspClaimFull claims for o with size and fails the test unless the claim reports the agent
+// full (ErrFull) without claiming anything.
+func dspClaimFull(b *bundle, q string, o persistence.Owner, size int, why string) {
+	b.t.Helper()
+	before := b.pending(q)
+	jobs, err := b.s.Claim(b.ctx, persistence.ClaimParams{Queue: q, Dispatcher: o.Dispatcher, Agent: o.Agent, Size: size})
+	if !errors.Is(err, persistence.ErrFull) || len(jobs) != 0 {
+		b.t.Fatalf("claim %s: %v, %v; want ErrFull and nothing", why, ids(jobs), err)
+	}
+	if after := b.pending(q); !slices.Equal(after, before) {
+		b.t.Fatalf("claim %s changed the queue: %v, was %v", why, after, before)
+	}
+}
+
 // dspStart starts the run f, failing the test on error.
 func dspStart(b *bundle, f persistence.Fence) *persistence.Job {
 	b.t.Helper()
@@ -572,9 +586,7 @@ func dspClaimSize(t *testing.T, h Harness) {
 				j.ID, j.Status, j.Owner, j.Holder, j.Attempt, o)
 		}
 	}
-	if again := dspClaim(b, Queue, o, 3, 0); len(again) != 0 {
-		t.Fatalf("claim with the agent full: %v, want none", ids(again))
-	}
+	dspClaimFull(b, Queue, o, 3, "with the agent full")
 	if held := dspAgentJobs(b, Queue, o); !slices.Equal(held, put[:3]) {
 		t.Fatalf("AgentJobs: %v, want %v", held, put[:3])
 	}
@@ -596,9 +608,7 @@ func dspClaimSize(t *testing.T, h Harness) {
 	if got := dspClaim(b, Queue, o, 3, 0); !slices.Equal(ids(got), put[3:4]) {
 		t.Fatalf("claim after one completion: %v, want %v", ids(got), put[3:4])
 	}
-	if again := dspClaim(b, Queue, o, 3, 0); len(again) != 0 {
-		t.Fatalf("claim with the agent full again: %v, want none", ids(again))
-	}
+	dspClaimFull(b, Queue, o, 3, "with the agent full again")
 }
 
 func dspClaimMax(t *testing.T, h Harness) {
@@ -647,9 +657,7 @@ func dspClaimParked(t *testing.T, h Harness) {
 		t.Fatalf("AgentJobs with one job parked: %v, want %v (parked jobs stay held)", held, put)
 	}
 	b.putCall("extra")
-	if more := dspClaim(b, Queue, o, 3, 0); len(more) != 0 {
-		t.Fatalf("claim with 3 unparked jobs held: %v, want none", ids(more))
-	}
+	dspClaimFull(b, Queue, o, 3, "with 3 unparked jobs held")
 }
 
 // Scenario 40: after Deactivate the agent holds nothing and claims are refused.
