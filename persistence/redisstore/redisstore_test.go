@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,8 +34,10 @@ type backend struct {
 	client func(t *testing.T) redis.UniversalClient
 }
 
-// backends returns miniredis always (through a plain and a Cluster client), and the real
-// Redis at ZASYNC_TEST_REDIS when it is set.
+// backends returns miniredis always (through a plain and a Cluster client), the real Redis
+// at ZASYNC_TEST_REDIS when it is set, and the real Redis Cluster whose nodes
+// ZASYNC_TEST_REDIS_CLUSTER lists (host:port,host:port,…) when it is set: only a real cluster
+// refuses a transaction whose keys span slots.
 func backends() []backend {
 	bs := []backend{{name: "miniredis", client: func(t *testing.T) redis.UniversalClient {
 		m := miniredis.RunT(t)
@@ -56,6 +59,13 @@ func backends() []backend {
 			return c
 		}})
 	}
+	if addrs := os.Getenv("ZASYNC_TEST_REDIS_CLUSTER"); addrs != "" {
+		bs = append(bs, backend{name: "redis-cluster", client: func(t *testing.T) redis.UniversalClient {
+			c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+			t.Cleanup(func() { c.Close() })
+			return c
+		}})
+	}
 	return bs
 }
 
@@ -73,13 +83,18 @@ func newStore(t *testing.T, c redis.UniversalClient, opts Options) *Store {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		iter := c.Scan(ctx, 0, opts.Prefix+":*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+		deleteKeys := func(ctx context.Context, node *redis.Client) error {
+			iter := node.Scan(ctx, 0, opts.Prefix+":*", 1000).Iterator()
+			for iter.Next(ctx) {
+				node.Del(ctx, iter.Val()) // one by one: keys of a cluster node span slots
+			}
+			return iter.Err()
 		}
-		if len(keys) > 0 {
-			c.Del(ctx, keys...)
+		switch c := c.(type) {
+		case *redis.ClusterClient:
+			c.ForEachMaster(ctx, deleteKeys)
+		case *redis.Client:
+			deleteKeys(ctx, c)
 		}
 		s.Close()
 	})
