@@ -48,9 +48,9 @@ func cbkRun(b *bundle, pf persistence.Fence, cbID, result string) *persistence.J
 		b.t.Fatalf("Adopt(%s by %s) = %s owner %s, want %s owner %s", cbID, pf.Ref, cb.ID, cb.Owner, cbID, pf.Owner)
 	}
 	f := cb.Fence()
-	dspStart(b, f)
-	dspCommit(b, f, result)
-	done := dspComplete(b, f, 0)
+	b.start(f)
+	b.commit(f, result)
+	done := b.complete(f, 0)
 	if string(done.Result) != result {
 		b.t.Fatalf("callback %s result %s, want %s", cbID, done.Result, result)
 	}
@@ -127,8 +127,8 @@ func cbkMoreCallbacks(t *testing.T, h Harness) {
 	if st != persistence.StatusAssigned {
 		t.Fatalf("AddCallback to a claimed job: parent status %s, want assigned", st)
 	}
-	dspStart(b, pf)
-	p := dspCommit(b, pf, `5`)
+	b.start(pf)
+	p := b.commit(pf, `5`)
 	if !slices.Equal(p.Callbacks, []string{cb1.ID}) {
 		t.Fatalf("committed parent: callbacks %v, want [%s]", p.Callbacks, cb1.ID)
 	}
@@ -156,7 +156,7 @@ func cbkMoreCallbacks(t *testing.T, h Harness) {
 	if _, err := b.s.Adopt(b.ctx, pf, cb1.ID, persistence.StatusNew); !errors.Is(err, persistence.ErrBadStatus) {
 		t.Fatalf("Adopt(NEW only) of a completed callback: got %v, want ErrBadStatus", err)
 	}
-	done := dspComplete(b, pf, 2)
+	done := b.complete(pf, 2)
 	if string(done.Result) != "5" {
 		t.Fatalf("completed parent result %s, want 5 (its own, not its callbacks')", done.Result)
 	}
@@ -195,8 +195,8 @@ func cbkAdoptFences(t *testing.T, h Harness) {
 	cb, _ := cbkAdd(b, parent.Ref, "cb")
 	got := dspClaim(b, Queue, o, 3, 0)
 	pf := got[0].Fence()
-	dspStart(b, pf)
-	dspCommit(b, pf, `1`)
+	b.start(pf)
+	b.commit(pf, `1`)
 
 	first, err := b.s.Adopt(b.ctx, pf, cb.ID, persistence.StatusNew)
 	if err != nil {
@@ -212,7 +212,7 @@ func cbkAdoptFences(t *testing.T, h Harness) {
 	if _, err := b.s.Start(b.ctx, first.Fence()); !errors.Is(err, persistence.ErrReassigned) {
 		t.Fatalf("Start with the fence of the first adoption: got %v, want ErrReassigned", err)
 	}
-	dspStart(b, second.Fence())
+	b.start(second.Fence())
 	if _, err := b.s.Adopt(b.ctx, pf, cb.ID, persistence.StatusNew); !errors.Is(err, persistence.ErrBadStatus) {
 		t.Fatalf("Adopt(NEW only) of an ACTIVE callback: got %v, want ErrBadStatus", err)
 	}
@@ -222,9 +222,9 @@ func cbkAdoptFences(t *testing.T, h Harness) {
 	if _, err := b.s.Adopt(b.ctx, stale, cb.ID, persistence.StatusActive); !errors.Is(err, persistence.ErrReassigned) {
 		t.Fatalf("Adopt by a stale parent fence: got %v, want ErrReassigned", err)
 	}
-	dspCommit(b, second.Fence(), `2`)
-	dspComplete(b, second.Fence(), 0)
-	dspComplete(b, pf, 1)
+	b.commit(second.Fence(), `2`)
+	b.complete(second.Fence(), 0)
+	b.complete(pf, 1)
 }
 
 // cbkSameJSON reports whether a and b are the same JSON value.
@@ -249,7 +249,7 @@ func cbkAnnotations(t *testing.T, h Harness) {
 	}
 	got := dspClaim(b, Queue, o, 3, 0)
 	f := got[0].Fence()
-	started := dspStart(b, f)
+	started := b.start(f)
 
 	// The worker writes one while the job is ACTIVE; the client writes another.
 	if err := b.s.SetAnnotation(b.ctx, j.Ref, "hello", json.RawMessage(`"world"`)); err != nil {
@@ -286,8 +286,8 @@ func cbkAnnotations(t *testing.T, h Harness) {
 		t.Fatalf("job after annotations: %s attempt %d owner %s, want active attempt %d owner %s",
 			now.Status, now.Attempt, now.Owner, started.Attempt, started.Owner)
 	}
-	dspCommit(b, f, `1`)
-	dspComplete(b, f, 0)
+	b.commit(f, `1`)
+	b.complete(f, 0)
 	if v, ok, err := b.s.Annotation(b.ctx, j.Ref, "reply"); err != nil || !ok || !cbkSameJSON(v, json.RawMessage(`{"n":42}`)) {
 		t.Fatalf("Annotation(reply) after completion: %s ok %v err %v, want {\"n\":42}", v, ok, err)
 	}

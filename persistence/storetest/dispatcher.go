@@ -98,52 +98,13 @@ func dspClaimFull(b *bundle, q string, o persistence.Owner, size int, why string
 	}
 }
 
-// dspStart starts the run f, failing the test on error.
-func dspStart(b *bundle, f persistence.Fence) *persistence.Job {
-	b.t.Helper()
-	j, err := b.s.Start(b.ctx, f)
-	if err != nil {
-		b.t.Fatalf("Start(%s): %v", f.Ref, err)
-	}
-	if j.Status != persistence.StatusActive {
-		b.t.Fatalf("Start(%s): status %s, want active", f.Ref, j.Status)
-	}
-	return j
-}
-
-// dspCommit commits result (JSON) for the run f, failing the test on error.
-func dspCommit(b *bundle, f persistence.Fence, result string) *persistence.Job {
-	b.t.Helper()
-	j, err := b.s.Commit(b.ctx, f, persistence.Outcome{Result: json.RawMessage(result)})
-	if err != nil {
-		b.t.Fatalf("Commit(%s, %s): %v", f.Ref, result, err)
-	}
-	if j.Status != persistence.StatusCallbacks {
-		b.t.Fatalf("Commit(%s) without Outcome.Complete: status %s, want callbacks", f.Ref, j.Status)
-	}
-	return j
-}
-
-// dspComplete completes the run f after seen callbacks, failing the test on error.
-func dspComplete(b *bundle, f persistence.Fence, seen int) *persistence.Job {
-	b.t.Helper()
-	j, err := b.s.Complete(b.ctx, f, seen)
-	if err != nil {
-		b.t.Fatalf("Complete(%s, %d): %v", f.Ref, seen, err)
-	}
-	if j.Status != persistence.StatusCompleted {
-		b.t.Fatalf("Complete(%s, %d): status %s, want completed", f.Ref, seen, j.Status)
-	}
-	return j
-}
-
 // dspFinish runs a claimed job to COMPLETED with result 1 and no callbacks.
 func dspFinish(b *bundle, j *persistence.Job) *persistence.Job {
 	b.t.Helper()
 	f := j.Fence()
-	dspStart(b, f)
-	dspCommit(b, f, `1`)
-	return dspComplete(b, f, 0)
+	b.start(f)
+	b.commit(f, `1`)
+	return b.complete(f, 0)
 }
 
 // dspAgentJobs lists what agent o holds in q, failing the test on error.
@@ -320,7 +281,7 @@ func dspActivateDeadTakesOver(t *testing.T, h Harness) {
 	if !slices.Equal(ids(got), []string{ja.ID, jb.ID}) {
 		t.Fatalf("claim: %v, want [%s %s]", ids(got), ja.ID, jb.ID)
 	}
-	dspStart(b, got[1].Fence())
+	b.start(got[1].Fence())
 
 	now := b.clock.Advance(61 * time.Second)
 	rep, err := b.s.Activate(b.ctx, Queue, u)
@@ -386,7 +347,7 @@ func dspReactivateDoesNotClean(t *testing.T, h Harness) {
 	o := persistence.Owner{Dispatcher: u, Agent: "main"}
 	ja, jb := b.putCall("a"), b.putCall("b")
 	got := dspClaim(b, Queue, o, 3, 0)
-	dspStart(b, got[1].Fence())
+	b.start(got[1].Fence())
 
 	now := b.clock.Advance(61 * time.Second)
 	if r := dspRecord(b, Queue, u); !r.Dead {
@@ -409,7 +370,7 @@ func dspReactivateDoesNotClean(t *testing.T, h Harness) {
 		}
 	}
 	// The run is still its own: the fenced commit goes through.
-	dspCommit(b, got[1].Fence(), `2`)
+	b.commit(got[1].Fence(), `2`)
 }
 
 func dspDeathRule(t *testing.T, h Harness) {
@@ -642,7 +603,7 @@ func dspClaimParked(t *testing.T, h Harness) {
 		t.Fatalf("Create(inner): %v", err)
 	}
 	f := got[0].Fence()
-	dspStart(b, f)
+	b.start(f)
 	w, err := b.s.Wait(b.ctx, f, inner.ID, true)
 	if err != nil {
 		t.Fatalf("Wait(park): %v", err)
@@ -763,12 +724,12 @@ func dspSiblingDeath(t *testing.T, h Harness) {
 		t.Fatalf("sibling's claim: %v, want [A B C D] = [%s %s %s %s]", ids(got), ja.ID, jb.ID, jc.ID, jd.ID)
 	}
 	fb, fc, fd := got[1].Fence(), got[2].Fence(), got[3].Fence()
-	dspStart(b, fb) // B ACTIVE
-	dspStart(b, fc)
-	dspCommit(b, fc, `3`) // C CALLBACKS
-	dspStart(b, fd)
-	dspCommit(b, fd, `4`)
-	dspComplete(b, fd, 0) // D COMPLETED
+	b.start(fb) // B ACTIVE
+	b.start(fc)
+	b.commit(fc, `3`) // C CALLBACKS
+	b.start(fd)
+	b.commit(fd, `4`)
+	b.complete(fd, 0) // D COMPLETED
 
 	dspPing(b, Queue, ou)
 	b.clock.Set(Epoch.Add(61 * time.Second))
@@ -898,11 +859,11 @@ func dspRacingCleaners(t *testing.T, h Harness) {
 			case i < assigned:
 				want[j.ID] = "requeued"
 			case i < assigned+active:
-				dspStart(b, j.Fence())
+				b.start(j.Fence())
 				want[j.ID] = "interrupted"
 			default:
-				dspStart(b, j.Fence())
-				dspCommit(b, j.Fence(), `0`)
+				b.start(j.Fence())
+				b.commit(j.Fence(), `0`)
 				want[j.ID] = "resumed"
 			}
 		}
@@ -1029,7 +990,7 @@ func dspCleanAgent(t *testing.T, h Harness) {
 	o := b.dispatcher()
 	ja, jb := b.putCall("a"), b.putCall("b")
 	got := dspClaim(b, Queue, o, 3, 0)
-	dspStart(b, got[1].Fence())
+	b.start(got[1].Fence())
 	rep, err := b.s.CleanAgent(b.ctx, Queue, o)
 	if err != nil {
 		t.Fatalf("CleanAgent: %v", err)

@@ -122,7 +122,7 @@ func testFencingReassignedAfterDeath(t *testing.T, h Harness) {
 	if p := b.pending(Queue); len(p) != 1 || p[0] != other.ID {
 		t.Fatalf("stale writes must not queue anything: want only [other] pending, got %v", p)
 	}
-	c := b.qrCommit42(rb)
+	c := b.commit(rb.Fence(), `42`)
 	if c.Owner != bOwner {
 		t.Fatalf("B's Commit: want owner %s kept, got %s", bOwner, c.Owner)
 	}
@@ -196,7 +196,7 @@ func testFencingRequeuedJobFencedOut(t *testing.T, h Harness) {
 	if got := b.get(x.Ref); got.Status != persistence.StatusAssigned || got.Owner != o || got.Attempt != cb.Attempt {
 		t.Fatalf("after the stale Start: want ASSIGNED to %s attempt %d, got %s, %s, %d", o, cb.Attempt, got.Status, got.Owner, got.Attempt)
 	}
-	b.qrCommit42(b.qrStart(cb))
+	b.commit(b.start(cb.Fence()).Fence(), `42`)
 }
 
 // The right owner with another attempt is fenced out, whichever way the attempt is off.
@@ -214,7 +214,7 @@ func testFencingWrongAttempt(t *testing.T, h Harness) {
 			t.Fatalf("a refused Start must change nothing: want ASSIGNED attempt %d, got %s attempt %d", c.Attempt, got.Status, got.Attempt)
 		}
 	}
-	r := b.qrStart(c)
+	r := b.start(c.Fence())
 	f := r.Fence()
 	f.Attempt++
 	_, err := b.s.Commit(b.ctx, f, persistence.Outcome{Result: json.RawMessage(`13`)})
@@ -224,7 +224,7 @@ func testFencingWrongAttempt(t *testing.T, h Harness) {
 	if got := b.get(x.Ref); got.Status != persistence.StatusActive || got.Result != nil || len(got.Retry) != 0 {
 		t.Fatalf("refused writes must change nothing: want ACTIVE with no result or counters, got %s, %s, %v", got.Status, got.Result, got.Retry)
 	}
-	b.qrCommit42(r)
+	b.commit(r.Fence(), `42`)
 }
 
 func jsonInt(n int64) string {
@@ -245,7 +245,7 @@ func testFencingWrongOwner(t *testing.T, h Harness) {
 		_, err := b.s.Start(b.ctx, f)
 		fcWantReassigned(t, "Start by "+owner.String(), err)
 	}
-	r := b.qrStart(c)
+	r := b.start(c.Fence())
 	f := r.Fence()
 	f.Owner = other
 	_, err := b.s.Commit(b.ctx, f, persistence.Outcome{Result: json.RawMessage(`13`)})
@@ -255,7 +255,7 @@ func testFencingWrongOwner(t *testing.T, h Harness) {
 	if got := b.get(x.Ref); got.Status != persistence.StatusActive || got.Owner != o || got.Result != nil {
 		t.Fatalf("refused writes must change nothing: want ACTIVE owned by %s, got %s owned by %s with %s", o, got.Status, got.Owner, got.Result)
 	}
-	b.qrCommit42(r)
+	b.commit(r.Fence(), `42`)
 }
 
 // The right fence in the wrong status is a bad status, not a reassignment.
@@ -282,7 +282,7 @@ func testFencingStartActiveBadStatus(t *testing.T, h Harness) {
 	if _, err := b.s.Complete(b.ctx, r.Fence(), 0); !errors.Is(err, persistence.ErrBadStatus) {
 		t.Fatalf("Complete of an ACTIVE job: want ErrBadStatus, got %v", err)
 	}
-	b.qrCommit42(r)
+	b.commit(r.Fence(), `42`)
 }
 
 // A result is committed once: a second Commit with the same fence is refused and the first
@@ -292,7 +292,7 @@ func testFencingCommitTwice(t *testing.T, h Harness) {
 	x := b.putCall("x")
 	o := b.dispatcher()
 	r := b.qrRun(o, x.ID)
-	b.qrCommit42(r)
+	b.commit(r.Fence(), `42`)
 	_, err := b.s.Commit(b.ctx, r.Fence(), persistence.Outcome{Result: json.RawMessage(`43`)})
 	if !errors.Is(err, persistence.ErrBadStatus) {
 		t.Fatalf("second Commit with the same fence: want ErrBadStatus, got %v", err)

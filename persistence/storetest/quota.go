@@ -108,36 +108,10 @@ func (b *bundle) qrClaimID(o persistence.Owner, id string) *persistence.Job {
 	return j
 }
 
-// qrStart starts a claimed job with its fence and checks it is ACTIVE.
-func (b *bundle) qrStart(j *persistence.Job) *persistence.Job {
-	b.t.Helper()
-	s, err := b.s.Start(b.ctx, j.Fence())
-	if err != nil {
-		b.t.Fatalf("Start(%s): %v", j.ID, err)
-	}
-	if s.Status != persistence.StatusActive || s.ActiveStart.IsZero() {
-		b.t.Fatalf("Start(%s): want ACTIVE with ActiveStart set, got %s, %v", j.ID, s.Status, s.ActiveStart)
-	}
-	return s
-}
-
-// qrCommit42 commits result 42 for an ACTIVE job (stopping at CALLBACKS) and checks it.
-func (b *bundle) qrCommit42(j *persistence.Job) *persistence.Job {
-	b.t.Helper()
-	c, err := b.s.Commit(b.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`42`)})
-	if err != nil {
-		b.t.Fatalf("Commit(%s, 42): %v", j.ID, err)
-	}
-	if c.Status != persistence.StatusCallbacks || string(c.Result) != "42" {
-		b.t.Fatalf("Commit(%s, 42): want CALLBACKS with 42, got %s with %s", j.ID, c.Status, c.Result)
-	}
-	return c
-}
-
 // qrRun claims job id for o and starts it.
 func (b *bundle) qrRun(o persistence.Owner, id string) *persistence.Job {
 	b.t.Helper()
-	return b.qrStart(b.qrClaimID(o, id))
+	return b.start(b.qrClaimID(o, id).Fence())
 }
 
 // qrDeactivate deactivates o's dispatcher, checking the call works.
@@ -429,10 +403,10 @@ func testQuotaSizeOne(t *testing.T, h Harness) {
 		t.Fatalf("job3: want PENDING, got %s", got.Status)
 	}
 	// Starting does not release the slot.
-	r := b.qrStart(b.get(job4.Ref))
+	r := b.start(b.get(job4.Ref).Fence())
 	b.qrClaimNone(o, "job3 while job4 runs")
 	b.qrWantHolders("content", job4.ID)
-	b.qrCommit42(r)
+	b.commit(r.Fence(), `42`)
 	b.qrWantHolders("content")
 	b.qrClaimExactly(o, job3.ID, "job3 after job4 committed")
 	b.qrWantHolders("content", job3.ID)
@@ -461,13 +435,13 @@ func testQuotaSizeTwoThenShrink(t *testing.T, h Harness) {
 		t.Fatalf("after shrinking to 1: want size 1 with both holders, got %+v, %v", qi, err)
 	}
 	// Both still run.
-	r1 := b.qrStart(got[0])
-	r2 := b.qrStart(got[1])
+	r1 := b.start(got[0].Fence())
+	r2 := b.start(got[1].Fence())
 	b.qrClaimNone(o, "third job after the shrink")
-	b.qrCommit42(r1)
+	b.commit(r1.Fence(), `42`)
 	b.qrWantHolders("content", j2.ID)
 	b.qrClaimNone(o, "third job with one holder left and size 1")
-	b.qrCommit42(r2)
+	b.commit(r2.Fence(), `42`)
 	b.qrWantHolders("content")
 	b.qrClaimExactly(o, j3.ID, "third job once both finished")
 }
@@ -507,7 +481,7 @@ func testQuotaRemovedNameIgnored(t *testing.T, h Harness) {
 	}
 	// The jobs run and commit normally.
 	for _, j := range got {
-		b.qrCommit42(b.qrStart(j))
+		b.commit(b.start(j.Fence()).Fence(), `42`)
 	}
 }
 
@@ -519,7 +493,7 @@ func testQuotaSecondRunsAfterFirst(t *testing.T, h Harness) {
 	job1 := b.qrPutQuota("job1", "test")
 	job2 := b.qrPutQuota("job2", "test")
 	d1, d2 := b.dispatcher(), b.dispatcher()
-	r1 := b.qrStart(b.qrClaimExactly(d1, job1.ID, "job1"))
+	r1 := b.start(b.qrClaimExactly(d1, job1.ID, "job1").Fence())
 	for _, o := range []persistence.Owner{d1, d2} {
 		b.qrClaimNone(o, "job2 while job1 is ACTIVE")
 	}
@@ -534,9 +508,9 @@ func testQuotaSecondRunsAfterFirst(t *testing.T, h Harness) {
 		t.Fatalf("Commit with Complete and no callbacks: want COMPLETED, got %s", c.Status)
 	}
 	b.qrWantHolders("test")
-	r2 := b.qrStart(b.qrClaimExactly(d2, job2.ID, "job2 after job1"))
+	r2 := b.start(b.qrClaimExactly(d2, job2.ID, "job2 after job1").Fence())
 	b.qrWantHolders("test", job2.ID)
-	b.qrCommit42(r2)
+	b.commit(r2.Fence(), `42`)
 	if got := b.get(job2.Ref); got.Status != persistence.StatusCallbacks || string(got.Result) != "42" {
 		t.Fatalf("job2: want CALLBACKS with 42, got %s with %s", got.Status, got.Result)
 	}
@@ -564,8 +538,8 @@ func testQuotaSeveralQuotas(t *testing.T, h Harness) {
 	}
 	b.qrWantHolders("a", ab.ID)
 	b.qrWantHolders("b", ab.ID, onlyB.ID)
-	r := b.qrStart(got[0])
-	b.qrCommit42(r)
+	r := b.start(got[0].Fence())
+	b.commit(r.Fence(), `42`)
 	b.qrWantHolders("a")
 	b.qrWantHolders("b", onlyB.ID)
 	got = b.claim(o, 10, nil)
@@ -601,7 +575,7 @@ func testQuotaRescheduleLaterReleases(t *testing.T, h Harness) {
 	j1 := b.qrPutQuota("j1", "content")
 	j2 := b.qrPutQuota("j2", "content")
 	o := b.dispatcher()
-	r := b.qrStart(b.qrClaimExactly(o, j1.ID, "first"))
+	r := b.start(b.qrClaimExactly(o, j1.ID, "first").Fence())
 	at := b.clock.Now().Add(time.Hour)
 	rs, err := b.s.Reschedule(b.ctx, r.Fence(), at, nil)
 	if err != nil {
@@ -611,11 +585,11 @@ func testQuotaRescheduleLaterReleases(t *testing.T, h Harness) {
 		t.Fatalf("Reschedule(j1, +1h): want PENDING beginning after %s, got %s after %s", at, rs.Status, rs.BeginAfter)
 	}
 	b.qrWantHolders("content")
-	r2 := b.qrStart(b.qrClaimExactly(o, j2.ID, "second once the first was rescheduled for later"))
+	r2 := b.start(b.qrClaimExactly(o, j2.ID, "second once the first was rescheduled for later").Fence())
 	b.clock.Advance(time.Hour)
 	o = b.dispatcher() // the first one is dead by now
 	b.qrClaimNone(o, "j1 due again but j2 holds the slot")
-	b.qrCommit42(r2)
+	b.commit(r2.Fence(), `42`)
 	b.qrClaimExactly(o, j1.ID, "j1 when due and the slot is free")
 }
 
@@ -696,7 +670,7 @@ func testQuotaInterruptedRetryNowKeepsSlot(t *testing.T, h Harness) {
 	}
 	b.qrWantHolders("content", j1.ID)
 	b.qrClaimNone(o, "j2 while j1 runs again")
-	b.qrCommit42(b.qrStart(again))
+	b.commit(b.start(again.Fence()).Fence(), `42`)
 	b.qrClaimExactly(o, j2.ID, "j2 after j1 finished")
 }
 
@@ -718,12 +692,12 @@ func testQuotaInterruptedRetryLaterFreesSlot(t *testing.T, h Harness) {
 	}
 	b.qrWantHolders("content")
 	o := b.dispatcher()
-	r2 := b.qrStart(b.qrClaimExactly(o, j2.ID, "j2 once j1 was rescheduled for later"))
+	r2 := b.start(b.qrClaimExactly(o, j2.ID, "j2 once j1 was rescheduled for later").Fence())
 	b.qrWantHolders("content", j2.ID)
 	b.clock.Advance(time.Hour)
 	o = b.dispatcher() // the first one is dead by now
 	b.qrClaimNone(o, "j1 due again while j2 holds the slot")
-	b.qrCommit42(r2)
+	b.commit(r2.Fence(), `42`)
 	b.qrClaimExactly(o, j1.ID, "j1 when due and free")
 }
 

@@ -372,7 +372,7 @@ func testRetryCountsSurviveReclaim(t *testing.T, h Harness) {
 	if r.Retry[persistence.CountInterruptions] != 1 {
 		t.Fatalf("started again: want Retry[interruptions] = 1 on the job, got %v", r.Retry)
 	}
-	c := b.qrCommit42(r)
+	c := b.commit(r.Fence(), `42`)
 	if c.Retry[persistence.CountInterruptions] != 1 || b.get(x.Ref).Retry[persistence.CountInterruptions] != 1 {
 		t.Fatalf("committed without new counts: want Retry[interruptions] = 1 kept, got %v", b.get(x.Ref).Retry)
 	}

@@ -192,6 +192,46 @@ func (b *bundle) claimOne(o persistence.Owner, filter func(*persistence.Job) boo
 	return jobs[0]
 }
 
+// start starts the run f and checks that the job is ACTIVE with its start stamped.
+func (b *bundle) start(f persistence.Fence) *persistence.Job {
+	b.t.Helper()
+	j, err := b.s.Start(b.ctx, f)
+	if err != nil {
+		b.t.Fatalf("Start(%s): %v", f.Ref, err)
+	}
+	if j.Status != persistence.StatusActive || j.ActiveStart.IsZero() {
+		b.t.Fatalf("Start(%s): %s, start %v; want ACTIVE with its start stamped", f.Ref, j.Status, j.ActiveStart)
+	}
+	return j
+}
+
+// commit stores result (JSON) as the outcome of run f and checks that the job is in
+// CALLBACKS with that result.
+func (b *bundle) commit(f persistence.Fence, result string) *persistence.Job {
+	b.t.Helper()
+	j, err := b.s.Commit(b.ctx, f, persistence.Outcome{Result: json.RawMessage(result)})
+	if err != nil {
+		b.t.Fatalf("Commit(%s, %s): %v", f.Ref, result, err)
+	}
+	if j.Status != persistence.StatusCallbacks || string(j.Result) != result {
+		b.t.Fatalf("Commit(%s, %s): %s with %s; want CALLBACKS with %s", f.Ref, result, j.Status, j.Result, result)
+	}
+	return j
+}
+
+// complete completes run f after seen callbacks and checks that the job is COMPLETED.
+func (b *bundle) complete(f persistence.Fence, seen int) *persistence.Job {
+	b.t.Helper()
+	j, err := b.s.Complete(b.ctx, f, seen)
+	if err != nil {
+		b.t.Fatalf("Complete(%s, %d): %v", f.Ref, seen, err)
+	}
+	if j.Status != persistence.StatusCompleted {
+		b.t.Fatalf("Complete(%s, %d): %s, want COMPLETED", f.Ref, seen, j.Status)
+	}
+	return j
+}
+
 // ids returns the ids of jobs.
 func ids(jobs []*persistence.Job) []string {
 	out := make([]string, len(jobs))
