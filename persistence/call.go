@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // MaxHandlerLen is the longest handler name accepted.
@@ -43,6 +44,9 @@ func (c *Call) Validate() error {
 	if len(c.Handler) > MaxHandlerLen {
 		return invalidf("handler name longer than %d characters", MaxHandlerLen)
 	}
+	if !utf8.ValidString(c.Handler) {
+		return invalidf("handler name %q is not valid UTF-8", c.Handler)
+	}
 	if strings.IndexFunc(c.Handler, unicode.IsControl) >= 0 || strings.TrimSpace(c.Handler) != c.Handler {
 		return invalidf("handler name %q has control characters or surrounding spaces", c.Handler)
 	}
@@ -52,8 +56,8 @@ func (c *Call) Validate() error {
 		}
 	}
 	for k, v := range c.Kwargs {
-		if k == "" {
-			return invalidf("empty keyword argument name in %s", c.Handler)
+		if k == "" || !utf8.ValidString(k) {
+			return invalidf("keyword argument name %q of %s is empty or not valid UTF-8", k, c.Handler)
 		}
 		if !json.Valid(v) {
 			return invalidf("keyword argument %s of %s is not JSON: %.40q", k, c.Handler, v)

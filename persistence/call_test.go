@@ -103,3 +103,14 @@ func TestCallJSON(t *testing.T) {
 		t.Fatalf("want the round-tripped call valid, got %v", err)
 	}
 }
+
+func TestCallRejectsInvalidUTF8Names(t *testing.T) {
+	for _, c := range []Call{
+		{Handler: "h\xda"},
+		{Handler: "h", Kwargs: map[string]json.RawMessage{"k\xff": json.RawMessage(`1`)}},
+	} {
+		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Validate(%q): %v, want ErrInvalid", c.Handler, err)
+		}
+	}
+}

@@ -69,8 +69,10 @@ func kindOf(err error) string {
 	return "error"
 }
 
-// truncate cuts s at MaxFailureText characters (runes), keeping UTF-8 valid.
+// truncate makes s valid UTF-8 (it is stored as JSON, which would change invalid bytes
+// anyway) and cuts it at MaxFailureText characters.
 func truncate(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if utf8.RuneCountInString(s) <= MaxFailureText {
 		return s
 	}

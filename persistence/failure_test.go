@@ -215,3 +215,10 @@ func TestWrappedStoredFailureKeepsKind(t *testing.T) {
 		t.Fatalf("errors.Is(%v, ErrConflict) is false", f)
 	}
 }
+
+func TestFailureTextIsValidUTF8(t *testing.T) {
+	f := NewFailure(errors.New("bad byte \xda here"), "stack \xff")
+	if !utf8.ValidString(f.Message) || !utf8.ValidString(f.Stack) || !strings.Contains(f.Message, "bad byte") {
+		t.Fatalf("failure text not made valid UTF-8: %q %q", f.Message, f.Stack)
+	}
+}

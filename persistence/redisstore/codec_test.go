@@ -1,0 +1,98 @@
+package redisstore
+
+import (
+	"encoding/json"
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// encodeJob and decodeJob are inverses: whatever a job holds comes back from Redis unchanged.
+func FuzzCodecRoundTrip(f *testing.F) {
+	f.Add("h", `[1,"a"]`, uint8(3), int64(2), "d1", "main", int64(1700000000000000), int64(3600000000), "q1", `{"x":1}`, "Boom", "trace", "cb1", true, 8)
+	f.Add("zasync.fail", `null`, uint8(0), int64(0), "", "", int64(0), int64(0), "", ``, "", "", "", false, 0)
+	f.Fuzz(func(t *testing.T, handler, arg string, status uint8, attempt int64, disp, agent string,
+		beginAfter, beginBy int64, quota, result, failType, stack, callback string, parked bool, level int) {
+		if !json.Valid([]byte(arg)) || (result != "" && !json.Valid([]byte(result))) {
+			t.Skip()
+		}
+		// What the store would refuse (names) or NewFailure would have made valid (texts).
+		for _, s := range []string{handler, quota, failType, stack, callback} {
+			if !utf8.ValidString(s) {
+				t.Skip()
+			}
+		}
+		j := &persistence.Job{
+			Ref:             persistence.Ref{Queue: "q", ID: "id"},
+			Call:            persistence.Call{Handler: handler, Args: []json.RawMessage{json.RawMessage(arg)}},
+			Status:          persistence.Status(status % 6),
+			Attempt:         attempt,
+			BeginBy:         time.Duration(beginBy) * time.Microsecond,
+			RetryPolicy:     persistence.RetryCommonFourTimesName,
+			FailureLogLevel: slog.Level(level),
+			Parked:          parked,
+		}
+		if disp != "" && agent != "" && validName(disp) && validName(agent) {
+			j.Owner = persistence.Owner{Dispatcher: disp, Agent: agent}
+			j.Holder = j.Owner
+		}
+		if beginAfter != 0 {
+			j.BeginAfter = time.UnixMicro(beginAfter).UTC()
+		}
+		if quota != "" {
+			j.QuotaNames = []string{quota}
+		}
+		if result != "" {
+			j.Result = json.RawMessage(result)
+		}
+		if failType != "" {
+			j.Failure = &persistence.Failure{Type: failType, Message: "m", Stack: stack}
+			j.Retry = persistence.RetryCounts{persistence.CountConflicts: 2}
+		}
+		if callback != "" {
+			j.Callbacks = []string{callback}
+			j.Choice = &persistence.CallbackChoice{Failure: &persistence.Call{Handler: handler}}
+		}
+		set, _ := encodeJob(j)
+		h := make(map[string]string, len(set)/2)
+		for i := 0; i < len(set); i += 2 {
+			h[set[i].(string)] = set[i+1].(string)
+		}
+		got, ok, err := decodeJob(j.Ref, h)
+		if err != nil || !ok {
+			t.Fatalf("decode: %v ok=%v", err, ok)
+		}
+		if !reflect.DeepEqual(normal(got), normal(j)) {
+			t.Fatalf("round trip changed the job:\n got %#v\nwant %#v", *normal(got), *normal(j))
+		}
+	})
+}
+
+// validName reports whether s may be an owner part (owner strings are split at '/').
+func validName(s string) bool { return persistence.ValidateName("x", s) == nil }
+
+// normal compares raw JSON by its compact form (encoding may compact it).
+func normal(j *persistence.Job) *persistence.Job {
+	c := *j
+	c.Call.Args = nil
+	for _, a := range j.Call.Args {
+		c.Call.Args = append(c.Call.Args, compact(a))
+	}
+	if j.Result != nil {
+		c.Result = compact(j.Result)
+	}
+	return &c
+}
+
+func compact(r json.RawMessage) json.RawMessage {
+	var v any
+	if json.Unmarshal(r, &v) != nil {
+		return r
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
