@@ -71,7 +71,7 @@ func backends() []backend {
 
 // newStore returns a store with a fresh key prefix on c, whose keys are deleted when the
 // test ends (never a FLUSHDB: the database may not be ours).
-func newStore(t *testing.T, c redis.UniversalClient, opts Options) *Store {
+func newStore(t testing.TB, c redis.UniversalClient, opts Options) *Store {
 	t.Helper()
 	b := make([]byte, 6)
 	rand.Read(b)

@@ -1,0 +1,108 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// benchStore returns a store on the real Redis at ZASYNC_TEST_REDIS, else on miniredis (whose
+// figures say little about Redis, but keep the benchmark runnable anywhere).
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	var c redis.UniversalClient
+	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" {
+		c = redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
+	} else {
+		m := miniredis.RunT(b)
+		c = redis.NewClient(&redis.Options{Addr: m.Addr(), PoolSize: 64})
+	}
+	b.Cleanup(func() { c.Close() })
+	return newStore(b, c, Options{})
+}
+
+// BenchmarkPut measures puts one by one.
+func BenchmarkPut(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	spec := persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Put(ctx, "bench", spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkDrain measures the store's share of running jobs: b.N jobs put in batches, then
+// drained by 8 workers (one agent of size 8 each) that claim, start, and commit-and-complete.
+func BenchmarkDrain(b *testing.B) {
+	for _, workers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			s := benchStore(b)
+			ctx := context.Background()
+			cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
+				Agents: []persistence.AgentSpec{{Name: "main", Size: 8}}}
+			specs := make([]persistence.JobSpec, 500)
+			for i := range specs {
+				specs[i] = persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
+			}
+			for put := 0; put < b.N; put += len(specs) {
+				if _, err := s.PutMany(ctx, "bench", specs[:min(len(specs), b.N-put)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for w := range workers {
+				uuid := fmt.Sprintf("w%d", w)
+				if err := s.Register(ctx, "bench", uuid, cfg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Activate(ctx, "bench", uuid); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					p := persistence.ClaimParams{Queue: "bench", Dispatcher: fmt.Sprintf("w%d", w), Agent: "main", Size: 8}
+					for {
+						jobs, err := s.Claim(ctx, p)
+						if errors.Is(err, persistence.ErrConflict) {
+							continue
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if len(jobs) == 0 {
+							return
+						}
+						for _, j := range jobs {
+							if j, err = s.Start(ctx, j.Fence()); err == nil {
+								_, err = s.Commit(ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`null`), Complete: true})
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+		})
+	}
+}
