@@ -14,9 +14,9 @@ import (
 
 // Claim takes up to the agent's free slots from the queue in one transaction.
 //
-// Round trips: WATCH of the agent's keys; one pipeline that reads the dispatcher record, its
-// ping, the agent's load, the quotas and the head of the queue; one pipeline that WATCHes the
-// candidate jobs and the quota holders and reads them; then MULTI … EXEC. Only the candidates
+// Three round trips on a single node: one pipeline that WATCHes and reads the dispatcher
+// record, its ping, the agent's load, the quotas and the head of the queue; one that WATCHes
+// and reads the candidate jobs and the quota holders; then MULTI … EXEC. Only the candidates
 // are watched, not the queue itself, so claimers racing on one queue conflict only when they
 // pick the same jobs, and the loser re-reads and takes the next ones.
 func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persistence.Job, error) {
