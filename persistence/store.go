@@ -142,6 +142,15 @@ type Runs interface {
 	// interrupted job retried now); later, it is scheduled and releases them. counts, if not
 	// nil, replaces the retry counters.
 	Reschedule(ctx context.Context, f Fence, at time.Time, counts RetryCounts) (*Job, error)
+	// StartMany starts several runs of one queue in one transaction: two round trips for the
+	// whole batch. Each run is checked on its own: errs[i] is what Start would have returned
+	// for fences[i], and the other runs start regardless. err is for the whole batch (invalid
+	// input, store unavailable). A batch that keeps losing its race falls back to one
+	// transaction per run.
+	StartMany(ctx context.Context, fences []Fence) (jobs []*Job, errs []error, err error)
+	// CommitMany commits several runs of one queue in one transaction, as StartMany starts
+	// them: errs[i] is what Commit would have returned for commits[i].
+	CommitMany(ctx context.Context, commits []Commit) (jobs []*Job, errs []error, err error)
 	// SaveRetry stores the retry counters of a running job.
 	SaveRetry(ctx context.Context, f Fence, counts RetryCounts) error
 	// Wait records that an ACTIVE job waits for inner's result. Parked, it stops counting
@@ -152,6 +161,12 @@ type Runs interface {
 	// Used for a parent's callbacks and by system jobs for the job they act on. by must be
 	// ACTIVE or in CALLBACKS.
 	Adopt(ctx context.Context, by Fence, target string, statuses ...Status) (*Job, error)
+}
+
+// Commit is one run's outcome, for CommitMany.
+type Commit struct {
+	Fence   Fence
+	Outcome Outcome
 }
 
 // Callbacks attaches callbacks to jobs.

@@ -46,10 +46,15 @@ func BenchmarkPut(b *testing.B) {
 }
 
 // BenchmarkDrain measures the store's share of running jobs: b.N jobs put in batches, then
-// drained by 8 workers (one agent of size 8 each) that claim, start, and commit-and-complete.
+// drained by workers (one agent of size 8 each) that claim, start, and commit-and-complete,
+// one job at a time or each claimed batch at once.
 func BenchmarkDrain(b *testing.B) {
-	for _, workers := range []int{1, 8} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+	for _, bc := range []struct {
+		workers int
+		batched bool
+	}{{1, false}, {8, false}, {1, true}, {8, true}} {
+		workers := bc.workers
+		b.Run(fmt.Sprintf("workers=%d/batched=%v", workers, bc.batched), func(b *testing.B) {
 			s := benchStore(b)
 			ctx := context.Background()
 			cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
@@ -89,14 +94,14 @@ func BenchmarkDrain(b *testing.B) {
 						if len(jobs) == 0 {
 							return
 						}
-						for _, j := range jobs {
-							if j, err = s.Start(ctx, j.Fence()); err == nil {
-								_, err = s.Commit(ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`null`), Complete: true})
-							}
-							if err != nil {
-								b.Error(err)
-								return
-							}
+						if bc.batched {
+							err = drainBatch(ctx, s, jobs)
+						} else {
+							err = drainOneByOne(ctx, s, jobs)
+						}
+						if err != nil {
+							b.Error(err)
+							return
 						}
 					}
 				})
@@ -105,4 +110,34 @@ func BenchmarkDrain(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 		})
 	}
+}
+
+func drainOneByOne(ctx context.Context, s *Store, jobs []*persistence.Job) error {
+	for _, j := range jobs {
+		j, err := s.Start(ctx, j.Fence())
+		if err == nil {
+			_, err = s.Commit(ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`null`), Complete: true})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func drainBatch(ctx context.Context, s *Store, jobs []*persistence.Job) error {
+	fences := make([]persistence.Fence, len(jobs))
+	for i, j := range jobs {
+		fences[i] = j.Fence()
+	}
+	started, errs, err := s.StartMany(ctx, fences)
+	if err = errors.Join(append(errs, err)...); err != nil {
+		return err
+	}
+	commits := make([]persistence.Commit, len(started))
+	for i, j := range started {
+		commits[i] = persistence.Commit{Fence: j.Fence(), Outcome: persistence.Outcome{Result: json.RawMessage(`null`), Complete: true}}
+	}
+	_, errs, err = s.CommitMany(ctx, commits)
+	return errors.Join(append(errs, err)...)
 }

@@ -40,9 +40,9 @@ func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persis
 	}
 	c := &claim{s: s, p: p, o: o, q: p.Queue}
 	// Without a filter the head of the queue is what is claimed: read a little more than the
-	// free slots (racing claimers take some). With a filter, or when quotas turn candidates
-	// down, read up to the scan limit.
-	c.window = min(scanLimit, 2*p.Size+8)
+	// agent's size, widening when quotas or racing claimers take candidates away. With a
+	// filter, read up to the scan limit at once.
+	c.window = min(scanLimit, p.Size+4)
 	if p.Filter != nil {
 		c.window = scanLimit
 	}
@@ -64,7 +64,7 @@ func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persis
 	return claimed, nil
 }
 
-// errWiden asks claim.read to be called again with the window widened to the scan limit.
+// errWiden asks claim.read to be called again with a wider window.
 var errWiden = errors.New("widen the claim window")
 
 // claim is one Claim call's state across its transaction attempts.
@@ -73,7 +73,7 @@ type claim struct {
 	p         persistence.ClaimParams
 	o         persistence.Owner
 	q         string
-	window    int // how many jobs of the head of the queue to read
+	window    int // how many jobs of the head of the queue to read; doubles when too few pass
 	scanLimit int // how far window may grow
 }
 
@@ -173,6 +173,10 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 	if err != nil {
 		return nil, nil, err
 	}
+	was := make(map[string]map[string]string, len(ids)) // each candidate's hash, for writeJob
+	for i, id := range ids {
+		was[id] = jobCmds[i].Val()
+	}
 	holders := make(map[string]map[string]bool, len(names))
 	for i, n := range names {
 		holders[n] = make(map[string]bool)
@@ -185,15 +189,19 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 	// (the others are HandlerFail system jobs for the expired jobs).
 	var claimed, taken, expired []*persistence.Job
 	var stale []string
+	rejected := 0 // turned down by this agent's filter or by quotas
 	for i, j := range jobs {
 		if len(claimed) == free {
 			break
 		}
 		if j == nil || j.Status != persistence.StatusPending {
-			stale = append(stale, ids[i]) // an entry without a pending job: drop it
+			// Taken by a racing claimer since the queue was read (or an entry left without a
+			// pending job): drop the entry.
+			stale = append(stale, ids[i])
 			continue
 		}
 		if c.p.Filter != nil && !c.p.Filter(j) {
+			rejected++
 			continue
 		}
 		if j.Expired(now) {
@@ -207,6 +215,7 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 			continue
 		}
 		if !quotasAllow(j, sizes, holders) {
+			rejected++
 			continue
 		}
 		for _, n := range j.QuotaNames {
@@ -218,8 +227,11 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		j.Attempt++
 		claimed, taken = append(claimed, j), append(taken, j)
 	}
-	if len(claimed) < free && full && c.window < c.scanLimit {
-		c.window = c.scanLimit // slots are left and the window was full: look further first
+	if len(claimed) < free && rejected+len(stale) > 0 && full && c.window < c.scanLimit {
+		// Slots are left because candidates were turned down or taken by racing claimers,
+		// and the queue goes on: look further before claiming, doubling the window each
+		// time, so that a busy head costs a few reads, not the scan limit.
+		c.window = min(2*c.window, c.scanLimit)
 		return nil, nil, errWiden
 	}
 	if len(claimed) == 0 && len(stale) == 0 {
@@ -233,7 +245,7 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		for _, j := range expired {
 			p.ZRem(ctx, s.k.pending(q), j.ID)
 			p.LRem(ctx, s.k.putback(q), 0, j.ID)
-			s.writeJob(ctx, p, j)
+			s.writeJob(ctx, p, j, was[j.ID])
 		}
 		for _, j := range taken {
 			p.ZRem(ctx, s.k.pending(q), j.ID)
@@ -248,7 +260,7 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		}
 		score := float64(micros(now))
 		for _, j := range claimed {
-			s.writeJob(ctx, p, j)
+			s.writeJob(ctx, p, j, was[j.ID]) // nil for the HandlerFail jobs, which are new
 			p.ZAdd(ctx, s.k.agent(q, o), redis.Z{Score: score, Member: j.ID})
 		}
 		if len(claimed) > 0 {

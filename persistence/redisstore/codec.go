@@ -105,11 +105,36 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 	return set, del
 }
 
-// writeJob queues the writes that store j whole.
-func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job) {
+// writeJob queues the writes that store j. was is the hash j was read from, nil for a new
+// record: only the fields whose stored form changed are written, and only fields that were
+// set and are now empty are deleted, so a transition writes a few fields, not the record.
+// The status is always written: every write must change the key in a way that every WATCH
+// notices, and miniredis does not count HDEL (a transition that only clears fields, such as
+// cleaning a job's owner away, would slip past a concurrent fenced write).
+func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job, was map[string]string) {
 	key := s.k.job(j.Queue, j.ID)
 	set, del := encodeJob(j)
-	p.HSet(ctx, key, set...)
+	if was != nil {
+		changed := make([]any, 0, len(set))
+		for i := 0; i < len(set); i += 2 {
+			if v := set[i+1].(string); was[set[i].(string)] != v || set[i] == fStatus {
+				changed = append(changed, set[i], v)
+			}
+		}
+		set = changed
+		gone := del[:0]
+		for _, f := range del {
+			if _, ok := was[f]; ok {
+				gone = append(gone, f)
+			}
+		}
+		del = gone
+	} else {
+		del = nil // a new record has nothing to delete
+	}
+	if len(set) > 0 {
+		p.HSet(ctx, key, set...)
+	}
 	if len(del) > 0 {
 		p.HDel(ctx, key, del...)
 	}

@@ -468,8 +468,8 @@ func (s *Store) cleanAgent(ctx context.Context, q string, o persistence.Owner, r
 				p.SRem(ctx, s.k.parked(q, o), id)
 				switch {
 				case sys != nil:
-					s.writeJob(ctx, p, j)
-					s.enqueue(ctx, p, sys, now)
+					s.writeJob(ctx, p, j, h.Val())
+					s.enqueue(ctx, p, sys, now, nil)
 					p.Publish(ctx, s.k.wake(q), q)
 				case j.Status == persistence.StatusCompleted:
 					at := j.Completed
@@ -479,7 +479,7 @@ func (s *Store) cleanAgent(ctx context.Context, q string, o persistence.Owner, r
 					s.addHistory(ctx, p, q, o, id, at)
 				default:
 					s.release(ctx, p, &old, false)
-					s.enqueue(ctx, p, j, now)
+					s.enqueue(ctx, p, j, now, h.Val())
 					p.Publish(ctx, s.k.wake(q), q)
 				}
 				return nil

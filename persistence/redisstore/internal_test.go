@@ -296,3 +296,64 @@ func TestCorruptRecord(t *testing.T) {
 		t.Fatalf("Dispatcher with a corrupt record: %v, want ErrCorrupt", err)
 	}
 }
+
+// A batch that keeps losing its race falls back to one transaction per run, and every run
+// still gets its transition.
+func TestBatchFallsBackToOneByOne(t *testing.T) {
+	f := newFixture(t)
+	for range 3 {
+		if _, err := f.s.Put(f.ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 3})
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("Claim: %v %v", jobs, err)
+	}
+	var execs atomic.Int64
+	busy := jobs[1]
+	f.s.beforeExec = func(op string) {
+		if op == "start" && execs.Add(1) <= batchTries {
+			f.m.HSet(f.s.k.job("q", busy.ID), "touched", "1") // one busy job
+		}
+	}
+	fences := []persistence.Fence{jobs[0].Fence(), jobs[1].Fence(), jobs[2].Fence()}
+	started, errs, err := f.s.StartMany(f.ctx, fences)
+	if err != nil || errors.Join(errs...) != nil {
+		t.Fatalf("StartMany: %v %v", errs, err)
+	}
+	for i, j := range started {
+		if j.Status != persistence.StatusActive {
+			t.Fatalf("run %d: %s, want ACTIVE", i, j.Status)
+		}
+	}
+	if n := execs.Load(); n != batchTries+3 {
+		t.Fatalf("%d EXECs, want %d batch attempts then one per run", n, batchTries+3)
+	}
+}
+
+// The fence holds when the job is taken away between a commit's read and its EXEC: cleaning
+// the dispatcher (it was presumed dead) while its commit is in flight makes the commit lose
+// its race, re-read, and fail with ErrReassigned. Cleaning an ACTIVE job only clears fields
+// of its record, and miniredis does not count HDEL as a change to a watched key, so every
+// write of a record must also HSET something (writeJob re-sets the status).
+func TestFenceHoldsWhenCleanedMidCommit(t *testing.T) {
+	f := newFixture(t)
+	j := f.running()
+	f.s.beforeExec = func(op string) {
+		if op == "commit" {
+			f.s.beforeExec = nil
+			if _, err := f.s.Deactivate(f.ctx, "q", "d1"); err != nil {
+				t.Errorf("Deactivate: %v", err)
+			}
+		}
+	}
+	_, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`42`)})
+	if !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("commit of a job cleaned meanwhile: %v, want ErrReassigned", err)
+	}
+	got, err := f.s.Get(f.ctx, j.Ref)
+	if err != nil || got.Status != persistence.StatusActive || got.Result != nil || !got.Owner.IsZero() {
+		t.Fatalf("cleaned job after the late commit: %+v %v, want ACTIVE, no result, no owner", got, err)
+	}
+}

@@ -93,26 +93,27 @@ func (s *Store) Create(ctx context.Context, q string, spec persistence.JobSpec) 
 	}
 	j := newJob(q, spec, queuedJob, now)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		s.writeJob(ctx, p, j)
+		s.writeJob(ctx, p, j, nil)
 		return nil
 	})
 	return j, s.fail(op, err)
 }
 
-// readJob reads a job: ErrNotFound when it does not exist.
-func (s *Store) readJob(ctx context.Context, r reader, ref persistence.Ref) (*persistence.Job, error) {
+// readJob reads a job, and the hash it was read from (for writeJob): ErrNotFound when it does
+// not exist.
+func (s *Store) readJob(ctx context.Context, r reader, ref persistence.Ref) (*persistence.Job, map[string]string, error) {
 	var h *redis.MapStringStringCmd
 	if err := r.pipelined(ctx, func(p redis.Pipeliner) { h = p.HGetAll(ctx, s.k.job(ref.Queue, ref.ID)) }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	j, ok, err := decodeJob(ref, h.Val())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
+		return nil, nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
 	}
-	return j, nil
+	return j, h.Val(), nil
 }
 
 // Get reads a job.
@@ -120,7 +121,7 @@ func (s *Store) Get(ctx context.Context, ref persistence.Ref) (*persistence.Job,
 	if err := validRef("get", ref); err != nil {
 		return nil, err
 	}
-	j, err := s.readJob(ctx, plain{s.rdb}, ref)
+	j, _, err := s.readJob(ctx, plain{s.rdb}, ref)
 	return j, s.fail("get", err)
 }
 
@@ -217,7 +218,7 @@ func (s *Store) Update(ctx context.Context, ref persistence.Ref, c persistence.C
 	}
 	var out *persistence.Job
 	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(t *txn) (writes, error) {
-		j, err := s.readJob(ctx, t, ref)
+		j, was, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -253,7 +254,7 @@ func (s *Store) Update(ctx context.Context, ref persistence.Ref, c persistence.C
 			j.QuotaNames = slices.Clone(*c.QuotaNames)
 		}
 		out = j
-		return func(p redis.Pipeliner) error { s.writeJob(ctx, p, j); return nil }, nil
+		return func(p redis.Pipeliner) error { s.writeJob(ctx, p, j, was); return nil }, nil
 	})
 	return out, err
 }
@@ -295,7 +296,7 @@ func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistenc
 	}
 	var out *persistence.Job
 	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(t *txn) (writes, error) {
-		j, err := s.readJob(ctx, t, ref)
+		j, was, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -318,7 +319,7 @@ func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistenc
 		return func(p redis.Pipeliner) error {
 			s.release(ctx, p, j, false)
 			j.Status, j.Failure, j.Result, j.Holder, j.ActiveEnd = persistence.StatusCallbacks, f, nil, persistence.Owner{}, now
-			s.writeJob(ctx, p, j)
+			s.writeJob(ctx, p, j, was)
 			return nil
 		}, nil
 	})

@@ -44,10 +44,10 @@ func (s *Store) dueUntil(now time.Time) int64 {
 	return max(micros(now), s.lastTick)
 }
 
-// enqueue queues the writes that make j PENDING in its queue.
-func (s *Store) enqueue(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time) {
+// enqueue queues the writes that make j PENDING in its queue; was is as for writeJob.
+func (s *Store) enqueue(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time, was map[string]string) {
 	j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
-	s.writeJob(ctx, p, j)
+	s.writeJob(ctx, p, j, was)
 	p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
 }
 
@@ -97,7 +97,7 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, j := range jobs {
-			s.enqueue(ctx, p, j, now)
+			s.enqueue(ctx, p, j, now, nil)
 		}
 		p.Publish(ctx, s.k.wake(q), q)
 		return nil
@@ -119,7 +119,7 @@ func (s *Store) Enqueue(ctx context.Context, ref persistence.Ref) (*persistence.
 	}
 	var out *persistence.Job
 	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(t *txn) (writes, error) {
-		j, err := s.readJob(ctx, t, ref)
+		j, was, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +141,7 @@ func (s *Store) Enqueue(ctx context.Context, ref persistence.Ref) (*persistence.
 		}
 		out = j
 		return func(p redis.Pipeliner) error {
-			s.enqueue(ctx, p, j, now)
+			s.enqueue(ctx, p, j, now, was)
 			p.Publish(ctx, s.k.wake(ref.Queue), ref.Queue)
 			return nil
 		}, nil
@@ -206,7 +206,7 @@ func (s *Store) Remove(ctx context.Context, ref persistence.Ref) (*persistence.J
 // back to NEW; ErrNotInQueue unless it is PENDING.
 func (s *Store) removeWrites(ctx context.Context, t *txn, ref persistence.Ref, out **persistence.Job) (writes, error) {
 	t.watch(s.k.job(ref.Queue, ref.ID))
-	j, err := s.readJob(ctx, t, ref)
+	j, was, err := s.readJob(ctx, t, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (s *Store) removeWrites(ctx context.Context, t *txn, ref persistence.Ref, o
 	return func(p redis.Pipeliner) error {
 		s.release(ctx, p, j, false)
 		j.Status, j.Assigner = persistence.StatusNew, ""
-		s.writeJob(ctx, p, j)
+		s.writeJob(ctx, p, j, was)
 		return nil
 	}, nil
 }

@@ -3,9 +3,11 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -62,6 +64,39 @@ func TestRoundTripBudget(t *testing.T) {
 		jobs, err = f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 3})
 		if err != nil || len(jobs) != 3 {
 			t.Fatalf("Claim: %d jobs, %v", len(jobs), err)
+		}
+	})
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Minute,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 8}}}
+	if err := f.s.Register(f.ctx, "q", "d8", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Activate(f.ctx, "q", "d8"); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d8", Agent: "main", Size: 8})
+	if err != nil || len(batch) != 8 {
+		t.Fatalf("Claim of 8: %d jobs, %v", len(batch), err)
+	}
+	fences := make([]persistence.Fence, len(batch))
+	for i, j := range batch {
+		fences[i] = j.Fence()
+	}
+	var started []*persistence.Job
+	measure("StartMany of 8", 2, func() {
+		var errs []error
+		started, errs, err = f.s.StartMany(f.ctx, fences)
+		if err != nil || errors.Join(errs...) != nil {
+			t.Fatalf("StartMany: %v %v", errs, err)
+		}
+	})
+	measure("CommitMany of 8", 2, func() {
+		commits := make([]persistence.Commit, len(started))
+		for i, j := range started {
+			commits[i] = persistence.Commit{Fence: j.Fence(), Outcome: persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}}
+		}
+		if _, errs, err := f.s.CommitMany(f.ctx, commits); err != nil || errors.Join(errs...) != nil {
+			t.Fatalf("CommitMany: %v %v", errs, err)
 		}
 	})
 	var j *persistence.Job

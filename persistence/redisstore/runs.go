@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -12,55 +13,153 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
+// batchTries is how many lost races a batch of several runs takes before it falls back to one
+// transaction per run: a batch watches many jobs, and one busy job should not hold up the
+// others for long.
+const batchTries = 3
+
 // fenced runs one fenced transition of f's job: WATCH the job, read it, check that it is
 // still f's run (ErrReassigned) and in one of allowed (BadStatusError), then let change
-// modify it and queue extra writes; the job is written back whole. change returning nil
-// writes and an error aborts without writing.
+// modify it and queue extra writes; the job is written back whole. change returning an error
+// aborts without writing.
 func (s *Store) fenced(ctx context.Context, op string, f persistence.Fence, allowed []persistence.Status,
 	change func(now time.Time, j *persistence.Job) (writes, error)) (*persistence.Job, error) {
-	if err := validRef(op, f.Ref); err != nil {
+	jobs, errs, err := s.fencedMany(ctx, op, []persistence.Fence{f}, allowed,
+		func(_ int, now time.Time, j *persistence.Job) (writes, error) { return change(now, j) })
+	if err != nil {
 		return nil, err
 	}
-	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.job(f.Queue, f.ID)}, func(t *txn) (writes, error) {
-		j, err := s.readJob(ctx, t, f.Ref)
-		if err != nil {
-			return nil, err
+	return jobs[0], errs[0]
+}
+
+// fencedMany runs the fenced transition op for several runs of one queue in one transaction,
+// each checked and changed as fenced does. A run that fails (ErrNotFound, ErrReassigned,
+// *BadStatusError, change's error) gets its error in errs and is not written; the others are.
+// err is for the whole batch. After batchTries lost races a batch falls back to one
+// transaction per run.
+func (s *Store) fencedMany(ctx context.Context, op string, fences []persistence.Fence, allowed []persistence.Status,
+	change func(i int, now time.Time, j *persistence.Job) (writes, error)) ([]*persistence.Job, []error, error) {
+	if len(fences) == 0 {
+		return nil, nil, nil
+	}
+	watch := make([]string, len(fences))
+	for i, f := range fences {
+		if err := validRef(op, f.Ref); err != nil {
+			return nil, nil, err
 		}
-		if err := checkFence(j, f); err != nil {
-			return nil, err
+		if f.Queue != fences[0].Queue {
+			return nil, nil, fmt.Errorf("%s: %w: a batch spans queues %s and %s", op, persistence.ErrInvalid, fences[0].Queue, f.Queue)
 		}
-		if err := persistence.CheckStatus(op, j.Status, allowed...); err != nil {
+		watch[i] = s.k.job(f.Queue, f.ID)
+	}
+	tries := s.maxRetries
+	if len(fences) > 1 {
+		tries = batchTries
+	}
+	jobs, errs := make([]*persistence.Job, len(fences)), make([]error, len(fences))
+	err := s.transactN(ctx, op, tries, watch, func(t *txn) (writes, error) {
+		clear(jobs)
+		clear(errs)
+		cmds := make([]*redis.MapStringStringCmd, len(fences))
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
+			for i := range fences {
+				cmds[i] = p.HGetAll(ctx, watch[i])
+			}
+		}); err != nil {
 			return nil, err
 		}
 		now, err := s.now(ctx)
 		if err != nil {
 			return nil, err
 		}
-		extra, err := change(now, j)
-		if err != nil {
-			return nil, err
+		var ws []writes
+		for i, f := range fences {
+			was := cmds[i].Val()
+			j, w, err := s.fencedOne(op, f, was, allowed, now, func(now time.Time, j *persistence.Job) (writes, error) {
+				return change(i, now, j)
+			})
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", op, err)
+				continue
+			}
+			jobs[i] = j
+			ws = append(ws, func(p redis.Pipeliner) error {
+				if w != nil {
+					if err := w(p); err != nil {
+						return err
+					}
+				}
+				s.writeJob(ctx, p, j, was)
+				return nil
+			})
 		}
-		out = j
+		if len(ws) == 0 {
+			return nil, nil
+		}
 		return func(p redis.Pipeliner) error {
-			if extra != nil {
-				if err := extra(p); err != nil {
+			for _, w := range ws {
+				if err := w(p); err != nil {
 					return err
 				}
 			}
-			s.writeJob(ctx, p, j)
 			return nil
 		}, nil
 	})
-	return out, err
+	if errors.Is(err, persistence.ErrConflict) && len(fences) > 1 {
+		// One busy job keeps the batch losing: give each run a transaction of its own.
+		for i := range fences {
+			one, oneErrs, err := s.fencedMany(ctx, op, fences[i:i+1], allowed,
+				func(_ int, now time.Time, j *persistence.Job) (writes, error) { return change(i, now, j) })
+			if err != nil {
+				return nil, nil, err
+			}
+			jobs[i], errs[i] = one[0], oneErrs[0]
+		}
+		return jobs, errs, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return jobs, errs, nil
+}
+
+// fencedOne decodes one run's job from its hash, checks fence and status, and applies change.
+func (s *Store) fencedOne(op string, f persistence.Fence, h map[string]string, allowed []persistence.Status, now time.Time,
+	change func(now time.Time, j *persistence.Job) (writes, error)) (*persistence.Job, writes, error) {
+	j, ok, err := decodeJob(f.Ref, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, f.Ref)
+	}
+	if err := checkFence(j, f); err != nil {
+		return nil, nil, err
+	}
+	if err := persistence.CheckStatus(op, j.Status, allowed...); err != nil {
+		return nil, nil, err
+	}
+	w, err := change(now, j)
+	if err != nil {
+		return nil, nil, err
+	}
+	return j, w, nil
 }
 
 // Start moves a job to ACTIVE.
 func (s *Store) Start(ctx context.Context, f persistence.Fence) (*persistence.Job, error) {
-	return s.fenced(ctx, "start", f, persistence.Runnable, func(now time.Time, j *persistence.Job) (writes, error) {
-		j.Status, j.ActiveStart = persistence.StatusActive, now
-		return nil, nil
-	})
+	return s.fenced(ctx, "start", f, persistence.Runnable, start)
+}
+
+// StartMany starts several runs of one queue in one transaction.
+func (s *Store) StartMany(ctx context.Context, fences []persistence.Fence) ([]*persistence.Job, []error, error) {
+	return s.fencedMany(ctx, "start", fences, persistence.Runnable,
+		func(_ int, now time.Time, j *persistence.Job) (writes, error) { return start(now, j) })
+}
+
+func start(now time.Time, j *persistence.Job) (writes, error) {
+	j.Status, j.ActiveStart = persistence.StatusActive, now
+	return nil, nil
 }
 
 // Commit stores the outcome of an ACTIVE job.
@@ -68,26 +167,47 @@ func (s *Store) Commit(ctx context.Context, f persistence.Fence, o persistence.O
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	return s.fenced(ctx, "commit", f, []persistence.Status{persistence.StatusActive}, func(now time.Time, j *persistence.Job) (writes, error) {
-		j.Result, j.Failure = o.Result, o.Failure
-		if o.Retry != nil {
-			j.Retry = maps.Clone(o.Retry)
-		}
-		j.Status, j.ActiveEnd, j.WaitingOn, j.Parked = persistence.StatusCallbacks, now, "", false
-		quotas := j.QuotaNames
-		return func(p redis.Pipeliner) error {
-			for _, n := range quotas {
-				p.SRem(ctx, s.k.quota(j.Queue, n), j.ID)
-			}
-			if !j.Holder.IsZero() {
-				p.SRem(ctx, s.k.parked(j.Queue, j.Holder), j.ID)
-			}
-			if o.Complete && len(j.Callbacks) == 0 {
-				s.complete(ctx, p, j, now)
-			}
-			return nil
-		}, nil
+	return s.fenced(ctx, "commit", f, active, func(now time.Time, j *persistence.Job) (writes, error) {
+		return s.commit(ctx, now, j, o)
 	})
+}
+
+// CommitMany commits several runs of one queue in one transaction.
+func (s *Store) CommitMany(ctx context.Context, commits []persistence.Commit) ([]*persistence.Job, []error, error) {
+	fences := make([]persistence.Fence, len(commits))
+	for i, c := range commits {
+		if err := c.Outcome.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("commit %s: %w", c.Fence.Ref, err)
+		}
+		fences[i] = c.Fence
+	}
+	return s.fencedMany(ctx, "commit", fences, active, func(i int, now time.Time, j *persistence.Job) (writes, error) {
+		return s.commit(ctx, now, j, commits[i].Outcome)
+	})
+}
+
+var active = []persistence.Status{persistence.StatusActive}
+
+// commit stores o in j and returns the writes around it: its quota slots and parking are
+// released, and with o.Complete and no callbacks it is completed at once.
+func (s *Store) commit(ctx context.Context, now time.Time, j *persistence.Job, o persistence.Outcome) (writes, error) {
+	j.Result, j.Failure = o.Result, o.Failure
+	if o.Retry != nil {
+		j.Retry = maps.Clone(o.Retry)
+	}
+	j.Status, j.ActiveEnd, j.WaitingOn, j.Parked = persistence.StatusCallbacks, now, "", false
+	return func(p redis.Pipeliner) error {
+		for _, n := range j.QuotaNames {
+			p.SRem(ctx, s.k.quota(j.Queue, n), j.ID)
+		}
+		if !j.Holder.IsZero() {
+			p.SRem(ctx, s.k.parked(j.Queue, j.Holder), j.ID)
+		}
+		if o.Complete && len(j.Callbacks) == 0 {
+			s.complete(ctx, p, j, now)
+		}
+		return nil
+	}, nil
 }
 
 // Complete moves a job from CALLBACKS to COMPLETED.
@@ -210,7 +330,7 @@ func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, 
 	}
 	var out *persistence.Job
 	err := s.transact(ctx, op, []string{s.k.job(by.Queue, by.ID), s.k.job(ref.Queue, ref.ID)}, func(t *txn) (writes, error) {
-		adopter, err := s.readJob(ctx, t, by.Ref)
+		adopter, _, err := s.readJob(ctx, t, by.Ref)
 		if err != nil {
 			return nil, err
 		}
@@ -220,7 +340,7 @@ func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, 
 		if err := persistence.CheckStatus("adopt a job", adopter.Status, persistence.StatusActive, persistence.StatusCallbacks); err != nil {
 			return nil, err
 		}
-		j, err := s.readJob(ctx, t, ref)
+		j, was, err := s.readJob(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -230,7 +350,7 @@ func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, 
 		j.Owner = by.Owner
 		j.Attempt++
 		out = j
-		return func(p redis.Pipeliner) error { s.writeJob(ctx, p, j); return nil }, nil
+		return func(p redis.Pipeliner) error { s.writeJob(ctx, p, j, was); return nil }, nil
 	})
 	return out, err
 }
@@ -247,7 +367,7 @@ func (s *Store) AddCallback(ctx context.Context, parent persistence.Ref, spec pe
 	var cb *persistence.Job
 	var status persistence.Status
 	err := s.transact(ctx, op, []string{s.k.job(parent.Queue, parent.ID)}, func(t *txn) (writes, error) {
-		pj, err := s.readJob(ctx, t, parent)
+		pj, _, err := s.readJob(ctx, t, parent)
 		if err != nil {
 			return nil, err
 		}
@@ -259,7 +379,7 @@ func (s *Store) AddCallback(ctx context.Context, parent persistence.Ref, spec pe
 		cb.Parent = parent.ID
 		status = pj.Status
 		return func(p redis.Pipeliner) error {
-			s.writeJob(ctx, p, cb)
+			s.writeJob(ctx, p, cb, nil)
 			ids := append(pj.Callbacks, cb.ID)
 			p.HSet(ctx, s.k.job(parent.Queue, parent.ID), fCallbacks, mustJSON(ids))
 			return nil

@@ -211,6 +211,11 @@ func (t *txn) pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error {
 // checks included, up to maxRetries times with a short random backoff, then fails with
 // ErrConflict. read returning nil writes ends the transaction without writing.
 func (s *Store) transact(ctx context.Context, op string, watch []string, read func(t *txn) (writes, error)) error {
+	return s.transactN(ctx, op, s.maxRetries, watch, read)
+}
+
+// transactN is transact giving up after tries lost races.
+func (s *Store) transactN(ctx context.Context, op string, tries int, watch []string, read func(t *txn) (writes, error)) error {
 	for attempt := 1; ; attempt++ {
 		t := &txn{}
 		var first []string // what rdb.Watch sends on its own: only a Cluster client needs it
@@ -239,7 +244,7 @@ func (s *Store) transact(ctx context.Context, op string, watch []string, read fu
 		if !errors.Is(err, redis.TxFailedErr) {
 			return s.fail(op, err)
 		}
-		if attempt >= s.maxRetries {
+		if attempt >= tries {
 			return fmt.Errorf("%s: %w after %d attempts", op, persistence.ErrConflict, attempt)
 		}
 		// Back off a little, more with each lost race, so that racing clients spread out.
