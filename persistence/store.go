@@ -88,8 +88,13 @@ type Queues interface {
 	// ErrNotActivated when the dispatcher's record is not activated or is dead: a dispatcher
 	// presumed dead must ping before it claims again.
 	Claim(ctx context.Context, p ClaimParams) ([]*Job, error)
-	// Subscribe returns a subscription to the wake-ups Put publishes for queues.
+	// Subscribe returns a subscription to the wake-ups Put publishes for queues: it delivers
+	// queue names.
 	Subscribe(ctx context.Context, queues ...string) (Subscription, error)
+	// Completions returns a subscription to the ids of a queue's jobs as they complete, so
+	// that waiting for a result needs no polling. Ids may be lost when the reader falls behind
+	// (a waiter re-reads its job from time to time), never invented.
+	Completions(ctx context.Context, queue string) (Subscription, error)
 }
 
 // ClaimParams says who claims and how much.
@@ -112,10 +117,10 @@ type ClaimParams struct {
 // DefaultScanLimit is how many jobs one claim examines at most when ClaimParams.ScanLimit is 0.
 const DefaultScanLimit = 200
 
-// Subscription delivers wake-ups: the name of a queue that had a job put.
+// Subscription delivers notifications: queue names for wake-ups, job ids for completions.
 type Subscription interface {
-	// C delivers queue names; it is closed by Close. Wake-ups may be coalesced or lost (they
-	// only shorten the wait for the next poll), never invented.
+	// C delivers the notifications; it is closed by Close. They may be coalesced or lost
+	// (they only shorten a wait that has a fallback), never invented.
 	C() <-chan string
 	// Close ends the subscription.
 	Close() error

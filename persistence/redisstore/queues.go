@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -261,23 +260,41 @@ func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Su
 	if len(queues) == 0 {
 		return nil, fmt.Errorf("%s: %w: no queue", op, persistence.ErrInvalid)
 	}
-	channels := make([]string, len(queues))
-	for i, q := range queues {
+	channels := make(map[string]string, len(queues)) // channel → queue name
+	for _, q := range queues {
 		if err := validQueue(op, q); err != nil {
 			return nil, err
 		}
-		channels[i] = s.k.wake(q)
+		channels[s.k.wake(q)] = q
 	}
-	ps := s.rdb.Subscribe(ctx, channels...)
-	// Wait for every confirmation, so that a put made after Subscribe returns is delivered.
-	for range channels {
+	return s.subscribe(ctx, op, channels, func(ch, _ string) string { return channels[ch] })
+}
+
+// Completions returns a subscription to the ids of a queue's jobs as they complete.
+func (s *Store) Completions(ctx context.Context, q string) (persistence.Subscription, error) {
+	const op = "completions"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	return s.subscribe(ctx, op, map[string]string{s.k.done(q): q}, func(_, payload string) string { return payload })
+}
+
+// subscribe subscribes to channels and delivers value(channel, payload) for each message.
+func (s *Store) subscribe(ctx context.Context, op string, channels map[string]string, value func(channel, payload string) string) (persistence.Subscription, error) {
+	names := make([]string, 0, len(channels))
+	for ch := range channels {
+		names = append(names, ch)
+	}
+	ps := s.rdb.Subscribe(ctx, names...)
+	// Wait for every confirmation, so that what is published after this returns is delivered.
+	for range names {
 		if _, err := ps.Receive(ctx); err != nil {
 			ps.Close()
 			return nil, s.fail(op, err)
 		}
 	}
-	sub := &subscription{ps: ps, c: make(chan string, 64), done: make(chan struct{})}
-	go sub.run(slices.Clone(queues), channels)
+	sub := &subscription{ps: ps, c: make(chan string, 256), done: make(chan struct{})}
+	go sub.run(value)
 	return sub, nil
 }
 
@@ -288,17 +305,13 @@ type subscription struct {
 	closeOnce sync.Once
 }
 
-func (s *subscription) run(queues, channels []string) {
+func (s *subscription) run(value func(channel, payload string) string) {
 	defer close(s.done)
 	defer close(s.c)
 	for m := range s.ps.Channel() {
-		i := slices.Index(channels, m.Channel)
-		if i < 0 {
-			continue
-		}
 		select {
-		case s.c <- queues[i]:
-		default: // a wake-up is already waiting: coalesce
+		case s.c <- value(m.Channel, m.Payload):
+		default: // the reader is behind: drop (a wake-up is already waiting; a waiter re-reads)
 		}
 	}
 }

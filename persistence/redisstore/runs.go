@@ -247,6 +247,7 @@ func (s *Store) complete(ctx context.Context, p redis.Pipeliner, j *persistence.
 		p.PExpire(ctx, s.k.job(q, j.ID), s.retention)
 		p.PExpire(ctx, s.k.annotations(q, j.ID), s.retention)
 	}
+	p.Publish(ctx, s.k.done(q), j.ID)
 }
 
 // addHistory records id as completed by o at t and trims o's history to the retention period.

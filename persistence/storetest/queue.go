@@ -34,6 +34,7 @@ func init() {
 		testCase{"Stats", testQueueStats},
 		testCase{"Subscribe", testQueueSubscribe},
 		testCase{"Queues", testQueueQueues},
+		testCase{"Completions", testQueueCompletions},
 	)
 }
 
@@ -895,4 +896,22 @@ func testQueueQueues(t *testing.T, h Harness) {
 	if !slices.Contains(after, Queue) || !slices.Contains(after, "listed") {
 		t.Fatalf("Queues after Puts: %v, want both %q and %q", after, Queue, "listed")
 	}
+}
+
+// Completions delivers the id of each job of the queue as it completes.
+func testQueueCompletions(t *testing.T, h Harness) {
+	b := setup(t, h)
+	sub, err := b.s.Completions(b.ctx, Queue)
+	if err != nil {
+		t.Fatalf("Completions: %v", err)
+	}
+	defer sub.Close()
+	j := b.putCall("work")
+	o := b.dispatcher()
+	c := b.claimOne(o, nil)
+	r := b.start(c.Fence())
+	if _, err := b.s.Commit(b.ctx, r.Fence(), persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	qtWaitWake(t, sub, j.ID)
 }
