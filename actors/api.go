@@ -1,0 +1,74 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// Handler runs one call of a job. Its result is any value that marshals to JSON, or an *Inner
+// to make the job wait for another job and take its result. A callback's call has the
+// parent's outcome as its first argument: the result when the parent succeeded, the
+// *persistence.Failure (as JSON) when it failed.
+type Handler func(ctx context.Context, call *persistence.Call) (any, error)
+
+// Handlers finds the handler registered under a name.
+type Handlers interface {
+	Handler(name string) (Handler, bool)
+}
+
+// Inner is what a handler returns to make its job wait for another job, already put in a
+// queue, and take its result.
+type Inner struct {
+	Ref persistence.Ref
+}
+
+// Running describes the job a handler runs; the runtime's JobFrom reads it from the context.
+type Running struct {
+	Job    *persistence.Job // the job as it was started
+	Parent *persistence.Job // for a callback, the job whose outcome it receives; else nil
+	Store  persistence.Store
+}
+
+type runningKey struct{}
+
+// WithRunning returns ctx carrying r.
+func WithRunning(ctx context.Context, r *Running) context.Context {
+	return context.WithValue(ctx, runningKey{}, r)
+}
+
+// RunningFrom returns the job a handler runs, from its context.
+func RunningFrom(ctx context.Context) (*Running, bool) {
+	r, ok := ctx.Value(runningKey{}).(*Running)
+	return r, ok
+}
+
+// AgentSpec is one agent of a dispatcher in a queue.
+type AgentSpec struct {
+	Name   string
+	Size   int
+	Filter func(*persistence.Job) bool // nil accepts every job
+}
+
+// QueueSpec is a queue a dispatcher serves, with its agents.
+type QueueSpec struct {
+	Name   string
+	Agents []AgentSpec
+}
+
+// Options configure a dispatcher node. The runtime fills every field (its Config documents
+// the defaults).
+type Options struct {
+	Store             persistence.Store
+	Handlers          Handlers
+	Policies          *persistence.RetryPolicies
+	Logger            *slog.Logger
+	UUID              string
+	Queues            []QueueSpec
+	PollInterval      time.Duration
+	PingInterval      time.Duration
+	PingDeathInterval time.Duration
+	ShutdownGrace     time.Duration
+}
