@@ -96,3 +96,7 @@ func (c *Call) String() string {
 	b.WriteByte(')')
 	return b.String()
 }
+
+// HandlerResumeOuter is the callback zasync adds to an inner job whose result an outer job
+// waits for; its Target is the outer job, which it completes with the inner job's outcome.
+const HandlerResumeOuter = SystemPrefix + "resumeOuter"

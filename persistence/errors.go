@@ -152,3 +152,7 @@ var ErrMoreCallbacks error = &kindError{"MoreCallbacksError", "zasync: callbacks
 // ErrCorrupt reports a stored record that cannot be read back: a bug, or a key written by
 // something other than zasync.
 var ErrCorrupt error = &kindError{"CorruptRecordError", "zasync: corrupt record"}
+
+// ErrNoHandler is the failure of a job whose handler no process serving its queue has
+// registered. It is not retried.
+var ErrNoHandler error = &kindError{"NoHandlerError", "zasync: no handler registered"}

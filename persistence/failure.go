@@ -47,26 +47,52 @@ func (f *Failure) Is(target error) bool {
 	return ok && t.FailureType() == f.Type
 }
 
-// kindOf names an error's kind: the FailureType of the first error in the chain that has one,
-// else the Go type of the first error that is not a plain wrapper.
+// kindOf names an error's kind: the FailureType of the first error in the chain (depth first,
+// through joined and multiply wrapped errors) that has one, else the Go type of the first error
+// that is not a plain wrapper.
 func kindOf(err error) string {
+	if k := typedKind(err); k != "" {
+		return k
+	}
 	for e := err; e != nil; {
-		if t, ok := e.(typer); ok {
-			return t.FailureType()
-		}
 		name := fmt.Sprintf("%T", e)
+		u, ok := e.(interface{ Unwrap() error })
 		switch name {
 		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+			if !ok {
+				if m, ok := e.(interface{ Unwrap() []error }); ok && len(m.Unwrap()) > 0 {
+					e = m.Unwrap()[0]
+					continue
+				}
+			}
 		default:
 			return strings.TrimPrefix(name, "*")
 		}
-		u, ok := e.(interface{ Unwrap() error })
 		if !ok {
 			return strings.TrimPrefix(name, "*")
 		}
 		e = u.Unwrap()
 	}
 	return "error"
+}
+
+// typedKind returns the FailureType of the first error in err's tree that has one.
+func typedKind(err error) string {
+	switch e := err.(type) {
+	case nil:
+		return ""
+	case typer:
+		return e.FailureType()
+	case interface{ Unwrap() error }:
+		return typedKind(e.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			if k := typedKind(x); k != "" {
+				return k
+			}
+		}
+	}
+	return ""
 }
 
 // truncate makes s valid UTF-8 (it is stored as JSON, which would change invalid bytes

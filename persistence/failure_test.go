@@ -222,3 +222,13 @@ func TestFailureTextIsValidUTF8(t *testing.T) {
 		t.Fatalf("failure text not made valid UTF-8: %q %q", f.Message, f.Stack)
 	}
 }
+
+func TestFailureKindThroughMultipleWraps(t *testing.T) {
+	err := fmt.Errorf("%w: result: %w", ErrInvalid, errors.New("json: unsupported type"))
+	if f := NewFailure(err, ""); f.Type != "ValueError" {
+		t.Fatalf("kind of a doubly wrapped ErrInvalid: %q, want ValueError", f.Type)
+	}
+	if f := NewFailure(errors.Join(errors.New("a"), ErrConflict), ""); f.Type != "ConflictError" {
+		t.Fatalf("kind of a joined ErrConflict: %q, want ConflictError", f.Type)
+	}
+}

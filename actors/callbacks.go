@@ -1,0 +1,211 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// finishCallbacks runs the callbacks of parent (in CALLBACKS, held by this run) one after
+// another, then completes it; callbacks added meanwhile run too (reference §1.2).
+func (e *executor) finishCallbacks(ctx context.Context, parent *persistence.Job) Result {
+	seen := 0
+	for {
+		for ; seen < len(parent.Callbacks); seen++ {
+			switch r := e.runCallback(ctx, parent, parent.Callbacks[seen]); r.Ending {
+			case Interrupted, Failed:
+				return Result{Ending: r.Ending, Job: parent, Err: r.Err}
+			case Reassigned:
+				if errors.Is(r.Err, errParentLost) {
+					return r
+				}
+			}
+		}
+		ctx, cancel := e.op()
+		done, err := e.store.Complete(ctx, parent.Fence(), seen)
+		cancel()
+		if errors.Is(err, persistence.ErrMoreCallbacks) {
+			parent = done
+			continue
+		}
+		if err != nil {
+			return e.storeFailure(parent, err)
+		}
+		return Result{Ending: Finished, Job: done}
+	}
+}
+
+// errParentLost marks a callback that could not be adopted because its parent's run was
+// taken away: the parent's run must stop too.
+var errParentLost = errors.New("the parent's run was taken away")
+
+// runCallback runs one callback of parent according to its status (reference §1.2,
+// resumeCallbacks): a new one is run, one interrupted while ACTIVE is asked to its retry
+// policy, one in CALLBACKS has its own callbacks resumed, a completed one is skipped.
+func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id string) Result {
+	octx, cancel := e.op()
+	defer cancel()
+	cb, err := e.store.Get(octx, parent.Ref.In(id))
+	if err != nil {
+		return e.storeFailure(parent, err)
+	}
+	statuses := []persistence.Status{persistence.StatusNew, persistence.StatusPending, persistence.StatusAssigned}
+	switch cb.Status {
+	case persistence.StatusCompleted:
+		return Result{Ending: Finished, Job: cb}
+	case persistence.StatusActive, persistence.StatusCallbacks:
+		statuses = []persistence.Status{cb.Status}
+	}
+	adopted, err := e.store.Adopt(octx, parent.Fence(), id, statuses...)
+	switch {
+	case errors.Is(err, persistence.ErrReassigned):
+		e.events.Error(repr(parent)+" "+reassignedMessage, "error", err)
+		return Result{Ending: Reassigned, Job: parent, Err: fmt.Errorf("%w: %w", errParentLost, err)}
+	case errors.Is(err, persistence.ErrBadStatus):
+		return Result{Ending: Finished, Job: cb} // it moved on meanwhile (completed by another run)
+	case err != nil:
+		return e.storeFailure(parent, err)
+	}
+	switch adopted.Status {
+	case persistence.StatusCallbacks:
+		return e.finishCallbacks(ctx, adopted)
+	case persistence.StatusActive:
+		return e.callbackInterrupted(ctx, adopted, parent)
+	}
+	now, err := e.store.Now(octx)
+	if err != nil {
+		return e.storeFailure(adopted, err)
+	}
+	if adopted.Expired(now) {
+		e.events.Error(fmt.Sprintf("failing expired callback %s to %s", repr(adopted), repr(parent)))
+		return e.failWith(ctx, adopted, &persistence.TimeoutError{BeginAfter: adopted.BeginAfter, BeginBy: adopted.BeginBy})
+	}
+	return e.callback(ctx, adopted, parent)
+}
+
+// callback runs an adopted callback: resumeOuter callbacks resume the job that waits for
+// parent; the others run their handler with parent's outcome.
+func (e *executor) callback(ctx context.Context, cb, parent *persistence.Job) Result {
+	if cb.Call.Handler == persistence.HandlerResumeOuter {
+		return e.resumeOuter(ctx, cb, parent)
+	}
+	return e.execute(ctx, cb, parent)
+}
+
+// callbackInterrupted asks an interrupted callback's policy whether to run it again.
+func (e *executor) callbackInterrupted(ctx context.Context, cb, parent *persistence.Job) Result {
+	counts := maps.Clone(cb.Retry)
+	if counts == nil {
+		counts = persistence.RetryCounts{}
+	}
+	d := e.decide(cb, e.policy(cb).Interrupted(counts), errors.New("interrupted"))
+	if d.Retries() {
+		cb.Retry = counts
+		if err := e.saveRetry(cb, counts); err != nil {
+			return e.storeFailure(cb, err)
+		}
+		return e.callback(ctx, cb, parent)
+	}
+	return e.abort(ctx, cb, counts)
+}
+
+// abort stores AbortedError as the outcome of an interrupted job the policy gave up on.
+func (e *executor) abort(ctx context.Context, j *persistence.Job, counts persistence.RetryCounts) Result {
+	f := persistence.NewFailure(&persistence.AbortedError{Interruptions: counts[persistence.CountInterruptions]}, "")
+	return e.commit(ctx, j, e.policy(j), persistence.Outcome{Failure: f, Retry: counts, Complete: true})
+}
+
+// failWith completes a job that has not run with failure err (a timeout), then runs its
+// callbacks.
+func (e *executor) failWith(ctx context.Context, j *persistence.Job, err error) Result {
+	octx, cancel := e.op()
+	fence := j.Fence()
+	failed, ferr := e.store.Fail(octx, j.Ref, &fence, persistence.NewFailure(err, ""))
+	cancel()
+	if ferr != nil {
+		return e.storeFailure(j, ferr)
+	}
+	e.logOutcome(failed)
+	return e.finishCallbacks(ctx, failed)
+}
+
+// resumeOuter runs a resumeOuter callback of inner: the outer job waiting for inner takes
+// inner's outcome as its own, runs its callbacks and completes; then the callback itself
+// completes.
+func (e *executor) resumeOuter(ctx context.Context, cb, inner *persistence.Job) Result {
+	started, err := e.start(cb)
+	if err != nil {
+		return e.storeFailure(cb, err)
+	}
+	octx, cancel := e.op()
+	outer, err := e.store.Adopt(octx, started.Fence(), started.Target, persistence.StatusActive)
+	cancel()
+	switch {
+	case err == nil && outer.WaitingOn == inner.ID:
+		out := outcomeOf(inner)
+		out.Retry, out.Complete = outer.Retry, true
+		if r := e.commit(ctx, outer, e.policy(outer), out); r.Ending != Finished {
+			return r
+		}
+	case err == nil, errors.Is(err, persistence.ErrBadStatus):
+		// The outer job no longer waits for this one (it was interrupted and runs again).
+	default:
+		return e.storeFailure(started, err)
+	}
+	return e.commit(ctx, started, persistence.RetryCommonForever, persistence.Outcome{Result: []byte("null"), Complete: true})
+}
+
+// system runs a system job: handleInterrupt, resumeCallbacks or fail, on its target.
+func (e *executor) system(ctx context.Context, sys *persistence.Job) Result {
+	started, err := e.start(sys)
+	if err != nil {
+		return e.storeFailure(sys, err)
+	}
+	statuses := map[string][]persistence.Status{
+		persistence.HandlerHandleInterrupt: {persistence.StatusActive, persistence.StatusCallbacks},
+		persistence.HandlerResumeCallbacks: {persistence.StatusCallbacks},
+		persistence.HandlerFail:            {persistence.StatusNew, persistence.StatusPending, persistence.StatusAssigned, persistence.StatusCallbacks},
+	}[sys.Call.Handler]
+	octx, cancel := e.op()
+	target, err := e.store.Adopt(octx, started.Fence(), started.Target, statuses...)
+	cancel()
+	var r Result
+	switch {
+	case errors.Is(err, persistence.ErrBadStatus) || errors.Is(err, persistence.ErrNotFound):
+		// Its target moved on meanwhile (completed by another run, or expired from history).
+		e.events.Error("job already completed?", "job", repr(sys), "error", err)
+		r = Result{Ending: Finished}
+	case err != nil:
+		return e.storeFailure(started, err)
+	case target.Status == persistence.StatusCallbacks:
+		r = e.finishCallbacks(ctx, target)
+	case sys.Call.Handler == persistence.HandlerFail:
+		r = e.failWith(ctx, target, &persistence.TimeoutError{BeginAfter: target.BeginAfter, BeginBy: target.BeginBy})
+	default:
+		r = e.interrupted(ctx, target)
+	}
+	if r.Ending == Interrupted || r.Ending == Failed {
+		return Result{Ending: r.Ending, Job: started, Err: r.Err}
+	}
+	return e.commit(ctx, started, persistence.RetryCommonForever, persistence.Outcome{Result: []byte("null"), Complete: true})
+}
+
+// interrupted asks an interrupted job's retry policy what to do: put it back at the front of
+// its queue, schedule it for later, or abort it with AbortedError.
+func (e *executor) interrupted(ctx context.Context, j *persistence.Job) Result {
+	counts := maps.Clone(j.Retry)
+	if counts == nil {
+		counts = persistence.RetryCounts{}
+	}
+	d := e.decide(j, e.policy(j).Interrupted(counts), errors.New("interrupted"))
+	switch d.Action {
+	case persistence.ActionRetryNow:
+		return e.reschedule(j, persistence.RetryAfter(0), counts) // due now: put back at the front
+	case persistence.ActionReschedule:
+		return e.reschedule(j, d, counts)
+	}
+	return e.abort(ctx, j, counts)
+}

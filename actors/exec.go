@@ -1,0 +1,454 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime/debug"
+	"time"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// reassignedMessage is logged (ERROR) when a run finds its job taken away; the words are
+// zc.async's, which operators know.
+const reassignedMessage = "was reassigned.  Likely cause was that polling was unable to occur as regularly as expected, perhaps because of long commit times in the application."
+
+// PanicError is the failure of a handler that panicked.
+type PanicError struct {
+	Value any // what was passed to panic
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// FailureType reports the name stored in a Failure made from this error.
+func (e *PanicError) FailureType() string { return "PanicError" }
+
+// Ending says how a run of a job ended, for its agent and for introspection.
+type Ending uint8
+
+const (
+	// Finished: the job's outcome is committed and it is COMPLETED (or its callbacks are
+	// done as far as this run goes).
+	Finished Ending = iota
+	// Rescheduled: the retry policy put the job back in its queue.
+	Rescheduled
+	// Waiting: the job waits, parked, for an inner job; the inner job's completion resumes it.
+	Waiting
+	// Interrupted: the run was cancelled (clean shutdown) before its outcome was committed;
+	// the job stays ACTIVE for the dispatcher's cleaning to hand to a handleInterrupt job.
+	Interrupted
+	// Reassigned: the job was taken from this run; nothing was written.
+	Reassigned
+	// Failed: the store could not be used (the job is left for recovery).
+	Failed
+)
+
+var endingNames = [...]string{"finished", "rescheduled", "waiting", "interrupted", "reassigned", "failed"}
+
+func (e Ending) String() string { return endingNames[e] }
+
+// Result is how one run went.
+type Result struct {
+	Ending Ending
+	Job    *persistence.Job // the job as last written or read; nil if it could not be read
+	Err    error            // for Failed and Reassigned
+}
+
+// executor runs jobs through their lives over the store: start, the handler and its retry
+// policy, the fenced commit, the callbacks one after another, completion; and the system jobs
+// that recover interrupted ones. It keeps no state between runs and is safe for concurrent
+// use. Store calls get their own deadline from base, not from the job's context: cancelling
+// a handler must not cancel the commit of an outcome it already produced.
+type executor struct {
+	store     persistence.Store
+	handlers  Handlers
+	policies  *persistence.RetryPolicies
+	events    *slog.Logger // lifecycle, failures, reassignments (zc.async.events)
+	trace     *slog.Logger // successes and retries (zc.async.trace)
+	base      context.Context
+	opTimeout time.Duration
+}
+
+func newExecutor(base context.Context, o Options) *executor {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &executor{
+		store: o.Store, handlers: o.Handlers, policies: o.Policies,
+		events: log.With("logger", "zasync.events"), trace: log.With("logger", "zasync.trace"),
+		base: base, opTimeout: 30 * time.Second,
+	}
+}
+
+// op returns a context for one store call.
+func (e *executor) op() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(e.base, e.opTimeout)
+}
+
+// repr names a job in logs, as zc.async's repr did: its ref and its call.
+func repr(j *persistence.Job) string {
+	return fmt.Sprintf("<zasync.Job %s %s>", j.Ref, j.Call.String())
+}
+
+// run runs a job claimed by an agent (or adopted), to the end of what this process does with
+// it. ctx is cancelled to interrupt the handler.
+func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
+	switch j.Call.Handler {
+	case persistence.HandlerHandleInterrupt, persistence.HandlerResumeCallbacks, persistence.HandlerFail:
+		return e.system(ctx, j)
+	}
+	if j.Parent == "" {
+		return e.execute(ctx, j, nil)
+	}
+	// A callback that was queued (added after its parent completed): run it as its parent's
+	// callback.
+	octx, cancel := e.op()
+	parent, err := e.store.Get(octx, j.Ref.In(j.Parent))
+	cancel()
+	if err != nil {
+		return e.storeFailure(j, err)
+	}
+	return e.callback(ctx, j, parent)
+}
+
+// execute runs one job of fence j.Fence(): a queued job, or a callback (parent set) adopted
+// by its parent's run. It starts the job unless it is already ACTIVE (an interrupted callback
+// run again), runs the handler under the retry policy, commits the outcome, and runs the
+// callbacks.
+func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *persistence.Job) Result {
+	if j.Status != persistence.StatusActive {
+		var err error
+		if j, err = e.start(j); err != nil {
+			return e.storeFailure(j, err)
+		}
+	}
+	policy := e.policy(j)
+	counts := maps.Clone(j.Retry)
+	if counts == nil {
+		counts = persistence.RetryCounts{}
+	}
+	call, passThrough := callOf(j, parent)
+	var out persistence.Outcome
+	if passThrough {
+		out = outcomeOf(parent)
+	} else {
+		for {
+			value, err := e.invoke(ctx, j, call, parent)
+			if err == nil {
+				if inner, ok := value.(*Inner); ok {
+					return e.wait(j, inner)
+				}
+				if out, err = resultOutcome(value); err == nil {
+					break
+				}
+			}
+			if ctx.Err() != nil {
+				return Result{Ending: Interrupted, Job: j}
+			}
+			d := e.decide(j, policy.JobError(err, counts), err)
+			if d.Action == persistence.ActionReschedule && j.Holder.IsZero() {
+				e.events.Log(context.Background(), persistence.LevelCritical, "can only reschedule a job directly in an agent", "job", repr(j))
+				d = persistence.Stop()
+			}
+			switch d.Action {
+			case persistence.ActionRetryNow:
+				if err := e.saveRetry(j, counts); err != nil {
+					return e.storeFailure(j, err)
+				}
+				if !sleep(ctx, d.Delay) {
+					return Result{Ending: Interrupted, Job: j}
+				}
+				continue
+			case persistence.ActionReschedule:
+				return e.reschedule(j, d, counts)
+			}
+			out = persistence.Outcome{Failure: failureOf(err)}
+			break
+		}
+	}
+	out.Retry, out.Complete = counts, true
+	return e.commit(ctx, j, policy, out)
+}
+
+// start moves j to ACTIVE.
+func (e *executor) start(j *persistence.Job) (*persistence.Job, error) {
+	ctx, cancel := e.op()
+	defer cancel()
+	return e.store.Start(ctx, j.Fence())
+}
+
+// callOf returns the call a job runs: for a callback, its chosen side with the parent's
+// outcome as first argument. passThrough means a success/failure pair with no side for this
+// outcome: the callback takes the parent's outcome unchanged.
+func callOf(j, parent *persistence.Job) (call persistence.Call, passThrough bool) {
+	call = j.Call
+	if parent == nil {
+		return call, false
+	}
+	if j.Choice != nil {
+		side := j.Choice.Success
+		if parent.Failed() {
+			side = j.Choice.Failure
+		}
+		if side == nil {
+			return call, true
+		}
+		call = *side
+	}
+	first := parent.Result
+	if parent.Failed() {
+		first, _ = json.Marshal(parent.Failure)
+	}
+	call.Args = append([]json.RawMessage{first}, call.Args...)
+	return call, false
+}
+
+// outcomeOf is a completed job's outcome, as an Outcome to store again.
+func outcomeOf(j *persistence.Job) persistence.Outcome {
+	if j.Failed() {
+		return persistence.Outcome{Failure: j.Failure}
+	}
+	return persistence.Outcome{Result: j.Result}
+}
+
+// resultOutcome encodes a handler's result.
+func resultOutcome(v any) (persistence.Outcome, error) {
+	if raw, ok := v.(json.RawMessage); ok && json.Valid(raw) {
+		return persistence.Outcome{Result: raw}, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return persistence.Outcome{}, fmt.Errorf("%w: the handler's result does not encode to JSON: %w", persistence.ErrInvalid, err)
+	}
+	return persistence.Outcome{Result: b}, nil
+}
+
+// invoke runs the handler of call in its own goroutine, turning a panic into a failure.
+func (e *executor) invoke(ctx context.Context, j *persistence.Job, call persistence.Call, parent *persistence.Job) (value any, err error) {
+	h, ok := e.handlers.Handler(call.Handler)
+	if !ok {
+		return nil, fmt.Errorf("%w for %q", persistence.ErrNoHandler, call.Handler)
+	}
+	type answer struct {
+		value any
+		err   error
+		stack string
+	}
+	done := make(chan answer, 1)
+	hctx := WithRunning(ctx, &Running{Job: j, Parent: parent, Store: e.store})
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- answer{err: &PanicError{Value: r}, stack: string(debug.Stack())}
+			}
+		}()
+		v, err := h(hctx, &call)
+		done <- answer{value: v, err: err}
+	}()
+	a := <-done
+	if a.stack != "" {
+		return nil, &stackError{err: a.err, stack: a.stack}
+	}
+	return a.value, a.err
+}
+
+// stackError carries the stack of a panic to the failure.
+type stackError struct {
+	err   error
+	stack string
+}
+
+func (e *stackError) Error() string { return e.err.Error() }
+func (e *stackError) Unwrap() error { return e.err }
+
+// failureOf stores err as a failure, with the stack of a panic when there was one.
+func failureOf(err error) *persistence.Failure {
+	var se *stackError
+	if errors.As(err, &se) {
+		return persistence.NewFailure(se.err, se.stack)
+	}
+	return persistence.NewFailure(err, "")
+}
+
+// decide applies the deadline rule to a policy's decision and logs a retry the first time
+// and every fifth.
+func (e *executor) decide(j *persistence.Job, d persistence.Decision, err error) persistence.Decision {
+	d = persistence.PastDeadline(d, j, time.Now())
+	if d.Retries() && d.Counter != "" && d.ShouldLog() {
+		level := slog.LevelWarn
+		if d.Alert {
+			level = persistence.LevelCritical
+		}
+		e.trace.Log(context.Background(), level, fmt.Sprintf("Retry policy for job %s requests another attempt after %d counts of %s occurrences",
+			repr(j), d.Count, d.Counter), "decision", d.String(), "error", err)
+	} else if !d.Retries() && d.Counter != "" {
+		e.trace.Warn(fmt.Sprintf("Retry policy for job %s is not retrying after %d counts of %s occurrences", repr(j), d.Count, d.Counter), "error", err)
+	}
+	return d
+}
+
+// policy returns j's retry policy; an unknown name (registered in another process only)
+// falls back to the default, with an error logged.
+func (e *executor) policy(j *persistence.Job) persistence.RetryPolicy {
+	p, err := e.policies.Lookup(j.RetryPolicy)
+	if err != nil {
+		e.events.Error("unknown retry policy; using the default", "job", repr(j), "policy", j.RetryPolicy)
+		return persistence.RetryCommonFourTimes
+	}
+	return p
+}
+
+func (e *executor) saveRetry(j *persistence.Job, counts persistence.RetryCounts) error {
+	ctx, cancel := e.op()
+	defer cancel()
+	return e.store.SaveRetry(ctx, j.Fence(), counts)
+}
+
+// reschedule puts j back in its queue as d says.
+func (e *executor) reschedule(j *persistence.Job, d persistence.Decision, counts persistence.RetryCounts) Result {
+	ctx, cancel := e.op()
+	defer cancel()
+	now, err := e.store.Now(ctx)
+	if err != nil {
+		return e.storeFailure(j, err)
+	}
+	at, _ := d.When(now)
+	r, err := e.store.Reschedule(ctx, j.Fence(), at, counts)
+	if err != nil {
+		return e.storeFailure(j, err)
+	}
+	return Result{Ending: Rescheduled, Job: r}
+}
+
+// commit stores out for j: a commit that fails is answered by the retry policy (retry the
+// commit, reschedule the job, or store the commit's own error as the outcome, which is then
+// retried until it is stored); a reassigned job is dropped. Then the callbacks run.
+func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persistence.RetryPolicy, out persistence.Outcome) Result {
+	counts := out.Retry
+	succeeded := out.Failure == nil
+	for attempt := 1; ; attempt++ {
+		octx, cancel := e.op()
+		done, err := e.store.Commit(octx, j.Fence(), out)
+		cancel()
+		if err == nil {
+			e.logOutcome(done)
+			if done.Status == persistence.StatusCallbacks {
+				return e.finishCallbacks(ctx, done)
+			}
+			return Result{Ending: Finished, Job: done}
+		}
+		if errors.Is(err, persistence.ErrReassigned) || errors.Is(err, persistence.ErrNotFound) {
+			return e.reassigned(j, err)
+		}
+		if e.base.Err() != nil {
+			return Result{Ending: Failed, Job: j, Err: err}
+		}
+		if out.Failure != nil && out.Failure.Type == "CommitError" {
+			// A failure to commit must itself commit: retry forever, backing off.
+			sleep(e.base, time.Duration(min(attempt, 60))*time.Second)
+			continue
+		}
+		d := e.decide(j, policy.CommitError(err, counts), err)
+		switch d.Action {
+		case persistence.ActionRetryNow:
+			sleep(e.base, d.Delay)
+			continue
+		case persistence.ActionReschedule:
+			if !j.Holder.IsZero() {
+				return e.reschedule(j, d, counts)
+			}
+		}
+		if succeeded {
+			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job succeeded with result: %s", repr(j), out.Result), "error", err)
+		} else {
+			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job failed with traceback:\n%s", repr(j), out.Failure.Stack), "error", err)
+		}
+		f := persistence.NewFailure(err, "")
+		f.Type = "CommitError"
+		out = persistence.Outcome{Failure: f, Retry: counts, Complete: true}
+	}
+}
+
+// logOutcome logs a stored outcome: a failure in the events log at the job's level, a
+// success in the trace log at INFO.
+func (e *executor) logOutcome(j *persistence.Job) {
+	if j.Failed() {
+		e.events.Log(context.Background(), j.FailureLogLevel, fmt.Sprintf("%s failed with traceback:\n%s", repr(j), j.Failure.Stack),
+			"failure", j.Failure.Error())
+		return
+	}
+	e.trace.Info(fmt.Sprintf("%s succeeded with result: %s", repr(j), j.Result))
+}
+
+// reassigned logs that the job was taken from this run and gives up on it.
+func (e *executor) reassigned(j *persistence.Job, err error) Result {
+	e.events.Error(repr(j)+" "+reassignedMessage, "error", err)
+	return Result{Ending: Reassigned, Job: j, Err: err}
+}
+
+// storeFailure ends a run on a store error: reassignment is logged as such; anything else
+// leaves the job where it is for recovery.
+func (e *executor) storeFailure(j *persistence.Job, err error) Result {
+	if errors.Is(err, persistence.ErrReassigned) {
+		return e.reassigned(j, err)
+	}
+	e.events.Error("store error; the job is left for recovery", "job", j.Ref.String(), "error", err)
+	return Result{Ending: Failed, Job: j, Err: err}
+}
+
+// wait parks j until inner completes: inner gets a callback that resumes j with inner's
+// outcome. Both must be in one queue, so that they share a cluster slot.
+func (e *executor) wait(j *persistence.Job, inner *Inner) Result {
+	ctx, cancel := e.op()
+	defer cancel()
+	if inner.Ref.Queue != j.Queue {
+		f := persistence.NewFailure(fmt.Errorf("%w: job %s waits for %s, in another queue", persistence.ErrInvalid, j.Ref, inner.Ref), "")
+		return e.commit(ctx, j, e.policy(j), persistence.Outcome{Failure: f, Complete: true, Retry: j.Retry})
+	}
+	waiting, err := e.store.Wait(ctx, j.Fence(), inner.Ref.ID, true)
+	if err != nil {
+		return e.storeFailure(j, err)
+	}
+	spec := persistence.JobSpec{Call: persistence.Call{Handler: persistence.HandlerResumeOuter}, Target: j.ID}
+	cb, status, err := addCallback(ctx, e.store, inner.Ref, spec)
+	if err != nil {
+		return e.storeFailure(waiting, err)
+	}
+	if status == persistence.StatusCompleted {
+		// The inner job was done already: queue the callback, a dispatcher runs it at once.
+		if _, err := e.store.Enqueue(ctx, cb.Ref); err != nil {
+			return e.storeFailure(waiting, err)
+		}
+	}
+	return Result{Ending: Waiting, Job: waiting}
+}
+
+// addCallback adds a callback, retrying while the parent changes under it.
+func addCallback(ctx context.Context, s persistence.Store, parent persistence.Ref, spec persistence.JobSpec) (*persistence.Job, persistence.Status, error) {
+	for {
+		cb, status, err := s.AddCallback(ctx, parent, spec)
+		if !errors.Is(err, persistence.ErrConflict) || ctx.Err() != nil {
+			return cb, status, err
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

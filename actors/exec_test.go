@@ -1,0 +1,451 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+	"github.com/zasync/zasync/persistence/redisstore"
+)
+
+// handlerMap is a Handlers for tests.
+type handlerMap map[string]Handler
+
+func (m handlerMap) Handler(name string) (Handler, bool) { h, ok := m[name]; return h, ok }
+
+// logRecorder keeps log records for assertions.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r)
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// find returns the first record at level whose message contains part.
+func (l *logRecorder) find(level slog.Level, part string) (slog.Record, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.recs {
+		if r.Level == level && strings.Contains(r.Message, part) {
+			return r, true
+		}
+	}
+	return slog.Record{}, false
+}
+
+// execFixture is a store on miniredis, an activated dispatcher "d1" with agent "main", and
+// an executor with the given handlers.
+type execFixture struct {
+	t     *testing.T
+	ctx   context.Context
+	store persistence.Store
+	exec  *executor
+	logs  *logRecorder
+	h     handlerMap
+	agent persistence.Owner
+}
+
+func newExecFixture(t *testing.T) *execFixture {
+	t.Helper()
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	s, err := redisstore.New(rdb, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	f := &execFixture{t: t, ctx: ctx, store: s, logs: &logRecorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
+	f.exec = newExecutor(ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
+	f.activate("d1")
+	return f
+}
+
+func (f *execFixture) activate(uuid string) {
+	f.t.Helper()
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 10}}}
+	if err := f.store.Register(f.ctx, "q", uuid, cfg); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.store.Activate(f.ctx, "q", uuid); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// put puts a call to handler with args.
+func (f *execFixture) put(handler string, args ...any) *persistence.Job {
+	f.t.Helper()
+	return f.putSpec(persistence.JobSpec{Call: callTo(handler, args...)})
+}
+
+func (f *execFixture) putSpec(spec persistence.JobSpec) *persistence.Job {
+	f.t.Helper()
+	j, err := f.store.Put(f.ctx, "q", spec)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return j
+}
+
+func callTo(handler string, args ...any) persistence.Call {
+	c := persistence.Call{Handler: handler}
+	for _, a := range args {
+		b, _ := json.Marshal(a)
+		c.Args = append(c.Args, b)
+	}
+	return c
+}
+
+// claim claims the next job for d1/main, which must be want (or anything when want is "").
+func (f *execFixture) claim(want string) *persistence.Job {
+	f.t.Helper()
+	jobs, err := f.store.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: f.agent.Dispatcher, Agent: f.agent.Agent, Size: 10, Max: 1})
+	if err != nil || len(jobs) != 1 {
+		f.t.Fatalf("Claim: %v %v, want one job", jobs, err)
+	}
+	if want != "" && jobs[0].ID != want {
+		f.t.Fatalf("claimed %s (%s), want %s", jobs[0].ID, jobs[0].Call.Handler, want)
+	}
+	return jobs[0]
+}
+
+// runNext claims the next job and runs it.
+func (f *execFixture) runNext(want string) Result {
+	f.t.Helper()
+	return f.exec.run(f.ctx, f.claim(want))
+}
+
+func (f *execFixture) get(ref persistence.Ref) *persistence.Job {
+	f.t.Helper()
+	j, err := f.store.Get(f.ctx, ref)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return j
+}
+
+func TestExecSuccess(t *testing.T) {
+	f := newExecFixture(t)
+	f.h["add"] = func(ctx context.Context, c *persistence.Call) (any, error) {
+		var a, b int
+		json.Unmarshal(c.Args[0], &a)
+		json.Unmarshal(c.Args[1], &b)
+		if r, ok := RunningFrom(ctx); !ok || r.Job.Call.Handler != "add" {
+			t.Errorf("RunningFrom in the handler: %v %v", r, ok)
+		}
+		return a + b, nil
+	}
+	j := f.put("add", 40, 2)
+	r := f.runNext(j.ID)
+	if r.Ending != Finished || r.Job.Status != persistence.StatusCompleted || string(r.Job.Result) != "42" {
+		t.Fatalf("run: %v %s %s, want finished COMPLETED 42", r.Ending, r.Job.Status, r.Job.Result)
+	}
+	if _, ok := f.logs.find(slog.LevelInfo, "succeeded with result: 42"); !ok {
+		t.Fatalf("no INFO success log")
+	}
+}
+
+func TestExecFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler Handler
+		kind    string
+	}{
+		{"error", func(context.Context, *persistence.Call) (any, error) { return nil, errors.New("nope") }, "errors.errorString"},
+		{"panic", func(context.Context, *persistence.Call) (any, error) { panic("boom") }, "PanicError"},
+		{"bad result", func(context.Context, *persistence.Call) (any, error) { return func() {}, nil }, "ValueError"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newExecFixture(t)
+			f.h["h"] = tc.handler
+			j := f.put("h")
+			r := f.runNext(j.ID)
+			if r.Ending != Finished || !r.Job.Failed() || r.Job.Failure.Type != tc.kind || r.Job.Status != persistence.StatusCompleted {
+				t.Fatalf("run: %v %+v, want COMPLETED with a %s failure", r.Ending, r.Job.Failure, tc.kind)
+			}
+			if _, ok := f.logs.find(slog.LevelError, "failed with traceback"); !ok {
+				t.Fatalf("no ERROR failure log")
+			}
+			if tc.kind == "PanicError" && !strings.Contains(r.Job.Failure.Stack, "goroutine") {
+				t.Fatalf("a panic's failure has no stack: %q", r.Job.Failure.Stack)
+			}
+		})
+	}
+}
+
+func TestExecNoHandler(t *testing.T) {
+	f := newExecFixture(t)
+	j := f.put("missing")
+	r := f.runNext(j.ID)
+	if !r.Job.Failed() || !errors.Is(r.Job.Failure, persistence.ErrNoHandler) || !strings.Contains(r.Job.Failure.Message, `"missing"`) {
+		t.Fatalf("failure %+v, want NoHandlerError naming the handler", r.Job.Failure)
+	}
+}
+
+// Scenario 21: a conflict every time runs the handler 5 times, then keeps the conflict; a
+// success on the 3rd call gives 42. Counters persist in the record.
+func TestExecConflictRetries(t *testing.T) {
+	for _, succeedAt := range []int{3, 0} {
+		t.Run(fmt.Sprint("succeedAt=", succeedAt), func(t *testing.T) {
+			f := newExecFixture(t)
+			calls := 0
+			f.h["h"] = func(context.Context, *persistence.Call) (any, error) {
+				calls++
+				if calls == succeedAt {
+					return 42, nil
+				}
+				return nil, fmt.Errorf("write: %w", persistence.ErrConflict)
+			}
+			j := f.put("h")
+			r := f.runNext(j.ID)
+			if succeedAt == 3 {
+				if calls != 3 || string(r.Job.Result) != "42" {
+					t.Fatalf("calls %d result %s, want 3 and 42", calls, r.Job.Result)
+				}
+				return
+			}
+			if calls != persistence.MaxConflicts || !errors.Is(r.Job.Failure, persistence.ErrConflict) {
+				t.Fatalf("calls %d failure %+v, want %d and a ConflictError", calls, r.Job.Failure, persistence.MaxConflicts)
+			}
+			if r.Job.Retry[persistence.CountConflicts] != persistence.MaxConflicts {
+				t.Fatalf("stored counters %v", r.Job.Retry)
+			}
+			if _, ok := f.logs.find(slog.LevelWarn, "requests another attempt after 1 counts of conflicts"); !ok {
+				t.Fatalf("no retry WARNING log")
+			}
+		})
+	}
+}
+
+// A job error the policy answers with a later time goes back to the queue, scheduled.
+func TestExecRescheduledByPolicy(t *testing.T) {
+	f := newExecFixture(t)
+	f.exec.policies.Register(laterPolicy{})
+	f.h["h"] = func(context.Context, *persistence.Call) (any, error) { return nil, errors.New("not yet") }
+	j := f.putSpec(persistence.JobSpec{Call: callTo("h"), RetryPolicy: "later"})
+	r := f.runNext(j.ID)
+	if r.Ending != Rescheduled || r.Job.Status != persistence.StatusPending || r.Job.BeginAfter.Before(time.Now().Add(50*time.Minute)) {
+		t.Fatalf("run: %v %s after %s, want rescheduled an hour later", r.Ending, r.Job.Status, r.Job.BeginAfter)
+	}
+}
+
+type laterPolicy struct{}
+
+func (laterPolicy) Name() string { return "later" }
+func (laterPolicy) JobError(error, persistence.RetryCounts) persistence.Decision {
+	return persistence.RetryAfter(time.Hour)
+}
+func (laterPolicy) CommitError(error, persistence.RetryCounts) persistence.Decision {
+	return persistence.Stop()
+}
+func (laterPolicy) Interrupted(persistence.RetryCounts) persistence.Decision {
+	return persistence.Stop()
+}
+
+// Seed 000 at executor level: the job is taken away while its handler runs; the late commit
+// is refused, the reassigned ERROR is logged with zc.async's words, and nothing is retried.
+func TestExecReassigned(t *testing.T) {
+	f := newExecFixture(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	calls := 0
+	f.h["h"] = func(context.Context, *persistence.Call) (any, error) {
+		calls++
+		close(started)
+		<-release
+		return 42, nil
+	}
+	j := f.put("h")
+	claimed := f.claim(j.ID)
+	done := make(chan Result, 1)
+	go func() { done <- f.exec.run(f.ctx, claimed) }()
+	<-started
+	if _, err := f.store.Deactivate(f.ctx, "q", "d1"); err != nil { // presumed dead
+		t.Fatal(err)
+	}
+	close(release)
+	r := <-done
+	if r.Ending != Reassigned || calls != 1 {
+		t.Fatalf("run: %v after %d calls, want reassigned after 1", r.Ending, calls)
+	}
+	rec, ok := f.logs.find(slog.LevelError, "was reassigned.  Likely cause was that polling was unable to occur as regularly as expected, perhaps because of long commit times in the application.")
+	if !ok || !strings.Contains(rec.Message, j.ID) {
+		t.Fatalf("no reassigned ERROR naming the job")
+	}
+	if got := f.get(j.Ref); got.Status != persistence.StatusActive || got.Result != nil {
+		t.Fatalf("job after the late commit: %s %s, want ACTIVE without result", got.Status, got.Result)
+	}
+}
+
+// Callbacks run one after another with the parent's result as first argument; a success and
+// failure pair picks its side; the parent completes after them.
+func TestExecCallbacks(t *testing.T) {
+	f := newExecFixture(t)
+	var order []string
+	record := func(name string) Handler {
+		return func(_ context.Context, c *persistence.Call) (any, error) {
+			order = append(order, name+":"+string(c.Args[0]))
+			return name, nil
+		}
+	}
+	f.h["work"] = func(context.Context, *persistence.Call) (any, error) { return 15, nil }
+	f.h["first"], f.h["second"], f.h["onFailure"] = record("first"), record("second"), record("onFailure")
+	j := f.put("work")
+	var cbs []*persistence.Job
+	for _, spec := range []persistence.JobSpec{
+		{Call: callTo("first")},
+		{Choice: &persistence.CallbackChoice{Success: &persistence.Call{Handler: "second"}, Failure: &persistence.Call{Handler: "onFailure"}}},
+		{Choice: &persistence.CallbackChoice{Failure: &persistence.Call{Handler: "onFailure"}}},
+	} {
+		cb, _, err := f.store.AddCallback(f.ctx, j.Ref, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cbs = append(cbs, cb)
+	}
+	r := f.runNext(j.ID)
+	if r.Ending != Finished || r.Job.Status != persistence.StatusCompleted {
+		t.Fatalf("run: %v %s, want finished COMPLETED", r.Ending, r.Job.Status)
+	}
+	if !slices.Equal(order, []string{"first:15", "second:15"}) {
+		t.Fatalf("callbacks ran %v, want first then second, each given 15", order)
+	}
+	for i, want := range []string{`"first"`, `"second"`, `15`} {
+		cb := f.get(cbs[i].Ref)
+		if cb.Status != persistence.StatusCompleted || string(cb.Result) != want {
+			t.Fatalf("callback %d: %s %s, want COMPLETED %s (the pass-through keeps the parent's result)", i, cb.Status, cb.Result, want)
+		}
+	}
+}
+
+// A handler returning an inner job makes its job wait, parked, and take the inner result.
+func TestExecInnerJob(t *testing.T) {
+	f := newExecFixture(t)
+	var inner *persistence.Job
+	f.h["outer"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+		r, _ := RunningFrom(ctx)
+		var err error
+		inner, err = r.Store.Put(ctx, "q", persistence.JobSpec{Call: callTo("inner")})
+		return &Inner{Ref: inner.Ref}, err
+	}
+	f.h["inner"] = func(context.Context, *persistence.Call) (any, error) { return 42, nil }
+	outer := f.put("outer")
+	r := f.runNext(outer.ID)
+	if r.Ending != Waiting || r.Job.Status != persistence.StatusActive || !r.Job.Parked || r.Job.WaitingOn != inner.ID {
+		t.Fatalf("outer run: %v %s parked=%v waiting on %q, want waiting, ACTIVE, parked on %s", r.Ending, r.Job.Status, r.Job.Parked, r.Job.WaitingOn, inner.ID)
+	}
+	r = f.runNext(inner.ID)
+	if r.Ending != Finished || string(r.Job.Result) != "42" {
+		t.Fatalf("inner run: %v %s", r.Ending, r.Job.Result)
+	}
+	got := f.get(outer.Ref)
+	if got.Status != persistence.StatusCompleted || string(got.Result) != "42" {
+		t.Fatalf("outer: %s %s, want COMPLETED with the inner result 42", got.Status, got.Result)
+	}
+	if held, _ := f.store.AgentJobs(f.ctx, "q", f.agent); len(held) != 0 {
+		t.Fatalf("the agent still holds %v", held)
+	}
+}
+
+// Scenario 45 at executor level: an interrupted job gets a handleInterrupt job when its
+// dispatcher is cleaned; running it puts the job back at the front; it then completes, and
+// its interruption is counted.
+func TestExecHandleInterrupt(t *testing.T) {
+	f := newExecFixture(t)
+	first := true
+	started := make(chan struct{})
+	f.h["h"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+		if first {
+			first = false
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return 42, nil
+	}
+	j := f.put("h")
+	other := f.put("other")
+	claimed := f.claim(j.ID)
+	runCtx, interrupt := context.WithCancel(f.ctx)
+	done := make(chan Result, 1)
+	go func() { done <- f.exec.run(runCtx, claimed) }()
+	<-started
+	interrupt()
+	if r := <-done; r.Ending != Interrupted {
+		t.Fatalf("run: %v, want interrupted", r.Ending)
+	}
+	report, err := f.store.Deactivate(f.ctx, "q", "d1")
+	if err != nil || !slices.Equal(report.Interrupted, []string{j.ID}) {
+		t.Fatalf("Deactivate: %+v %v", report, err)
+	}
+	f.agent = persistence.Owner{Dispatcher: "d2", Agent: "main"}
+	f.activate("d2")
+	f.h["other"] = func(context.Context, *persistence.Call) (any, error) { return nil, nil }
+	if r := f.runNext(other.ID); r.Ending != Finished {
+		t.Fatalf("other: %v", r.Ending)
+	}
+	sys := f.claim("")
+	if sys.Call.Handler != persistence.HandlerHandleInterrupt || sys.Target != j.ID {
+		t.Fatalf("next job %s → %s, want handleInterrupt of %s", sys.Call.Handler, sys.Target, j.ID)
+	}
+	if r := f.exec.run(f.ctx, sys); r.Ending != Finished || r.Job.Status != persistence.StatusCompleted {
+		t.Fatalf("handleInterrupt: %v", r.Ending)
+	}
+	if p, _ := f.store.Pending(f.ctx, "q", 0, 10); !slices.Equal(p, []string{j.ID}) {
+		t.Fatalf("queue %v, want the interrupted job put back", p)
+	}
+	r := f.runNext(j.ID)
+	if string(r.Job.Result) != "42" || r.Job.Retry[persistence.CountInterruptions] != 1 {
+		t.Fatalf("rerun: %s counters %v, want 42 and one interruption", r.Job.Result, r.Job.Retry)
+	}
+}
+
+// Scenarios 8 and 9: an expired job is handed out as a fail job; running it completes the job
+// with TimeoutError and runs its callbacks.
+func TestExecTimeout(t *testing.T) {
+	f := newExecFixture(t)
+	gotFailure := make(chan string, 1)
+	f.h["onFailure"] = func(_ context.Context, c *persistence.Call) (any, error) {
+		gotFailure <- string(c.Args[0])
+		return nil, nil
+	}
+	j := f.putSpec(persistence.JobSpec{Call: callTo("never"), BeginAfter: time.Now().Add(-2 * time.Hour), BeginBy: time.Hour})
+	if _, _, err := f.store.AddCallback(f.ctx, j.Ref, persistence.JobSpec{Choice: &persistence.CallbackChoice{Failure: &persistence.Call{Handler: "onFailure"}}}); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := f.claim("")
+	if wrapper.Call.Handler != persistence.HandlerFail {
+		t.Fatalf("claimed %s, want the fail job", wrapper.Call.Handler)
+	}
+	if r := f.exec.run(f.ctx, wrapper); r.Ending != Finished {
+		t.Fatalf("fail job: %v %v", r.Ending, r.Err)
+	}
+	got := f.get(j.Ref)
+	if got.Status != persistence.StatusCompleted || !persistence.IsKind(got.Failure, "TimeoutError") {
+		t.Fatalf("expired job: %s %+v, want COMPLETED with TimeoutError", got.Status, got.Failure)
+	}
+	if f := <-gotFailure; !strings.Contains(f, "TimeoutError") {
+		t.Fatalf("failure callback got %s", f)
+	}
+}
