@@ -1,0 +1,255 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+
+	"github.com/zasync/zasync/messages"
+	"github.com/zasync/zasync/persistence"
+)
+
+// dispatcherActor is one dispatcher: in each queue it serves it registers and activates its
+// record, pings before claiming (so that slow claims never make it look dead), and lets each
+// of its agents claim, at every poll and at once when a job is put. Polls run on a timer
+// re-armed at each tick. A drain interrupts the running jobs, waits for them up to the grace
+// period, then deactivates its records, which cleans its agents.
+type dispatcherActor struct {
+	o      Options
+	exec   *executor
+	queues []*queueState
+
+	sched      *scheduler.TimerScheduler
+	cancelPoll scheduler.CancelFunc
+	sub        persistence.Subscription
+
+	draining    bool
+	drainReply  *actor.PID // who asked for the drain
+	idle        map[string]bool
+	cancelGrace scheduler.CancelFunc
+}
+
+// queueState is what a dispatcher knows of one of its queues.
+type queueState struct {
+	spec      QueueSpec
+	activated bool
+	agents    []*actor.PID
+}
+
+func newDispatcher(exec *executor, o Options) *dispatcherActor {
+	d := &dispatcherActor{o: o, exec: exec, idle: map[string]bool{}}
+	for _, q := range o.Queues {
+		d.queues = append(d.queues, &queueState{spec: q})
+	}
+	return d
+}
+
+func (d *dispatcherActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		d.started(c)
+	case *messages.Poll:
+		d.poll(c)
+		if !d.draining {
+			d.cancelPoll = d.sched.SendOnce(d.o.PollInterval, c.Self(), &messages.Poll{})
+		}
+	case *messages.Wake:
+		if q := d.queue(m.Queue); q != nil && q.activated && !d.draining {
+			for _, a := range q.agents {
+				c.Send(a, &messages.Claim{})
+			}
+		}
+	case *messages.Drain:
+		d.drain(c)
+	case *messages.AgentIdle:
+		d.idle[m.Queue+"/"+m.Agent] = true
+		if len(d.idle) == d.agentCount() {
+			d.finishDrain(c)
+		}
+	case *messages.GraceOver:
+		d.finishDrain(c)
+	case *actor.Stopping, *actor.Restarting:
+		d.stopTimers()
+		if d.sub != nil {
+			d.sub.Close()
+			d.sub = nil
+		}
+	}
+}
+
+func (d *dispatcherActor) started(c actor.Context) {
+	d.sched = scheduler.NewTimerScheduler(c.ActorSystem().Root)
+	names := make([]string, 0, len(d.queues))
+	for _, q := range d.queues {
+		names = append(names, q.spec.Name)
+		for _, a := range q.spec.Agents {
+			pid, err := c.SpawnNamed(agentProps(d.exec, q.spec.Name, d.o.UUID, a), "agent/"+q.spec.Name+"/"+a.Name)
+			if err != nil {
+				d.exec.events.Error("cannot start agent", "queue", q.spec.Name, "agent", a.Name, "error", err)
+				continue
+			}
+			q.agents = append(q.agents, pid)
+		}
+	}
+	// Wake-ups make an idle dispatcher claim a new job within milliseconds; polls remain the
+	// safety net when one is lost.
+	ctx, cancel := d.exec.op()
+	defer cancel()
+	sub, err := d.exec.store.Subscribe(ctx, names...)
+	if err != nil {
+		d.exec.events.Warn("no wake-ups; claiming at polls only", "error", err)
+	} else {
+		d.sub = sub
+		self, root := c.Self(), c.ActorSystem().Root
+		go func() {
+			for q := range sub.C() {
+				root.Send(self, &messages.Wake{Queue: q})
+			}
+		}()
+	}
+	c.Send(c.Self(), &messages.Poll{})
+}
+
+// poll activates what is not activated yet, pings, and lets the agents claim.
+func (d *dispatcherActor) poll(c actor.Context) {
+	if d.draining {
+		return
+	}
+	for _, q := range d.queues {
+		if !q.activated && !d.activate(q) {
+			continue
+		}
+		ctx, cancel := d.exec.op()
+		res, err := d.exec.store.Ping(ctx, q.spec.Name, d.o.UUID)
+		cancel()
+		switch {
+		case errors.Is(err, persistence.ErrNotFound):
+			q.activated = false // the record was removed: register again at the next poll
+			continue
+		case err != nil:
+			d.exec.events.Warn("ping failed", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
+			continue
+		case res.Reactivated:
+			d.exec.events.Log(ctx, persistence.LevelCritical, fmt.Sprintf("Dispatcher %s not activated prior to ping. This can indicate that "+
+				"the dispatcher's ping_death_interval is set too short, or that some transactions in the system are taking too long "+
+				"to commit. Activating.", d.o.UUID), "queue", q.spec.Name)
+		}
+		for _, a := range q.agents {
+			c.Send(a, &messages.Claim{})
+		}
+	}
+}
+
+// activate registers and activates the dispatcher's record in q. A record activated and
+// alive means another process runs with this UUID: that is logged and tried again at every
+// poll until the record dies.
+func (d *dispatcherActor) activate(q *queueState) bool {
+	ctx, cancel := d.exec.op()
+	defer cancel()
+	cfg := persistence.DispatcherConfig{PingInterval: d.o.PingInterval, PingDeathInterval: d.o.PingDeathInterval}
+	for _, a := range q.spec.Agents {
+		cfg.Agents = append(cfg.Agents, persistence.AgentSpec{Name: a.Name, Size: a.Size})
+	}
+	err := d.exec.store.Register(ctx, q.spec.Name, d.o.UUID, cfg)
+	if errors.Is(err, persistence.ErrAlreadyRegistered) {
+		err = d.exec.store.Configure(ctx, q.spec.Name, d.o.UUID, cfg)
+	}
+	if err != nil {
+		d.exec.events.Error("cannot register dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
+		return false
+	}
+	report, err := d.exec.store.Activate(ctx, q.spec.Name, d.o.UUID)
+	switch {
+	case errors.Is(err, persistence.ErrAlreadyActivated):
+		d.exec.events.Error(fmt.Sprintf("UUID %s already activated in queue %s: another process?  (To stop poll attempts in this "+
+			"process, stop its zasync runtime.  To stop polls permanently, don't start a zasync runtime with this UUID!)",
+			d.o.UUID, q.spec.Name))
+		return false
+	case err != nil:
+		d.exec.events.Error("cannot activate dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
+		return false
+	}
+	if n := report.Len(); n > 0 {
+		d.exec.events.Warn("cleaned jobs left by an earlier run of this dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "jobs", n)
+	}
+	d.exec.events.Info(fmt.Sprintf("activated dispatcher %s", d.o.UUID), "queue", q.spec.Name)
+	q.activated = true
+	return true
+}
+
+// drain starts a clean shutdown.
+func (d *dispatcherActor) drain(c actor.Context) {
+	if d.draining {
+		return
+	}
+	d.draining, d.drainReply = true, c.Sender()
+	d.stopTimers()
+	for _, q := range d.queues {
+		for _, a := range q.agents {
+			c.Send(a, &messages.Interrupt{})
+		}
+	}
+	if d.agentCount() == 0 {
+		d.finishDrain(c)
+		return
+	}
+	d.cancelGrace = d.sched.SendOnce(d.o.ShutdownGrace, c.Self(), &messages.GraceOver{})
+}
+
+// finishDrain deactivates the dispatcher's records, which cleans its agents (reference §2.2:
+// assigned jobs back to the queue, active ones to handleInterrupt jobs, jobs in callbacks to
+// resumeCallbacks jobs), and answers the drain.
+func (d *dispatcherActor) finishDrain(c actor.Context) {
+	if d.drainReply == nil {
+		return
+	}
+	d.stopTimers()
+	var errs []error
+	for _, q := range d.queues {
+		if !q.activated {
+			continue
+		}
+		ctx, cancel := d.exec.op()
+		report, err := d.exec.store.Deactivate(ctx, q.spec.Name, d.o.UUID)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deactivate %s in queue %s: %w", d.o.UUID, q.spec.Name, err))
+			continue
+		}
+		q.activated = false
+		d.exec.events.Info(fmt.Sprintf("deactivated dispatcher %s", d.o.UUID), "queue", q.spec.Name,
+			"requeued", len(report.Requeued), "interrupted", len(report.Interrupted), "resumed", len(report.Resumed))
+	}
+	c.Send(d.drainReply, &messages.Drained{Err: errors.Join(errs...)})
+	d.drainReply = nil
+}
+
+func (d *dispatcherActor) stopTimers() {
+	if d.cancelPoll != nil {
+		d.cancelPoll()
+		d.cancelPoll = nil
+	}
+	if d.cancelGrace != nil {
+		d.cancelGrace()
+		d.cancelGrace = nil
+	}
+}
+
+func (d *dispatcherActor) queue(name string) *queueState {
+	for _, q := range d.queues {
+		if q.spec.Name == name {
+			return q
+		}
+	}
+	return nil
+}
+
+func (d *dispatcherActor) agentCount() int {
+	n := 0
+	for _, q := range d.queues {
+		n += len(q.agents)
+	}
+	return n
+}

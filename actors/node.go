@@ -1,0 +1,88 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zasync/zasync/messages"
+	"github.com/zasync/zasync/persistence"
+)
+
+// Node is a running dispatcher with its agents, in its own actor system.
+type Node struct {
+	sys        *actor.ActorSystem
+	dispatcher *actor.PID
+	grace      time.Duration
+	cancel     context.CancelFunc // ends the executor's base context: abandons store calls
+}
+
+// ErrStopped reports a second Stop of a node.
+var ErrStopped = errors.New("zasync: node already stopped")
+
+// StartNode starts a dispatcher with o. It returns at once; activation, pings and claims
+// happen in the dispatcher's actor (an activation refused because another process runs with
+// the same UUID is logged and tried again at every poll).
+func StartNode(o Options) (*Node, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	base, cancel := context.WithCancel(context.Background())
+	exec := newExecutor(base, o)
+	sys := NewSystem(o.Logger)
+	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, o) })
+	pid, err := sys.Root.SpawnNamed(props, "dispatcher/"+o.UUID)
+	if err != nil {
+		cancel()
+		sys.Shutdown()
+		return nil, fmt.Errorf("start dispatcher %s: %w", o.UUID, err)
+	}
+	return &Node{sys: sys, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel}, nil
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Store == nil || o.Handlers == nil || o.Policies == nil:
+		return fmt.Errorf("%w: node options need a store, handlers and retry policies", persistence.ErrInvalid)
+	case o.PollInterval <= 0 || o.PingInterval <= 0 || o.PingDeathInterval <= 0 || o.ShutdownGrace < 0:
+		return fmt.Errorf("%w: node intervals must be positive", persistence.ErrInvalid)
+	case len(o.Queues) == 0:
+		return fmt.Errorf("%w: a node serves at least one queue", persistence.ErrInvalid)
+	}
+	return persistence.ValidateUUID(o.UUID)
+}
+
+// Stop shuts the node down cleanly: no more claims, the running handlers' contexts are
+// cancelled, their jobs are waited for up to the grace period, then the dispatcher's records
+// are deactivated and its agents cleaned (interrupted jobs get handleInterrupt jobs). A
+// handler still running after that is abandoned: if it later tries to commit, the fence
+// refuses it. ctx bounds the whole wait.
+func (n *Node) Stop(ctx context.Context) error {
+	if n.sys == nil {
+		return ErrStopped
+	}
+	defer func() { n.sys = nil }()
+	wait := n.grace + time.Minute // the grace period, then the cleaning's store calls
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d)
+	}
+	var err error
+	res, ferr := n.sys.Root.RequestFuture(n.dispatcher, &messages.Drain{}, max(wait, time.Millisecond)).Result()
+	switch {
+	case ferr != nil:
+		err = fmt.Errorf("stop dispatcher: %w", ferr)
+	default:
+		if d, ok := res.(*messages.Drained); ok {
+			err = d.Err
+		}
+	}
+	if perr := n.sys.Root.PoisonFuture(n.dispatcher).Wait(); perr != nil && err == nil {
+		err = fmt.Errorf("stop dispatcher: %w", perr)
+	}
+	n.cancel()
+	n.sys.Shutdown()
+	return err
+}
