@@ -141,17 +141,19 @@ func (e *executor) resumeOuter(ctx context.Context, cb, inner *persistence.Job) 
 		return e.storeFailure(cb, err)
 	}
 	octx, cancel := e.op()
-	outer, err := e.store.Adopt(octx, started.Fence(), started.Target, persistence.StatusActive)
+	outer, err := e.store.AdoptWaiting(octx, started.Fence(), started.Target, inner.ID)
 	cancel()
 	switch {
-	case err == nil && outer.WaitingOn == inner.ID:
+	case err == nil:
 		out := outcomeOf(inner)
 		out.Retry, out.Complete = outer.Retry, true
 		if r := e.commit(ctx, outer, e.policy(outer), out); r.Ending != Finished {
 			return r
 		}
-	case err == nil, errors.Is(err, persistence.ErrBadStatus):
-		// The outer job no longer waits for this one (it was interrupted and runs again).
+	case errors.Is(err, persistence.ErrBadStatus):
+		// The outer job does not wait for this one now: it completed already, or it was
+		// interrupted and its new run has not started waiting (it will find this inner job
+		// completed and resume itself).
 	default:
 		return e.storeFailure(started, err)
 	}

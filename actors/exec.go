@@ -230,7 +230,10 @@ func resultOutcome(v any) (persistence.Outcome, error) {
 
 // invoke runs the handler of call in its own goroutine, turning a panic into a failure.
 func (e *executor) invoke(ctx context.Context, j *persistence.Job, call persistence.Call, parent *persistence.Job) (value any, err error) {
-	h, ok := e.handlers.Handler(call.Handler)
+	h, ok := e.builtin(call.Handler)
+	if !ok {
+		h, ok = e.handlers.Handler(call.Handler)
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w for %q", persistence.ErrNoHandler, call.Handler)
 	}

@@ -69,6 +69,7 @@ func (f *execFixture) waitDone(sub persistence.Subscription, ids ...string) map[
 				check(id)
 			}
 		case <-deadline:
+			f.dump()
 			f.t.Fatalf("%d jobs not completed within a minute", len(left))
 		}
 	}
@@ -240,5 +241,32 @@ func TestNodeRefusesALiveUUID(t *testing.T) {
 	j := f.put("never")
 	if held, _ := f.store.AgentJobs(f.ctx, "q", persistence.Owner{Dispatcher: "d1", Agent: "main"}); slices.Contains(held, j.ID) {
 		t.Fatalf("the refused node claimed %s", j.ID)
+	}
+}
+
+// dump logs what the test recorded and every job of the queue, to explain a timeout.
+func (f *execFixture) dump() {
+	f.logs.mu.Lock()
+	for _, r := range f.logs.recs {
+		attrs := ""
+		r.Attrs(func(a slog.Attr) bool { attrs += " " + a.String(); return true })
+		f.t.Logf("log %s %s%s", r.Level, r.Message, attrs)
+	}
+	f.logs.mu.Unlock()
+	ids, _ := f.store.Pending(f.ctx, "q", 0, 100)
+	f.t.Logf("pending: %v", ids)
+}
+
+// eventually polls cond (a condition on the store, not a timing) until it holds, for at most
+// 30 seconds.
+func (f *execFixture) eventually(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.dump()
+			f.t.Fatalf("not within 30s: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
 	}
 }

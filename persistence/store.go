@@ -72,6 +72,10 @@ type Queues interface {
 	// Enqueue puts an existing NEW job in its queue (a pulled job, a sub-job). Other statuses
 	// give *BadStatusError ("cannot add already-assigned job").
 	Enqueue(ctx context.Context, ref Ref) (*Job, error)
+	// EnqueueWith applies c to a NEW job and puts it in its queue, in one transaction: of
+	// several racing callers exactly one succeeds, the others get *BadStatusError and change
+	// nothing (a composite's postprocess is queued once, with its arguments).
+	EnqueueWith(ctx context.Context, ref Ref, c Change) (*Job, error)
 	// Pull takes the job at index (claim order; negative counts from the end) out of the
 	// queue, back to NEW. ErrNotInQueue if there is no such index.
 	Pull(ctx context.Context, queue string, index int) (*Job, error)
@@ -166,6 +170,10 @@ type Runs interface {
 	// Used for a parent's callbacks and by system jobs for the job they act on. by must be
 	// ACTIVE or in CALLBACKS.
 	Adopt(ctx context.Context, by Fence, target string, statuses ...Status) (*Job, error)
+	// AdoptWaiting adopts target as Adopt does, only if it is ACTIVE and waits for inner:
+	// the inner job's completion resumes exactly the run that waits for it, never a later run
+	// of the same job that has not started waiting yet (*BadStatusError, nothing changed).
+	AdoptWaiting(ctx context.Context, by Fence, target, inner string) (*Job, error)
 }
 
 // Commit is one run's outcome, for CommitMany.

@@ -197,24 +197,8 @@ func checkQuotas(names []string, sizes map[string]int) error {
 // Update changes a job that is not running, following reference §1.2.
 func (s *Store) Update(ctx context.Context, ref persistence.Ref, c persistence.Change) (*persistence.Job, error) {
 	const op = "update"
-	if err := validRef(op, ref); err != nil {
+	if err := validChange(op, ref, c); err != nil {
 		return nil, err
-	}
-	if c.Call != nil {
-		if err := c.Call.Validate(); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
-		}
-	}
-	if c.BeginAfter != nil && c.BeginAfter.IsZero() {
-		return nil, fmt.Errorf("%s: %w: zero begin_after", op, persistence.ErrInvalid)
-	}
-	if c.BeginBy != nil && *c.BeginBy < 0 {
-		return nil, fmt.Errorf("%s: %w: negative begin_by %s", op, persistence.ErrInvalid, *c.BeginBy)
-	}
-	if c.QuotaNames != nil {
-		if err := persistence.ValidateQuotaNames(*c.QuotaNames); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
-		}
 	}
 	var out *persistence.Job
 	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID), s.k.quotas(ref.Queue)}, func(t *txn) (writes, error) {
@@ -222,41 +206,74 @@ func (s *Store) Update(ctx context.Context, ref persistence.Ref, c persistence.C
 		if err != nil {
 			return nil, err
 		}
-		if c.Call != nil || c.BeginAfter != nil {
-			if err := persistence.CheckStatus("change the call or begin_after", j.Status, persistence.CallMutable...); err != nil {
-				return nil, err
-			}
-		}
-		if c.BeginBy != nil || c.QuotaNames != nil {
-			if err := persistence.CheckStatus("change begin_by or quota names", j.Status, persistence.ScheduleMutable...); err != nil {
-				return nil, err
-			}
-		}
-		if c.QuotaNames != nil && j.Status == persistence.StatusPending {
-			sizes, err := s.quotaSizes(ctx, t, ref.Queue)
-			if err != nil {
-				return nil, err
-			}
-			if err := checkQuotas(*c.QuotaNames, sizes); err != nil {
-				return nil, err
-			}
-		}
-		if c.Call != nil {
-			j.Call = *c.Call
-		}
-		if c.BeginAfter != nil {
-			j.BeginAfter = c.BeginAfter.UTC().Truncate(time.Microsecond)
-		}
-		if c.BeginBy != nil {
-			j.BeginBy = c.BeginBy.Truncate(time.Microsecond)
-		}
-		if c.QuotaNames != nil {
-			j.QuotaNames = slices.Clone(*c.QuotaNames)
+		if err := s.applyChange(ctx, t, j, c); err != nil {
+			return nil, err
 		}
 		out = j
 		return func(p redis.Pipeliner) error { s.writeJob(ctx, p, j, was); return nil }, nil
 	})
 	return out, err
+}
+
+// validChange checks a change's values before anything is read.
+func validChange(op string, ref persistence.Ref, c persistence.Change) error {
+	if err := validRef(op, ref); err != nil {
+		return err
+	}
+	if c.Call != nil {
+		if err := c.Call.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if c.BeginAfter != nil && c.BeginAfter.IsZero() {
+		return fmt.Errorf("%s: %w: zero begin_after", op, persistence.ErrInvalid)
+	}
+	if c.BeginBy != nil && *c.BeginBy < 0 {
+		return fmt.Errorf("%s: %w: negative begin_by %s", op, persistence.ErrInvalid, *c.BeginBy)
+	}
+	if c.QuotaNames != nil {
+		if err := persistence.ValidateQuotaNames(*c.QuotaNames); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	return nil
+}
+
+// applyChange applies c to j read in t, checking the status rules and, for a PENDING job, that
+// its new quota names exist.
+func (s *Store) applyChange(ctx context.Context, t *txn, j *persistence.Job, c persistence.Change) error {
+	if c.Call != nil || c.BeginAfter != nil {
+		if err := persistence.CheckStatus("change the call or begin_after", j.Status, persistence.CallMutable...); err != nil {
+			return err
+		}
+	}
+	if c.BeginBy != nil || c.QuotaNames != nil {
+		if err := persistence.CheckStatus("change begin_by or quota names", j.Status, persistence.ScheduleMutable...); err != nil {
+			return err
+		}
+	}
+	if c.QuotaNames != nil && j.Status == persistence.StatusPending {
+		sizes, err := s.quotaSizes(ctx, t, j.Queue)
+		if err != nil {
+			return err
+		}
+		if err := checkQuotas(*c.QuotaNames, sizes); err != nil {
+			return err
+		}
+	}
+	if c.Call != nil {
+		j.Call = *c.Call
+	}
+	if c.BeginAfter != nil {
+		j.BeginAfter = c.BeginAfter.UTC().Truncate(time.Microsecond)
+	}
+	if c.BeginBy != nil {
+		j.BeginBy = c.BeginBy.Truncate(time.Microsecond)
+	}
+	if c.QuotaNames != nil {
+		j.QuotaNames = slices.Clone(*c.QuotaNames)
+	}
+	return nil
 }
 
 // checkFence fails with ErrReassigned unless j is still in the run f names.

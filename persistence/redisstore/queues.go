@@ -109,8 +109,13 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 
 // Enqueue puts an existing NEW job in its queue.
 func (s *Store) Enqueue(ctx context.Context, ref persistence.Ref) (*persistence.Job, error) {
+	return s.EnqueueWith(ctx, ref, persistence.Change{})
+}
+
+// EnqueueWith applies c to a NEW job and puts it in its queue, in one transaction.
+func (s *Store) EnqueueWith(ctx context.Context, ref persistence.Ref, c persistence.Change) (*persistence.Job, error) {
 	const op = "enqueue"
-	if err := validRef(op, ref); err != nil {
+	if err := validChange(op, ref, c); err != nil {
 		return nil, err
 	}
 	if err := s.rememberQueue(ctx, ref.Queue); err != nil {
@@ -123,6 +128,9 @@ func (s *Store) Enqueue(ctx context.Context, ref persistence.Ref) (*persistence.
 			return nil, err
 		}
 		if err := persistence.CheckStatus("put a job in a queue (cannot add already-assigned job)", j.Status, persistence.StatusNew); err != nil {
+			return nil, err
+		}
+		if err := s.applyChange(ctx, t, j, c); err != nil {
 			return nil, err
 		}
 		if len(j.QuotaNames) > 0 {

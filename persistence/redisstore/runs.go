@@ -321,6 +321,24 @@ func (s *Store) Wait(ctx context.Context, f persistence.Fence, inner string, par
 
 // Adopt gives target to the run of by.
 func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, statuses ...persistence.Status) (*persistence.Job, error) {
+	return s.adopt(ctx, by, target, func(j *persistence.Job) error {
+		return persistence.CheckStatus("be adopted", j.Status, statuses...)
+	})
+}
+
+// AdoptWaiting adopts target only if it is ACTIVE and waits for inner.
+func (s *Store) AdoptWaiting(ctx context.Context, by persistence.Fence, target, inner string) (*persistence.Job, error) {
+	return s.adopt(ctx, by, target, func(j *persistence.Job) error {
+		if j.Status != persistence.StatusActive || j.WaitingOn != inner {
+			return &persistence.BadStatusError{Op: "be resumed by " + inner + " (it waits for " + j.WaitingOn + ")",
+				Status: j.Status, Allowed: []persistence.Status{persistence.StatusActive}}
+		}
+		return nil
+	})
+}
+
+// adopt gives target to the run of by when check accepts it.
+func (s *Store) adopt(ctx context.Context, by persistence.Fence, target string, check func(*persistence.Job) error) (*persistence.Job, error) {
 	const op = "adopt"
 	if err := validRef(op, by.Ref); err != nil {
 		return nil, err
@@ -345,7 +363,7 @@ func (s *Store) Adopt(ctx context.Context, by persistence.Fence, target string, 
 		if err != nil {
 			return nil, err
 		}
-		if err := persistence.CheckStatus("be adopted", j.Status, statuses...); err != nil {
+		if err := check(j); err != nil {
 			return nil, err
 		}
 		j.Owner = by.Owner

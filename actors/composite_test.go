@@ -1,0 +1,241 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// putComposite creates the sub-jobs and the postprocess (NEW) and puts a composite of kind
+// over them, as the runtime does.
+func (f *execFixture) putComposite(kind string, subs []persistence.Call, post persistence.Call) *persistence.Job {
+	f.t.Helper()
+	var ids []string
+	for _, c := range subs {
+		j, err := f.store.Create(f.ctx, "q", persistence.JobSpec{Call: c})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	pj, err := f.store.Create(f.ctx, "q", persistence.JobSpec{Call: post})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.putSpec(persistence.JobSpec{Call: CompositeCall(kind, ids, pj.ID)})
+}
+
+func subJobs(t *testing.T, c *persistence.Call) []SubJob {
+	var out []SubJob
+	for _, a := range c.Args {
+		var s SubJob
+		if err := json.Unmarshal(a, &s); err != nil {
+			t.Errorf("postprocess argument %s: %v", a, err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Scenario 35, on an agent of size 1: the sub-jobs run one after another, the postprocess
+// gets their outcomes in order, and the composite's result is the postprocess's. The waiting
+// composite is parked, so the single slot is free for its sub-jobs.
+func TestCompositeSerialOnSizeOne(t *testing.T) {
+	f := newExecFixture(t)
+	var mu sync.Mutex
+	var order []int
+	f.h["step"] = func(_ context.Context, c *persistence.Call) (any, error) {
+		var n int
+		json.Unmarshal(c.Args[0], &n)
+		mu.Lock()
+		order = append(order, n)
+		mu.Unlock()
+		return n, nil
+	}
+	f.h["post"] = func(_ context.Context, c *persistence.Call) (any, error) {
+		var got []any
+		for _, s := range subJobs(t, c) {
+			var v any
+			json.Unmarshal(s.Result, &v)
+			got = append(got, v)
+		}
+		return got, nil
+	}
+	sub := f.completions()
+	comp := f.putComposite(HandlerSerial, []persistence.Call{callTo("step", 0), callTo("step", 1), callTo("step", 2)}, callTo("post"))
+	n := f.startNode(f.nodeOptions("n1", 1, 50*time.Millisecond))
+	defer f.stopNode(n)
+	done := f.waitDone(sub, comp.ID)[comp.ID]
+	if string(done.Result) != "[0,1,2]" {
+		t.Fatalf("serial result %s, want [0,1,2]", done.Result)
+	}
+	if !slices.Equal(order, []int{0, 1, 2}) {
+		t.Fatalf("sub-jobs ran %v, want in order", order)
+	}
+}
+
+// Scenario 36 with the default postprocess: the composite's result lists its sub-jobs'
+// outcomes; a failed sub-job is there as a failure.
+func TestCompositeParallelCollect(t *testing.T) {
+	f := newExecFixture(t)
+	f.h["times7"] = func(_ context.Context, c *persistence.Call) (any, error) {
+		var n int
+		json.Unmarshal(c.Args[0], &n)
+		if n == 0 {
+			return nil, fmt.Errorf("zero")
+		}
+		return 7 * n, nil
+	}
+	sub := f.completions()
+	comp := f.putComposite(HandlerParallel, []persistence.Call{callTo("times7", 1), callTo("times7", 2), callTo("times7", 0)},
+		persistence.Call{Handler: HandlerCollect})
+	n := f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+	defer f.stopNode(n)
+	done := f.waitDone(sub, comp.ID)[comp.ID]
+	var got []SubJob
+	if err := json.Unmarshal(done.Result, &got); err != nil || len(got) != 3 {
+		t.Fatalf("parallel result %s: %v", done.Result, err)
+	}
+	if string(got[0].Result) != "7" || string(got[1].Result) != "14" || got[2].Failure == nil || got[2].Failure.Message != "zero" {
+		t.Fatalf("parallel outcomes %+v, want 7, 14 and the failure", got)
+	}
+}
+
+// Seed 004 (reference scenario 38), for serial and for parallel: a clean stop during a
+// sub-job leaves exactly two handleInterrupt jobs, for the composite and for the sub-job, both
+// ACTIVE; a restart and a stop during the postprocess leave again exactly two, for the
+// composite and the postprocess; a last restart completes the composite with 42.
+func TestCompositeInterruptedTwice(t *testing.T) {
+	for _, kind := range []string{HandlerSerial, HandlerParallel} {
+		t.Run(kind, func(t *testing.T) {
+			f := newExecFixture(t)
+			f.h["normal_component"] = func(context.Context, *persistence.Call) (any, error) { return 25, nil }
+			componentStarted, postStarted := make(chan struct{}, 1), make(chan struct{}, 1)
+			var componentFirst, postFirst atomic.Bool
+			componentFirst.Store(true)
+			postFirst.Store(true)
+			f.h["pause_component"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+				if componentFirst.Swap(false) {
+					componentStarted <- struct{}{}
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}
+				return 17, nil
+			}
+			f.h["pause_postprocess"] = func(ctx context.Context, c *persistence.Call) (any, error) {
+				if postFirst.Swap(false) {
+					postStarted <- struct{}{}
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}
+				sum := 0
+				for _, s := range subJobs(t, c) {
+					var n int
+					json.Unmarshal(s.Result, &n)
+					sum += n
+				}
+				return sum, nil
+			}
+			parts := []persistence.Call{callTo("normal_component"), callTo("pause_component")}
+			if kind == HandlerParallel {
+				parts = []persistence.Call{callTo("pause_component"), callTo("normal_component")}
+			}
+			comp := f.putComposite(kind, parts, callTo("pause_postprocess"))
+			var pauseID string
+			{
+				c := f.get(comp.Ref)
+				k, _ := compositeOf(&c.Call)
+				pauseID = k.Jobs[1]
+				if kind == HandlerParallel {
+					pauseID = k.Jobs[0]
+				}
+			}
+			post := func() string { c := f.get(comp.Ref); k, _ := compositeOf(&c.Call); return k.Postprocess }()
+
+			normalID := func() string {
+				c := f.get(comp.Ref)
+				k, _ := compositeOf(&c.Call)
+				if kind == HandlerParallel {
+					return k.Jobs[1]
+				}
+				return k.Jobs[0]
+			}()
+			// The state the seed's assertions presume at each stop: the composite waits for
+			// its postprocess, and the sub-job whose completion moved it on has completed.
+			settled := func(done string) func() bool {
+				return func() bool {
+					c, d := f.get(comp.Ref), f.get(persistence.Ref{Queue: "q", ID: done})
+					// Parked is set by a live run's wait and cleared by cleaning: the composite
+					// is waiting in this run, not left waiting by the previous one.
+					return c.Status == persistence.StatusActive && c.WaitingOn == post && c.Parked && d.Status == persistence.StatusCompleted
+				}
+			}
+
+			// INTERRUPT 1: during pause_component.
+			n := f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+			<-componentStarted
+			f.eventually("the composite waits and normal_component completed", settled(normalID))
+			f.stopNode(n)
+			f.wantTwoInterrupts(comp.ID, pauseID)
+
+			// INTERRUPT 2: during the postprocess.
+			n = f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+			<-postStarted
+			f.eventually("the composite waits again and pause_component completed", settled(pauseID))
+			f.stopNode(n)
+			f.wantTwoInterrupts(comp.ID, post)
+
+			sub := f.completions()
+			n = f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+			defer f.stopNode(n)
+			defer func() {
+				if t.Failed() {
+					for _, id := range []string{comp.ID, pauseID, post} {
+						j := f.get(persistence.Ref{Queue: "q", ID: id})
+						t.Logf("job %s %s %s owner %s waiting %s callbacks %v result %s", id, j.Call.Handler, j.Status, j.Owner, j.WaitingOn, j.Callbacks, j.Result)
+					}
+				}
+			}()
+			if got := string(f.waitDone(sub, comp.ID)[comp.ID].Result); got != "42" {
+				t.Fatalf("composite result %s, want 42", got)
+			}
+		})
+	}
+}
+
+// wantTwoInterrupts checks that the queue holds exactly two handleInterrupt jobs, one for the
+// composite and one for inner, and that both are ACTIVE. (Their order is the order in which
+// the agent claimed the two jobs, which concurrent claims make either way.)
+func (f *execFixture) wantTwoInterrupts(composite, inner string) {
+	f.t.Helper()
+	pending, err := f.store.Pending(f.ctx, "q", 0, 10)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	jobs, _ := f.store.GetMany(f.ctx, "q", pending)
+	var targets []string
+	for _, j := range jobs {
+		if j.Call.Handler != persistence.HandlerHandleInterrupt {
+			f.t.Fatalf("queue holds %s, want only handleInterrupt jobs", j.Call.String())
+		}
+		targets = append(targets, j.Target)
+	}
+	slices.Sort(targets)
+	want := []string{composite, inner}
+	slices.Sort(want)
+	if !slices.Equal(targets, want) {
+		f.t.Fatalf("handleInterrupt jobs for %v, want exactly [composite %s, %s]", targets, composite, inner)
+	}
+	for _, id := range targets {
+		if j := f.get(persistence.Ref{Queue: "q", ID: id}); j.Status != persistence.StatusActive {
+			f.t.Fatalf("job %s is %s, want ACTIVE", id, j.Status)
+		}
+	}
+}
