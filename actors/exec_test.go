@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -52,7 +53,37 @@ func (l *logRecorder) find(level slog.Level, part string) (slog.Record, bool) {
 	return slog.Record{}, false
 }
 
-// execFixture is a store on miniredis, an activated dispatcher "d1" with agent "main", and
+// testStore returns a store on miniredis, or on the real Redis at ZASYNC_TEST_REDIS under a
+// key prefix of the test's own, whose keys are deleted at the end (never a FLUSHDB).
+func testStore(t *testing.T) persistence.Store {
+	t.Helper()
+	var rdb *redis.Client
+	prefix := "zasync"
+	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" {
+		rdb = redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { rdb.Close() }) // cleanups run last first: this one after the deletion
+		prefix = fmt.Sprintf("zasynctest-actors-%d", time.Now().UnixNano())
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+			for iter.Next(ctx) {
+				rdb.Del(ctx, iter.Val())
+			}
+		})
+	} else {
+		m := miniredis.RunT(t)
+		rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		t.Cleanup(func() { rdb.Close() })
+	}
+	s, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// execFixture is a store on miniredis (or the real Redis of ZASYNC_TEST_REDIS), an activated dispatcher "d1" with agent "main", and
 // an executor with the given handlers.
 type execFixture struct {
 	t     *testing.T
@@ -66,13 +97,7 @@ type execFixture struct {
 
 func newExecFixture(t *testing.T) *execFixture {
 	t.Helper()
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	s, err := redisstore.New(rdb, redisstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	f := &execFixture{t: t, ctx: ctx, store: s, logs: &logRecorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}

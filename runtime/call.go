@@ -1,0 +1,117 @@
+package runtime
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// Call is what a job runs: the name of a registered handler and its arguments as JSON.
+// Build one with NewCall (and Kwarg); a handler receives its job's call and decodes the
+// arguments with Arg and KwargValue.
+type Call struct {
+	// Handler is the name the handler was registered under with Runtime.Handle.
+	Handler string
+	// Args are the positional arguments, each a JSON value.
+	Args []json.RawMessage
+	// Kwargs are the keyword arguments by name, each a JSON value.
+	Kwargs map[string]json.RawMessage
+
+	// err is the first argument that did not marshal: kept so that NewCall and Kwarg can be
+	// used inline, and reported by Put (or AddCallback) before anything is written.
+	err error
+
+	// A composite (Serial, Parallel) keeps its parts until Put creates them as sub-jobs.
+	composite   *compositeParts
+	postprocess bool // marked by Postprocess, for Serial and Parallel
+}
+
+// NewCall returns a call of handler with args, each marshalled to JSON (a json.RawMessage is
+// taken as it is, once checked). An argument that does not marshal is reported by Put.
+func NewCall(handler string, args ...any) Call {
+	c := Call{Handler: handler}
+	if len(args) > 0 {
+		c.Args = make([]json.RawMessage, len(args))
+	}
+	for i, a := range args {
+		b, err := json.Marshal(a)
+		if err != nil {
+			c.err = invalidf("argument %d of %s: %w", i, handler, err)
+			continue
+		}
+		c.Args[i] = b
+	}
+	return c
+}
+
+// Kwarg returns a copy of c with the keyword argument name set to v, marshalled to JSON. c
+// itself is left unchanged, so a call can serve as a template. A value that does not marshal
+// is reported by Put.
+func (c Call) Kwarg(name string, v any) Call {
+	b, err := json.Marshal(v)
+	if err != nil {
+		if c.err == nil {
+			c.err = invalidf("keyword argument %s of %s: %w", name, c.Handler, err)
+		}
+		return c
+	}
+	kw := make(map[string]json.RawMessage, len(c.Kwargs)+1)
+	maps.Copy(kw, c.Kwargs)
+	kw[name] = b
+	c.Kwargs = kw
+	return c
+}
+
+// Arg decodes positional argument i into v (a pointer, as for json.Unmarshal). A missing
+// argument or one that does not decode into v gives an error wrapping ErrInvalid, which
+// the built-in retry policies do not retry: returned from a handler, it fails the job.
+func (c *Call) Arg(i int, v any) error {
+	if i < 0 || i >= len(c.Args) {
+		return invalidf("%s has %d positional arguments, no argument %d", c.Handler, len(c.Args), i)
+	}
+	if err := json.Unmarshal(c.Args[i], v); err != nil {
+		return invalidf("argument %d of %s: %w", i, c.Handler, err)
+	}
+	return nil
+}
+
+// KwargValue decodes keyword argument name into v (a pointer). It reports false, and leaves
+// v alone, when the call has no such argument; a value that does not decode into v gives an
+// error wrapping ErrInvalid.
+func (c *Call) KwargValue(name string, v any) (bool, error) {
+	raw, ok := c.Kwargs[name]
+	if !ok {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, invalidf("keyword argument %s of %s: %w", name, c.Handler, err)
+	}
+	return true, nil
+}
+
+// String renders the call as handler(arg, …, key=value), as logs and monitoring show it.
+func (c Call) String() string {
+	pc := persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs}
+	return pc.String()
+}
+
+// persistent returns the call as stored, or the error NewCall or Kwarg kept, or why it is
+// not a valid call.
+func (c Call) persistent() (persistence.Call, error) {
+	if c.err != nil {
+		return persistence.Call{}, c.err
+	}
+	pc := persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs}
+	if err := pc.Validate(); err != nil {
+		return persistence.Call{}, err
+	}
+	return pc, nil
+}
+
+// callFrom returns a handler's view of a stored call. The arguments are copied, so that a
+// handler that changes its Call cannot change the record the job actor holds.
+func callFrom(pc *persistence.Call) *Call {
+	return &Call{Handler: pc.Handler, Args: slices.Clone(pc.Args), Kwargs: maps.Clone(pc.Kwargs)}
+}

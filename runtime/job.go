@@ -1,0 +1,236 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/zasync/zasync/actors"
+	"github.com/zasync/zasync/persistence"
+)
+
+// Ref names a job: its queue and its id. Its String form, "queue/id", is what JobByRef reads.
+type Ref = persistence.Ref
+
+// JobRecord is a job's record as stored: call, status, owner, schedule, retry policy,
+// result or failure, callbacks and timestamps. Job.Info reads it; an agent's filter sees it.
+type JobRecord = persistence.Job
+
+// Status is where a job stands in its life:
+// NEW → PENDING → ASSIGNED → ACTIVE → CALLBACKS → COMPLETED, and a job never leaves COMPLETED.
+type Status = persistence.Status
+
+// The statuses, in the order of a job's life.
+const (
+	StatusNew       = persistence.StatusNew       // created, in no queue (a callback not yet run)
+	StatusPending   = persistence.StatusPending   // waiting in its queue
+	StatusAssigned  = persistence.StatusAssigned  // claimed by an agent, not started
+	StatusActive    = persistence.StatusActive    // running, or waiting on an inner job
+	StatusCallbacks = persistence.StatusCallbacks // result stored, callbacks running
+	StatusCompleted = persistence.StatusCompleted // result stored and callbacks done; final
+)
+
+// Job is a handle on a job: its runtime and its Ref. Getting one does no I/O; its methods
+// read and change the stored job.
+type Job struct {
+	rt  *Runtime
+	ref persistence.Ref
+}
+
+// Job returns a handle on the job ref names.
+func (rt *Runtime) Job(ref Ref) *Job { return &Job{rt: rt, ref: ref} }
+
+// JobByRef returns a handle on the job named by s, in the "queue/id" form of Ref.String.
+// A malformed s gives ErrInvalid; whether the job exists is known at the first read.
+func (rt *Runtime) JobByRef(s string) (*Job, error) {
+	ref, err := persistence.ParseRef(s)
+	if err != nil {
+		return nil, err
+	}
+	return rt.Job(ref), nil
+}
+
+// ID returns the job's id, unique in its queue.
+func (j *Job) ID() string { return j.ref.ID }
+
+// Queue returns the queue the job belongs to (with its callbacks and sub-jobs).
+func (j *Job) Queue() *Queue { return j.rt.Queue(j.ref.Queue) }
+
+// Ref returns the job's queue and id.
+func (j *Job) Ref() Ref { return j.ref }
+
+// String returns the job's ref as "queue/id".
+func (j *Job) String() string { return j.ref.String() }
+
+// Info reads the job's record. ErrNotFound if it does not exist, or has expired after its
+// retention period.
+func (j *Job) Info(ctx context.Context) (*JobRecord, error) {
+	rec, err := j.rt.store.Get(ctx, j.ref)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", j.ref, err)
+	}
+	return rec, nil
+}
+
+// Status reads the job's status.
+func (j *Job) Status(ctx context.Context) (Status, error) {
+	rec, err := j.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return rec.Status, nil
+}
+
+// Outcome is what a completed job produced: exactly one of Result and Failure.
+type Outcome struct {
+	// Result is the handler's result as JSON, when it succeeded.
+	Result json.RawMessage
+	// Failure is the job's error, when it failed.
+	Failure *Failure
+}
+
+// Decode decodes the result into v (a pointer, as for json.Unmarshal), or returns the
+// Failure when the job failed.
+func (o *Outcome) Decode(v any) error {
+	if o.Failure != nil {
+		return o.Failure
+	}
+	if err := json.Unmarshal(o.Result, v); err != nil {
+		return fmt.Errorf("decode result: %w", err)
+	}
+	return nil
+}
+
+// outcome returns the outcome of a completed record.
+func outcome(rec *persistence.Job) *Outcome {
+	return &Outcome{Result: rec.Result, Failure: rec.Failure}
+}
+
+// Wait blocks until the job is COMPLETED (its result stored and its callbacks run) and
+// returns its outcome. It does not poll: it listens for the queue's completion
+// notifications, and re-reads the job every 2 seconds only in case one was lost. When ctx
+// ends first it returns an error wrapping ctx.Err().
+func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
+	// Subscribe before the first read: a completion between the read and the subscription
+	// would otherwise be missed until the next re-read.
+	sub, err := j.rt.store.Completions(ctx, j.ref.Queue)
+	if err != nil {
+		return nil, j.waitErr(ctx, err)
+	}
+	defer sub.Close()
+	rec, err := j.rt.store.Get(ctx, j.ref)
+	if err != nil {
+		return nil, j.waitErr(ctx, err)
+	}
+	if rec.Status == persistence.StatusCompleted {
+		return outcome(rec), nil
+	}
+	if j.rt.onWaitSubscribed != nil {
+		j.rt.onWaitSubscribed(j.ref)
+	}
+	ticker := time.NewTicker(j.rt.waitRecheck)
+	defer ticker.Stop()
+	done := sub.C()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, j.waitErr(ctx, ctx.Err())
+		case id, ok := <-done:
+			if !ok { // the subscription ended: carry on with the re-reads alone
+				done = nil
+				continue
+			}
+			if id != j.ref.ID {
+				continue
+			}
+		case <-ticker.C:
+		}
+		rec, err := j.rt.store.Get(ctx, j.ref)
+		switch {
+		case err == nil && rec.Status == persistence.StatusCompleted:
+			return outcome(rec), nil
+		case err == nil:
+		case ctx.Err() == nil && errors.Is(err, persistence.ErrUnavailable):
+			// A blip in a long wait: the next re-read tries again.
+			j.rt.logger.Debug("zasync: wait: re-reading the job failed", "logger", "zasync.trace", "job", j.ref.String(), "err", err)
+		default:
+			return nil, j.waitErr(ctx, err)
+		}
+	}
+}
+
+// waitErr wraps an error that ends a Wait. When ctx has ended, the error is ctx's whatever
+// the store made of it: a deadline that expires inside a Redis read surfaces from the store
+// as ErrUnavailable (an i/o timeout), and the caller should see that its own deadline
+// ended the wait.
+func (j *Job) waitErr(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("wait for %s: %w", j.ref, ctxErr)
+	}
+	return fmt.Errorf("wait for %s: %w", j.ref, err)
+}
+
+// JobFrom returns the job a handler is running, from the handler's context; false outside
+// a handler. Inside a handler registered with a Runtime the Job belongs to that runtime;
+// with a context made only by actors.WithRunning it belongs to a detached runtime over the
+// running job's store, which knows the built-in retry policies only and has no handlers.
+func JobFrom(ctx context.Context) (*Job, bool) {
+	r, ok := actors.RunningFrom(ctx)
+	if !ok || r.Job == nil {
+		return nil, false
+	}
+	rt, _ := ctx.Value(runtimeKey{}).(*Runtime)
+	if rt == nil {
+		if r.Store == nil {
+			return nil, false
+		}
+		rt = detached(r.Store)
+	}
+	return rt.Job(r.Job.Ref), true
+}
+
+// detached returns a runtime over store alone, for a Job found in a context that carries no
+// runtime. It owns nothing, so it needs no Close.
+func detached(store persistence.Store) *Runtime {
+	return &Runtime{
+		cfg:         Config{}.withDefaults(),
+		store:       store,
+		policies:    persistence.NewRetryPolicies(),
+		logger:      slog.New(slog.DiscardHandler),
+		handlers:    map[string]HandlerFunc{},
+		waitRecheck: waitRecheck,
+	}
+}
+
+// SetAnnotation sets the job's live annotation name to v, marshalled to JSON: progress, say,
+// which any process can read at once with Annotation, even while the job runs. Annotations
+// are kept apart from the job's state, so writing them never conflicts with its transitions.
+func (j *Job) SetAnnotation(ctx context.Context, name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return invalidf("annotation %s of %s: %w", name, j.ref, err)
+	}
+	if err := j.rt.store.SetAnnotation(ctx, j.ref, name, b); err != nil {
+		return fmt.Errorf("annotate %s: %w", j.ref, err)
+	}
+	return nil
+}
+
+// Annotation decodes the job's live annotation name into v (a pointer). It reports false,
+// leaving v alone, when the annotation is not set.
+func (j *Job) Annotation(ctx context.Context, name string, v any) (bool, error) {
+	raw, ok, err := j.rt.store.Annotation(ctx, j.ref, name)
+	if err != nil {
+		return false, fmt.Errorf("annotation %s of %s: %w", name, j.ref, err)
+	}
+	if !ok {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, invalidf("annotation %s of %s: %w", name, j.ref, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,131 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newRuntime returns a Runtime for cfg, closed when the test ends. By default it runs on the
+// embedded miniredis (cfg.Redis nil); when ZASYNC_TEST_REDIS is set and cfg names no client,
+// on that real Redis under a key prefix of its own, whose keys are deleted at the end (never
+// a FLUSHDB: the database may not be ours).
+func newRuntime(t *testing.T, cfg Config) *Runtime {
+	t.Helper()
+	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" && cfg.Redis == nil {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		b := make([]byte, 6)
+		rand.Read(b)
+		cfg.Redis, cfg.Prefix = c, "zasynctest-rt-"+hex.EncodeToString(b)
+		prefix := cfg.Prefix
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+			for iter.Next(ctx) {
+				c.Del(ctx, iter.Val())
+			}
+			if err := iter.Err(); err != nil {
+				t.Errorf("deleting the test's keys: %v", err)
+			}
+			c.Close()
+		})
+	}
+	rt, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return rt
+}
+
+// testCtx returns a context that ends with the test, or after a generous deadline so that a
+// broken wait fails the test instead of hanging it.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// runAsDispatcher does at store level what a dispatcher does with a job: it registers and
+// activates a dispatcher in the job's queue, claims the job, starts it and commits o (with
+// Complete, so that a job without callbacks goes straight to COMPLETED).
+func runAsDispatcher(ctx context.Context, rt *Runtime, job *Job, o persistence.Outcome) error {
+	q := job.Ref().Queue
+	b := make([]byte, 4)
+	rand.Read(b)
+	uuid := "dispatcher-" + hex.EncodeToString(b)
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Minute,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 1}}}
+	if err := rt.store.Register(ctx, q, uuid, cfg); err != nil {
+		return err
+	}
+	if _, err := rt.store.Activate(ctx, q, uuid); err != nil {
+		return err
+	}
+	claimed, err := rt.store.Claim(ctx, persistence.ClaimParams{Queue: q, Dispatcher: uuid, Agent: "main", Size: 1,
+		Filter: func(j *persistence.Job) bool { return j.ID == job.ID() }})
+	if err != nil {
+		return err
+	}
+	if len(claimed) != 1 {
+		return fmt.Errorf("claimed %d jobs, want 1", len(claimed))
+	}
+	run, err := rt.store.Start(ctx, claimed[0].Fence())
+	if err != nil {
+		return err
+	}
+	o.Complete = true
+	done, err := rt.store.Commit(ctx, run.Fence(), o)
+	if err != nil {
+		return err
+	}
+	if done.Status != persistence.StatusCompleted {
+		return errors.New("the job did not complete: " + done.Status.String())
+	}
+	return nil
+}
+
+// mustPut puts call into the default queue.
+func mustPut(t *testing.T, rt *Runtime, call Call, opts ...PutOption) *Job {
+	t.Helper()
+	job, err := rt.Queue(DefaultQueue).Put(testCtx(t), call, opts...)
+	if err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	return job
+}
+
+// mustInfo reads a job's record.
+func mustInfo(t *testing.T, job *Job) *JobRecord {
+	t.Helper()
+	rec, err := job.Info(testCtx(t))
+	if err != nil {
+		t.Fatalf("Info %s: %v", job, err)
+	}
+	return rec
+}
+
+// customPolicy is a user retry policy, registered by name.
+type customPolicy struct {
+	persistence.RetryPolicy
+	name string
+}
+
+func (p customPolicy) Name() string { return p.name }

@@ -1,0 +1,54 @@
+package runtime
+
+import (
+	"time"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// RetryPolicy decides what happens when a job fails, when storing its outcome fails and
+// when it is interrupted. A job keeps its policy's name; the policy must be known (built in,
+// or listed in Config.RetryPolicies) to every process that serves the queue. Implementations
+// must be safe for concurrent use and keep all their state in the counts they are given,
+// which persist in the job record.
+type RetryPolicy = persistence.RetryPolicy
+
+// Decision is a retry policy's answer; build it with StopRetrying, RetryNow, RetryInPlace,
+// RetryAt or RetryAfter.
+type Decision = persistence.Decision
+
+// RetryCounts are a job's retry counters by name, kept in its record across processes.
+type RetryCounts = persistence.RetryCounts
+
+// The built-in retry policies, always registered.
+var (
+	// RetryCommonFourTimes is the default policy of queued jobs: a conflict is retried until
+	// it has happened five times, an unreachable Redis forever with a 5 to 60 second backoff,
+	// any other error not at all; the tenth interruption aborts the job.
+	RetryCommonFourTimes = persistence.RetryCommonFourTimes
+	// RetryCommonForever is the default policy of callbacks: conflicts, an unreachable Redis,
+	// interruptions and commit errors are retried forever; other handler errors are not.
+	RetryCommonForever = persistence.RetryCommonForever
+	// NeverRetry never retries, for work that must not run twice; an interruption aborts the
+	// job at once.
+	NeverRetry = persistence.NeverRetry
+)
+
+// LevelCritical is the log level of what zc.async logged CRITICAL: failures of callbacks and
+// system jobs, among others. Use it with FailureLevel.
+const LevelCritical = persistence.LevelCritical
+
+// StopRetrying keeps the error as the job's result (for an interruption: an AbortedError).
+func StopRetrying() Decision { return persistence.Stop() }
+
+// RetryNow runs the job again at once; an interrupted job goes back to the front of its queue.
+func RetryNow() Decision { return persistence.RetryNow() }
+
+// RetryInPlace runs the job again after d, keeping its agent slot meanwhile.
+func RetryInPlace(d time.Duration) Decision { return persistence.RetryInPlace(d) }
+
+// RetryAt puts the job back into its queue, to begin after t.
+func RetryAt(t time.Time) Decision { return persistence.RetryAt(t) }
+
+// RetryAfter puts the job back into its queue, to begin d from now.
+func RetryAfter(d time.Duration) Decision { return persistence.RetryAfter(d) }

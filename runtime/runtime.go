@@ -1,0 +1,199 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/actors"
+	"github.com/zasync/zasync/persistence"
+	"github.com/zasync/zasync/persistence/redisstore"
+)
+
+// waitRecheck is how often Wait re-reads its job when no completion notification arrives:
+// notifications may be lost (a reader that falls behind, a reconnect), never invented.
+const waitRecheck = 2 * time.Second
+
+// Runtime is zasync in one process: it puts jobs, waits for them, and (once started) serves
+// queues with a dispatcher. It is safe for concurrent use. Build it with New; Close it.
+type Runtime struct {
+	cfg      Config // with its defaults
+	store    persistence.Store
+	policies *persistence.RetryPolicies
+	logger   *slog.Logger
+
+	// What New opened and Close closes: the embedded Redis and its client, when Config.Redis
+	// was nil. A client the program gave is never closed.
+	mini      *miniredis.Miniredis
+	ownClient redis.UniversalClient
+	closeOnce sync.Once
+	closeErr  error
+
+	mu       sync.RWMutex
+	handlers map[string]HandlerFunc
+
+	uuidMu sync.Mutex
+	uuid   string // the dispatcher UUID once resolved; see dispatcherUUID
+
+	nodeMu sync.Mutex
+	node   *actors.Node // the running dispatcher, between Start and Stop
+
+	// waitRecheck is how often Wait re-reads its job (waitRecheck; tests change it).
+	waitRecheck time.Duration
+	// onWaitSubscribed, if set (tests), runs once Wait is subscribed and has found its job
+	// not completed yet.
+	onWaitSubscribed func(persistence.Ref)
+}
+
+// New returns a Runtime for cfg: it checks cfg, starts the embedded Redis when cfg.Redis is
+// nil, and registers cfg.RetryPolicies. It does not serve any queue yet. A bad cfg gives an
+// error wrapping ErrInvalid.
+func New(cfg Config) (*Runtime, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	policies := persistence.NewRetryPolicies()
+	for _, p := range cfg.RetryPolicies {
+		if err := policies.Register(p); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	rt := &Runtime{
+		cfg:         cfg,
+		policies:    policies,
+		logger:      cfg.Logger,
+		handlers:    map[string]HandlerFunc{},
+		waitRecheck: waitRecheck,
+	}
+	rdb := cfg.Redis
+	if rdb == nil {
+		m, err := miniredis.Run()
+		if err != nil {
+			return nil, fmt.Errorf("zasync: start the embedded Redis: %w", err)
+		}
+		rt.mini = m
+		rt.ownClient = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		rdb = rt.ownClient
+		rt.logger.Warn("zasync: no Redis configured: using an embedded in-memory Redis; nothing is kept after this process exits and no other process can reach it",
+			"logger", "zasync.events", "addr", m.Addr())
+	}
+	store, err := redisstore.New(rdb, redisstore.Options{Prefix: cfg.Prefix, Retention: cfg.Retention})
+	if err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("zasync: %w", err)
+	}
+	rt.store = store
+	return rt, nil
+}
+
+// Close releases what New opened: the embedded Redis and its client, if New started them
+// (their data is lost). A client given in Config.Redis stays open. A runtime still started is
+// stopped first, as Stop does. Close is idempotent.
+func (rt *Runtime) Close() error {
+	rt.closeOnce.Do(func() {
+		var errs []error
+		if err := rt.stopForClose(); err != nil {
+			errs = append(errs, err)
+		}
+		if rt.store != nil {
+			errs = append(errs, rt.store.Close())
+		}
+		if rt.ownClient != nil {
+			errs = append(errs, rt.ownClient.Close())
+		}
+		if rt.mini != nil {
+			rt.mini.Close()
+		}
+		if err := errors.Join(errs...); err != nil {
+			rt.closeErr = fmt.Errorf("zasync: close: %w", err)
+		}
+	})
+	return rt.closeErr
+}
+
+// dispatcherUUID returns this process's dispatcher UUID, resolving it on first use as
+// Config.UUID documents (which may create uuid.txt). A failure is not remembered: the next
+// call tries again. Start calls it before nodeOptions, so that its error is reported.
+func (rt *Runtime) dispatcherUUID() (string, error) {
+	rt.uuidMu.Lock()
+	defer rt.uuidMu.Unlock()
+	if rt.uuid != "" {
+		return rt.uuid, nil
+	}
+	id, err := resolveUUID(rt.cfg.UUID, rt.cfg.uuidDir)
+	if err != nil {
+		return "", err
+	}
+	rt.uuid = id
+	return id, nil
+}
+
+// assigner returns the dispatcher UUID if it has been resolved (this process has started
+// serving), for the Assigner of the jobs it puts; else "". It never creates uuid.txt.
+func (rt *Runtime) assigner() string {
+	rt.uuidMu.Lock()
+	defer rt.uuidMu.Unlock()
+	return rt.uuid
+}
+
+// nodeOptions builds the options of this process's actors node from the Config: the store,
+// the runtime itself as the handler registry, the retry policies, the logger, the UUID and
+// the queues with their agents and filters, and the intervals. The UUID is resolved here if
+// it was not before; Start calls dispatcherUUID first to report a failure, which leaves it
+// empty here.
+func (rt *Runtime) nodeOptions() actors.Options {
+	id, _ := rt.dispatcherUUID()
+	queues := make([]actors.QueueSpec, len(rt.cfg.Queues))
+	for i, q := range rt.cfg.Queues {
+		agents := make([]actors.AgentSpec, len(q.Agents))
+		for j, a := range q.Agents {
+			agents[j] = actors.AgentSpec{Name: a.Name, Size: a.Size, Filter: a.Filter}
+		}
+		queues[i] = actors.QueueSpec{Name: q.Name, Agents: agents}
+	}
+	return actors.Options{
+		Store:             rt.store,
+		Handlers:          rt,
+		Policies:          rt.policies,
+		Logger:            rt.logger,
+		UUID:              id,
+		Queues:            queues,
+		PollInterval:      rt.cfg.PollInterval,
+		PingInterval:      rt.cfg.PingInterval,
+		PingDeathInterval: rt.cfg.PingDeathInterval,
+		ShutdownGrace:     rt.cfg.ShutdownGrace,
+	}
+}
+
+// retryPolicy returns the name of p, checking that this runtime knows it: a job whose policy
+// no process can look up could never be retried, or even failed, as it should.
+func (rt *Runtime) retryPolicy(p RetryPolicy) (string, error) {
+	if p == nil {
+		return "", invalidf("nil retry policy")
+	}
+	if _, err := rt.policies.Lookup(p.Name()); err != nil {
+		return "", invalidf("retry policy %q is not registered (see Config.RetryPolicies)", p.Name())
+	}
+	return p.Name(), nil
+}
+
+// stopForClose stops a runtime still started when it is closed, within its grace period and
+// a minute for the cleaning.
+func (rt *Runtime) stopForClose() error {
+	rt.nodeMu.Lock()
+	started := rt.node != nil
+	rt.nodeMu.Unlock()
+	if !started {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rt.cfg.ShutdownGrace+time.Minute)
+	defer cancel()
+	return rt.Stop(ctx)
+}
