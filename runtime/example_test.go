@@ -64,3 +64,64 @@ func ExampleQueue_Put() {
 	// render("2024-Q4", format="pdf") pending NeverRetry [db]
 	// callback new
 }
+
+// zasync end to end, on the embedded Redis: register handlers, start the dispatcher, put a
+// job and wait for its result, chain a callback, and run a serial composite with a
+// postprocess.
+func Example() {
+	rt, err := runtime.New(runtime.Config{
+		// Redis: a client here in production; none runs an embedded Redis.
+		// UUID: left empty in a deployment, where it comes from ZASYNC_UUID or ./uuid.txt.
+		UUID: "example",
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+	rt.Handle("add", runtime.Func2(func(ctx context.Context, a, b int) (int, error) { return a + b, nil }))
+	rt.Handle("announce", runtime.Func1(func(ctx context.Context, sum int) (string, error) {
+		return fmt.Sprintf("the sum is %d", sum), nil
+	}))
+	rt.Handle("total", runtime.Func2(func(ctx context.Context, a, b runtime.SubJob) (string, error) {
+		return fmt.Sprintf("%s + %s", a.Result, b.Result), nil
+	}))
+	ctx := context.Background()
+	if err := rt.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer rt.Stop(ctx)
+
+	q := rt.Queue(runtime.DefaultQueue)
+	job, err := q.Put(ctx, runtime.NewCall("add", 40, 2))
+	if err != nil {
+		panic(err)
+	}
+	callback, err := job.AddCallback(ctx, runtime.NewCall("announce")) // gets add's result
+	if err != nil {
+		panic(err)
+	}
+	var sum int
+	if out, err := job.Wait(ctx); err != nil || out.Decode(&sum) != nil {
+		panic(err)
+	}
+	fmt.Println(sum)
+	var words string
+	if out, err := callback.Wait(ctx); err != nil || out.Decode(&words) != nil {
+		panic(err)
+	}
+	fmt.Println(words)
+
+	serial, err := q.Put(ctx, runtime.Serial(runtime.NewCall("add", 1, 2), runtime.NewCall("add", 3, 4),
+		runtime.Postprocess(runtime.NewCall("total"))))
+	if err != nil {
+		panic(err)
+	}
+	if out, err := serial.Wait(ctx); err != nil || out.Decode(&words) != nil {
+		panic(err)
+	}
+	fmt.Println(words)
+	// Output:
+	// 42
+	// the sum is 42
+	// 3 + 7
+}
