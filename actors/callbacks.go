@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -24,9 +25,11 @@ func (e *executor) finishCallbacks(ctx context.Context, parent *persistence.Job)
 				}
 			}
 		}
-		ctx, cancel := e.op()
-		done, err := e.store.Complete(ctx, parent.Fence(), seen)
-		cancel()
+		var done *persistence.Job
+		err := e.persist("complete", func(ctx context.Context) (err error) {
+			done, err = e.store.Complete(ctx, parent.Fence(), seen)
+			return err
+		})
 		if errors.Is(err, persistence.ErrMoreCallbacks) {
 			parent = done
 			continue
@@ -46,10 +49,11 @@ var errParentLost = errors.New("the parent's run was taken away")
 // resumeCallbacks): a new one is run, one interrupted while ACTIVE is asked to its retry
 // policy, one in CALLBACKS has its own callbacks resumed, a completed one is skipped.
 func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id string) Result {
-	octx, cancel := e.op()
-	defer cancel()
-	cb, err := e.store.Get(octx, parent.Ref.In(id))
-	if err != nil {
+	var cb *persistence.Job
+	if err := e.persist("read a callback", func(ctx context.Context) (err error) {
+		cb, err = e.store.Get(ctx, parent.Ref.In(id))
+		return err
+	}); err != nil {
 		return e.storeFailure(parent, err)
 	}
 	statuses := []persistence.Status{persistence.StatusNew, persistence.StatusPending, persistence.StatusAssigned}
@@ -59,7 +63,11 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 	case persistence.StatusActive, persistence.StatusCallbacks:
 		statuses = []persistence.Status{cb.Status}
 	}
-	adopted, err := e.store.Adopt(octx, parent.Fence(), id, statuses...)
+	var adopted *persistence.Job
+	err := e.persist("adopt a callback", func(ctx context.Context) (err error) {
+		adopted, err = e.store.Adopt(ctx, parent.Fence(), id, statuses...)
+		return err
+	})
 	switch {
 	case errors.Is(err, persistence.ErrReassigned):
 		e.events.Error(repr(parent)+" "+reassignedMessage, "error", err)
@@ -75,8 +83,11 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 	case persistence.StatusActive:
 		return e.callbackInterrupted(ctx, adopted, parent)
 	}
-	now, err := e.store.Now(octx)
-	if err != nil {
+	var now time.Time
+	if err := e.persist("read the time", func(ctx context.Context) (err error) {
+		now, err = e.store.Now(ctx)
+		return err
+	}); err != nil {
 		return e.storeFailure(adopted, err)
 	}
 	if adopted.Expired(now) {
@@ -121,11 +132,12 @@ func (e *executor) abort(ctx context.Context, j *persistence.Job, counts persist
 // failWith completes a job that has not run with failure err (a timeout), then runs its
 // callbacks.
 func (e *executor) failWith(ctx context.Context, j *persistence.Job, err error) Result {
-	octx, cancel := e.op()
 	fence := j.Fence()
-	failed, ferr := e.store.Fail(octx, j.Ref, &fence, persistence.NewFailure(err, ""))
-	cancel()
-	if ferr != nil {
+	var failed *persistence.Job
+	if ferr := e.persist("fail", func(ctx context.Context) (ferr error) {
+		failed, ferr = e.store.Fail(ctx, j.Ref, &fence, persistence.NewFailure(err, ""))
+		return ferr
+	}); ferr != nil {
 		return e.storeFailure(j, ferr)
 	}
 	e.logOutcome(failed)
@@ -140,9 +152,11 @@ func (e *executor) resumeOuter(ctx context.Context, cb, inner *persistence.Job) 
 	if err != nil {
 		return e.storeFailure(cb, err)
 	}
-	octx, cancel := e.op()
-	outer, err := e.store.AdoptWaiting(octx, started.Fence(), started.Target, inner.ID)
-	cancel()
+	var outer *persistence.Job
+	err = e.persist("adopt the waiting job", func(ctx context.Context) (err error) {
+		outer, err = e.store.AdoptWaiting(ctx, started.Fence(), started.Target, inner.ID)
+		return err
+	})
 	switch {
 	case err == nil:
 		out := outcomeOf(inner)
@@ -171,9 +185,11 @@ func (e *executor) system(ctx context.Context, sys *persistence.Job) Result {
 		persistence.HandlerResumeCallbacks: {persistence.StatusCallbacks},
 		persistence.HandlerFail:            {persistence.StatusNew, persistence.StatusPending, persistence.StatusAssigned, persistence.StatusCallbacks},
 	}[sys.Call.Handler]
-	octx, cancel := e.op()
-	target, err := e.store.Adopt(octx, started.Fence(), started.Target, statuses...)
-	cancel()
+	var target *persistence.Job
+	err = e.persist("adopt the target", func(ctx context.Context) (err error) {
+		target, err = e.store.Adopt(ctx, started.Fence(), started.Target, statuses...)
+		return err
+	})
 	var r Result
 	switch {
 	case errors.Is(err, persistence.ErrBadStatus) || errors.Is(err, persistence.ErrNotFound):

@@ -107,10 +107,11 @@ func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
 	}
 	// A callback that was queued (added after its parent completed): run it as its parent's
 	// callback.
-	octx, cancel := e.op()
-	parent, err := e.store.Get(octx, j.Ref.In(j.Parent))
-	cancel()
-	if err != nil {
+	var parent *persistence.Job
+	if err := e.persist("read the parent of a callback", func(ctx context.Context) (err error) {
+		parent, err = e.store.Get(ctx, j.Ref.In(j.Parent))
+		return err
+	}); err != nil {
 		return e.storeFailure(j, err)
 	}
 	return e.callback(ctx, j, parent)
@@ -141,7 +142,7 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 			value, err := e.invoke(ctx, j, call, parent)
 			if err == nil {
 				if inner, ok := value.(*Inner); ok {
-					return e.wait(j, inner)
+					return e.wait(ctx, j, inner)
 				}
 				if out, err = resultOutcome(value); err == nil {
 					break
@@ -176,10 +177,39 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 }
 
 // start moves j to ACTIVE.
-func (e *executor) start(j *persistence.Job) (*persistence.Job, error) {
-	ctx, cancel := e.op()
-	defer cancel()
-	return e.store.Start(ctx, j.Fence())
+func (e *executor) start(j *persistence.Job) (started *persistence.Job, err error) {
+	err = e.persist("start", func(ctx context.Context) error {
+		started, err = e.store.Start(ctx, j.Fence())
+		return err
+	})
+	return started, err
+}
+
+// persist runs one store call of a run, retrying it while the store is unreachable or the
+// call keeps losing races, with a growing pause (zc.async's never_fail): a Redis restart must
+// not end a run half way and leave its job held. Other errors (reassigned, bad status, not
+// found) return at once; so does everything once the node stops.
+func (e *executor) persist(what string, call func(ctx context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := e.op()
+		err := call(ctx)
+		cancel()
+		if err == nil || !(errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, persistence.ErrConflict)) {
+			return err
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			e.events.Log(context.Background(), persistence.LevelCritical, "frequent database errors!  I retry forever...",
+				"doing", what, "attempt", attempt, "error", err)
+		}
+		if !sleep(e.base, retryPause(attempt)) {
+			return err
+		}
+	}
+}
+
+// retryPause is the pause before attempt+1 of a store call: 50 ms doubling up to 5 s.
+func retryPause(attempt int) time.Duration {
+	return min(5*time.Second, 50*time.Millisecond<<min(attempt-1, 7))
 }
 
 // callOf returns the call a job runs: for a callback, its chosen side with the parent's
@@ -307,21 +337,23 @@ func (e *executor) policy(j *persistence.Job) persistence.RetryPolicy {
 }
 
 func (e *executor) saveRetry(j *persistence.Job, counts persistence.RetryCounts) error {
-	ctx, cancel := e.op()
-	defer cancel()
-	return e.store.SaveRetry(ctx, j.Fence(), counts)
+	return e.persist("save retry counters", func(ctx context.Context) error {
+		return e.store.SaveRetry(ctx, j.Fence(), counts)
+	})
 }
 
 // reschedule puts j back in its queue as d says.
 func (e *executor) reschedule(j *persistence.Job, d persistence.Decision, counts persistence.RetryCounts) Result {
-	ctx, cancel := e.op()
-	defer cancel()
-	now, err := e.store.Now(ctx)
-	if err != nil {
-		return e.storeFailure(j, err)
-	}
-	at, _ := d.When(now)
-	r, err := e.store.Reschedule(ctx, j.Fence(), at, counts)
+	var r *persistence.Job
+	err := e.persist("reschedule", func(ctx context.Context) error {
+		now, err := e.store.Now(ctx)
+		if err != nil {
+			return err
+		}
+		at, _ := d.When(now)
+		r, err = e.store.Reschedule(ctx, j.Fence(), at, counts)
+		return err
+	})
 	if err != nil {
 		return e.storeFailure(j, err)
 	}
@@ -406,25 +438,33 @@ func (e *executor) storeFailure(j *persistence.Job, err error) Result {
 
 // wait parks j until inner completes: inner gets a callback that resumes j with inner's
 // outcome. Both must be in one queue, so that they share a cluster slot.
-func (e *executor) wait(j *persistence.Job, inner *Inner) Result {
-	ctx, cancel := e.op()
-	defer cancel()
+func (e *executor) wait(ctx context.Context, j *persistence.Job, inner *Inner) Result {
 	if inner.Ref.Queue != j.Queue {
 		f := persistence.NewFailure(fmt.Errorf("%w: job %s waits for %s, in another queue", persistence.ErrInvalid, j.Ref, inner.Ref), "")
 		return e.commit(ctx, j, e.policy(j), persistence.Outcome{Failure: f, Complete: true, Retry: j.Retry})
 	}
-	waiting, err := e.store.Wait(ctx, j.Fence(), inner.Ref.ID, true)
-	if err != nil {
+	var waiting *persistence.Job
+	if err := e.persist("wait for an inner job", func(ctx context.Context) (err error) {
+		waiting, err = e.store.Wait(ctx, j.Fence(), inner.Ref.ID, true)
+		return err
+	}); err != nil {
 		return e.storeFailure(j, err)
 	}
 	spec := persistence.JobSpec{Call: persistence.Call{Handler: persistence.HandlerResumeOuter}, Target: j.ID}
-	cb, status, err := addCallback(ctx, e.store, inner.Ref, spec)
-	if err != nil {
+	var cb *persistence.Job
+	var status persistence.Status
+	if err := e.persist("add the resuming callback", func(ctx context.Context) (err error) {
+		cb, status, err = addCallback(ctx, e.store, inner.Ref, spec)
+		return err
+	}); err != nil {
 		return e.storeFailure(waiting, err)
 	}
 	if status == persistence.StatusCompleted {
 		// The inner job was done already: queue the callback, a dispatcher runs it at once.
-		if _, err := e.store.Enqueue(ctx, cb.Ref); err != nil {
+		if err := e.persist("queue the resuming callback", func(ctx context.Context) error {
+			_, err := e.store.Enqueue(ctx, cb.Ref)
+			return err
+		}); err != nil {
 			return e.storeFailure(waiting, err)
 		}
 	}

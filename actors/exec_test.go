@@ -474,3 +474,42 @@ func TestExecTimeout(t *testing.T) {
 		t.Fatalf("failure callback got %s", f)
 	}
 }
+
+// A run rides out a store that is briefly unreachable: its store calls are retried (with a
+// CRITICAL log) until the store answers again, and the job completes; nothing is left held.
+func TestExecRidesOutAStoreOutage(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	s, err := redisstore.New(rdb, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := &execFixture{t: t, ctx: ctx, store: s, logs: &logRecorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
+	f.exec = newExecutor(ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
+	f.activate("d1")
+	f.h["h"] = func(context.Context, *persistence.Call) (any, error) { return 42, nil }
+	j := f.put("h")
+	claimed := f.claim(j.ID)
+
+	m.SetError("LOADING Redis is loading the dataset in memory") // the store goes away
+	done := make(chan Result, 1)
+	go func() { done <- f.exec.run(ctx, claimed) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok := f.logs.find(persistence.LevelCritical, "frequent database errors!  I retry forever..."); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no CRITICAL retry log while the store was down")
+		}
+		time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
+	}
+	m.SetError("") // and comes back
+	r := <-done
+	if r.Ending != Finished || string(r.Job.Result) != "42" || r.Job.Status != persistence.StatusCompleted {
+		t.Fatalf("run: %v %v %+v, want the job completed with 42", r.Ending, r.Err, r.Job)
+	}
+}
