@@ -1,0 +1,153 @@
+package tests
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/zasync/zasync/persistence"
+	"github.com/zasync/zasync/persistence/redisstore"
+	"github.com/zasync/zasync/runtime"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// world is one Redis (miniredis, or the real one at ZASYNC_TEST_REDIS) under a key prefix
+// of the test's own, shared by every runtime the test starts, as separate processes share a
+// Redis; store reads the same keys, to look at queues the way an operator would.
+type world struct {
+	t      *testing.T
+	ctx    context.Context
+	client redis.UniversalClient
+	prefix string
+	store  persistence.Store
+}
+
+// backends runs fn once per Redis the tests use.
+func backends(t *testing.T, fn func(t *testing.T, w *world)) {
+	t.Run("miniredis", func(t *testing.T) { fn(t, newWorld(t, "")) })
+	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" {
+		t.Run("redis", func(t *testing.T) { fn(t, newWorld(t, addr)) })
+	}
+}
+
+func newWorld(t *testing.T, addr string) *world {
+	t.Helper()
+	var c *redis.Client
+	if addr == "" {
+		m := miniredis.RunT(t)
+		c = redis.NewClient(&redis.Options{Addr: m.Addr()})
+	} else {
+		c = redis.NewClient(&redis.Options{Addr: addr})
+	}
+	t.Cleanup(func() { c.Close() }) // runs last: cleanups run last first
+	b := make([]byte, 6)
+	rand.Read(b)
+	w := &world{t: t, client: c, prefix: "zasynctest-e2e-" + hex.EncodeToString(b)}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, w.prefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	s, err := redisstore.New(c, redisstore.Options{Prefix: w.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.store = s
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	w.ctx = ctx
+	return w
+}
+
+// runtime returns a runtime on the world's Redis for dispatcher uuid, serving the default
+// queue with one agent of size, with handlers; it is closed at the end of the test.
+func (w *world) runtime(uuid string, size int, handlers map[string]runtime.HandlerFunc) *runtime.Runtime {
+	w.t.Helper()
+	rt, err := runtime.New(runtime.Config{
+		Redis: w.client, Prefix: w.prefix, UUID: uuid,
+		Queues:       []runtime.QueueConfig{{Name: runtime.DefaultQueue, Agents: []runtime.AgentConfig{{Name: "main", Size: size}}}},
+		PollInterval: 100 * time.Millisecond, PingInterval: time.Second, PingDeathInterval: time.Minute, ShutdownGrace: 10 * time.Second,
+	})
+	if err != nil {
+		w.t.Fatalf("New: %v", err)
+	}
+	w.t.Cleanup(func() { rt.Close() })
+	for name, h := range handlers {
+		if err := rt.Handle(name, h); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return rt
+}
+
+func (w *world) start(rt *runtime.Runtime) {
+	w.t.Helper()
+	if err := rt.Start(w.ctx); err != nil {
+		w.t.Fatalf("Start: %v", err)
+	}
+}
+
+func (w *world) stop(rt *runtime.Runtime) {
+	w.t.Helper()
+	if err := rt.Stop(w.ctx); err != nil {
+		w.t.Fatalf("Stop: %v", err)
+	}
+}
+
+// record reads a job's record.
+func (w *world) record(id string) *persistence.Job {
+	w.t.Helper()
+	j, err := w.store.Get(w.ctx, persistence.Ref{Queue: runtime.DefaultQueue, ID: id})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return j
+}
+
+// queued reads the jobs waiting in the default queue, in claim order.
+func (w *world) queued() []*persistence.Job {
+	w.t.Helper()
+	ids, err := w.store.Pending(w.ctx, runtime.DefaultQueue, 0, 100)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	jobs, err := w.store.GetMany(w.ctx, runtime.DefaultQueue, ids)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return jobs
+}
+
+// eventually polls cond, a condition on the stored state, until it holds (30 s at most).
+func (w *world) eventually(what string, cond func() bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("not within 30s: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// parts returns the sub-job ids and the postprocess id of a composite job.
+func (w *world) parts(id string) (subs []string, post string) {
+	w.t.Helper()
+	c := w.record(id).Call
+	if json.Unmarshal(c.Kwargs["jobs"], &subs) != nil || json.Unmarshal(c.Kwargs["postprocess"], &post) != nil {
+		w.t.Fatalf("%s is not a composite: %s", id, c.String())
+	}
+	return subs, post
+}
