@@ -9,9 +9,10 @@ import (
 )
 
 // Handler runs one call of a job. Its result is any value that marshals to JSON, or an *Inner
-// to make the job wait for another job and take its result. A callback's call has the
-// parent's outcome as its first argument: the result when the parent succeeded, the
-// *persistence.Failure (as JSON) when it failed.
+// to make the job wait for another job and take its result. A callback is called with its
+// own arguments followed by the parent's outcome, as zc.async calls a job with its args plus
+// the result: the result when the parent succeeded, the *persistence.Failure (as JSON) when
+// it failed.
 type Handler func(ctx context.Context, call *persistence.Call) (any, error)
 
 // Handlers finds the handler registered under a name.

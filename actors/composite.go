@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -23,7 +24,8 @@ const (
 )
 
 // SubJob is a finished sub-job as its composite's postprocess receives it: one argument per
-// sub-job, in order, before the postprocess's own arguments.
+// sub-job, in order, after the postprocess's own arguments (zc.async's Job(p, 'foo') gets
+// ('foo', *jobs)).
 type SubJob struct {
 	ID      string               `json:"id"`
 	Result  json.RawMessage      `json:"result,omitempty"`
@@ -92,7 +94,7 @@ func (e *executor) compositeNext(ctx context.Context, _ *persistence.Call) (any,
 
 // advance queues what a composite needs next: for a serial one, the first sub-job not yet
 // done if it has not started; for a parallel one, every sub-job not started; and once every
-// sub-job is done, the postprocess, with the sub-jobs' outcomes as first arguments. The
+// sub-job is done, the postprocess, with the sub-jobs' outcomes after its own arguments. The
 // postprocess is queued only while NEW, in the same transaction that checks it, so that it
 // is never queued twice however many callbacks race.
 func (e *executor) advance(ctx context.Context, ref persistence.Ref, c *persistence.Call) error {
@@ -155,12 +157,11 @@ func (e *executor) enqueuePostprocess(ctx context.Context, post persistence.Ref,
 		return err
 	}
 	call := pj.Call
-	args := make([]json.RawMessage, 0, len(subs)+len(pj.Call.Args))
+	call.Args = slices.Clone(pj.Call.Args)
 	for _, s := range subs {
 		b, _ := json.Marshal(SubJob{ID: s.ID, Result: s.Result, Failure: s.Failure}) // plain data
-		args = append(args, b)
+		call.Args = append(call.Args, b)
 	}
-	call.Args = append(args, pj.Call.Args...)
 	_, err = e.store.EnqueueWith(ctx, post, persistence.Change{Call: &call})
 	if errors.Is(err, persistence.ErrBadStatus) {
 		return nil // queued meanwhile by a racing step, which gave the same arguments

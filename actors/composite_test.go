@@ -239,3 +239,40 @@ func (f *execFixture) wantTwoInterrupts(composite, inner string) {
 		}
 	}
 }
+
+// Scenario 36's partial: a postprocess with its own argument receives it first, then the
+// sub-jobs (zc.async's Job(p, 'foo') gets ('foo', *jobs)); a callback likewise gets its own
+// arguments, then the parent's result.
+func TestArgumentOrder(t *testing.T) {
+	f := newExecFixture(t)
+	f.h["n"] = func(_ context.Context, c *persistence.Call) (any, error) { return json.RawMessage(c.Args[0]), nil }
+	f.h["label"] = func(_ context.Context, c *persistence.Call) (any, error) {
+		var label string
+		json.Unmarshal(c.Args[0], &label)
+		sum := 0
+		for _, s := range subJobs(t, &persistence.Call{Args: c.Args[1:]}) {
+			var n int
+			json.Unmarshal(s.Result, &n)
+			sum += n
+		}
+		return []any{label, sum}, nil
+	}
+	got := make(chan string, 1)
+	f.h["mail"] = func(_ context.Context, c *persistence.Call) (any, error) {
+		got <- string(c.Args[0]) + " " + string(c.Args[1])
+		return nil, nil
+	}
+	sub := f.completions()
+	comp := f.putComposite(HandlerParallel, []persistence.Call{callTo("n", 7), callTo("n", 14), callTo("n", 21)}, callTo("label", "foo"))
+	if _, _, err := f.store.AddCallback(f.ctx, comp.Ref, persistence.JobSpec{Call: callTo("mail", "ada@example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	n := f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+	defer f.stopNode(n)
+	if r := string(f.waitDone(sub, comp.ID)[comp.ID].Result); r != `["foo",42]` {
+		t.Fatalf("postprocess result %s, want [\"foo\",42]", r)
+	}
+	if m := <-got; m != `"ada@example.com" ["foo",42]` {
+		t.Fatalf("callback arguments %s, want its own then the result", m)
+	}
+}

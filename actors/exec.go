@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/zasync/zasync/persistence"
@@ -213,7 +214,7 @@ func retryPause(attempt int) time.Duration {
 }
 
 // callOf returns the call a job runs: for a callback, its chosen side with the parent's
-// outcome as first argument. passThrough means a success/failure pair with no side for this
+// outcome after its own arguments. passThrough means a success/failure pair with no side for this
 // outcome: the callback takes the parent's outcome unchanged.
 func callOf(j, parent *persistence.Job) (call persistence.Call, passThrough bool) {
 	call = j.Call
@@ -234,7 +235,7 @@ func callOf(j, parent *persistence.Job) (call persistence.Call, passThrough bool
 	if parent.Failed() {
 		first, _ = json.Marshal(parent.Failure)
 	}
-	call.Args = append([]json.RawMessage{first}, call.Args...)
+	call.Args = append(slices.Clone(call.Args), first)
 	return call, false
 }
 

@@ -40,8 +40,8 @@ func CallbackFailureLevel(l slog.Level) CallbackOption {
 	return func(s *callbackSettings) { s.level = &l }
 }
 
-// AddCallback adds a callback to the job: a job running call with the job's outcome as its
-// first argument (the result, or the *Failure as JSON), run right after the job finishes,
+// AddCallback adds a callback to the job: a job running call with the job's outcome after the
+// call's own arguments (the result, or the *Failure as JSON), run right after the job finishes,
 // after the callbacks added before it. It returns the callback's own job, to wait on or to
 // add callbacks to. Callbacks are not chained: each receives the original job's outcome.
 //

@@ -10,7 +10,7 @@ import (
 )
 
 // SubJob is one finished sub-job as a postprocess receives it: one argument per sub-job, in
-// order, before the postprocess's own arguments. A typed postprocess takes them as
+// order, after the postprocess's own arguments. A typed postprocess takes them as
 // parameters: Func2(func(ctx context.Context, a, b runtime.SubJob) (int, error) {…}).
 type SubJob = actors.SubJob
 
@@ -22,7 +22,7 @@ type compositeParts struct {
 // Serial returns a composite call: when its job runs, its parts run one after another (the
 // next starts when the previous has completed, successfully or not), each as a job of the
 // composite's queue; then the call marked with Postprocess runs with the parts' outcomes
-// (SubJob values) as its first arguments, and its result is the composite's. Without a
+// (SubJob values) after its own arguments, and its result is the composite's. Without a
 // postprocess the composite's result is the list of the parts' outcomes. A composite
 // interrupted by a shutdown or a crash skips, when it runs again, the parts already done,
 // and never runs its postprocess twice. Parts may themselves be composites. Put it with

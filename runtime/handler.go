@@ -14,8 +14,9 @@ import (
 // policies). Returning a *Job (one already put in a queue) makes this job wait for that one
 // and take its result.
 //
-// A callback's call has its parent's outcome as its first argument: the result when the
-// parent succeeded, the *Failure (as JSON) when it failed. ctx is cancelled when the job is
+// A callback's call has its parent's outcome after its own arguments (as zc.async calls a job
+// with its args plus the result): the result when the parent succeeded, the *Failure (as
+// JSON) when it failed. ctx is cancelled when the job is
 // interrupted (a clean stop); JobFrom(ctx) returns the running job.
 type HandlerFunc func(ctx context.Context, call *Call) (any, error)
 
