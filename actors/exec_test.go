@@ -513,3 +513,89 @@ func TestExecRidesOutAStoreOutage(t *testing.T) {
 		t.Fatalf("run: %v %v %+v, want the job completed with 42", r.Ending, r.Err, r.Job)
 	}
 }
+
+// Scenario 33: resuming the callbacks of a job interrupted in CALLBACKS handles each by its
+// status: a completed one is left alone, one in CALLBACKS has its own callbacks resumed, an
+// interrupted ACTIVE one is retried by its policy, a new one runs; then the job completes.
+func TestExecResumeCallbacksByStatus(t *testing.T) {
+	f := newExecFixture(t)
+	calls := map[string]int{}
+	var mu sync.Mutex
+	handler := func(name string, result int) Handler {
+		return func(_ context.Context, c *persistence.Call) (any, error) {
+			mu.Lock()
+			calls[name]++
+			mu.Unlock()
+			return result, nil
+		}
+	}
+	f.h["done"], f.h["sub"], f.h["active"], f.h["fresh"] = handler("done", 10), handler("sub", 80), handler("active", 50), handler("fresh", 60)
+	f.h["inCallbacks"] = handler("inCallbacks", 20)
+	parent := f.put("work")
+	var cbs []*persistence.Job
+	for _, h := range []string{"done", "inCallbacks", "active", "fresh"} {
+		cb, _, err := f.store.AddCallback(f.ctx, parent.Ref, persistence.JobSpec{Call: callTo(h)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cbs = append(cbs, cb)
+	}
+	subCB, _, err := f.store.AddCallback(f.ctx, cbs[1].Ref, persistence.JobSpec{Call: callTo("sub")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The parent's run got as far as its callbacks: it is in CALLBACKS.
+	p := f.claim(parent.ID)
+	p, _ = f.store.Start(f.ctx, p.Fence())
+	p, err = f.store.Commit(f.ctx, p.Fence(), persistence.Outcome{Result: json.RawMessage(`1`)})
+	if err != nil || p.Status != persistence.StatusCallbacks {
+		t.Fatalf("parent: %v %v", p, err)
+	}
+	run := func(cb *persistence.Job, upTo persistence.Status) {
+		a, err := f.store.Adopt(f.ctx, p.Fence(), cb.ID, persistence.StatusNew)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ = f.store.Start(f.ctx, a.Fence())
+		if upTo == persistence.StatusActive {
+			return
+		}
+		a, _ = f.store.Commit(f.ctx, a.Fence(), persistence.Outcome{Result: json.RawMessage(`10`)})
+		if upTo == persistence.StatusCompleted {
+			f.store.Complete(f.ctx, a.Fence(), len(a.Callbacks))
+		}
+	}
+	run(cbs[0], persistence.StatusCompleted)
+	run(cbs[1], persistence.StatusCallbacks)
+	run(cbs[2], persistence.StatusActive)
+	// The dispatcher dies: the parent gets a resumeCallbacks job, which another runs.
+	if _, err := f.store.Deactivate(f.ctx, "q", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	f.agent = persistence.Owner{Dispatcher: "d2", Agent: "main"}
+	f.activate("d2")
+	sys := f.claim("")
+	if sys.Call.Handler != persistence.HandlerResumeCallbacks || sys.Target != parent.ID {
+		t.Fatalf("claimed %s for %s, want resumeCallbacks for the parent", sys.Call.Handler, sys.Target)
+	}
+	if r := f.exec.run(f.ctx, sys); r.Ending != Finished {
+		t.Fatalf("resumeCallbacks: %v %v", r.Ending, r.Err)
+	}
+	if got := f.get(parent.Ref); got.Status != persistence.StatusCompleted {
+		t.Fatalf("parent %s, want COMPLETED", got.Status)
+	}
+	for i, want := range []string{"10", "10", "50", "60"} {
+		if got := f.get(cbs[i].Ref); got.Status != persistence.StatusCompleted || string(got.Result) != want {
+			t.Fatalf("callback %d: %s %s, want COMPLETED %s", i, got.Status, got.Result, want)
+		}
+	}
+	if got := f.get(subCB.Ref); got.Status != persistence.StatusCompleted || string(got.Result) != "80" {
+		t.Fatalf("the sub-callback: %s %s, want COMPLETED 80", got.Status, got.Result)
+	}
+	if calls["done"] != 0 || calls["inCallbacks"] != 0 || calls["active"] != 1 || calls["fresh"] != 1 || calls["sub"] != 1 {
+		t.Fatalf("handlers ran %v: the completed and committed ones never, the others once", calls)
+	}
+	if got := f.get(cbs[2].Ref); got.Retry[persistence.CountInterruptions] != 1 {
+		t.Fatalf("the interrupted callback's counters %v, want one interruption", got.Retry)
+	}
+}
