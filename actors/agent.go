@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -13,19 +14,21 @@ import (
 // runs each in a job actor. A finished job frees a slot and the agent claims again at once,
 // so a busy queue does not wait for polls.
 type agentActor struct {
-	exec    *executor
-	queue   string
-	owner   persistence.Owner
-	spec    AgentSpec
-	running map[string]*actor.PID // job id → job actor
-	byPID   map[string]string     // job actor id → job id
+	exec  *executor
+	hist  *history
+	queue string
+	owner persistence.Owner
+	spec  AgentSpec
+	// running: job actor id → job actor. Keyed by job actor, not by job: a job taken from
+	// this agent and claimed back while its first run still goes on runs twice.
+	running map[string]*actor.PID
 	// draining: the dispatcher is shutting down; no more claims, report when idle.
 	draining bool
 }
 
-func newAgent(exec *executor, queue, uuid string, spec AgentSpec) *agentActor {
-	return &agentActor{exec: exec, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
-		running: map[string]*actor.PID{}, byPID: map[string]string{}}
+func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *agentActor {
+	return &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
+		running: map[string]*actor.PID{}}
 }
 
 func (a *agentActor) Receive(c actor.Context) {
@@ -33,10 +36,17 @@ func (a *agentActor) Receive(c actor.Context) {
 	case *messages.Claim:
 		a.claim(c)
 	case *messages.JobFinished:
-		a.finished(c, m.ID)
+		a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
+		a.finished(c, m.Worker)
 	case *actor.Terminated:
-		if id, ok := a.byPID[m.Who.Id]; ok { // a job actor that stopped without reporting
-			a.finished(c, id)
+		// Terminated is a system message, handled before the JobFinished the job actor sent
+		// just before it stopped: look again after the messages already queued.
+		c.Send(c.Self(), &workerGone{worker: m.Who.Id})
+	case *workerGone:
+		if _, ok := a.running[m.worker]; ok { // a job actor that stopped without reporting
+			failed, text := runText(Result{Ending: Failed, Err: errRunUnreported})
+			a.hist.ended(m.worker, Failed.String(), failed, text, time.Now())
+			a.finished(c, m.worker)
 		}
 	case *messages.Interrupt:
 		a.draining = true
@@ -47,14 +57,15 @@ func (a *agentActor) Receive(c actor.Context) {
 	}
 }
 
-// finished frees the slot of job id and claims again.
-func (a *agentActor) finished(c actor.Context, id string) {
-	pid, ok := a.running[id]
-	if !ok {
+// workerGone is a job actor's termination, looked at after the messages it sent.
+type workerGone struct{ worker string }
+
+// finished frees the slot of job actor worker and claims again.
+func (a *agentActor) finished(c actor.Context, worker string) {
+	if _, ok := a.running[worker]; !ok {
 		return
 	}
-	delete(a.running, id)
-	delete(a.byPID, pid.Id)
+	delete(a.running, worker)
 	if a.draining {
 		a.reportIdle(c)
 		return
@@ -80,24 +91,29 @@ func (a *agentActor) claim(c actor.Context) {
 		Queue: a.queue, Dispatcher: a.owner.Dispatcher, Agent: a.owner.Agent, Size: a.spec.Size, Filter: a.spec.Filter,
 	})
 	switch {
-	case errors.Is(err, persistence.ErrFull), errors.Is(err, persistence.ErrNotActivated):
-		return // the store counts parked and held jobs; the dispatcher's ping reactivates
+	case errors.Is(err, persistence.ErrFull):
+		return // the store counts parked and held jobs
+	case errors.Is(err, persistence.ErrNotActivated):
+		a.hist.claimError(a.queue, a.spec.Name, err) // the dispatcher's ping reactivates
+		return
 	case errors.Is(err, persistence.ErrConflict):
 		c.Send(c.Self(), &messages.Claim{}) // lost to racing claimers: try again
 		return
 	case err != nil:
+		a.hist.claimError(a.queue, a.spec.Name, err)
 		a.exec.events.Warn("claim failed", "queue", a.queue, "agent", a.owner.String(), "error", err)
 		return
 	}
+	a.hist.claimError(a.queue, a.spec.Name, nil)
 	for _, j := range jobs {
 		pid := c.Spawn(jobProps(a.exec, j))
-		a.running[j.ID] = pid
-		a.byPID[pid.Id] = j.ID
+		a.running[pid.Id] = pid
+		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id)
 	}
 }
 
 // agentProps runs an agent whose job actors are stopped, never restarted, when they fail.
-func agentProps(exec *executor, queue, uuid string, spec AgentSpec) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, queue, uuid, spec) },
+func agentProps(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, hist, queue, uuid, spec) },
 		actor.WithSupervisor(stopOnFailure))
 }

@@ -19,6 +19,7 @@ import (
 type dispatcherActor struct {
 	o      Options
 	exec   *executor
+	hist   *history // polls recorded here; shared with the agents and the Node
 	queues []*queueState
 
 	sched      *scheduler.TimerScheduler
@@ -38,8 +39,8 @@ type queueState struct {
 	agents    []*actor.PID
 }
 
-func newDispatcher(exec *executor, o Options) *dispatcherActor {
-	d := &dispatcherActor{o: o, exec: exec, idle: map[string]bool{}}
+func newDispatcher(exec *executor, hist *history, o Options) *dispatcherActor {
+	d := &dispatcherActor{o: o, exec: exec, hist: hist, idle: map[string]bool{}}
 	for _, q := range o.Queues {
 		d.queues = append(d.queues, &queueState{spec: q})
 	}
@@ -85,7 +86,7 @@ func (d *dispatcherActor) started(c actor.Context) {
 	for _, q := range d.queues {
 		names = append(names, q.spec.Name)
 		for _, a := range q.spec.Agents {
-			pid, err := c.SpawnNamed(agentProps(d.exec, q.spec.Name, d.o.UUID, a), "agent/"+q.spec.Name+"/"+a.Name)
+			pid, err := c.SpawnNamed(agentProps(d.exec, d.hist, q.spec.Name, d.o.UUID, a), "agent/"+q.spec.Name+"/"+a.Name)
 			if err != nil {
 				d.exec.events.Error("cannot start agent", "queue", q.spec.Name, "agent", a.Name, "error", err)
 				continue
@@ -112,13 +113,18 @@ func (d *dispatcherActor) started(c actor.Context) {
 	c.Send(c.Self(), &messages.Poll{})
 }
 
-// poll activates what is not activated yet, pings, and lets the agents claim.
+// poll activates what is not activated yet, pings, records the poll in the history, and lets
+// the agents claim (after the record, so that a job claimed now is among the next poll's
+// new jobs).
 func (d *dispatcherActor) poll(c actor.Context) {
 	if d.draining {
 		return
 	}
+	polled := make(map[string]QueuePoll, len(d.queues))
+	var claimers []*actor.PID
 	for _, q := range d.queues {
 		if !q.activated && !d.activate(q) {
+			polled[q.spec.Name] = QueuePoll{Unavailable: true}
 			continue
 		}
 		ctx, cancel := d.exec.op()
@@ -127,18 +133,23 @@ func (d *dispatcherActor) poll(c actor.Context) {
 		switch {
 		case errors.Is(err, persistence.ErrNotFound):
 			q.activated = false // the record was removed: register again at the next poll
+			polled[q.spec.Name] = QueuePoll{Unavailable: true}
 			continue
 		case err != nil:
 			d.exec.events.Warn("ping failed", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
+			polled[q.spec.Name] = d.pollAgents(q, false)
 			continue
 		case res.Reactivated:
 			d.exec.events.Log(ctx, persistence.LevelCritical, fmt.Sprintf("Dispatcher %s not activated prior to ping. This can indicate that "+
 				"the dispatcher's ping_death_interval is set too short, or that some transactions in the system are taking too long "+
 				"to commit. Activating.", d.o.UUID), "queue", q.spec.Name)
 		}
-		for _, a := range q.agents {
-			c.Send(a, &messages.Claim{})
-		}
+		polled[q.spec.Name] = d.pollAgents(q, true)
+		claimers = append(claimers, q.agents...)
+	}
+	d.hist.recordPoll(polled)
+	for _, a := range claimers {
+		c.Send(a, &messages.Claim{})
 	}
 }
 

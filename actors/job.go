@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -30,7 +31,9 @@ func (a *jobActor) Receive(c actor.Context) {
 		go func() { root.Send(self, &runDone{a.exec.run(ctx, a.job)}) }()
 	case *runDone:
 		a.cancel()
-		c.Send(c.Parent(), &messages.JobFinished{ID: a.job.ID, Ending: m.r.Ending.String(), Err: m.r.Err})
+		failed, text := runText(m.r)
+		c.Send(c.Parent(), &messages.JobFinished{ID: a.job.ID, Ending: m.r.Ending.String(), Err: m.r.Err,
+			Worker: c.Self().Id, Failed: failed, Result: text, At: time.Now()})
 		c.Stop(c.Self())
 	case *messages.CancelJob:
 		a.cancel()

@@ -12,12 +12,15 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Node is a running dispatcher with its agents, in its own actor system.
+// Node is a running dispatcher with its agents, in its own actor system. Its introspection
+// methods (JobInfo, ActiveJobIDs, Statistics, Polls, PollInfo, StatusInfo) read what this
+// process saw, kept in memory; they are safe for concurrent use, also after Stop.
 type Node struct {
 	sys        *actor.ActorSystem
 	dispatcher *actor.PID
 	grace      time.Duration
 	cancel     context.CancelFunc // ends the executor's base context: abandons store calls
+	hist       *history
 }
 
 // ErrStopped reports a second Stop of a node.
@@ -32,15 +35,16 @@ func StartNode(o Options) (*Node, error) {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	exec := newExecutor(base, o)
+	hist := newHistory(o.UUID, o.PollInterval, nil)
 	sys := NewSystem(o.Logger)
-	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, o) })
+	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, hist, o) })
 	pid, err := sys.Root.SpawnNamed(props, "dispatcher/"+o.UUID)
 	if err != nil {
 		cancel()
 		sys.Shutdown()
 		return nil, fmt.Errorf("start dispatcher %s: %w", o.UUID, err)
 	}
-	return &Node{sys: sys, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel}, nil
+	return &Node{sys: sys, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist}, nil
 }
 
 func (o *Options) validate() error {
@@ -65,6 +69,8 @@ func (n *Node) Stop(ctx context.Context) error {
 		return ErrStopped
 	}
 	defer func() { n.sys = nil }()
+	// From now on it polls no more: its status reads STOPPED.
+	n.hist.stop()
 	wait := n.grace + time.Minute // the grace period, then the cleaning's store calls
 	if d, ok := ctx.Deadline(); ok {
 		wait = time.Until(d)
@@ -86,3 +92,32 @@ func (n *Node) Stop(ctx context.Context) error {
 	n.sys.Shutdown()
 	return err
 }
+
+// JobInfo describes the newest run of job id by this node (reference §3.1, getJobInfo), if
+// the node remembers it: the JobHistorySize runs claimed last, and every run still going.
+func (n *Node) JobInfo(id string) (JobInfo, bool) { return n.hist.jobInfo(id) }
+
+// ActiveJobIDs lists the jobs running in this node's job actors right now, in claim order,
+// in queue and agent (an empty string matches all). It says what runs here, not what the
+// store says: a job taken away from this node is listed until its run ends.
+func (n *Node) ActiveJobIDs(queue, agent string) []string { return n.hist.activeJobIDs(queue, agent) }
+
+// Statistics sums up the runs this node's agents claimed in [since, before) (a zero time
+// leaves that end open), in queue and agent (an empty string matches all), from what the
+// node remembers.
+func (n *Node) Statistics(since, before time.Time, queue, agent string) Statistics {
+	return n.hist.statistics(since, before, queue, agent)
+}
+
+// Polls returns the polls recorded in [since, before) (a zero time leaves that end open),
+// newest first, at most count of them (count <= 0: all the node remembers, PollHistorySize
+// at most).
+func (n *Node) Polls(since, before time.Time, count int) []PollInfo {
+	return n.hist.pollsIn(since, before, count)
+}
+
+// PollInfo returns poll id, if the node still remembers it.
+func (n *Node) PollInfo(id int64) (PollInfo, bool) { return n.hist.poll(id) }
+
+// StatusInfo describes the node's dispatcher: RUNNING, STARTING, STUCK or STOPPED.
+func (n *Node) StatusInfo() StatusInfo { return n.hist.status() }

@@ -22,6 +22,9 @@
 // failure are stored durably in Redis; any number of processes may put into and serve the
 // same queues.
 //
+// Once started, a runtime also describes what its dispatcher does, from memory: StatusInfo,
+// JobInfo, ActiveJobIDs, Polls, PollInfo and Statistics (zc.async's dispatcher introspection).
+//
 // The package is named runtime like the standard library's; import it under another name
 // (zruntime, say) in a file that needs both.
 package runtime

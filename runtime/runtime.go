@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -43,6 +44,9 @@ type Runtime struct {
 
 	nodeMu sync.Mutex
 	node   *actors.Node // the running dispatcher, between Start and Stop
+	// live is node too, for introspection, which must not wait on nodeMu: Stop holds it
+	// through the whole shutdown.
+	live atomic.Pointer[actors.Node]
 
 	// waitRecheck is how often Wait re-reads its job (waitRecheck; tests change it).
 	waitRecheck time.Duration

@@ -36,6 +36,7 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("zasync: start: %w", err)
 	}
 	rt.node = n
+	rt.live.Store(n)
 	return nil
 }
 
@@ -52,6 +53,7 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 	}
 	err := rt.node.Stop(ctx)
 	rt.node = nil
+	rt.live.Store(nil)
 	if err != nil {
 		return fmt.Errorf("zasync: stop: %w", err)
 	}
