@@ -51,6 +51,11 @@ type Jobs interface {
 	// ACTIVE and COMPLETED jobs give *BadStatusError. With a non-nil fence the write is
 	// fenced (ErrReassigned when it no longer holds).
 	Fail(ctx context.Context, ref Ref, fence *Fence, f *Failure) (*Job, error)
+	// Cancel fails a job that has not started (NEW, PENDING or ASSIGNED) with f, as Fail
+	// does, and in the same transaction queues a resumeCallbacks system job for it, so that
+	// its callbacks run and it completes even if the caller stops right after. A job already
+	// in CALLBACKS is returned unchanged; ACTIVE and COMPLETED jobs give *BadStatusError.
+	Cancel(ctx context.Context, ref Ref, f *Failure) (*Job, error)
 	// SetAnnotation writes a live annotation of a job, visible at once to every reader, even
 	// while the job runs; annotations are kept apart from the job's state, so they never
 	// conflict with its transitions. value must be JSON.

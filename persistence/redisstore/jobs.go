@@ -304,7 +304,17 @@ func (s *Store) release(ctx context.Context, p redis.Pipeliner, j *persistence.J
 
 // Fail completes a job that has not started with failure f.
 func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistence.Fence, f *persistence.Failure) (*persistence.Job, error) {
-	const op = "fail"
+	return s.failJob(ctx, "fail", ref, fence, f, false)
+}
+
+// Cancel fails a job that has not started and queues a resumeCallbacks job for it.
+func (s *Store) Cancel(ctx context.Context, ref persistence.Ref, f *persistence.Failure) (*persistence.Job, error) {
+	return s.failJob(ctx, "cancel", ref, nil, f, true)
+}
+
+// failJob stores failure f as the outcome of a job that has not started; with resume, a
+// resumeCallbacks system job is queued for it in the same transaction.
+func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fence *persistence.Fence, f *persistence.Failure, resume bool) (*persistence.Job, error) {
 	if err := validRef(op, ref); err != nil {
 		return nil, err
 	}
@@ -326,7 +336,7 @@ func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistenc
 		if j.Status == persistence.StatusCallbacks {
 			return nil, nil // only its callbacks are left to resume
 		}
-		if err := persistence.CheckStatus("fail", j.Status, persistence.Failable...); err != nil {
+		if err := persistence.CheckStatus(op, j.Status, persistence.Failable...); err != nil {
 			return nil, err
 		}
 		now, err := s.now(ctx)
@@ -337,6 +347,11 @@ func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistenc
 			s.release(ctx, p, j, false)
 			j.Status, j.Failure, j.Result, j.Holder, j.ActiveEnd = persistence.StatusCallbacks, f, nil, persistence.Owner{}, now
 			s.writeJob(ctx, p, j, was)
+			if resume {
+				sys := newJob(ref.Queue, persistence.JobSpec{Call: persistence.Call{Handler: persistence.HandlerResumeCallbacks}, Target: j.ID}, systemJob, now)
+				s.enqueue(ctx, p, sys, now, nil)
+				p.Publish(ctx, s.k.wake(ref.Queue), ref.Queue)
+			}
 			return nil
 		}, nil
 	})
