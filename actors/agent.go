@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -24,6 +25,8 @@ type agentActor struct {
 	running map[string]*actor.PID
 	// draining: the dispatcher is shutting down; no more claims, report when idle.
 	draining bool
+	// claimQueued: a claimFreed is on its way, for the slots freed meanwhile.
+	claimQueued bool
 }
 
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *agentActor {
@@ -34,6 +37,9 @@ func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec)
 func (a *agentActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *messages.Claim:
+		a.claim(c)
+	case *claimFreed:
+		a.claimQueued = false
 		a.claim(c)
 	case *messages.JobFinished:
 		a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
@@ -60,7 +66,8 @@ func (a *agentActor) Receive(c actor.Context) {
 // workerGone is a job actor's termination, looked at after the messages it sent.
 type workerGone struct{ worker string }
 
-// finished frees the slot of job actor worker and claims again.
+// finished frees the slot of job actor worker and claims again, once the messages already
+// queued are handled: jobs that finish together free their slots for one claim.
 func (a *agentActor) finished(c actor.Context, worker string) {
 	if _, ok := a.running[worker]; !ok {
 		return
@@ -70,8 +77,14 @@ func (a *agentActor) finished(c actor.Context, worker string) {
 		a.reportIdle(c)
 		return
 	}
-	a.claim(c)
+	if !a.claimQueued {
+		a.claimQueued = true
+		c.Send(c.Self(), &claimFreed{})
+	}
 }
+
+// claimFreed claims for the slots freed since it was sent.
+type claimFreed struct{}
 
 // reportIdle tells the dispatcher, during a drain, that no job runs any more.
 func (a *agentActor) reportIdle(c actor.Context) {
@@ -105,11 +118,42 @@ func (a *agentActor) claim(c actor.Context) {
 		return
 	}
 	a.hist.claimError(a.queue, a.spec.Name, nil)
+	jobs = a.startAll(ctx, jobs)
 	for _, j := range jobs {
 		pid := c.Spawn(jobProps(a.exec, j))
 		a.running[pid.Id] = pid
 		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id)
 	}
+}
+
+// startAll starts the claimed jobs in one transaction (the executor skips the start of a job
+// already ACTIVE), saving each job a transaction of its own. A job refused (taken away
+// meanwhile) is left out, and logged; on any other error a job goes unstarted to its job
+// actor, which starts it (retrying while the store is unreachable).
+func (a *agentActor) startAll(ctx context.Context, jobs []*persistence.Job) []*persistence.Job {
+	if len(jobs) < 2 {
+		return jobs
+	}
+	fences := make([]persistence.Fence, len(jobs))
+	for i, j := range jobs {
+		fences[i] = j.Fence()
+	}
+	started, errs, err := a.exec.store.StartMany(ctx, fences)
+	if err != nil {
+		return jobs
+	}
+	out := make([]*persistence.Job, 0, len(jobs))
+	for i, j := range started {
+		switch {
+		case errs[i] == nil:
+			out = append(out, j)
+		case errors.Is(errs[i], persistence.ErrReassigned):
+			a.exec.events.Error(repr(jobs[i])+" "+reassignedMessage, "error", errs[i])
+		default:
+			out = append(out, jobs[i]) // its job actor starts it, and reports what goes wrong
+		}
+	}
+	return out
 }
 
 // agentProps runs an agent whose job actors are stopped, never restarted, when they fail.

@@ -177,8 +177,11 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 	return e.commit(ctx, j, policy, out)
 }
 
-// start moves j to ACTIVE.
+// start moves j to ACTIVE; a job its agent started with its claim batch is ACTIVE already.
 func (e *executor) start(j *persistence.Job) (started *persistence.Job, err error) {
+	if j.Status == persistence.StatusActive {
+		return j, nil
+	}
 	err = e.persist("start", func(ctx context.Context) error {
 		started, err = e.store.Start(ctx, j.Fence())
 		return err
