@@ -120,9 +120,10 @@ func (a *agentActor) claim(c actor.Context) {
 	a.hist.claimError(a.queue, a.spec.Name, nil)
 	jobs = a.startAll(ctx, jobs)
 	for _, j := range jobs {
+		at := a.hist.now()
 		pid := c.Spawn(jobProps(a.exec, j))
 		a.running[pid.Id] = pid
-		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id)
+		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id, at)
 	}
 }
 

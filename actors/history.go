@@ -207,12 +207,14 @@ func (h *history) agent(queue, agent string) *agentState {
 }
 
 // claimed records that an agent claimed j and runs it in job actor worker.
-func (h *history) claimed(queue, agent string, j *persistence.Job, worker string) {
+// started is when its job actor was spawned: taken before the spawn, since a job the agent
+// started with its batch can finish before the agent gets here.
+func (h *history) claimed(queue, agent string, j *persistence.Job, worker string, started time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := &jobRecord{
 		info: JobInfo{
-			ID: j.ID, Queue: queue, Agent: agent, Call: j.Call.String(), Started: h.now(),
+			ID: j.ID, Queue: queue, Agent: agent, Call: j.Call.String(), Started: started,
 			QuotaNames: slices.Clone(j.QuotaNames), PollID: h.lastPoll, Worker: worker,
 		},
 		owner: j.Owner, attempt: j.Attempt,

@@ -26,7 +26,7 @@ func testHistory() (*history, *clock.Fake) {
 func claimJob(h *history, q, id string) string {
 	w := "w-" + id
 	h.claimed(q, "main", &persistence.Job{Ref: persistence.Ref{Queue: q, ID: id}, Call: callTo("work", 1),
-		Owner: persistence.Owner{Dispatcher: "u1", Agent: "main"}, Attempt: 1}, w)
+		Owner: persistence.Owner{Dispatcher: "u1", Agent: "main"}, Attempt: 1}, w, h.now())
 	return w
 }
 
@@ -109,7 +109,7 @@ func TestHistoryJobClaimedTwice(t *testing.T) {
 	first := claimJob(h, "q", "j")
 	c.Advance(time.Second)
 	second := "w-j-again"
-	h.claimed("q", "main", &persistence.Job{Ref: persistence.Ref{Queue: "q", ID: "j"}, Call: callTo("work", 1), Attempt: 3}, second)
+	h.claimed("q", "main", &persistence.Job{Ref: persistence.Ref{Queue: "q", ID: "j"}, Call: callTo("work", 1), Attempt: 3}, second, h.now())
 	h.ended(first, Reassigned.String(), false, "reassigned", c.Now())
 	info, _ := h.jobInfo("j")
 	if info.Worker != second || !info.Completed.IsZero() || info.Reassigned {
@@ -145,7 +145,7 @@ func TestHistoryStatistics(t *testing.T) {
 	for _, r := range runs {
 		c.Advance(time.Second)
 		w := "w-" + r.id
-		h.claimed(r.queue, "main", &persistence.Job{Ref: persistence.Ref{Queue: r.queue, ID: r.id}}, w)
+		h.claimed(r.queue, "main", &persistence.Job{Ref: persistence.Ref{Queue: r.queue, ID: r.id}}, w, h.now())
 		claims = append(claims, w)
 	}
 	for i, r := range runs {
