@@ -32,24 +32,26 @@ type SubJob struct {
 	Failure *persistence.Failure `json:"failure,omitempty"`
 }
 
-// composite is what a composite job's call holds (as its keyword arguments).
+// composite is what a composite job's call holds (as its keyword arguments). Its sub-jobs
+// are not there but in its record's Children, which may grow while it runs (AddSubJob).
 type composite struct {
-	Jobs        []string // sub-job ids, in order
-	Postprocess string   // postprocess job id
+	Postprocess string // postprocess job id
 }
 
-// CompositeCall is the call of a composite of kind HandlerSerial or HandlerParallel over the
-// sub-jobs ids (created NEW in the composite's queue) and postprocess (likewise).
-func CompositeCall(kind string, ids []string, postprocess string) persistence.Call {
-	jobs, _ := json.Marshal(ids)         // plain strings: cannot fail
-	post, _ := json.Marshal(postprocess) // likewise
-	return persistence.Call{Handler: kind, Kwargs: map[string]json.RawMessage{"jobs": jobs, "postprocess": post}}
+// CompositeCall is the call of a composite of kind HandlerSerial or HandlerParallel whose
+// postprocess is the job postprocess (created NEW in the composite's queue). Its sub-jobs are
+// added to the composite's record with persistence.Store.AddChild, before it is put in its
+// queue, or later with AddSubJob.
+func CompositeCall(kind string, postprocess string) persistence.Call {
+	post, _ := json.Marshal(postprocess) // a plain string: cannot fail
+	return persistence.Call{Handler: kind, Kwargs: map[string]json.RawMessage{"postprocess": post}}
 }
 
+// compositeOf reads a composite's call; a call of another handler is not a composite.
 func compositeOf(c *persistence.Call) (composite, error) {
 	var k composite
-	if err := json.Unmarshal(c.Kwargs["jobs"], &k.Jobs); err != nil || len(k.Jobs) == 0 {
-		return k, fmt.Errorf("%w: composite call without its sub-jobs", persistence.ErrCorrupt)
+	if c.Handler != HandlerSerial && c.Handler != HandlerParallel {
+		return k, fmt.Errorf("%w: %s is not a composite call", persistence.ErrInvalid, c.Handler)
 	}
 	if err := json.Unmarshal(c.Kwargs["postprocess"], &k.Postprocess); err != nil || k.Postprocess == "" {
 		return k, fmt.Errorf("%w: composite call without its postprocess", persistence.ErrCorrupt)
@@ -75,74 +77,95 @@ func (e *executor) builtin(name string) (Handler, bool) {
 // in progress to their own recovery.
 func (e *executor) runComposite(ctx context.Context, c *persistence.Call) (any, error) {
 	r, _ := RunningFrom(ctx)
-	if err := e.advance(ctx, r.Job.Ref, c); err != nil {
+	k, err := compositeOf(c)
+	if err != nil {
 		return nil, err
 	}
-	k, _ := compositeOf(c)
+	if err := advance(ctx, e.store, r.Job.Ref); err != nil {
+		return nil, err
+	}
 	return &Inner{Ref: r.Job.Ref.In(k.Postprocess)}, nil
 }
 
-// compositeNext is the callback of a sub-job: the composite's next step.
+// compositeNext is the callback of a sub-job: the composite's next step. It runs after the
+// sub-job's outcome is stored and after the callbacks added to the sub-job before it was
+// queued, and reads the composite's sub-jobs afresh: one appended by the sub-job's handler
+// or by such a callback is seen.
 func (e *executor) compositeNext(ctx context.Context, _ *persistence.Call) (any, error) {
 	r, _ := RunningFrom(ctx)
-	comp, err := e.store.Get(ctx, r.Job.Ref.In(r.Job.Target))
-	if err != nil {
-		return nil, err
-	}
-	return nil, e.advance(ctx, comp.Ref, &comp.Call)
+	return nil, advance(ctx, e.store, r.Job.Ref.In(r.Job.Target))
 }
 
-// advance queues what a composite needs next: for a serial one, the first sub-job not yet
-// done if it has not started; for a parallel one, every sub-job not started; and once every
-// sub-job is done, the postprocess, with the sub-jobs' outcomes after its own arguments. The
-// postprocess is queued only while NEW, in the same transaction that checks it, so that it
-// is never queued twice however many callbacks race.
-func (e *executor) advance(ctx context.Context, ref persistence.Ref, c *persistence.Call) error {
-	k, err := compositeOf(c)
-	if err != nil {
-		return err
-	}
-	subs, err := e.store.GetMany(ctx, ref.Queue, k.Jobs)
-	if err != nil {
-		return err
-	}
-	allDone := true
-	for i, s := range subs {
-		if s == nil {
-			return fmt.Errorf("%w: sub-job %s of %s", persistence.ErrNotFound, k.Jobs[i], ref)
-		}
-		if s.HasResult() {
-			continue
-		}
-		allDone = false
-		if s.Status != persistence.StatusNew {
-			if c.Handler == HandlerSerial {
-				return nil // in progress: its completion goes on
-			}
-			continue
-		}
-		if err := e.enqueueSub(ctx, ref, s); err != nil {
+// advance queues what the composite comp needs next, reading its record and its sub-jobs
+// afresh: for a serial one, the first sub-job not yet done if it has not started; for a
+// parallel one, every sub-job not started; and once every sub-job is done, the postprocess,
+// with the sub-jobs' outcomes after its own arguments.
+//
+// Before the postprocess gets the outcomes, the composite's sub-jobs are sealed at the ones
+// just read, in a transaction that fails if one was added meanwhile (advance then starts
+// over and sees it): a sub-job is either handed to the postprocess or refused by AddChild,
+// never added and forgotten. The postprocess is queued only while NEW, in the same
+// transaction that checks it, so that it is never queued twice however many steps race.
+// Every step only queues what is NEW, so running one more than needed is harmless.
+func advance(ctx context.Context, s persistence.Store, comp persistence.Ref) error {
+	for {
+		cj, err := s.Get(ctx, comp)
+		if err != nil {
 			return err
 		}
-		if c.Handler == HandlerSerial {
+		k, err := compositeOf(&cj.Call)
+		if err != nil {
+			return err
+		}
+		subs, err := s.GetMany(ctx, comp.Queue, cj.Children)
+		if err != nil {
+			return err
+		}
+		allDone := true
+		for i, sub := range subs {
+			if sub == nil {
+				return fmt.Errorf("%w: sub-job %s of %s", persistence.ErrNotFound, cj.Children[i], comp)
+			}
+			if sub.HasResult() {
+				continue
+			}
+			allDone = false
+			if sub.Status != persistence.StatusNew {
+				if cj.Call.Handler == HandlerSerial {
+					return nil // in progress: its completion goes on
+				}
+				continue
+			}
+			if err := enqueueSub(ctx, s, comp, sub); err != nil {
+				return err
+			}
+			if cj.Call.Handler == HandlerSerial {
+				return nil
+			}
+		}
+		if !allDone {
 			return nil
 		}
+		sealed, err := s.SealChildren(ctx, comp, len(subs))
+		if err != nil {
+			return err
+		}
+		if !sealed {
+			continue // a sub-job was added since the read: it runs first
+		}
+		return enqueuePostprocess(ctx, s, comp.In(k.Postprocess), subs)
 	}
-	if !allDone {
-		return nil
-	}
-	return e.enqueuePostprocess(ctx, ref.In(k.Postprocess), subs)
 }
 
 // enqueueSub puts a NEW sub-job in the queue with the callback that continues its composite.
 // A step that crashed between the two leaves an extra callback behind: harmless, since every
 // step only queues what is NEW.
-func (e *executor) enqueueSub(ctx context.Context, comp persistence.Ref, s *persistence.Job) error {
+func enqueueSub(ctx context.Context, s persistence.Store, comp persistence.Ref, sub *persistence.Job) error {
 	spec := persistence.JobSpec{Call: persistence.Call{Handler: handlerCompositeNext}, Target: comp.ID}
-	if _, _, err := addCallback(ctx, e.store, s.Ref, spec); err != nil {
+	if _, _, err := addCallback(ctx, s, sub.Ref, spec); err != nil {
 		return err
 	}
-	_, err := e.store.Enqueue(ctx, s.Ref)
+	_, err := s.Enqueue(ctx, sub.Ref)
 	if errors.Is(err, persistence.ErrBadStatus) {
 		return nil // queued meanwhile by a racing step
 	}
@@ -151,22 +174,95 @@ func (e *executor) enqueueSub(ctx context.Context, comp persistence.Ref, s *pers
 
 // enqueuePostprocess gives the postprocess the sub-jobs' outcomes and queues it, if it is
 // still NEW.
-func (e *executor) enqueuePostprocess(ctx context.Context, post persistence.Ref, subs []*persistence.Job) error {
-	pj, err := e.store.Get(ctx, post)
+func enqueuePostprocess(ctx context.Context, s persistence.Store, post persistence.Ref, subs []*persistence.Job) error {
+	pj, err := s.Get(ctx, post)
 	if err != nil || pj.Status != persistence.StatusNew {
 		return err
 	}
 	call := pj.Call
 	call.Args = slices.Clone(pj.Call.Args)
-	for _, s := range subs {
-		b, _ := json.Marshal(SubJob{ID: s.ID, Result: s.Result, Failure: s.Failure}) // plain data
+	for _, sub := range subs {
+		b, _ := json.Marshal(SubJob{ID: sub.ID, Result: sub.Result, Failure: sub.Failure}) // plain data
 		call.Args = append(call.Args, b)
 	}
-	_, err = e.store.EnqueueWith(ctx, post, persistence.Change{Call: &call})
+	_, err = s.EnqueueWith(ctx, post, persistence.Change{Call: &call})
 	if errors.Is(err, persistence.ErrBadStatus) {
 		return nil // queued meanwhile by a racing step, which gave the same arguments
 	}
 	return err
+}
+
+// addChildAttempts is how many times AddSubJob tries when the composite keeps changing under
+// it. The store already retries a lost race many times before ErrConflict, so this only
+// covers a composite that is very busy (many sub-jobs added at once).
+const addChildAttempts = 3
+
+// AddSubJob appends a sub-job running spec to the composite job comp (of kind HandlerSerial
+// or HandlerParallel; another job gives ErrInvalid), as zc.async lets a composite's job list
+// grow: before it starts, from one of its sub-jobs while it runs, or from a callback of a
+// sub-job. The sub-job is created NEW in comp's queue, its Composite set to comp.
+//
+// When comp is already running, the new sub-job runs as if it had been there from the
+// start: in a parallel composite it is queued at once; in a serial one it runs once the
+// sub-jobs before it are done. That holds when it is appended from the handler of the last
+// sub-job, or from a callback of it added before the sub-job was queued: the composite's next
+// step runs after those and reads the sub-jobs afresh. Its outcome goes to the postprocess
+// with the others, in order.
+//
+// It is too late once the composite has handed its sub-jobs' outcomes to its postprocess:
+// when the postprocess is no longer NEW, when comp's outcome is stored, or when its sub-jobs
+// are sealed (the step that queues the postprocess seals them first, in a transaction that a
+// racing AddSubJob cannot slip past). That gives an error wrapping persistence.ErrBadStatus
+// and adds nothing. Appending from a callback of the last sub-job added after it was queued
+// therefore fails: that callback runs after the step that hands the outcomes over.
+//
+// An error after the sub-job was added (queueing it in a running parallel composite) is
+// returned with the sub-job: it is part of the composite, and the composite's next step
+// queues it.
+func AddSubJob(ctx context.Context, s persistence.Store, comp persistence.Ref, spec persistence.JobSpec) (*persistence.Job, error) {
+	fail := func(err error) (*persistence.Job, error) {
+		return nil, fmt.Errorf("add a sub-job to %s: %w", comp, err)
+	}
+	cj, err := s.Get(ctx, comp)
+	if err != nil {
+		return fail(err)
+	}
+	k, err := compositeOf(&cj.Call)
+	if err != nil {
+		return fail(err)
+	}
+	if cj.HasResult() {
+		return fail(&persistence.BadStatusError{Op: "add a sub-job to a composite", Status: cj.Status,
+			Allowed: []persistence.Status{persistence.StatusNew, persistence.StatusPending, persistence.StatusAssigned, persistence.StatusActive}})
+	}
+	post, err := s.Get(ctx, comp.In(k.Postprocess))
+	if err != nil {
+		return fail(err)
+	}
+	if post.Status != persistence.StatusNew {
+		return fail(fmt.Errorf("%w: too late, its postprocess %s is %s: the sub-jobs' outcomes were handed over",
+			persistence.ErrBadStatus, post.ID, post.Status))
+	}
+	var (
+		child  *persistence.Job
+		status persistence.Status
+	)
+	for range addChildAttempts {
+		child, status, err = s.AddChild(ctx, comp, spec)
+		if !errors.Is(err, persistence.ErrConflict) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if status != persistence.StatusActive {
+		return child, nil // the composite's own run queues it, when it starts
+	}
+	if err := advance(ctx, s, comp); err != nil {
+		return child, fmt.Errorf("add a sub-job to %s: queue %s: %w", comp, child.ID, err)
+	}
+	return child, nil
 }
 
 // collect is the default postprocess: the list of the sub-jobs' outcomes.

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -13,23 +14,28 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// putComposite creates the sub-jobs and the postprocess (NEW) and puts a composite of kind
-// over them, as the runtime does.
+// putComposite creates a composite of kind NEW over a NEW postprocess, adds the sub-jobs as
+// its children and puts it in its queue, as the runtime does.
 func (f *execFixture) putComposite(kind string, subs []persistence.Call, post persistence.Call) *persistence.Job {
 	f.t.Helper()
-	var ids []string
-	for _, c := range subs {
-		j, err := f.store.Create(f.ctx, "q", persistence.JobSpec{Call: c})
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		ids = append(ids, j.ID)
-	}
 	pj, err := f.store.Create(f.ctx, "q", persistence.JobSpec{Call: post})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return f.putSpec(persistence.JobSpec{Call: CompositeCall(kind, ids, pj.ID)})
+	comp, err := f.store.Create(f.ctx, "q", persistence.JobSpec{Call: CompositeCall(kind, pj.ID)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, c := range subs {
+		if _, _, err := f.store.AddChild(f.ctx, comp.Ref, persistence.JobSpec{Call: c}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	comp, err = f.store.Enqueue(f.ctx, comp.Ref)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return comp
 }
 
 func subJobs(t *testing.T, c *persistence.Call) []SubJob {
@@ -148,25 +154,12 @@ func TestCompositeInterruptedTwice(t *testing.T) {
 				parts = []persistence.Call{callTo("pause_component"), callTo("normal_component")}
 			}
 			comp := f.putComposite(kind, parts, callTo("pause_postprocess"))
-			var pauseID string
-			{
-				c := f.get(comp.Ref)
-				k, _ := compositeOf(&c.Call)
-				pauseID = k.Jobs[1]
-				if kind == HandlerParallel {
-					pauseID = k.Jobs[0]
-				}
+			kids := f.get(comp.Ref).Children
+			normalID, pauseID := kids[0], kids[1]
+			if kind == HandlerParallel {
+				normalID, pauseID = kids[1], kids[0]
 			}
 			post := func() string { c := f.get(comp.Ref); k, _ := compositeOf(&c.Call); return k.Postprocess }()
-
-			normalID := func() string {
-				c := f.get(comp.Ref)
-				k, _ := compositeOf(&c.Call)
-				if kind == HandlerParallel {
-					return k.Jobs[1]
-				}
-				return k.Jobs[0]
-			}()
 			// The state the seed's assertions presume at each stop: the composite waits for
 			// its postprocess, and the sub-job whose completion moved it on has completed.
 			settled := func(done string) func() bool {
@@ -274,5 +267,192 @@ func TestArgumentOrder(t *testing.T) {
 	}
 	if m := <-got; m != `"ada@example.com" ["foo",42]` {
 		t.Fatalf("callback arguments %s, want its own then the result", m)
+	}
+}
+
+// Scenario 37 (reference §1.8): a serial composite's job list grows while it runs. Its first
+// sub-job appends a second from its handler and gives that second a callback which, running
+// before the second's completion moves the composite on, appends a third. All three run in
+// order, and the postprocess receives the three outcomes.
+func TestAddSubJobSerialGrows(t *testing.T) {
+	f := newExecFixture(t)
+	var mu sync.Mutex
+	var ran []string
+	step := func(name string) Handler {
+		return func(context.Context, *persistence.Call) (any, error) {
+			mu.Lock()
+			ran = append(ran, name)
+			mu.Unlock()
+			return name, nil
+		}
+	}
+	f.h["second"], f.h["third"] = step("second"), step("third")
+	f.h["first"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+		r, _ := RunningFrom(ctx)
+		second, err := AddSubJob(ctx, r.Store, r.Job.Ref.In(r.Job.Composite), persistence.JobSpec{Call: callTo("second")})
+		if err != nil {
+			return nil, err
+		}
+		if _, _, err := r.Store.AddCallback(ctx, second.Ref, persistence.JobSpec{Call: callTo("appendThird")}); err != nil {
+			return nil, err
+		}
+		return step("first")(ctx, nil)
+	}
+	f.h["appendThird"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+		r, _ := RunningFrom(ctx) // a callback of the second sub-job: its parent knows the composite
+		_, err := AddSubJob(ctx, r.Store, r.Job.Ref.In(r.Parent.Composite), persistence.JobSpec{Call: callTo("third")})
+		return nil, err
+	}
+	f.h["names"] = func(_ context.Context, c *persistence.Call) (any, error) {
+		var got []string
+		for _, s := range subJobs(t, c) {
+			var v string
+			json.Unmarshal(s.Result, &v)
+			got = append(got, v)
+		}
+		return got, nil
+	}
+	sub := f.completions()
+	comp := f.putComposite(HandlerSerial, []persistence.Call{callTo("first")}, callTo("names"))
+	n := f.startNode(f.nodeOptions("n1", 1, 50*time.Millisecond))
+	defer f.stopNode(n)
+	done := f.waitDone(sub, comp.ID)[comp.ID]
+	if string(done.Result) != `["first","second","third"]` {
+		t.Fatalf("composite result %s, want [\"first\",\"second\",\"third\"]", done.Result)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(ran, []string{"first", "second", "third"}) {
+		t.Fatalf("sub-jobs ran %v, want first, second, third in order", ran)
+	}
+	if c := f.get(comp.Ref); len(c.Children) != 3 || !c.Sealed {
+		t.Fatalf("composite children %v sealed %v, want three, sealed", c.Children, c.Sealed)
+	}
+}
+
+// A sub-job appended to a running parallel composite is queued at once: it runs while the
+// sub-job that appended it still runs (which waits for it), and its outcome reaches the
+// postprocess after the others'.
+func TestAddSubJobParallelQueuedAtOnce(t *testing.T) {
+	f := newExecFixture(t)
+	bRan := make(chan struct{})
+	f.h["a"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+		r, _ := RunningFrom(ctx)
+		if _, err := AddSubJob(ctx, r.Store, r.Job.Ref.In(r.Job.Composite), persistence.JobSpec{Call: callTo("b")}); err != nil {
+			return nil, err
+		}
+		select {
+		case <-bRan:
+			return "a", nil
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("the appended sub-job did not run while its sibling ran")
+		}
+	}
+	f.h["b"] = func(context.Context, *persistence.Call) (any, error) { close(bRan); return "b", nil }
+	sub := f.completions()
+	comp := f.putComposite(HandlerParallel, []persistence.Call{callTo("a")}, persistence.Call{Handler: HandlerCollect})
+	n := f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+	defer f.stopNode(n)
+	done := f.waitDone(sub, comp.ID)[comp.ID]
+	var got []SubJob
+	if err := json.Unmarshal(done.Result, &got); err != nil || len(got) != 2 {
+		t.Fatalf("parallel result %s: %v, want two outcomes", done.Result, err)
+	}
+	if string(got[0].Result) != `"a"` || string(got[1].Result) != `"b"` {
+		t.Fatalf("parallel outcomes %s, want a then b", done.Result)
+	}
+}
+
+// Once the composite has handed its sub-jobs over (its postprocess runs, or it completed),
+// appending is refused with ErrBadStatus and nothing is added; a job that is not a composite
+// gives ErrInvalid.
+func TestAddSubJobTooLate(t *testing.T) {
+	f := newExecFixture(t)
+	f.h["one"] = func(context.Context, *persistence.Call) (any, error) { return 1, nil }
+	postRuns, release := make(chan struct{}), make(chan struct{})
+	f.h["post"] = func(context.Context, *persistence.Call) (any, error) {
+		close(postRuns)
+		<-release
+		return "done", nil
+	}
+	sub := f.completions()
+	comp := f.putComposite(HandlerSerial, []persistence.Call{callTo("one")}, callTo("post"))
+	n := f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+	defer f.stopNode(n)
+	wantRefused := func(when string) {
+		t.Helper()
+		before := f.get(comp.Ref).Children
+		if _, err := AddSubJob(f.ctx, f.store, comp.Ref, persistence.JobSpec{Call: callTo("one")}); !errors.Is(err, persistence.ErrBadStatus) {
+			t.Fatalf("AddSubJob %s: %v, want ErrBadStatus", when, err)
+		}
+		if after := f.get(comp.Ref).Children; !slices.Equal(after, before) {
+			t.Fatalf("a refused AddSubJob %s changed the children: %v, was %v", when, after, before)
+		}
+	}
+	<-postRuns
+	wantRefused("while the postprocess runs")
+	close(release)
+	f.waitDone(sub, comp.ID)
+	wantRefused("after the composite completed")
+
+	plain := f.put("one")
+	if _, err := AddSubJob(f.ctx, f.store, plain.Ref, persistence.JobSpec{Call: callTo("one")}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("AddSubJob to a job that is not a composite: %v, want ErrInvalid", err)
+	}
+}
+
+// A sub-job appended while the composite's last step hands the sub-jobs over is either seen
+// by that step (the postprocess waits for it) or refused: never added and left out. Each
+// round races the step against AddSubJob, or against a bare AddChild, which skips
+// AddSubJob's early check and leaves the store's seal alone to decide.
+func TestAddSubJobRacesTheHandOver(t *testing.T) {
+	f := newExecFixture(t)
+	for round := range 40 {
+		comp := f.putComposite(HandlerParallel, []persistence.Call{callTo("one")}, persistence.Call{Handler: HandlerCollect})
+		claimed, err := f.store.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: f.agent.Dispatcher, Agent: f.agent.Agent,
+			Size: 1000, Filter: func(j *persistence.Job) bool { return j.ID == comp.ID }})
+		if err != nil || len(claimed) != 1 {
+			t.Fatalf("round %d: claim the composite: %v %v", round, claimed, err)
+		}
+		if _, err := f.store.Start(f.ctx, claimed[0].Fence()); err != nil {
+			t.Fatal(err)
+		}
+		first := f.get(comp.Ref).Children[0]
+		if _, err := f.store.Fail(f.ctx, comp.Ref.In(first), nil, persistence.NewFailure(errors.New("done"), "")); err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var stepErr, addErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { <-start; stepErr = advance(f.ctx, f.store, comp.Ref) })
+		wg.Go(func() {
+			<-start
+			spec := persistence.JobSpec{Call: callTo("one")}
+			if round%2 == 0 {
+				_, addErr = AddSubJob(f.ctx, f.store, comp.Ref, spec)
+			} else {
+				_, _, addErr = f.store.AddChild(f.ctx, comp.Ref, spec)
+			}
+		})
+		close(start)
+		wg.Wait()
+		if stepErr != nil {
+			t.Fatalf("round %d: the step: %v", round, stepErr)
+		}
+		c := f.get(comp.Ref)
+		k, _ := compositeOf(&c.Call)
+		post := f.get(comp.Ref.In(k.Postprocess))
+		switch {
+		case addErr == nil:
+			if len(c.Children) != 2 || post.Status != persistence.StatusNew {
+				t.Fatalf("round %d: appended, yet children %v and postprocess %s, want two and the postprocess still NEW", round, c.Children, post.Status)
+			}
+		case errors.Is(addErr, persistence.ErrBadStatus):
+			if len(c.Children) != 1 || post.Status == persistence.StatusNew || len(post.Call.Args) != 1 {
+				t.Fatalf("round %d: refused, yet children %v, postprocess %s with %d outcomes, want one, queued with one", round, c.Children, post.Status, len(post.Call.Args))
+			}
+		default:
+			t.Fatalf("round %d: append: %v", round, addErr)
+		}
 	}
 }

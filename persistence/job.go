@@ -108,6 +108,15 @@ type Job struct {
 	Parked    bool            // waiting without holding a slot of its holder
 	Assigner  string          // UUID of the dispatcher that put it, if any
 
+	// Children are the ids of a composite's sub-jobs, in order (Store.AddChild appends).
+	Children []string
+	// Sealed: the children are final (Store.SealChildren), AddChild refuses this job. A
+	// composite seals them when it hands their outcomes to its postprocess, so that none can
+	// be added whose outcome the postprocess would never see.
+	Sealed bool
+	// Composite is the id of the composite this job is a sub-job of (set by AddChild).
+	Composite string
+
 	Created     time.Time
 	ActiveStart time.Time // zero until it starts
 	ActiveEnd   time.Time // zero until its result is stored

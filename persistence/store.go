@@ -64,6 +64,21 @@ type Jobs interface {
 	Annotation(ctx context.Context, ref Ref, name string) (value json.RawMessage, ok bool, err error)
 	// Annotations reads all live annotations of a job.
 	Annotations(ctx context.Context, ref Ref) (map[string]json.RawMessage, error)
+	// AddChild creates a NEW job in parent's queue, its Composite set to parent, and appends
+	// it to parent's Children, in one transaction that fails with ErrConflict if the parent
+	// keeps changing meanwhile (the caller retries). It is how a composite gets its sub-jobs,
+	// before it starts or while it runs; the child is neither queued nor a callback (its
+	// Parent is empty). The parent's status is returned with it. A parent whose children are
+	// sealed, or whose outcome is stored (CALLBACKS, COMPLETED), takes no more: *BadStatusError,
+	// and nothing is written.
+	AddChild(ctx context.Context, parent Ref, spec JobSpec) (child *Job, parentStatus Status, err error)
+	// SealChildren makes parent's children final once the caller has seen all of them: in
+	// one transaction, when parent has exactly n children it is marked Sealed (AddChild
+	// refuses it from then on) and ok is true; when it has another number (one was added
+	// since the caller read them) nothing is written and ok is false, for the caller to read
+	// them again. Sealing a sealed parent with its number of children is a no-op that
+	// reports true, so a step re-run after a crash goes on.
+	SealChildren(ctx context.Context, parent Ref, n int) (ok bool, err error)
 }
 
 // Queues puts jobs into queues, takes them out, and claims them for agents.

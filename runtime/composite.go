@@ -65,60 +65,175 @@ func newComposite(kind string, items []Call) Call {
 	return c
 }
 
-// putComposite creates the parts and the postprocess as NEW jobs of q (recursively for
-// composite parts), then puts the composite over them with opts.
+// putComposite validates the whole composite and the options, then creates the composite
+// NEW with opts over its postprocess, adds its parts as its children (recursively for
+// composite parts), and only then puts it in q: it never runs without all its parts.
 func (q *Queue) putComposite(ctx context.Context, call Call, opts []PutOption) (*Job, error) {
-	if call.err != nil {
-		return nil, fmt.Errorf("put %s into %s: %w", call.Handler, q.name, call.err)
-	}
-	c, err := q.createParts(ctx, call)
-	if err != nil {
+	fail := func(err error) (*Job, error) {
 		return nil, fmt.Errorf("put %s into %s: %w", call.Handler, q.name, err)
 	}
-	return q.Put(ctx, c, opts...)
+	if err := validComposite(call); err != nil {
+		return fail(err)
+	}
+	specs, err := q.specs(ctx, []Call{{Handler: call.Handler}}, opts)
+	if err != nil {
+		return fail(err)
+	}
+	comp, err := q.build(ctx, call, func(pc persistence.Call) (*persistence.Job, error) {
+		spec := specs[0]
+		spec.Call = pc
+		return q.rt.store.Create(ctx, q.name, spec)
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := q.rt.store.Enqueue(ctx, comp.Ref); err != nil {
+		return fail(err)
+	}
+	return q.rt.Job(comp.Ref), nil
 }
 
-// createParts creates call's parts and postprocess and returns the composite's own call.
-func (q *Queue) createParts(ctx context.Context, call Call) (Call, error) {
-	ids := make([]string, 0, len(call.composite.parts))
-	for _, p := range call.composite.parts {
-		id, err := q.createNew(ctx, p)
-		if err != nil {
-			return Call{}, err
-		}
-		ids = append(ids, id)
+// validComposite checks a composite and its parts, recursively, before anything is written.
+func validComposite(call Call) error {
+	if call.err != nil {
+		return call.err
 	}
+	if call.composite.post != nil {
+		if call.composite.post.composite != nil {
+			return errors.Join(errComposite, errors.New("a postprocess cannot be a composite"))
+		}
+		if _, err := call.composite.post.persistent(); err != nil {
+			return err
+		}
+	}
+	for _, p := range call.composite.parts {
+		var err error
+		if p.composite != nil {
+			err = validComposite(p)
+		} else {
+			_, err = p.persistent()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// build creates the postprocess of the composite call as a NEW job of q, then the composite
+// itself with create, given its call, then its parts as its children. create makes the
+// composite a job of q (the outer one) or a child of another composite (a composite part).
+func (q *Queue) build(ctx context.Context, call Call, create func(persistence.Call) (*persistence.Job, error)) (*persistence.Job, error) {
 	post := Call{Handler: actors.HandlerCollect}
 	if call.composite.post != nil {
 		post = *call.composite.post
-		if post.composite != nil {
-			return Call{}, errors.Join(errComposite, errors.New("a postprocess cannot be a composite"))
+	}
+	pc, err := post.persistent()
+	if err != nil {
+		return nil, err
+	}
+	pj, err := q.rt.store.Create(ctx, q.name, persistence.JobSpec{Call: pc, Assigner: q.rt.assigner()})
+	if err != nil {
+		return nil, err
+	}
+	comp, err := create(actors.CompositeCall(call.Handler, pj.ID))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range call.composite.parts {
+		if err := q.addPart(ctx, comp.Ref, p); err != nil {
+			return nil, err
 		}
 	}
-	postID, err := q.createNew(ctx, post)
-	if err != nil {
-		return Call{}, err
-	}
-	pc := actors.CompositeCall(call.Handler, ids, postID)
-	return Call{Handler: pc.Handler, Args: pc.Args, Kwargs: pc.Kwargs}, nil
+	return comp, nil
 }
 
-// createNew creates call as a NEW job of q and returns its id.
-func (q *Queue) createNew(ctx context.Context, call Call) (string, error) {
-	if call.composite != nil {
-		c, err := q.createParts(ctx, call)
-		if err != nil {
-			return "", err
-		}
-		call = c
+// addPart adds part as a child of the NEW composite parent, which nothing runs yet.
+func (q *Queue) addPart(ctx context.Context, parent persistence.Ref, part Call) error {
+	addChild := func(pc persistence.Call) (*persistence.Job, error) {
+		child, _, err := q.rt.store.AddChild(ctx, parent, persistence.JobSpec{Call: pc, Assigner: q.rt.assigner()})
+		return child, err
+	}
+	if part.composite != nil {
+		_, err := q.build(ctx, part, addChild)
+		return err
+	}
+	pc, err := part.persistent()
+	if err != nil {
+		return err
+	}
+	_, err = addChild(pc)
+	return err
+}
+
+// AddSubJob appends a job running call to composite, a job put as Serial or Parallel, and
+// returns it: the composite's job list may grow before it starts, from one of its sub-jobs
+// while it runs, or from a callback of a sub-job (reference §1.8; a list that keeps growing
+// makes an endless loop, as in zc.async).
+//
+// Inside a sub-job's handler the composite is reached with JobFrom and Job.Composite; inside
+// a callback of a sub-job, with JobFrom, Job.Parent and the parent's Composite.
+//
+// Appended to a running composite, the sub-job runs as if it had been there from the start:
+// in a Parallel one it is queued at once; in a Serial one it runs once the sub-jobs before it
+// are done, even when it is appended from the handler of the last sub-job or from a callback
+// added to that sub-job before it started (the composite's next step runs after those, and
+// sees it). Its outcome reaches the postprocess with the others, in order.
+//
+// It is too late once the composite has handed its sub-jobs' outcomes to its postprocess
+// (the postprocess is queued or runs, or the composite has completed): that gives an error
+// wrapping ErrBadStatus, and nothing is added. So a callback of the last sub-job added after
+// that sub-job was queued cannot append: it runs after the hand-over. A job that is not a
+// composite gives ErrInvalid; so does call when it is itself a Serial or Parallel (its parts
+// could start before they were all added: append them one by one instead).
+//
+// When an error comes after the sub-job was added (it could not be queued at once), the
+// sub-job is returned with it: it is part of the composite, and the composite's next step
+// queues it.
+func AddSubJob(ctx context.Context, composite *Job, call Call) (*Job, error) {
+	if composite == nil {
+		return nil, invalidf("add sub-job %s to a nil composite", call.Handler)
+	}
+	fail := func(err error) (*Job, error) {
+		return nil, fmt.Errorf("add sub-job %s to %s: %w", call.Handler, composite.ref, err)
+	}
+	switch {
+	case call.composite != nil:
+		return fail(errors.Join(errComposite, errors.New("a sub-job added to a composite cannot be a composite")))
+	case call.postprocess:
+		return fail(errors.Join(errComposite, errors.New("a postprocess is given to Serial or Parallel, not added")))
 	}
 	pc, err := call.persistent()
 	if err != nil {
-		return "", err
+		return fail(err)
 	}
-	j, err := q.rt.store.Create(ctx, q.name, persistence.JobSpec{Call: pc, Assigner: q.rt.assigner()})
+	rt := composite.rt
+	child, err := actors.AddSubJob(ctx, rt.store, composite.ref, persistence.JobSpec{Call: pc, Assigner: rt.assigner()})
+	if child == nil {
+		return fail(err)
+	}
 	if err != nil {
-		return "", err
+		return rt.Job(child.Ref), fmt.Errorf("add sub-job %s to %s: %w", call.Handler, composite.ref, err)
 	}
-	return j.ID, nil
+	return rt.Job(child.Ref), nil
+}
+
+// Composite returns the composite the job is a sub-job of (a part of a Serial or Parallel,
+// or a job added with AddSubJob); false when it is none.
+func (j *Job) Composite(ctx context.Context) (*Job, bool, error) {
+	rec, err := j.Info(ctx)
+	if err != nil || rec.Composite == "" {
+		return nil, false, err
+	}
+	return j.rt.Job(j.ref.In(rec.Composite)), true, nil
+}
+
+// Parent returns the job the job is a callback of (AddCallback, AddCallbacks); false when it
+// is none.
+func (j *Job) Parent(ctx context.Context) (*Job, bool, error) {
+	rec, err := j.Info(ctx)
+	if err != nil || rec.Parent == "" {
+		return nil, false, err
+	}
+	return j.rt.Job(j.ref.In(rec.Parent)), true, nil
 }

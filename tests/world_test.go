@@ -142,12 +142,13 @@ func (w *world) eventually(what string, cond func() bool) {
 	}
 }
 
-// parts returns the sub-job ids and the postprocess id of a composite job.
+// parts returns the sub-job ids (the composite's children) and the postprocess id of a
+// composite job.
 func (w *world) parts(id string) (subs []string, post string) {
 	w.t.Helper()
-	c := w.record(id).Call
-	if json.Unmarshal(c.Kwargs["jobs"], &subs) != nil || json.Unmarshal(c.Kwargs["postprocess"], &post) != nil {
-		w.t.Fatalf("%s is not a composite: %s", id, c.String())
+	rec := w.record(id)
+	if json.Unmarshal(rec.Call.Kwargs["postprocess"], &post) != nil {
+		w.t.Fatalf("%s is not a composite: %s", id, rec.Call.String())
 	}
-	return subs, post
+	return rec.Children, post
 }

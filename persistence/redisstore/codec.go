@@ -41,11 +41,14 @@ const (
 	fActiveStart = "active_start" // µs
 	fActiveEnd   = "active_end"   // µs
 	fCompleted   = "completed"    // µs
+	fChildren    = "children"     // JSON list of a composite's sub-job ids, in order
+	fSealed      = "sealed"       // "1" when the children are final (no more may be added)
+	fComposite   = "composite"    // id of the composite this is a sub-job of
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
 	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
-	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted}
+	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite}
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
@@ -102,6 +105,13 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 	num(fActiveStart, micros(j.ActiveStart))
 	num(fActiveEnd, micros(j.ActiveEnd))
 	num(fCompleted, micros(j.Completed))
+	js(fChildren, j.Children, len(j.Children) == 0)
+	if j.Sealed {
+		put(fSealed, "1")
+	} else {
+		put(fSealed, "")
+	}
+	put(fComposite, j.Composite)
 	return set, del
 }
 
@@ -195,7 +205,8 @@ func decodeJob(ref persistence.Ref, h map[string]string) (j *persistence.Job, ok
 		}
 		f.set(n)
 	}
-	for f, v := range map[string]any{fQuotas: &j.QuotaNames, fRetry: &j.Retry, fCallbacks: &j.Callbacks, fChoice: &j.Choice, fFailure: &j.Failure} {
+	for f, v := range map[string]any{fQuotas: &j.QuotaNames, fRetry: &j.Retry, fCallbacks: &j.Callbacks, fChoice: &j.Choice,
+		fFailure: &j.Failure, fChildren: &j.Children} {
 		if err = js(f, v); err != nil {
 			return nil, false, err
 		}
@@ -205,6 +216,7 @@ func decodeJob(ref persistence.Ref, h map[string]string) (j *persistence.Job, ok
 	}
 	j.RetryPolicy, j.Parent, j.Target, j.WaitingOn, j.Assigner = h[fPolicy], h[fParent], h[fTarget], h[fWaitingOn], h[fAssigner]
 	j.Parked = h[fParked] == "1"
+	j.Sealed, j.Composite = h[fSealed] == "1", h[fComposite]
 	return j, true, nil
 }
 

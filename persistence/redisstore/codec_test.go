@@ -56,6 +56,7 @@ func FuzzCodecRoundTrip(f *testing.F) {
 		if callback != "" {
 			j.Callbacks = []string{callback}
 			j.Choice = &persistence.CallbackChoice{Failure: &persistence.Call{Handler: handler}}
+			j.Children, j.Composite, j.Sealed = []string{callback, "c2"}, callback, parked
 		}
 		set, _ := encodeJob(j)
 		h := make(map[string]string, len(set)/2)
