@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -355,5 +357,19 @@ func TestFenceHoldsWhenCleanedMidCommit(t *testing.T) {
 	got, err := f.s.Get(f.ctx, j.Ref)
 	if err != nil || got.Status != persistence.StatusActive || got.Result != nil || !got.Owner.IsZero() {
 		t.Fatalf("cleaned job after the late commit: %+v %v, want ACTIVE, no result, no owner", got, err)
+	}
+}
+
+// A read that hit its socket deadline is a passed deadline for the caller, as well as the
+// store being unavailable: the socket deadline comes from the context's, and the read can
+// time out a moment before the context says it is done.
+func TestSocketDeadlineIsAContextDeadline(t *testing.T) {
+	s := &Store{}
+	err := s.fail("get", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("fail(i/o timeout) = %v, want DeadlineExceeded and ErrUnavailable", err)
+	}
+	if err := s.fail("get", errors.New("ERR something")); errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fail(server error) = %v, want no deadline in it", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -132,8 +133,9 @@ func (s *Store) serverNow(ctx context.Context) (time.Time, error) {
 }
 
 // fail turns an error met during op into one of persistence's: domain errors pass through
-// with op as context; a cancelled context stays a context error; every other error of the
-// backend becomes persistence.ErrUnavailable with its text (no go-redis error escapes).
+// with op as context; a cancelled context or a passed deadline is ErrUnavailable and the
+// context error both; every other error of the backend becomes persistence.ErrUnavailable
+// with its text (no go-redis error escapes).
 func (s *Store) fail(op string, err error) error {
 	if err == nil {
 		return nil
@@ -141,7 +143,9 @@ func (s *Store) fail(op string, err error) error {
 	if isDomain(err) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		// A socket deadline comes from the context's (or from the client's read timeout): the
+		// read can time out a moment before the context says it is done.
 		return fmt.Errorf("%s: %w: %w", op, persistence.ErrUnavailable, contextErr(err))
 	}
 	return fmt.Errorf("%s: %w: %s", op, persistence.ErrUnavailable, err.Error())
