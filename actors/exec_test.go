@@ -16,6 +16,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/zasync/zasync/internal/testlog"
 	"github.com/zasync/zasync/persistence"
 	"github.com/zasync/zasync/persistence/redisstore"
 )
@@ -24,34 +25,6 @@ import (
 type handlerMap map[string]Handler
 
 func (m handlerMap) Handler(name string) (Handler, bool) { h, ok := m[name]; return h, ok }
-
-// logRecorder keeps log records for assertions.
-type logRecorder struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, r)
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
-
-// find returns the first record at level whose message contains part.
-func (l *logRecorder) find(level slog.Level, part string) (slog.Record, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, r := range l.recs {
-		if r.Level == level && strings.Contains(r.Message, part) {
-			return r, true
-		}
-	}
-	return slog.Record{}, false
-}
 
 // testStore returns a store on miniredis, or on the real Redis at ZASYNC_TEST_REDIS under a
 // key prefix of the test's own, whose keys are deleted at the end (never a FLUSHDB).
@@ -90,7 +63,7 @@ type execFixture struct {
 	ctx   context.Context
 	store persistence.Store
 	exec  *executor
-	logs  *logRecorder
+	logs  *testlog.Recorder
 	h     handlerMap
 	agent persistence.Owner
 }
@@ -100,7 +73,7 @@ func newExecFixture(t *testing.T) *execFixture {
 	s := testStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	f := &execFixture{t: t, ctx: ctx, store: s, logs: &logRecorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
+	f := &execFixture{t: t, ctx: ctx, store: s, logs: &testlog.Recorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
 	f.exec = newExecutor(ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
 	f.activate("d1")
 	return f
@@ -186,7 +159,7 @@ func TestExecSuccess(t *testing.T) {
 	if r.Ending != Finished || r.Job.Status != persistence.StatusCompleted || string(r.Job.Result) != "42" {
 		t.Fatalf("run: %v %s %s, want finished COMPLETED 42", r.Ending, r.Job.Status, r.Job.Result)
 	}
-	if _, ok := f.logs.find(slog.LevelInfo, "succeeded with result: 42"); !ok {
+	if _, ok := f.logs.Find(slog.LevelInfo, "succeeded with result: 42"); !ok {
 		t.Fatalf("no INFO success log")
 	}
 }
@@ -209,7 +182,7 @@ func TestExecFailures(t *testing.T) {
 			if r.Ending != Finished || !r.Job.Failed() || r.Job.Failure.Type != tc.kind || r.Job.Status != persistence.StatusCompleted {
 				t.Fatalf("run: %v %+v, want COMPLETED with a %s failure", r.Ending, r.Job.Failure, tc.kind)
 			}
-			if _, ok := f.logs.find(slog.LevelError, "failed with traceback"); !ok {
+			if _, ok := f.logs.Find(slog.LevelError, "failed with traceback"); !ok {
 				t.Fatalf("no ERROR failure log")
 			}
 			if tc.kind == "PanicError" && !strings.Contains(r.Job.Failure.Stack, "goroutine") {
@@ -256,7 +229,7 @@ func TestExecConflictRetries(t *testing.T) {
 			if r.Job.Retry[persistence.CountConflicts] != persistence.MaxConflicts {
 				t.Fatalf("stored counters %v", r.Job.Retry)
 			}
-			if _, ok := f.logs.find(slog.LevelWarn, "requests another attempt after 1 counts of conflicts"); !ok {
+			if _, ok := f.logs.Find(slog.LevelWarn, "requests another attempt after 1 counts of conflicts"); !ok {
 				t.Fatalf("no retry WARNING log")
 			}
 		})
@@ -314,7 +287,7 @@ func TestExecReassigned(t *testing.T) {
 	if r.Ending != Reassigned || calls != 1 {
 		t.Fatalf("run: %v after %d calls, want reassigned after 1", r.Ending, calls)
 	}
-	rec, ok := f.logs.find(slog.LevelError, "was reassigned.  Likely cause was that polling was unable to occur as regularly as expected, perhaps because of long commit times in the application.")
+	rec, ok := f.logs.Find(slog.LevelError, "was reassigned.  Likely cause was that polling was unable to occur as regularly as expected, perhaps because of long commit times in the application.")
 	if !ok || !strings.Contains(rec.Message, j.ID) {
 		t.Fatalf("no reassigned ERROR naming the job")
 	}
@@ -487,7 +460,7 @@ func TestExecRidesOutAStoreOutage(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	f := &execFixture{t: t, ctx: ctx, store: s, logs: &logRecorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
+	f := &execFixture{t: t, ctx: ctx, store: s, logs: &testlog.Recorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
 	f.exec = newExecutor(ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
 	f.activate("d1")
 	f.h["h"] = func(context.Context, *persistence.Call) (any, error) { return 42, nil }
@@ -497,16 +470,10 @@ func TestExecRidesOutAStoreOutage(t *testing.T) {
 	m.SetError("LOADING Redis is loading the dataset in memory") // the store goes away
 	done := make(chan Result, 1)
 	go func() { done <- f.exec.run(ctx, claimed) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, ok := f.logs.find(persistence.LevelCritical, "frequent database errors!  I retry forever..."); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no CRITICAL retry log while the store was down")
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
-	}
+	f.eventually("a CRITICAL retry log while the store is down", func() bool {
+		_, ok := f.logs.Find(persistence.LevelCritical, "frequent database errors!  I retry forever...")
+		return ok
+	})
 	m.SetError("") // and comes back
 	r := <-done
 	if r.Ending != Finished || string(r.Job.Result) != "42" || r.Job.Status != persistence.StatusCompleted {

@@ -468,7 +468,7 @@ func TestNodeReassignedJob(t *testing.T) {
 
 	close(release)
 	f.eventually("n1 has no active job", func() bool { return len(n1.ActiveJobIDs("", "")) == 0 })
-	r, ok := f.logs.find(slog.LevelError, "was reassigned.  Likely cause was that polling was unable to occur as regularly as expected")
+	r, ok := f.logs.Find(slog.LevelError, "was reassigned.  Likely cause was that polling was unable to occur as regularly as expected")
 	if !ok || !strings.Contains(r.Message, j.ID) {
 		t.Fatalf("no reassigned ERROR for %s (found %v: %q)", j.ID, ok, r.Message)
 	}

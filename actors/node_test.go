@@ -120,14 +120,10 @@ func TestNodeRunsJobsOnWakeUp(t *testing.T) {
 // waitActivated waits (polling the store, bounded) until dispatcher uuid's record is activated.
 func (f *execFixture) waitActivated(uuid string) {
 	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if d, err := f.store.Dispatcher(f.ctx, "q", uuid); err == nil && d.IsActivated() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline, not synchronising on time
-	}
-	f.t.Fatalf("dispatcher %s not activated within 30s", uuid)
+	f.eventually("dispatcher "+uuid+" activated", func() bool {
+		d, err := f.store.Dispatcher(f.ctx, "q", uuid)
+		return err == nil && d.IsActivated()
+	})
 }
 
 // 1,000 jobs put by 4 goroutines all run exactly once.
@@ -206,7 +202,7 @@ func TestNodeCleanStopAndRestart(t *testing.T) {
 	if got.Status != persistence.StatusActive || len(sys) != 1 || sys[0].Call.Handler != persistence.HandlerHandleInterrupt || sys[0].Target != j.ID {
 		t.Fatalf("after the stop: job %s, queue %v, want ACTIVE with one handleInterrupt job for it", got.Status, pending)
 	}
-	if _, ok := f.logs.find(slog.LevelInfo, "deactivated dispatcher n1"); !ok {
+	if _, ok := f.logs.Find(slog.LevelInfo, "deactivated dispatcher n1"); !ok {
 		t.Fatalf("no deactivation log")
 	}
 
@@ -228,16 +224,10 @@ func TestNodeRefusesALiveUUID(t *testing.T) {
 	f := newExecFixture(t) // d1 is activated and alive
 	n := f.startNode(f.nodeOptions("d1", 3, 50*time.Millisecond))
 	defer f.stopNode(n)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, ok := f.logs.find(slog.LevelError, "UUID d1 already activated in queue q: another process?"); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no 'another process?' ERROR within 30s")
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	f.eventually("the 'another process?' ERROR", func() bool {
+		_, ok := f.logs.Find(slog.LevelError, "UUID d1 already activated in queue q: another process?")
+		return ok
+	})
 	j := f.put("never")
 	if held, _ := f.store.AgentJobs(f.ctx, "q", persistence.Owner{Dispatcher: "d1", Agent: "main"}); slices.Contains(held, j.ID) {
 		t.Fatalf("the refused node claimed %s", j.ID)
@@ -246,13 +236,11 @@ func TestNodeRefusesALiveUUID(t *testing.T) {
 
 // dump logs what the test recorded and every job of the queue, to explain a timeout.
 func (f *execFixture) dump() {
-	f.logs.mu.Lock()
-	for _, r := range f.logs.recs {
+	for _, r := range f.logs.Records() {
 		attrs := ""
 		r.Attrs(func(a slog.Attr) bool { attrs += " " + a.String(); return true })
 		f.t.Logf("log %s %s%s", r.Level, r.Message, attrs)
 	}
-	f.logs.mu.Unlock()
 	ids, _ := f.store.Pending(f.ctx, "q", 0, 100)
 	f.t.Logf("pending: %v", ids)
 }

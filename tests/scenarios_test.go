@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zasync/zasync/internal/testlog"
 	"github.com/zasync/zasync/persistence"
 	"github.com/zasync/zasync/runtime"
 )
@@ -226,7 +227,7 @@ func TestScenario45ShutdownMidJob(t *testing.T) {
 // it for dead) logs CRITICAL "not activated prior to ping", reactivates, and goes on working.
 func TestScenario49ReactivatedWhileAlive(t *testing.T) {
 	backends(t, func(t *testing.T, w *world) {
-		logs := &records{}
+		logs := &testlog.Recorder{}
 		rt, err := runtime.New(runtime.Config{Redis: w.client, Prefix: w.prefix, UUID: "s49", Logger: slog.New(logs),
 			PollInterval: 50 * time.Millisecond, PingInterval: 50 * time.Millisecond, PingDeathInterval: time.Minute})
 		if err != nil {
@@ -250,35 +251,8 @@ func TestScenario49ReactivatedWhileAlive(t *testing.T) {
 		if n, _ := waitFor[int](t, w, job); n != 42 {
 			t.Fatalf("result %d", n)
 		}
-		if !logs.has(persistence.LevelCritical, "not activated prior to ping") {
+		if _, ok := logs.Find(persistence.LevelCritical, "not activated prior to ping"); !ok {
 			t.Fatal("no CRITICAL 'not activated prior to ping'")
 		}
 	})
-}
-
-// records is a slog handler keeping records, for assertions on logs.
-type records struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (r *records) Enabled(context.Context, slog.Level) bool { return true }
-func (r *records) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.recs = append(r.recs, rec)
-	return nil
-}
-func (r *records) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *records) WithGroup(string) slog.Handler      { return r }
-
-func (r *records) has(level slog.Level, part string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rec := range r.recs {
-		if rec.Level == level && strings.Contains(rec.Message, part) {
-			return true
-		}
-	}
-	return false
 }
