@@ -222,3 +222,20 @@ func TestQuotas(t *testing.T) {
 		t.Fatalf("ResizeQuota of a removed quota: %v", err)
 	}
 }
+
+func TestQueueStats(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	q := rt.Queue("counted")
+	if _, err := q.Put(ctx, NewCall("now")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Put(ctx, NewCall("later"), BeginIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := q.Stats(ctx)
+	if err != nil || st.Due != 1 || st.Scheduled != 1 || st.Held != 0 {
+		t.Fatalf("Stats: %+v %v, want one due and one scheduled", st, err)
+	}
+}

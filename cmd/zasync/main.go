@@ -1,0 +1,131 @@
+// Command zasync runs and inspects zasync: a durable job runtime for Go over Redis.
+//
+// Usage: zasync <command> [flags]. Run `zasync help` for the commands and
+// `zasync <command> --help` for a command's flags. The Redis to use comes from --redis or
+// ZASYNC_REDIS (redis://, rediss:// with TLS, user, password and database number); without
+// either, commands that need one start an embedded in-memory Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+// commands lists the subcommands, in the order help shows them.
+var commands = []command{
+	{"bench", "enqueue and drain no-op jobs, and print the throughput", runBench},
+	{"help", "show the commands", nil},
+}
+
+// usageError is bad input from the user: one line on stderr, exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+func main() {
+	// go-redis logs failed dials to stderr on its own; the command says what went wrong in
+	// one line instead.
+	redis.SetLogger(quietRedis{})
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// quietRedis discards go-redis's own log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+// run runs the command line args and returns the exit status: 0, 1 for a failure, 2 for
+// bad usage. Errors are one line on stderr, never a stack trace.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		help(stdout)
+		return 0
+	}
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == args[0] && c.run != nil })
+	if i < 0 {
+		fmt.Fprintf(stderr, "zasync: unknown command %q (see zasync help)\n", args[0])
+		return 2
+	}
+	err := commands[i].run(args[1:], stdout, stderr)
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "zasync %s: %s\n", args[0], oneLine(err.Error()))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "zasync %s: %s\n", args[0], oneLine(err.Error()))
+		return 1
+	}
+}
+
+func help(w io.Writer) {
+	fmt.Fprintln(w, "zasync: a durable job runtime for Go over Redis.")
+	fmt.Fprintln(w, "\nUsage: zasync <command> [flags]   (zasync <command> --help for its flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nThe Redis to use: --redis URL or ZASYNC_REDIS (redis://user:password@host:port/db, rediss:// for TLS);")
+	fmt.Fprintln(w, "without either, an embedded in-memory Redis that keeps nothing after exit.")
+}
+
+// flagSet is a command's flags and how to print its usage for --help.
+type flagSet struct {
+	*flag.FlagSet
+	usage func()
+}
+
+// flags returns a flag set for a command that reports its errors as one-line usage errors;
+// the usage is printed for --help only.
+func flags(name, synopsis string, stderr io.Writer) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {} // the flag package calls it on every error: printed for --help only
+	return &flagSet{FlagSet: fs, usage: func() {
+		fmt.Fprintf(stderr, "Usage: zasync %s %s\n\nFlags:\n", name, synopsis)
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}}
+}
+
+// parse parses args into fs, turning a flag error into a usage error (and --help into
+// flag.ErrHelp after printing the usage).
+func parse(fs *flagSet, args []string) error {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.usage()
+		return flag.ErrHelp
+	case err != nil:
+		return usagef("%v", err)
+	case fs.NArg() > 0:
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// oneLine keeps the first line of an error message.
+func oneLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
