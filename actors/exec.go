@@ -72,6 +72,7 @@ type executor struct {
 	trace     *slog.Logger // successes and retries (zc.async.trace)
 	base      context.Context
 	opTimeout time.Duration
+	commits   *committer // batches the commits of concurrent runs
 }
 
 func newExecutor(base context.Context, o Options) *executor {
@@ -79,11 +80,13 @@ func newExecutor(base context.Context, o Options) *executor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &executor{
+	e := &executor{
 		store: o.Store, handlers: o.Handlers, policies: o.Policies,
 		events: log.With("logger", "zasync.events"), trace: log.With("logger", "zasync.trace"),
 		base: base, opTimeout: 30 * time.Second,
 	}
+	e.commits = newCommitter(base, o.Store, e.op)
+	return e
 }
 
 // op returns a context for one store call.
@@ -371,9 +374,7 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 	counts := out.Retry
 	succeeded := out.Failure == nil
 	for attempt := 1; ; attempt++ {
-		octx, cancel := e.op()
-		done, err := e.store.Commit(octx, j.Fence(), out)
-		cancel()
+		done, err := e.commits.commit(j.Fence(), out)
 		if err == nil {
 			e.logOutcome(done)
 			if done.Status == persistence.StatusCallbacks {

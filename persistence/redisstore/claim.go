@@ -48,7 +48,11 @@ func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persis
 	}
 	c.scanLimit = scanLimit
 	var claimed []*persistence.Job
-	err := s.transact(ctx, op, []string{s.k.agent(c.q, o)}, func(t *txn) (writes, error) {
+	// The agent's own set is read but not watched: commits of its jobs remove members all the
+	// time, and watching it made every claim lose its race to them. A stale count only
+	// overstates the load (jobs leave the set, and only this agent's actor adds to it), so a
+	// claim may take fewer jobs than it could, never more. Candidates and quotas are watched.
+	err := s.transact(ctx, op, []string{s.k.ping(c.q, o.Dispatcher)}, func(t *txn) (writes, error) {
 		for {
 			w, jobs, err := c.read(ctx, t)
 			if err == errWiden {
