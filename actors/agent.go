@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -102,6 +101,7 @@ func (a *agentActor) claim(c actor.Context) {
 	defer cancel()
 	jobs, err := a.exec.store.Claim(ctx, persistence.ClaimParams{
 		Queue: a.queue, Dispatcher: a.owner.Dispatcher, Agent: a.owner.Agent, Size: a.spec.Size, Filter: a.spec.Filter,
+		Start: true, // every job claimed is run at once: start it in the claim's transaction
 	})
 	switch {
 	case errors.Is(err, persistence.ErrFull):
@@ -118,43 +118,12 @@ func (a *agentActor) claim(c actor.Context) {
 		return
 	}
 	a.hist.claimError(a.queue, a.spec.Name, nil)
-	jobs = a.startAll(ctx, jobs)
 	for _, j := range jobs {
 		at := a.hist.now()
 		pid := c.Spawn(jobProps(a.exec, j))
 		a.running[pid.Id] = pid
 		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id, at)
 	}
-}
-
-// startAll starts the claimed jobs in one transaction (the executor skips the start of a job
-// already ACTIVE), saving each job a transaction of its own. A job refused (taken away
-// meanwhile) is left out, and logged; on any other error a job goes unstarted to its job
-// actor, which starts it (retrying while the store is unreachable).
-func (a *agentActor) startAll(ctx context.Context, jobs []*persistence.Job) []*persistence.Job {
-	if len(jobs) < 2 {
-		return jobs
-	}
-	fences := make([]persistence.Fence, len(jobs))
-	for i, j := range jobs {
-		fences[i] = j.Fence()
-	}
-	started, errs, err := a.exec.store.StartMany(ctx, fences)
-	if err != nil {
-		return jobs
-	}
-	out := make([]*persistence.Job, 0, len(jobs))
-	for i, j := range started {
-		switch {
-		case errs[i] == nil:
-			out = append(out, j)
-		case errors.Is(errs[i], persistence.ErrReassigned):
-			a.exec.events.Error(repr(jobs[i])+" "+reassignedMessage, "error", errs[i])
-		default:
-			out = append(out, jobs[i]) // its job actor starts it, and reports what goes wrong
-		}
-	}
-	return out
 }
 
 // agentProps runs an agent whose job actors are stopped, never restarted, when they fail.

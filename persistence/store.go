@@ -136,6 +136,10 @@ type ClaimParams struct {
 	// ScanLimit bounds how many jobs from the head of the queue one claim examines when a
 	// filter or quotas reject some (0: DefaultScanLimit). A claim never scans a whole queue.
 	ScanLimit int
+	// Start, for an agent that runs every job as soon as it has it, hands the jobs out ACTIVE,
+	// started in the claim's own transaction, instead of ASSIGNED: a transaction fewer per
+	// batch.
+	Start bool
 }
 
 // DefaultScanLimit is how many jobs one claim examines at most when ClaimParams.ScanLimit is 0.

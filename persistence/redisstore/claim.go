@@ -213,6 +213,9 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 			// quota slot, it will not run.
 			w := newJob(q, persistence.JobSpec{Call: persistence.Call{Handler: persistence.HandlerFail}, Target: j.ID}, systemJob, now)
 			w.Status, w.Owner, w.Holder, w.Attempt = persistence.StatusAssigned, o, o, 1
+			if c.p.Start {
+				w.Status, w.ActiveStart = persistence.StatusActive, now
+			}
 			j.Status = persistence.StatusNew
 			expired = append(expired, j)
 			claimed = append(claimed, w)
@@ -228,6 +231,9 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 			}
 		}
 		j.Status, j.Owner, j.Holder = persistence.StatusAssigned, o, o
+		if c.p.Start {
+			j.Status, j.ActiveStart = persistence.StatusActive, now
+		}
 		j.Attempt++
 		claimed, taken = append(claimed, j), append(taken, j)
 	}

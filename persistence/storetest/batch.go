@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -13,6 +14,7 @@ func init() {
 		testCase{"StartMany", testStartMany},
 		testCase{"CommitMany", testCommitMany},
 		testCase{"Rules", testBatchRules},
+		testCase{"ClaimStarted", testClaimStarted},
 	)
 }
 
@@ -137,4 +139,38 @@ func testBatchRules(t *testing.T, h Harness) {
 	if j := b.get(a.Ref); j.Status != persistence.StatusPending {
 		t.Fatalf("after refused batches: %s, want PENDING", j.Status)
 	}
+}
+
+// A claim with Start hands its jobs out ACTIVE, started in the claim's transaction, expired
+// jobs' fail jobs included.
+func testClaimStarted(t *testing.T, h Harness) {
+	b := setup(t, h)
+	j := b.putCall("work")
+	expired := b.put(Queue, persistence.JobSpec{Call: call("late"), BeginAfter: Epoch.Add(-2 * time.Hour), BeginBy: time.Hour})
+	o := b.dispatcher()
+	jobs, err := b.s.Claim(b.ctx, persistence.ClaimParams{Queue: Queue, Dispatcher: o.Dispatcher, Agent: o.Agent, Size: 3, Start: true})
+	if err != nil || len(jobs) != 2 {
+		t.Fatalf("Claim with Start: %v %v", ids(jobs), err)
+	}
+	for _, c := range jobs {
+		if c.Status != persistence.StatusActive || c.ActiveStart.IsZero() {
+			t.Fatalf("claimed %s (%s): %s, want ACTIVE with its start stamped", c.ID, c.Call.Handler, c.Status)
+		}
+		if got := b.get(c.Ref); got.Status != persistence.StatusActive {
+			t.Fatalf("stored %s: %s, want ACTIVE", c.ID, got.Status)
+		}
+	}
+	got := map[string]bool{}
+	for _, c := range jobs {
+		if c.Call.Handler == persistence.HandlerFail {
+			got["fail "+c.Target] = true
+		} else {
+			got[c.ID] = true
+		}
+	}
+	if !got[j.ID] || !got["fail "+expired.ID] {
+		t.Fatalf("claimed %v, want the job and the fail job of the expired one", got)
+	}
+	// Its run goes on from there: a commit needs no Start.
+	b.commit(jobs[0].Fence(), "1")
 }
