@@ -162,7 +162,8 @@ func advance(ctx context.Context, s persistence.Store, comp persistence.Ref) err
 // step only queues what is NEW.
 func enqueueSub(ctx context.Context, s persistence.Store, comp persistence.Ref, sub *persistence.Job) error {
 	spec := persistence.JobSpec{Call: persistence.Call{Handler: handlerCompositeNext}, Target: comp.ID}
-	if _, _, err := addCallback(ctx, s, sub.Ref, spec); err != nil {
+	// A conflict (after the store's own retries) goes to the step's retry policy.
+	if _, _, err := s.AddCallback(ctx, sub.Ref, spec); err != nil {
 		return err
 	}
 	_, err := s.Enqueue(ctx, sub.Ref)

@@ -214,6 +214,17 @@ func (e *executor) persist(what string, call func(ctx context.Context) error) er
 	}
 }
 
+// storeNow is the store's time, the one clock deadlines are judged by; the local clock if
+// the store does not answer (this is only on the way to a retry decision).
+func (e *executor) storeNow() time.Time {
+	ctx, cancel := e.op()
+	defer cancel()
+	if now, err := e.store.Now(ctx); err == nil {
+		return now
+	}
+	return time.Now()
+}
+
 // retryPause is the pause before attempt+1 of a store call: 50 ms doubling up to 5 s.
 func retryPause(attempt int) time.Duration {
 	return min(5*time.Second, 50*time.Millisecond<<min(attempt-1, 7))
@@ -318,7 +329,7 @@ func failureOf(err error) *persistence.Failure {
 // decide applies the deadline rule to a policy's decision and logs a retry the first time
 // and every fifth.
 func (e *executor) decide(j *persistence.Job, d persistence.Decision, err error) persistence.Decision {
-	d = persistence.PastDeadline(d, j, time.Now())
+	d = persistence.PastDeadline(d, j, e.storeNow())
 	if d.Retries() && d.Counter != "" && d.ShouldLog() {
 		level := slog.LevelWarn
 		if d.Alert {
@@ -459,7 +470,7 @@ func (e *executor) wait(ctx context.Context, j *persistence.Job, inner *Inner) R
 	var cb *persistence.Job
 	var status persistence.Status
 	if err := e.persist("add the resuming callback", func(ctx context.Context) (err error) {
-		cb, status, err = addCallback(ctx, e.store, inner.Ref, spec)
+		cb, status, err = e.store.AddCallback(ctx, inner.Ref, spec)
 		return err
 	}); err != nil {
 		return e.storeFailure(waiting, err)
@@ -474,16 +485,6 @@ func (e *executor) wait(ctx context.Context, j *persistence.Job, inner *Inner) R
 		}
 	}
 	return Result{Ending: Waiting, Job: waiting}
-}
-
-// addCallback adds a callback, retrying while the parent changes under it.
-func addCallback(ctx context.Context, s persistence.Store, parent persistence.Ref, spec persistence.JobSpec) (*persistence.Job, persistence.Status, error) {
-	for {
-		cb, status, err := s.AddCallback(ctx, parent, spec)
-		if !errors.Is(err, persistence.ErrConflict) || ctx.Err() != nil {
-			return cb, status, err
-		}
-	}
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.
