@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
@@ -21,6 +22,8 @@ type dispatcherActor struct {
 	exec   *executor
 	hist   *history // polls recorded here; shared with the agents and the Node
 	queues []*queueState
+
+	supervisor *actor.PID // judges the siblings after each ping
 
 	sched      *scheduler.TimerScheduler
 	cancelPoll scheduler.CancelFunc
@@ -94,6 +97,12 @@ func (d *dispatcherActor) started(c actor.Context) {
 			q.agents = append(q.agents, pid)
 		}
 	}
+	sup := actor.PropsFromProducer(func() actor.Actor { return newSupervisor(d.exec, d.o.UUID, d.o.PingDeathInterval) })
+	if pid, err := c.SpawnNamed(sup, "supervisor"); err != nil {
+		d.exec.events.Error("cannot start the supervisor: dead siblings will not be detected by this process", "error", err)
+	} else {
+		d.supervisor = pid
+	}
 	// Wake-ups make an idle dispatcher claim a new job within milliseconds; polls remain the
 	// safety net when one is lost.
 	ctx, cancel := d.exec.op()
@@ -120,6 +129,7 @@ func (d *dispatcherActor) poll(c actor.Context) {
 	if d.draining {
 		return
 	}
+	defer d.exec.observePoll(time.Now())
 	polled := make(map[string]QueuePoll, len(d.queues))
 	var claimers []*actor.PID
 	for _, q := range d.queues {
@@ -146,6 +156,9 @@ func (d *dispatcherActor) poll(c actor.Context) {
 		}
 		polled[q.spec.Name] = d.pollAgents(q, true)
 		claimers = append(claimers, q.agents...)
+		if d.supervisor != nil {
+			c.Send(d.supervisor, &messages.Supervise{Queue: q.spec.Name})
+		}
 	}
 	d.hist.recordPoll(polled)
 	for _, a := range claimers {
@@ -164,13 +177,13 @@ func (d *dispatcherActor) activate(q *queueState) bool {
 		cfg.Agents = append(cfg.Agents, persistence.AgentSpec{Name: a.Name, Size: a.Size})
 	}
 	err := d.exec.store.Register(ctx, q.spec.Name, d.o.UUID, cfg)
-	if errors.Is(err, persistence.ErrAlreadyRegistered) {
-		err = d.exec.store.Configure(ctx, q.spec.Name, d.o.UUID, cfg)
-	}
-	if err != nil {
+	registered := errors.Is(err, persistence.ErrAlreadyRegistered)
+	if err != nil && !registered {
 		d.exec.events.Error("cannot register dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
 		return false
 	}
+	// An existing record keeps the intervals it was activated with until this process has
+	// taken it over: another process running with this UUID is judged by its own.
 	report, err := d.exec.store.Activate(ctx, q.spec.Name, d.o.UUID)
 	switch {
 	case errors.Is(err, persistence.ErrAlreadyActivated):
@@ -181,6 +194,11 @@ func (d *dispatcherActor) activate(q *queueState) bool {
 	case err != nil:
 		d.exec.events.Error("cannot activate dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
 		return false
+	}
+	if registered {
+		if err := d.exec.store.Configure(ctx, q.spec.Name, d.o.UUID, cfg); err != nil {
+			d.exec.events.Error("cannot record this dispatcher's intervals and agents", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
+		}
 	}
 	if n := report.Len(); n > 0 {
 		d.exec.events.Warn("cleaned jobs left by an earlier run of this dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "jobs", n)

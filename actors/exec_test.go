@@ -400,9 +400,7 @@ func TestExecHandleInterrupt(t *testing.T) {
 	f.agent = persistence.Owner{Dispatcher: "d2", Agent: "main"}
 	f.activate("d2")
 	f.h["other"] = func(context.Context, *persistence.Call) (any, error) { return nil, nil }
-	if r := f.runNext(other.ID); r.Ending != Finished {
-		t.Fatalf("other: %v", r.Ending)
-	}
+	// The system job is at the head of the queue, ahead of the job put before the cleaning.
 	sys := f.claim("")
 	if sys.Call.Handler != persistence.HandlerHandleInterrupt || sys.Target != j.ID {
 		t.Fatalf("next job %s → %s, want handleInterrupt of %s", sys.Call.Handler, sys.Target, j.ID)
@@ -410,12 +408,14 @@ func TestExecHandleInterrupt(t *testing.T) {
 	if r := f.exec.run(f.ctx, sys); r.Ending != Finished || r.Job.Status != persistence.StatusCompleted {
 		t.Fatalf("handleInterrupt: %v", r.Ending)
 	}
-	if p, _ := f.store.Pending(f.ctx, "q", 0, 10); !slices.Equal(p, []string{j.ID}) {
-		t.Fatalf("queue %v, want the interrupted job put back", p)
+	if p, _ := f.store.Pending(f.ctx, "q", 0, 10); !slices.Equal(p, []string{j.ID, other.ID}) {
+		t.Fatalf("queue %v, want the interrupted job put back at the head", p)
 	}
-	r := f.runNext(j.ID)
-	if string(r.Job.Result) != "42" || r.Job.Retry[persistence.CountInterruptions] != 1 {
+	if r := f.runNext(j.ID); r.Ending != Finished || string(r.Job.Result) != "42" || r.Job.Retry[persistence.CountInterruptions] != 1 {
 		t.Fatalf("rerun: %s counters %v, want 42 and one interruption", r.Job.Result, r.Job.Retry)
+	}
+	if r := f.runNext(other.ID); r.Ending != Finished {
+		t.Fatalf("other: %v", r.Ending)
 	}
 }
 

@@ -248,8 +248,18 @@ type Dispatchers interface {
 	// HeldBy lists every agent that holds jobs in a queue, with or without a record, so that
 	// a sweep can find jobs whose dispatcher is gone.
 	HeldBy(ctx context.Context, queue string) ([]Owner, error)
+	// Bury deactivates a dead dispatcher's record and cleans its agents, as a sibling does
+	// when it finds the dispatcher dead: it checks in the deactivating transaction that the
+	// record is still dead. ok is false, and nothing is changed, when the record is alive (it
+	// pinged since the caller read it). A record already deactivated is cleaned of whatever
+	// its agents still hold (a cleaner that stopped half-way). Safe to race. Should the
+	// dispatcher ping while its agents are being cleaned, the cleaning stops with
+	// ErrActivated: the jobs not cleaned yet are its own again.
+	Bury(ctx context.Context, queue, uuid string) (report *CleanReport, ok bool, err error)
 	// CleanAgent cleans one agent's jobs as deactivation does: one transaction per job, safe
-	// when two cleaners race.
+	// when two cleaners race. It never takes a job from a dispatcher whose record is activated
+	// and alive (checked in each job's transaction): ErrActivated then, with what was cleaned
+	// before. Without a record, or with one deactivated or dead, it cleans everything.
 	CleanAgent(ctx context.Context, queue string, agent Owner) (*CleanReport, error)
 }
 
@@ -280,4 +290,28 @@ type Monitor interface {
 	Queues(ctx context.Context) ([]string, error)
 	// Stats counts a queue's jobs by where they wait.
 	Stats(ctx context.Context, queue string) (QueueStats, error)
+	// Agents lists every agent that has claimed in a queue, whether it holds jobs now or not
+	// and whether its dispatcher still has a record, ordered by dispatcher then name: the
+	// agents whose completed histories can be read.
+	Agents(ctx context.Context, queue string) ([]Owner, error)
+	// CompletedPage lists an agent's completed history in [since, before) (zero: unbounded),
+	// newest first, with the time each job completed, skipping the first offset entries and
+	// returning at most limit (1 to MaxPage). A reader pages through a long history without
+	// rereading it: it asks next for before = the last entry's time plus a microsecond and
+	// offset = how many entries it has seen at that time, which costs O(log n) per page and
+	// skips no entry that shares its time with another.
+	CompletedPage(ctx context.Context, queue string, agent Owner, since, before time.Time, offset, limit int) ([]Completion, error)
+	// CountCompleted counts an agent's completed history in [since, before) (zero: unbounded)
+	// in O(log n).
+	CountCompleted(ctx context.Context, queue string, agent Owner, since, before time.Time) (int64, error)
+}
+
+// MaxPage is the most entries one CompletedPage call returns.
+const MaxPage = 1000
+
+// Completion is an entry of an agent's completed history: a job id and when it completed
+// (to the microsecond).
+type Completion struct {
+	ID string
+	At time.Time
 }

@@ -92,6 +92,24 @@ func (w *world) runtime(uuid string, size int, handlers map[string]runtime.Handl
 	return rt
 }
 
+// runtimeWith returns a runtime on the world's Redis configured by cfg (its Redis and Prefix
+// are set here), with handlers; it is closed at the end of the test.
+func (w *world) runtimeWith(cfg runtime.Config, handlers map[string]runtime.HandlerFunc) *runtime.Runtime {
+	w.t.Helper()
+	cfg.Redis, cfg.Prefix = w.client, w.prefix
+	rt, err := runtime.New(cfg)
+	if err != nil {
+		w.t.Fatalf("New: %v", err)
+	}
+	w.t.Cleanup(func() { rt.Close() })
+	for name, h := range handlers {
+		if err := rt.Handle(name, h); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return rt
+}
+
 func (w *world) start(rt *runtime.Runtime) {
 	w.t.Helper()
 	if err := rt.Start(w.ctx); err != nil {

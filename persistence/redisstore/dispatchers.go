@@ -195,6 +195,37 @@ func (s *Store) Deactivate(ctx context.Context, q, uuid string) (*persistence.Cl
 	return s.cleanDispatcher(ctx, q, rec)
 }
 
+// Bury deactivates a dead record, checking in the deactivating transaction that it is still
+// dead, and cleans its agents.
+func (s *Store) Bury(ctx context.Context, q, uuid string) (*persistence.CleanReport, bool, error) {
+	var rec *persistence.DispatcherRecord
+	alive := false
+	err := s.updateRecord(ctx, "bury", q, uuid, func(_ time.Time, d *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
+		rec, alive = d, false
+		switch {
+		case !d.IsActivated():
+			return nil, nil // deactivated already: only what is left is cleaned below
+		case !d.Dead:
+			alive = true
+			return nil, nil
+		}
+		raw.Activated = 0
+		if !d.LastPing.IsZero() {
+			return noWrites, nil
+		}
+		// Never pinged: its activation becomes its ping, as in Deactivate.
+		return func(p redis.Pipeliner) error {
+			p.Set(ctx, s.k.ping(q, uuid), strconv.FormatInt(micros(d.Activated), 10), 0)
+			return nil
+		}, nil
+	})
+	if err != nil || alive {
+		return nil, false, err
+	}
+	report, err := s.cleanDispatcher(ctx, q, rec)
+	return report, err == nil, err
+}
+
 // Reactivate activates a record without cleaning it.
 func (s *Store) Reactivate(ctx context.Context, q, uuid string) error {
 	return s.updateRecord(ctx, "reactivate", q, uuid, func(now time.Time, _ *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
@@ -424,25 +455,40 @@ func (s *Store) cleanAgent(ctx context.Context, q string, o persistence.Owner, r
 		ref := persistence.Ref{Queue: q, ID: id}
 		var outcome *[]string
 		var sysID string
-		err := s.transact(ctx, "clean", []string{agentKey, s.k.job(q, id)}, func(t *txn) (writes, error) {
+		// The dispatcher's record and ping are watched and checked with each job: a job is
+		// never taken from a dispatcher that is activated and alive, however stale the
+		// cleaner's view (a sweep racing the dispatcher's own restart).
+		watch := []string{agentKey, s.k.job(q, id), s.k.dispatchers(q), s.k.ping(q, o.Dispatcher)}
+		err := s.transact(ctx, "clean", watch, func(t *txn) (writes, error) {
 			outcome, sysID = nil, ""
 			var held *redis.FloatCmd
 			var h *redis.MapStringStringCmd
+			var rec, ping *redis.StringCmd
 			if err := t.pipelined(ctx, func(p redis.Pipeliner) {
 				held, h = p.ZScore(ctx, agentKey, id), p.HGetAll(ctx, s.k.job(q, id))
+				rec, ping = p.HGet(ctx, s.k.dispatchers(q), o.Dispatcher), p.Get(ctx, s.k.ping(q, o.Dispatcher))
 			}); err != nil {
 				return nil, err
 			}
 			if held.Err() == redis.Nil {
 				return nil, nil // cleaned by someone else meanwhile
 			}
-			j, _, err := decodeJob(ref, h.Val())
-			if err != nil {
-				return nil, err
-			}
 			now, err2 := s.now(ctx)
 			if err2 != nil {
 				return nil, err2
+			}
+			if rec.Val() != "" {
+				d, err := decodeDispatcher(q, o.Dispatcher, rec.Val(), ping.Val())
+				if err != nil {
+					return nil, err
+				}
+				if d.IsActivated() && !d.IsDead(now) {
+					return nil, fmt.Errorf("clean: %w: dispatcher %s in queue %s is alive", persistence.ErrActivated, o.Dispatcher, q)
+				}
+			}
+			j, _, err := decodeJob(ref, h.Val())
+			if err != nil {
+				return nil, err
 			}
 			if j == nil { // a stale entry
 				return func(p redis.Pipeliner) error { p.ZRem(ctx, agentKey, id); return nil }, nil
@@ -469,7 +515,11 @@ func (s *Store) cleanAgent(ctx context.Context, q string, o persistence.Owner, r
 				switch {
 				case sys != nil:
 					s.writeJob(ctx, p, j, h.Val())
-					s.enqueue(ctx, p, sys, now, nil)
+					// At the head of the queue, as an interrupted job retried now: a dead
+					// dispatcher's work must not wait behind the whole backlog.
+					sys.Status = persistence.StatusPending
+					s.writeJob(ctx, p, sys, nil)
+					p.RPush(ctx, s.k.putback(q), sys.ID)
 					p.Publish(ctx, s.k.wake(q), q)
 				case j.Status == persistence.StatusCompleted:
 					at := j.Completed

@@ -39,6 +39,9 @@ func init() {
 		testCase{"RacingCleaners", dspRacingCleaners},
 		testCase{"HeldBy", dspHeldBy},
 		testCase{"CleanAgent", dspCleanAgent},
+		testCase{"BuryAlive", dspBuryAlive},
+		testCase{"BuryDead", dspBuryDead},
+		testCase{"RacingBurials", dspRacingBurials},
 	)
 }
 
@@ -299,8 +302,8 @@ func dspActivateDeadTakesOver(t *testing.T, h Harness) {
 	if held := dspAgentJobs(b, Queue, o); len(held) != 0 {
 		t.Fatalf("agent after Activate: holds %v, want nothing (cleaned first)", held)
 	}
-	if p := b.pending(Queue); !slices.Equal(p, []string{ja.ID, rep.SystemJobs[0]}) {
-		t.Fatalf("queue after Activate: %v, want [%s %s]", p, ja.ID, rep.SystemJobs[0])
+	if p := b.pending(Queue); !slices.Equal(p, []string{rep.SystemJobs[0], ja.ID}) {
+		t.Fatalf("queue after Activate: %v, want [%s %s]", p, rep.SystemJobs[0], ja.ID)
 	}
 }
 
@@ -762,19 +765,22 @@ func dspSiblingDeath(t *testing.T, h Harness) {
 			rep, ja.ID, jb.ID, jc.ID)
 	}
 
+	// zc.async queued the system jobs at the end ([E, A, B.handleInterrupt,
+	// C.resumeCallbacks]); they go to the head here, so that a dead dispatcher's work never
+	// waits behind the backlog (the recovery bound of DESIGN.md §7).
 	p := b.pending(Queue)
-	if len(p) != 4 || p[0] != je.ID || p[1] != ja.ID {
-		t.Fatalf("queue after cleaning: %v, want [E=%s A=%s B.handleInterrupt C.resumeCallbacks]", p, je.ID, ja.ID)
+	if len(p) != 4 || p[2] != je.ID || p[3] != ja.ID {
+		t.Fatalf("queue after cleaning: %v, want [B.handleInterrupt C.resumeCallbacks E=%s A=%s]", p, je.ID, ja.ID)
 	}
-	if !dspSameSet(rep.SystemJobs, p[2:]) {
-		t.Fatalf("report system jobs %v, want the queued ones %v", rep.SystemJobs, p[2:])
+	if !dspSameSet(rep.SystemJobs, p[:2]) {
+		t.Fatalf("report system jobs %v, want the queued ones %v", rep.SystemJobs, p[:2])
 	}
 	for i, want := range []struct {
 		handler, target string
 	}{{persistence.HandlerHandleInterrupt, jb.ID}, {persistence.HandlerResumeCallbacks, jc.ID}} {
-		sj := b.get(dspRef(p[2+i]))
+		sj := b.get(dspRef(p[i]))
 		if sj.Call.Handler != want.handler || sj.Target != want.target {
-			t.Fatalf("queue[%d] = %s(%s target %q), want %s with target %s", 2+i, sj.ID, sj.Call.Handler, sj.Target, want.handler, want.target)
+			t.Fatalf("queue[%d] = %s(%s target %q), want %s with target %s", i, sj.ID, sj.Call.Handler, sj.Target, want.handler, want.target)
 		}
 		if sj.Status != persistence.StatusPending || sj.RetryPolicy != persistence.RetryCommonForeverName || sj.FailureLogLevel != persistence.LevelCritical {
 			t.Fatalf("system job %s: %s policy %q level %v, want pending, %s, LevelCritical",
@@ -991,6 +997,14 @@ func dspCleanAgent(t *testing.T, h Harness) {
 	ja, jb := b.putCall("a"), b.putCall("b")
 	got := dspClaim(b, Queue, o, 3, 0)
 	b.start(got[1].Fence())
+	// Its dispatcher is activated and alive: nothing is taken from it.
+	if _, err := b.s.CleanAgent(b.ctx, Queue, o); !errors.Is(err, persistence.ErrActivated) {
+		t.Fatalf("CleanAgent of a live dispatcher's agent: %v, want ErrActivated", err)
+	}
+	if held := dspAgentJobs(b, Queue, o); len(held) != 2 {
+		t.Fatalf("agent after a refused CleanAgent: holds %v, want both jobs", held)
+	}
+	b.clock.Advance(61 * time.Second) // now it is dead
 	rep, err := b.s.CleanAgent(b.ctx, Queue, o)
 	if err != nil {
 		t.Fatalf("CleanAgent: %v", err)
@@ -1004,8 +1018,8 @@ func dspCleanAgent(t *testing.T, h Harness) {
 	if held, err := b.s.HeldBy(b.ctx, Queue); err != nil || len(held) != 0 {
 		t.Fatalf("HeldBy after CleanAgent: %v (err %v), want none", held, err)
 	}
-	if p := b.pending(Queue); !slices.Equal(p, []string{ja.ID, rep.SystemJobs[0]}) {
-		t.Fatalf("queue after CleanAgent: %v, want [%s %s]", p, ja.ID, rep.SystemJobs[0])
+	if p := b.pending(Queue); !slices.Equal(p, []string{rep.SystemJobs[0], ja.ID}) {
+		t.Fatalf("queue after CleanAgent: %v, want [%s %s]", p, rep.SystemJobs[0], ja.ID)
 	}
 	if _, err := b.s.Start(b.ctx, got[0].Fence()); !errors.Is(err, persistence.ErrReassigned) {
 		t.Fatalf("Start of a cleaned job with its old fence: got %v, want ErrReassigned", err)
@@ -1018,5 +1032,118 @@ func dspCleanAgent(t *testing.T, h Harness) {
 	}
 	if rep.Len() != 0 || len(rep.SystemJobs) != 0 {
 		t.Fatalf("CleanAgent of an agent without jobs: %+v, want an empty report", rep)
+	}
+}
+
+// dspBuryAlive: a record that is alive is not buried, also when it was read dead a moment
+// before and pinged since (the check is in the deactivating transaction).
+func dspBuryAlive(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o := b.dispatcher()
+	b.putCall("a")
+	dspClaim(b, Queue, o, 3, 0)
+	rep, ok, err := b.s.Bury(b.ctx, Queue, o.Dispatcher)
+	if err != nil || ok || rep != nil {
+		t.Fatalf("Bury of a live record: %v, %v, %v; want nothing done", rep, ok, err)
+	}
+	b.clock.Advance(61 * time.Second)
+	if r := dspRecord(b, Queue, o.Dispatcher); !r.Dead {
+		t.Fatalf("record not dead after 61 s without a ping")
+	}
+	dspPing(b, Queue, o.Dispatcher) // it was only slow
+	if _, ok, err := b.s.Bury(b.ctx, Queue, o.Dispatcher); err != nil || ok {
+		t.Fatalf("Bury of a record that pinged again: ok %v, %v; want not buried", ok, err)
+	}
+	if r := dspRecord(b, Queue, o.Dispatcher); !r.IsActivated() || r.Dead {
+		t.Fatalf("record after a refused Bury: activated %v dead %v, want activated and alive", r.IsActivated(), r.Dead)
+	}
+	if held := dspAgentJobs(b, Queue, o); len(held) != 1 {
+		t.Fatalf("agent after a refused Bury: holds %v, want its job", held)
+	}
+	if _, _, err := b.s.Bury(b.ctx, Queue, newUUID()); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("Bury of an unknown record: %v, want ErrNotFound", err)
+	}
+}
+
+// dspBuryDead: a dead record is deactivated and its agents cleaned; burying it again cleans
+// only what is left, and a dispatcher that pings after its burial is reactivated.
+func dspBuryDead(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o := b.dispatcher()
+	ja, jb := b.putCall("a"), b.putCall("b")
+	got := dspClaim(b, Queue, o, 3, 0)
+	b.start(got[1].Fence())
+	b.clock.Advance(61 * time.Second)
+	rep, ok, err := b.s.Bury(b.ctx, Queue, o.Dispatcher)
+	if err != nil || !ok {
+		t.Fatalf("Bury of a dead record: ok %v, %v", ok, err)
+	}
+	if !slices.Equal(rep.Requeued, []string{ja.ID}) || !slices.Equal(rep.Interrupted, []string{jb.ID}) || len(rep.SystemJobs) != 1 {
+		t.Fatalf("Bury report %+v, want Requeued [%s] Interrupted [%s] and one system job", rep, ja.ID, jb.ID)
+	}
+	if r := dspRecord(b, Queue, o.Dispatcher); r.IsActivated() {
+		t.Fatalf("record after Bury still activated")
+	}
+	if held := dspAgentJobs(b, Queue, o); len(held) != 0 {
+		t.Fatalf("agent after Bury: holds %v, want nothing", held)
+	}
+	if _, err := b.s.Commit(b.ctx, got[1].Fence(), persistence.Outcome{Result: json.RawMessage(`1`)}); !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("late commit of a buried dispatcher's job: %v, want ErrReassigned", err)
+	}
+	rep, ok, err = b.s.Bury(b.ctx, Queue, o.Dispatcher)
+	if err != nil || !ok || rep.Len() != 0 {
+		t.Fatalf("second Bury: %+v, ok %v, %v; want an empty report", rep, ok, err)
+	}
+	if res := dspPing(b, Queue, o.Dispatcher); !res.Reactivated {
+		t.Fatalf("ping of a buried dispatcher: %+v, want Reactivated", res)
+	}
+}
+
+// dspRacingBurials: siblings that find the same record dead at once bury it together, and
+// each job is cleaned exactly once.
+func dspRacingBurials(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o := b.dispatcher()
+	for i := range 6 {
+		b.putCall("job", i)
+	}
+	got := dspClaim(b, Queue, o, 6, 0)
+	for _, j := range got[3:] {
+		b.start(j.Fence())
+	}
+	b.clock.Advance(61 * time.Second)
+	var wg sync.WaitGroup
+	reports := make([]*persistence.CleanReport, 3)
+	errs := make([]error, 3)
+	for k := range 3 {
+		wg.Go(func() {
+			reports[k], errs[k] = dspRetry(func() (*persistence.CleanReport, error) {
+				rep, _, err := b.s.Bury(b.ctx, Queue, o.Dispatcher)
+				return rep, err
+			})
+		})
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	system := 0
+	for k, rep := range reports {
+		if errs[k] != nil {
+			t.Fatalf("burial %d: %v", k, errs[k])
+		}
+		if rep == nil {
+			continue
+		}
+		for _, id := range slices.Concat(rep.Requeued, rep.Interrupted, rep.Resumed, rep.Completed) {
+			seen[id]++
+		}
+		system += len(rep.SystemJobs)
+	}
+	for _, j := range got {
+		if seen[j.ID] != 1 {
+			t.Fatalf("job %s cleaned %d times by racing burials, want exactly once", j.ID, seen[j.ID])
+		}
+	}
+	if system != 3 {
+		t.Fatalf("%d system jobs from racing burials, want 3", system)
 	}
 }

@@ -152,8 +152,10 @@ func (b *bundle) qrInterrupt(o persistence.Owner, target string) string {
 	if sys.RetryPolicy != persistence.RetryCommonForeverName || sys.FailureLogLevel != persistence.LevelCritical {
 		b.t.Fatalf("system job %s: want policy %s at level CRITICAL, got %s at %v", sys.ID, persistence.RetryCommonForeverName, sys.RetryPolicy, sys.FailureLogLevel)
 	}
-	if p := b.pending(Queue); len(p) == 0 || p[len(p)-1] != sys.ID {
-		b.t.Fatalf("system job %s: want it at the end of the queue, got pending %v", sys.ID, p)
+	// At the head of the queue, with the other system jobs of this cleaning: a dead
+	// dispatcher's work does not wait behind the backlog.
+	if p := b.pending(Queue); !slices.Contains(p[:min(len(p), len(r.SystemJobs))], sys.ID) {
+		b.t.Fatalf("system job %s: want it at the head of the queue, got pending %v", sys.ID, p)
 	}
 	return sys.ID
 }

@@ -76,8 +76,8 @@ func testRetryInterruptedPutBackFirst(t *testing.T, h Harness) {
 	a := b.dispatcher()
 	b.qrRun(a, x.ID)
 	sys := b.qrInterrupt(a, x.ID)
-	if p := b.pending(Queue); !slices.Equal(p, []string{older1.ID, older2.ID, sys}) {
-		t.Fatalf("after the interruption: want [older1 older2 handleInterrupt], got %v", p)
+	if p := b.pending(Queue); !slices.Equal(p, []string{sys, older1.ID, older2.ID}) {
+		t.Fatalf("after the interruption: want [handleInterrupt older1 older2], got %v", p)
 	}
 	rec := b.qrHandleInterrupt(sys, persistence.RetryCommonFourTimes)
 	if rec.decision.Action != persistence.ActionRetryNow || rec.decision.Count != 1 {
