@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -79,4 +80,67 @@ func (s *Store) Stats(ctx context.Context, q string) (persistence.QueueStats, er
 		st.Held += h.Val()
 	}
 	return st, nil
+}
+
+// Agents lists every agent that has claimed in a queue, ordered by dispatcher then name.
+func (s *Store) Agents(ctx context.Context, q string) ([]persistence.Owner, error) {
+	const op = "agents"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	all, err := s.agentsOf(ctx, q)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	slices.SortFunc(all, func(a, b persistence.Owner) int {
+		return cmp.Or(cmp.Compare(a.Dispatcher, b.Dispatcher), cmp.Compare(a.Agent, b.Agent))
+	})
+	return all, nil
+}
+
+// historyRange turns [since, before) into the bounds of a ZRANGEBYSCORE on a history.
+func historyRange(since, before time.Time) (lo, hi string) {
+	lo, hi = "-inf", "+inf"
+	if !since.IsZero() {
+		lo = strconv.FormatInt(micros(since), 10)
+	}
+	if !before.IsZero() {
+		hi = "(" + strconv.FormatInt(micros(before), 10)
+	}
+	return lo, hi
+}
+
+// CompletedPage lists a window of an agent's completed history with the completion times,
+// newest first: one ZREVRANGEBYSCORE … WITHSCORES LIMIT.
+func (s *Store) CompletedPage(ctx context.Context, q string, o persistence.Owner, since, before time.Time, offset, limit int) ([]persistence.Completion, error) {
+	const op = "completed page"
+	if err := validAgent(op, q, o); err != nil {
+		return nil, err
+	}
+	if offset < 0 || limit < 1 || limit > persistence.MaxPage {
+		return nil, fmt.Errorf("%s: %w: offset %d must not be negative, limit %d must be 1 to %d", op, persistence.ErrInvalid, offset, limit, persistence.MaxPage)
+	}
+	lo, hi := historyRange(since, before)
+	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, s.k.completed(q, o),
+		&redis.ZRangeBy{Min: lo, Max: hi, Offset: int64(offset), Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	out := make([]persistence.Completion, len(zs))
+	for i, z := range zs {
+		id, _ := z.Member.(string)
+		out[i] = persistence.Completion{ID: id, At: fromMicros(int64(z.Score))}
+	}
+	return out, nil
+}
+
+// CountCompleted counts a window of an agent's completed history: one ZCOUNT.
+func (s *Store) CountCompleted(ctx context.Context, q string, o persistence.Owner, since, before time.Time) (int64, error) {
+	const op = "count completed"
+	if err := validAgent(op, q, o); err != nil {
+		return 0, err
+	}
+	lo, hi := historyRange(since, before)
+	n, err := s.rdb.ZCount(ctx, s.k.completed(q, o), lo, hi).Result()
+	return n, s.fail(op, err)
 }
