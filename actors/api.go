@@ -72,4 +72,7 @@ type Options struct {
 	PingInterval      time.Duration
 	PingDeathInterval time.Duration
 	ShutdownGrace     time.Duration
+	// Observer hears the node's claims, outcomes, retries, interruptions, reassignments and
+	// polls, for metrics; nil hears nothing.
+	Observer Observer
 }

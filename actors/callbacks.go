@@ -113,6 +113,7 @@ func (e *executor) callbackInterrupted(ctx context.Context, cb, parent *persiste
 		counts = persistence.RetryCounts{}
 	}
 	d := e.decide(cb, e.policy(cb).Interrupted(counts), errors.New("interrupted"))
+	e.observeRetry(cb, d, RetryReasonInterrupt)
 	if d.Retries() {
 		cb.Retry = counts
 		if err := e.saveRetry(cb, counts); err != nil {
@@ -219,6 +220,7 @@ func (e *executor) interrupted(ctx context.Context, j *persistence.Job) Result {
 		counts = persistence.RetryCounts{}
 	}
 	d := e.decide(j, e.policy(j).Interrupted(counts), errors.New("interrupted"))
+	e.observeRetry(j, d, RetryReasonInterrupt)
 	switch d.Action {
 	case persistence.ActionRetryNow:
 		return e.reschedule(j, persistence.RetryAfter(0), counts) // due now: put back at the front

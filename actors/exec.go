@@ -73,6 +73,7 @@ type executor struct {
 	base      context.Context
 	opTimeout time.Duration
 	commits   *committer // batches the commits of concurrent runs
+	obs       Observer   // hears events for metrics; nil: none
 }
 
 func newExecutor(base context.Context, o Options) *executor {
@@ -84,6 +85,7 @@ func newExecutor(base context.Context, o Options) *executor {
 		store: o.Store, handlers: o.Handlers, policies: o.Policies,
 		events: log.With("logger", "zasync.events"), trace: log.With("logger", "zasync.trace"),
 		base: base, opTimeout: 30 * time.Second,
+		obs: o.Observer,
 	}
 	e.commits = newCommitter(base, o.Store, e.op)
 	return e
@@ -104,6 +106,7 @@ func repr(j *persistence.Job) string {
 func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
 	switch j.Call.Handler {
 	case persistence.HandlerHandleInterrupt, persistence.HandlerResumeCallbacks, persistence.HandlerFail:
+		e.observeRun(j)
 		return e.system(ctx, j)
 	}
 	if j.Parent == "" {
@@ -160,6 +163,7 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 				e.events.Log(context.Background(), persistence.LevelCritical, "can only reschedule a job directly in an agent", "job", repr(j))
 				d = persistence.Stop()
 			}
+			e.observeRetry(j, d, RetryReasonError)
 			switch d.Action {
 			case persistence.ActionRetryNow:
 				if err := e.saveRetry(j, counts); err != nil {
@@ -405,6 +409,7 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 			continue
 		}
 		d := e.decide(j, policy.CommitError(err, counts), err)
+		e.observeRetry(j, d, RetryReasonCommit)
 		switch d.Action {
 		case persistence.ActionRetryNow:
 			sleep(e.base, d.Delay)
@@ -428,6 +433,7 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 // logOutcome logs a stored outcome: a failure in the events log at the job's level, a
 // success in the trace log at INFO.
 func (e *executor) logOutcome(j *persistence.Job) {
+	e.observeOutcome(j)
 	if j.Failed() {
 		e.events.Log(context.Background(), j.FailureLogLevel, fmt.Sprintf("%s failed with traceback:\n%s", repr(j), j.Failure.Stack),
 			"failure", j.Failure.Error())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/zasync/zasync/persistence"
@@ -98,6 +99,15 @@ type Config struct {
 	// Retention is how long completed jobs, with their results, are kept in Redis. Default 7
 	// days; negative keeps them forever.
 	Retention time.Duration
+
+	// Metrics is where the runtime registers its Prometheus metrics (zasync_jobs_put_total,
+	// zasync_poll_duration_seconds, the queue gauges read from Redis at each gathering…; see
+	// Runtime.Metrics). Two runtimes sharing one Registerer clash: give each its own labels
+	// with prometheus.WrapRegistererWith. A registration that fails makes New fail.
+	//
+	// Default: nil, a registry of the runtime's own, with the Go and process collectors
+	// added, which Runtime.Metrics returns for serving (the monitor package does).
+	Metrics prometheus.Registerer
 
 	// uuidDir is the directory uuid.txt is read from and created in: "" is the working
 	// directory. Tests set it so as not to change the process's working directory.

@@ -134,7 +134,11 @@ func (q *Queue) specs(ctx context.Context, calls []Call, opts []PutOption) ([]pe
 // read, or add callbacks to. A bad call or option gives ErrInvalid and writes nothing.
 func (q *Queue) Put(ctx context.Context, call Call, opts ...PutOption) (*Job, error) {
 	if call.composite != nil {
-		return q.putComposite(ctx, call, opts)
+		job, err := q.putComposite(ctx, call, opts)
+		if err == nil {
+			q.rt.metrics.puts(q.name, 1)
+		}
+		return job, err
 	}
 	specs, err := q.specs(ctx, []Call{call}, opts)
 	if err != nil {
@@ -144,6 +148,7 @@ func (q *Queue) Put(ctx context.Context, call Call, opts ...PutOption) (*Job, er
 	if err != nil {
 		return nil, fmt.Errorf("put %s into %s: %w", call.Handler, q.name, err)
 	}
+	q.rt.metrics.puts(q.name, 1)
 	return q.rt.Job(rec.Ref), nil
 }
 
@@ -161,6 +166,7 @@ func (q *Queue) PutMany(ctx context.Context, calls []Call, opts ...PutOption) ([
 	if err != nil {
 		return nil, fmt.Errorf("put %d jobs into %s: %w", len(calls), q.name, err)
 	}
+	q.rt.metrics.puts(q.name, len(recs))
 	jobs := make([]*Job, len(recs))
 	for i, r := range recs {
 		jobs[i] = q.rt.Job(r.Ref)

@@ -53,6 +53,9 @@ type Runtime struct {
 	// onWaitSubscribed, if set (tests), runs once Wait is subscribed and has found its job
 	// not completed yet.
 	onWaitSubscribed func(persistence.Ref)
+
+	// metrics count what this runtime does, for Prometheus (see Metrics).
+	metrics *metrics
 }
 
 // New returns a Runtime for cfg: it checks cfg, starts the embedded Redis when cfg.Redis is
@@ -94,6 +97,10 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("zasync: %w", err)
 	}
 	rt.store = store
+	if rt.metrics, err = newMetrics(rt, cfg.Metrics); err != nil {
+		rt.Close()
+		return nil, err
+	}
 	return rt, nil
 }
 
@@ -173,6 +180,7 @@ func (rt *Runtime) nodeOptions() actors.Options {
 		PingInterval:      rt.cfg.PingInterval,
 		PingDeathInterval: rt.cfg.PingDeathInterval,
 		ShutdownGrace:     rt.cfg.ShutdownGrace,
+		Observer:          rt.metrics.observer(),
 	}
 }
 
