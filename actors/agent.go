@@ -2,6 +2,8 @@ package actors
 
 import (
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -26,6 +28,11 @@ type agentActor struct {
 	draining bool
 	// claimQueued: a claimFreed is on its way, for the slots freed meanwhile.
 	claimQueued bool
+	// freeNames are names of job actors that have terminated, for the next job actors: the
+	// actor system's registry keeps memory for every name it has seen, so recycling a few
+	// names keeps a long-running agent's memory flat.
+	freeNames []string
+	named     int // names made so far
 }
 
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *agentActor {
@@ -42,12 +49,17 @@ func (a *agentActor) Receive(c actor.Context) {
 		a.claim(c)
 	case *messages.JobFinished:
 		a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
+		a.exec.observeEnding(a.queue, a.spec.Name, m.Ending)
 		a.finished(c, m.Worker)
 	case *actor.Terminated:
 		// Terminated is a system message, handled before the JobFinished the job actor sent
 		// just before it stopped: look again after the messages already queued.
-		c.Send(c.Self(), &workerGone{worker: m.Who.Id})
+		name, _ := strings.CutPrefix(m.Who.Id, c.Self().Id+"/")
+		c.Send(c.Self(), &workerGone{worker: m.Who.Id, name: name})
 	case *workerGone:
+		// Gone from the registry too (it is removed before Terminated is sent): its name
+		// can be used again.
+		a.freeNames = append(a.freeNames, m.name)
 		if _, ok := a.running[m.worker]; ok { // a job actor that stopped without reporting
 			failed, text := runText(Result{Ending: Failed, Err: errRunUnreported})
 			a.hist.ended(m.worker, Failed.String(), failed, text, time.Now())
@@ -63,7 +75,7 @@ func (a *agentActor) Receive(c actor.Context) {
 }
 
 // workerGone is a job actor's termination, looked at after the messages it sent.
-type workerGone struct{ worker string }
+type workerGone struct{ worker, name string }
 
 // finished frees the slot of job actor worker and claims again, once the messages already
 // queued are handled: jobs that finish together free their slots for one claim.
@@ -101,6 +113,9 @@ func (a *agentActor) claim(c actor.Context) {
 	defer cancel()
 	jobs, err := a.exec.store.Claim(ctx, persistence.ClaimParams{
 		Queue: a.queue, Dispatcher: a.owner.Dispatcher, Agent: a.owner.Agent, Size: a.spec.Size, Filter: a.spec.Filter,
+		// Runs taken from this agent by a sibling (it was presumed dead) no longer count in
+		// the store but still take a slot here until their handlers return.
+		Max:   a.spec.Size - len(a.running),
 		Start: true, // every job claimed is run at once: start it in the claim's transaction
 	})
 	switch {
@@ -118,12 +133,27 @@ func (a *agentActor) claim(c actor.Context) {
 		return
 	}
 	a.hist.claimError(a.queue, a.spec.Name, nil)
+	a.exec.observe(Event{Kind: EventClaimed, Queue: a.queue, Agent: a.spec.Name, N: len(jobs)})
 	for _, j := range jobs {
 		at := a.hist.now()
-		pid := c.Spawn(jobProps(a.exec, j))
+		pid, err := c.SpawnNamed(jobProps(a.exec, j), a.workerName())
+		if err != nil { // a name still registered: never expected, as names are freed after Terminated
+			pid = c.Spawn(jobProps(a.exec, j))
+		}
 		a.running[pid.Id] = pid
 		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id, at)
 	}
+}
+
+// workerName returns a name for a new job actor: a freed one when there is one.
+func (a *agentActor) workerName() string {
+	if n := len(a.freeNames); n > 0 {
+		name := a.freeNames[n-1]
+		a.freeNames = a.freeNames[:n-1]
+		return name
+	}
+	a.named++
+	return "job" + strconv.Itoa(a.named)
 }
 
 // agentProps runs an agent whose job actors are stopped, never restarted, when they fail.

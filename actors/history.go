@@ -24,6 +24,11 @@ const PollHistorySize = 400
 // claimed since, so that what runs now can always be described.
 const JobHistorySize = 200
 
+// MaxNewJobsPerPoll is how many of the jobs an agent claimed between two polls a poll lists
+// (AgentPoll.NewJobs); NewJobsCount counts them all. Without a bound, a busy agent's poll
+// history would hold the ids of every job of its last 400 polls.
+const MaxNewJobsPerPoll = 100
+
 // DispatcherStatus is what a node's dispatcher is doing, as StatusInfo reports it.
 type DispatcherStatus string
 
@@ -77,8 +82,11 @@ type AgentPoll struct {
 	Len int
 	// Error is the text of the agent's last claim error, empty when its last claim went well.
 	Error string
-	// NewJobs are the ids the agent claimed since the previous poll, in claim order.
+	// NewJobs are the ids the agent claimed since the previous poll, in claim order: the
+	// first MaxNewJobsPerPoll of them.
 	NewJobs []string
+	// NewJobsCount is how many jobs the agent claimed since the previous poll.
+	NewJobsCount int
 	// ActiveJobs are the ids running in the agent's job actors at the poll, in claim order.
 	ActiveJobs []string
 }
@@ -182,6 +190,7 @@ type agentKey struct{ queue, agent string }
 // agentState is what the next poll reports of an agent besides its running jobs.
 type agentState struct {
 	newJobs   []string
+	newCount  int
 	lastError string
 }
 
@@ -225,7 +234,10 @@ func (h *history) claimed(queue, agent string, j *persistence.Job, worker string
 	h.byID[j.ID] = r
 	h.running[worker] = r
 	s := h.agent(queue, agent)
-	s.newJobs = append(s.newJobs, j.ID)
+	s.newCount++
+	if len(s.newJobs) < MaxNewJobsPerPoll {
+		s.newJobs = append(s.newJobs, j.ID)
+	}
 }
 
 // claimError records the outcome of an agent's claim: the text of err, or none when err is
@@ -299,7 +311,7 @@ func (h *history) recordPoll(queues map[string]QueuePoll) int64 {
 		for an, a := range q.Agents {
 			k := agentKey{qn, an}
 			s := h.agent(qn, an)
-			a.NewJobs, s.newJobs = s.newJobs, nil
+			a.NewJobs, a.NewJobsCount, s.newJobs, s.newCount = s.newJobs, s.newCount, nil, 0
 			a.Error = s.lastError
 			a.ActiveJobs = ids(active[k])
 			q.Agents[an] = a

@@ -192,6 +192,18 @@ func JobFrom(ctx context.Context) (*Job, bool) {
 	return rt.Job(r.Job.Ref), true
 }
 
+// Attempt returns which claim or adoption of its job the running handler is, from the
+// handler's context: 1 for a job's first run, more once it was retried, interrupted or taken
+// over from a dispatcher presumed dead. Only the run with the job's latest attempt can store
+// an outcome. False outside a handler.
+func Attempt(ctx context.Context) (int64, bool) {
+	r, ok := actors.RunningFrom(ctx)
+	if !ok || r.Job == nil {
+		return 0, false
+	}
+	return r.Job.Attempt, true
+}
+
 // detached returns a runtime over store alone, for a Job found in a context that carries no
 // runtime. It owns nothing, so it needs no Close.
 func detached(store persistence.Store) *Runtime {

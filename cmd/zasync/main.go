@@ -28,6 +28,19 @@ type command struct {
 
 // commands lists the subcommands, in the order help shows them.
 var commands = []command{
+	{"demo", "a 20-second tour on an embedded Redis, crash and recovery included", runDemo},
+	{"serve", "run a dispatcher with its agents on one or more queues", runServe},
+	{"put", "put a job in a queue and print its id (--wait: its result)", runPut},
+	{"wait", "wait for a job to complete and print its result", runWait},
+	{"count", "count the stored jobs in the states given (pending active …), filtered", runCount},
+	{"jobs", "list the stored jobs in the states given, filtered", runJobs},
+	{"jobstats", "count jobs per state, with the longest and shortest waits and runs", runJobStats},
+	{"job", "describe one job (queue/id)", runJob},
+	{"traceback", "print a failed job's traceback (--detail brief|default|verbose)", runTraceback},
+	{"nextpending", "describe the next pending job to run", runNextPending},
+	{"lastcompleted", "describe the job that completed last", runLastCompleted},
+	{"uuids", "list the UUIDs of the activated dispatchers", runUUIDs},
+	{"status", "describe the queues, their dispatchers and their agents", runStatus},
 	{"bench", "enqueue and drain no-op jobs, and print the throughput", runBench},
 	{"help", "show the commands", nil},
 }
@@ -68,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errSilent): // the output already says what went wrong
+		return 1
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "zasync %s: %s\n", args[0], oneLine(err.Error()))
 		return 2
@@ -82,7 +97,7 @@ func help(w io.Writer) {
 	fmt.Fprintln(w, "\nUsage: zasync <command> [flags]   (zasync <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nThe Redis to use: --redis URL or ZASYNC_REDIS (redis://user:password@host:port/db, rediss:// for TLS);")
 	fmt.Fprintln(w, "without either, an embedded in-memory Redis that keeps nothing after exit.")
