@@ -1,10 +1,9 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -13,35 +12,49 @@ import (
 )
 
 // agentActor claims jobs from one queue for one agent of its dispatcher, up to its size, and
-// runs each in a job actor. A finished job frees a slot and the agent claims again at once,
-// so a busy queue does not wait for polls.
+// runs each on a goroutine of its own (job.go). A finished job frees a slot and the agent
+// claims again at once, so a busy queue does not wait for polls.
 type agentActor struct {
 	exec  *executor
 	hist  *history
 	queue string
 	owner persistence.Owner
 	spec  AgentSpec
-	// running: job actor id → job actor. Keyed by job actor, not by job: a job taken from
-	// this agent and claimed back while its first run still goes on runs twice.
-	running map[string]*actor.PID
+	// running: run id → what cancels the run's handler. Keyed by run, not by job: a job taken
+	// from this agent and claimed back while its first run still goes on runs twice.
+	running map[string]context.CancelFunc
+	// runs: run id → the run (its job and attempt as claimed).
+	runs map[string]runKey
 	// draining: the dispatcher is shutting down; no more claims, report when idle.
 	draining bool
 	// claimQueued: a claimFreed is on its way, for the slots freed meanwhile.
 	claimQueued bool
-	// freeNames are names of job actors that have terminated, for the next job actors: the
-	// actor system's registry keeps memory for every name it has seen, so recycling a few
-	// names keeps a long-running agent's memory flat.
-	freeNames []string
-	named     int // names made so far
+	// named: runs started so far; the n-th is named "<agent's PID id>/run<n>".
+	named int
+	// claims go through the node's committer, which makes them in its batches: asked here,
+	// answered as a claimed message.
+	claims *claimer
 }
 
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *agentActor {
 	return &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
-		running: map[string]*actor.PID{}}
+		running: map[string]context.CancelFunc{}, runs: map[string]runKey{}}
 }
 
 func (a *agentActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
+	case *actor.Started:
+		self, root := c.Self(), c.ActorSystem().Root
+		a.claims = a.exec.commits.register(persistence.ClaimParams{
+			Queue: a.queue, Dispatcher: a.owner.Dispatcher, Agent: a.owner.Agent, Size: a.spec.Size, Filter: a.spec.Filter,
+			Start: true, // every job claimed is run at once: start it in the claim's transaction
+		}, func(r claimed) { root.Send(self, &r) })
+	case *actor.Stopping:
+		if a.claims != nil {
+			a.claims.unregister()
+		}
+	case *claimed:
+		a.claimed(c, m)
 	case *messages.Claim:
 		a.claim(c)
 	case *claimFreed:
@@ -51,39 +64,25 @@ func (a *agentActor) Receive(c actor.Context) {
 		a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
 		a.exec.observeEnding(a.queue, a.spec.Name, m.Ending)
 		a.finished(c, m.Worker)
-	case *actor.Terminated:
-		// Terminated is a system message, handled before the JobFinished the job actor sent
-		// just before it stopped: look again after the messages already queued.
-		name, _ := strings.CutPrefix(m.Who.Id, c.Self().Id+"/")
-		c.Send(c.Self(), &workerGone{worker: m.Who.Id, name: name})
-	case *workerGone:
-		// Gone from the registry too (it is removed before Terminated is sent): its name
-		// can be used again.
-		a.freeNames = append(a.freeNames, m.name)
-		if _, ok := a.running[m.worker]; ok { // a job actor that stopped without reporting
-			failed, text := runText(Result{Ending: Failed, Err: errRunUnreported})
-			a.hist.ended(m.worker, Failed.String(), failed, text, time.Now())
-			a.finished(c, m.worker)
-		}
 	case *messages.Interrupt:
 		a.draining = true
-		for _, pid := range a.running {
-			c.Send(pid, &messages.CancelJob{})
+		a.claims.close()
+		for _, cancel := range a.running {
+			cancel()
 		}
 		a.reportIdle(c)
 	}
 }
 
-// workerGone is a job actor's termination, looked at after the messages it sent.
-type workerGone struct{ worker, name string }
-
-// finished frees the slot of job actor worker and claims again, once the messages already
+// finished frees the slot of run worker and claims again, once the messages already
 // queued are handled: jobs that finish together free their slots for one claim.
 func (a *agentActor) finished(c actor.Context, worker string) {
 	if _, ok := a.running[worker]; !ok {
 		return
 	}
 	delete(a.running, worker)
+	a.claims.ended(a.runs[worker])
+	delete(a.runs, worker)
 	if a.draining {
 		a.reportIdle(c)
 		return
@@ -97,67 +96,67 @@ func (a *agentActor) finished(c actor.Context, worker string) {
 // claimFreed claims for the slots freed since it was sent.
 type claimFreed struct{}
 
-// reportIdle tells the dispatcher, during a drain, that no job runs any more.
+// reportIdle tells the dispatcher, during a drain, that no job runs any more (nor will: no
+// claim is on its way).
 func (a *agentActor) reportIdle(c actor.Context) {
-	if len(a.running) == 0 {
+	if len(a.running) == 0 && !a.claims.claiming() {
 		c.Send(c.Parent(), &messages.AgentIdle{Queue: a.queue, Agent: a.spec.Name})
 	}
 }
 
-// claim takes jobs for the free slots, in one transaction, and starts a job actor for each.
+// claim asks the committer to claim for the free slots; the jobs come back as a claimed
+// message.
 func (a *agentActor) claim(c actor.Context) {
 	if a.draining || len(a.running) >= a.spec.Size {
 		return
 	}
-	ctx, cancel := a.exec.op()
-	defer cancel()
-	jobs, err := a.exec.store.Claim(ctx, persistence.ClaimParams{
-		Queue: a.queue, Dispatcher: a.owner.Dispatcher, Agent: a.owner.Agent, Size: a.spec.Size, Filter: a.spec.Filter,
-		// Runs taken from this agent by a sibling (it was presumed dead) no longer count in
-		// the store but still take a slot here until their handlers return.
-		Max:   a.spec.Size - len(a.running),
-		Start: true, // every job claimed is run at once: start it in the claim's transaction
-	})
+	a.claims.ask()
+}
+
+// claimed starts a run for each job claimed for the agent. Jobs claimed while the
+// agent drains were on their way when it was interrupted: they start, and are cancelled at
+// once, as the jobs it was running.
+func (a *agentActor) claimed(c actor.Context, m *claimed) {
+	jobs, err := m.jobs, m.err
 	switch {
 	case errors.Is(err, persistence.ErrFull):
-		return // the store counts parked and held jobs
+		// the store counts parked and held jobs
 	case errors.Is(err, persistence.ErrNotActivated):
 		a.hist.claimError(a.queue, a.spec.Name, err) // the dispatcher's ping reactivates
-		return
-	case errors.Is(err, persistence.ErrConflict):
-		c.Send(c.Self(), &messages.Claim{}) // lost to racing claimers: try again
-		return
 	case err != nil:
 		a.hist.claimError(a.queue, a.spec.Name, err)
 		a.exec.events.Warn("claim failed", "queue", a.queue, "agent", a.owner.String(), "error", err)
+	}
+	if err != nil {
+		if a.draining {
+			a.reportIdle(c)
+		}
 		return
 	}
 	a.hist.claimError(a.queue, a.spec.Name, nil)
 	a.exec.observe(Event{Kind: EventClaimed, Queue: a.queue, Agent: a.spec.Name, N: len(jobs)})
+	self, root := c.Self(), c.ActorSystem().Root
 	for _, j := range jobs {
 		at := a.hist.now()
-		pid, err := c.SpawnNamed(jobProps(a.exec, j), a.workerName())
-		if err != nil { // a name still registered: never expected, as names are freed after Terminated
-			pid = c.Spawn(jobProps(a.exec, j))
+		a.named++
+		run := self.Id + "/run" + strconv.Itoa(a.named)
+		// A context per run: cancelled when the run ends, it ends what the run started and
+		// left waiting on it.
+		ctx, cancel := context.WithCancel(a.exec.base)
+		a.running[run], a.runs[run] = cancel, runKey{j.ID, j.Attempt}
+		a.claims.started(a.runs[run])
+		a.hist.claimed(a.queue, a.spec.Name, j, run, at)
+		if a.draining {
+			cancel()
 		}
-		a.running[pid.Id] = pid
-		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id, at)
+		go runJob(a.exec, ctx, cancel, j, run, func(m *messages.JobFinished) { root.Send(self, m) })
+	}
+	if a.draining {
+		a.reportIdle(c)
 	}
 }
 
-// workerName returns a name for a new job actor: a freed one when there is one.
-func (a *agentActor) workerName() string {
-	if n := len(a.freeNames); n > 0 {
-		name := a.freeNames[n-1]
-		a.freeNames = a.freeNames[:n-1]
-		return name
-	}
-	a.named++
-	return "job" + strconv.Itoa(a.named)
-}
-
-// agentProps runs an agent whose job actors are stopped, never restarted, when they fail.
+// agentProps runs an agent.
 func agentProps(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, hist, queue, uuid, spec) },
-		actor.WithSupervisor(stopOnFailure))
+	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, hist, queue, uuid, spec) })
 }

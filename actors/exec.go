@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
 	"slices"
 	"time"
 
@@ -270,6 +269,9 @@ func outcomeOf(j *persistence.Job) persistence.Outcome {
 
 // resultOutcome encodes a handler's result.
 func resultOutcome(v any) (persistence.Outcome, error) {
+	if v == nil { // what json.Marshal(nil) gives, without it
+		return persistence.Outcome{Result: json.RawMessage("null")}, nil
+	}
 	if raw, ok := v.(json.RawMessage); ok && json.Valid(raw) {
 		return persistence.Outcome{Result: raw}, nil
 	}
@@ -289,27 +291,7 @@ func (e *executor) invoke(ctx context.Context, j *persistence.Job, call persiste
 	if !ok {
 		return nil, fmt.Errorf("%w for %q", persistence.ErrNoHandler, call.Handler)
 	}
-	type answer struct {
-		value any
-		err   error
-		stack string
-	}
-	done := make(chan answer, 1)
-	hctx := WithRunning(ctx, &Running{Job: j, Parent: parent, Store: e.store})
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				done <- answer{err: &PanicError{Value: r}, stack: string(debug.Stack())}
-			}
-		}()
-		v, err := h(hctx, &call)
-		done <- answer{value: v, err: err}
-	}()
-	a := <-done
-	if a.stack != "" {
-		return nil, &stackError{err: a.err, stack: a.stack}
-	}
-	return a.value, a.err
+	return callHandler(WithRunning(ctx, &Running{Job: j, Parent: parent, Store: e.store}), h, &call)
 }
 
 // stackError carries the stack of a panic to the failure.
@@ -439,7 +421,9 @@ func (e *executor) logOutcome(j *persistence.Job) {
 			"failure", j.Failure.Error())
 		return
 	}
-	e.trace.Info(fmt.Sprintf("%s succeeded with result: %s", repr(j), j.Result))
+	if e.trace.Enabled(context.Background(), slog.LevelInfo) { // formatting costs more than a no-op job
+		e.trace.Info(fmt.Sprintf("%s succeeded with result: %s", repr(j), j.Result))
+	}
 }
 
 // reassigned logs that the job was taken from this run and gives up on it.

@@ -2,50 +2,47 @@ package actors
 
 import (
 	"context"
+	"errors"
+	"runtime/debug"
 	"time"
-
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
-// jobActor runs one claimed job: the executor works in a goroutine of its own (Receive never
-// waits on user code), CancelJob cancels the handler's context, and the run's end is reported
-// to the agent as JobFinished.
-type jobActor struct {
-	exec   *executor
-	job    *persistence.Job
-	cancel context.CancelFunc
+// A job's run is a goroutine its agent starts for it, not an actor of its own: the run only
+// needs a context to cancel (the agent keeps it) and a way to report its end (a message to
+// the agent). An actor per job cost a spawn, four system messages and two mailbox goroutines
+// per job: about a fifth of the CPU of a node running short jobs.
+
+// errRunPanicked is the result of a run that panicked outside the handler (a bug: a handler's
+// panic is the failure of its job).
+var errRunPanicked = errors.New("the run panicked before it could report how it ended")
+
+// runJob runs one claimed job to the end of what this process does with it, and reports the
+// run's end with report. ctx is cancelled to interrupt the handler; cancel, called when the
+// run ends, ends whatever the run left waiting on ctx. A run that panics is reported failed
+// and logged; its job stays held and is recovered with its agent, as when the process dies.
+func runJob(exec *executor, ctx context.Context, cancel context.CancelFunc, j *persistence.Job, run string, report func(*messages.JobFinished)) {
+	r := Result{Ending: Failed, Job: j, Err: errRunPanicked}
+	defer func() {
+		cancel()
+		if p := recover(); p != nil {
+			exec.events.Error("a job's run panicked", "job", j.Ref.String(), "panic", p, "stack", string(debug.Stack()))
+		}
+		failed, text := runText(r)
+		report(&messages.JobFinished{ID: j.ID, Ending: r.Ending.String(), Err: r.Err, Worker: run, Failed: failed, Result: text, At: time.Now()})
+	}()
+	r = exec.run(ctx, j)
 }
 
-// runDone carries a finished run back to its job actor.
-type runDone struct{ r Result }
-
-func (a *jobActor) Receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		ctx, cancel := context.WithCancel(a.exec.base)
-		a.cancel = cancel
-		self, root := c.Self(), c.ActorSystem().Root
-		go func() { root.Send(self, &runDone{a.exec.run(ctx, a.job)}) }()
-	case *runDone:
-		a.cancel()
-		failed, text := runText(m.r)
-		c.Send(c.Parent(), &messages.JobFinished{ID: a.job.ID, Ending: m.r.Ending.String(), Err: m.r.Err,
-			Worker: c.Self().Id, Failed: failed, Result: text, At: time.Now()})
-		c.Stop(c.Self())
-	case *messages.CancelJob:
-		a.cancel()
-	}
+// callHandler runs h in the caller's goroutine (the run's), turning a panic into a failure
+// that carries its stack.
+func callHandler(ctx context.Context, h Handler, call *persistence.Call) (value any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			value, err = nil, &stackError{err: &PanicError{Value: r}, stack: string(debug.Stack())}
+		}
+	}()
+	return h(ctx, call)
 }
-
-// jobProps runs j with exec.
-func jobProps(exec *executor, j *persistence.Job) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &jobActor{exec: exec, job: j} })
-}
-
-// stopOnFailure is how an agent supervises its job actors: a job actor that panics is stopped,
-// never restarted, because a restart would run its job a second time. The job stays held and
-// is recovered with its agent.
-var stopOnFailure = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })

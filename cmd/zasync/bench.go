@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	goruntime "runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -19,12 +20,15 @@ import (
 // The pickup latency is measured afterwards on the idle dispatcher: the time from a put to
 // its handler starting. Its keys live under a prefix of their own, deleted at the end.
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := flags("bench", "[--jobs N] [--concurrency C] [--batch] [--redis URL]", stderr)
+	fs := flags("bench", "[--jobs N] [--concurrency C] [--batch] [--redis URL] [--stats] [--cpuprofile FILE] [--memprofile FILE]", stderr)
 	jobs := fs.Int("jobs", 10000, "number of no-op jobs")
 	conc := fs.Int("concurrency", 8, "the agent's size: jobs run at once")
 	batch := fs.Bool("batch", false, "enqueue in batches of 1,000 (one round trip each) instead of one by one")
 	url := fs.String("redis", "", "Redis URL (default $"+redisEnv+", else an embedded Redis)")
 	samples := fs.Int("pickup", 50, "jobs put one at a time on the idle dispatcher to measure pickup latency")
+	stats := fs.Bool("stats", false, "print, on stderr, the cost per job of each phase: round trips, Redis commands and CPU, Go CPU and allocations")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the drain to this file")
+	memprofile := fs.String("memprofile", "", "write an allocation profile of the drain to this file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -55,13 +59,29 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	rt.Handle("noop", func(context.Context, *runtime.Call) (any, error) { ran.Add(1); return nil, nil })
 	rt.Handle("pickup", func(context.Context, *runtime.Call) (any, error) { started <- time.Now(); return nil, nil })
 	q := rt.Queue("bench")
+	var meter *costMeter
+	if *stats {
+		meter = newCostMeter(conn.client)
+	}
 
+	s0 := meter.sample(ctx)
 	t0 := time.Now()
 	if err := enqueue(ctx, q, *jobs, *batch); err != nil {
 		return err
 	}
 	enq := time.Since(t0)
+	s1 := meter.sample(ctx)
 
+	if *memprofile != "" {
+		goruntime.MemProfileRate = 4096 // fine enough to count the allocations of one job
+	}
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	t1 := time.Now()
 	if err := rt.Start(ctx); err != nil {
 		return err
@@ -71,6 +91,15 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	drain := time.Since(t1)
+	s2 := meter.sample(ctx)
+	if *memprofile != "" {
+		if err := writeAllocProfile(*memprofile); err != nil {
+			return err
+		}
+	}
+	if meter != nil {
+		fmt.Fprintf(stderr, "zasync cost per job: enqueue %s | drain %s\n", s1.minus(s0, *jobs), s2.minus(s1, *jobs))
+	}
 
 	lat, err := pickup(ctx, q, started, *samples)
 	if err != nil {

@@ -20,39 +20,33 @@ import (
 // are watched, not the queue itself, so claimers racing on one queue conflict only when they
 // pick the same jobs, and the loser re-reads and takes the next ones.
 func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persistence.Job, error) {
-	const op = "claim"
-	if err := validQueue(op, p.Queue); err != nil {
+	c, err := s.newClaim(p)
+	if err != nil {
 		return nil, err
 	}
-	o := persistence.Owner{Dispatcher: p.Dispatcher, Agent: p.Agent}
-	if err := persistence.ValidateUUID(o.Dispatcher); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+	if c.scripted() {
+		now, err := s.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r, err := s.runScript(ctx, c.call(now))
+		jobs, ok, err := c.answer(now, r, err)
+		if err != nil || ok {
+			return jobs, err
+		}
+		// Not the common case: the transaction claims, or says why not.
 	}
-	if err := persistence.ValidateName("agent", o.Agent); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	if p.Size < 0 || p.Max < 0 || p.ScanLimit < 0 {
-		return nil, fmt.Errorf("%s: %w: negative size, max or scan limit", op, persistence.ErrInvalid)
-	}
-	scanLimit := p.ScanLimit
-	if scanLimit == 0 {
-		scanLimit = persistence.DefaultScanLimit
-	}
-	c := &claim{s: s, p: p, o: o, q: p.Queue}
-	// Without a filter the head of the queue is what is claimed: read a little more than the
-	// agent's size, widening when quotas or racing claimers take candidates away. With a
-	// filter, read up to the scan limit at once.
-	c.window = min(scanLimit, p.Size+4)
-	if p.Filter != nil {
-		c.window = scanLimit
-	}
-	c.scanLimit = scanLimit
+	return c.transaction(ctx)
+}
+
+// transaction claims in one optimistic transaction.
+func (c *claim) transaction(ctx context.Context) ([]*persistence.Job, error) {
 	var claimed []*persistence.Job
 	// The agent's own set is read but not watched: commits of its jobs remove members all the
 	// time, and watching it made every claim lose its race to them. A stale count only
 	// overstates the load (jobs leave the set, and only this agent's actor adds to it), so a
 	// claim may take fewer jobs than it could, never more. Candidates and quotas are watched.
-	err := s.transact(ctx, op, []string{s.k.ping(c.q, o.Dispatcher)}, func(t *txn) (writes, error) {
+	err := c.s.transact(ctx, "claim", []string{c.s.k.ping(c.q, c.o.Dispatcher)}, func(t *txn) (writes, error) {
 		for {
 			w, jobs, err := c.read(ctx, t)
 			if err == errWiden {
@@ -230,11 +224,7 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 				h[j.ID] = true
 			}
 		}
-		j.Status, j.Owner, j.Holder = persistence.StatusAssigned, o, o
-		if c.p.Start {
-			j.Status, j.ActiveStart = persistence.StatusActive, now
-		}
-		j.Attempt++
+		take(j, o, now, c.p.Start)
 		claimed, taken = append(claimed, j), append(taken, j)
 	}
 	if len(claimed) < free && rejected+len(stale) > 0 && full && c.window < c.scanLimit {
@@ -279,6 +269,15 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		return nil
 	}
 	return w, claimed, nil
+}
+
+// take makes j claimed by o at now: ASSIGNED, or ACTIVE when start, at its next attempt.
+func take(j *persistence.Job, o persistence.Owner, now time.Time, start bool) {
+	j.Status, j.Owner, j.Holder = persistence.StatusAssigned, o, o
+	if start {
+		j.Status, j.ActiveStart = persistence.StatusActive, now
+	}
+	j.Attempt++
 }
 
 // quotasAllow reports whether j may take (or already holds) a slot of each of its quotas

@@ -8,7 +8,13 @@
 // are fenced: they check the job's owner and attempt in the same transaction, and a process
 // that lost the job gets persistence.ErrReassigned and writes nothing.
 //
-// Round trips, on a single node: a put is one; a claim of all of an agent's free slots is
-// three; each fenced transition (start, commit, complete, …) is two. The round-trip budget
-// test keeps these numbers honest.
+// The hot path is the exception: a claim without a filter and a commit run as Lua scripts
+// (scripts.go), atomic as a transaction that never loses its race, and taking only the common
+// case; anything else they leave, unwritten, to the transaction, which stays the reference.
+// Batch sends a node's commits and claims in one pipeline.
+//
+// Round trips, on a single node: a put is one; a claim of all of an agent's free slots is one
+// (three when it needs the transaction: a filter, quotas, an expired job); a commit, or many,
+// is one; a batch of commits and claims is one; each other fenced transition (start,
+// complete, …) is two. The round-trip budget test keeps these numbers honest.
 package redisstore

@@ -71,6 +71,7 @@ func (f *fixture) running() *persistence.Job {
 // writes nothing.
 func TestConflictAfterBoundedRetries(t *testing.T) {
 	f := newFixture(t)
+	f.s.noScripts = true // the transaction, which the scripts fall back to
 	j := f.running()
 	var execs atomic.Int64
 	f.s.beforeExec = func(op string) {
@@ -94,6 +95,7 @@ func TestConflictAfterBoundedRetries(t *testing.T) {
 // A lost race is retried from the reads: one interfering write costs one more attempt.
 func TestConflictRetriedFromReads(t *testing.T) {
 	f := newFixture(t)
+	f.s.noScripts = true // the transaction, which the scripts fall back to
 	j := f.running()
 	var execs atomic.Int64
 	f.s.beforeExec = func(op string) {
@@ -114,6 +116,7 @@ func TestConflictRetriedFromReads(t *testing.T) {
 // rejected with ErrReassigned instead of overwriting the new owner's run.
 func TestConflictRecheckedFence(t *testing.T) {
 	f := newFixture(t)
+	f.s.noScripts = true // the transaction, which the scripts fall back to
 	j := f.running()
 	f.s.beforeExec = func(op string) {
 		if op == "commit" {
@@ -247,6 +250,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 // race.
 func TestPingDoesNotChurnTheRecord(t *testing.T) {
 	f := newFixture(t)
+	f.s.noScripts = true // the transaction, which the scripts fall back to
 	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
 		Agents: []persistence.AgentSpec{{Name: "main", Size: 1}}}
 	if err := f.s.Register(f.ctx, "q", "d2", cfg); err != nil {
@@ -341,6 +345,7 @@ func TestBatchFallsBackToOneByOne(t *testing.T) {
 // write of a record must also HSET something (writeJob re-sets the status).
 func TestFenceHoldsWhenCleanedMidCommit(t *testing.T) {
 	f := newFixture(t)
+	f.s.noScripts = true // the transaction, which the scripts fall back to
 	j := f.running()
 	f.s.beforeExec = func(op string) {
 		if op == "commit" {

@@ -66,8 +66,8 @@ func (k keys) completed(q string, o persistence.Owner) string {
 // wake: pub/sub channel; Put publishes the queue name so that idle dispatchers claim at once.
 func (k keys) wake(q string) string { return k.base(q) + "wake" }
 
-// done: pub/sub channel; each completion publishes the job's id, so that waiting for a
-// result needs no polling.
+// done: pub/sub channel; each completion publishes the job's id (a batch of completions their
+// ids, separated by spaces, in one message), so that waiting for a result needs no polling.
 func (k keys) done(q string) string { return k.base(q) + "done" }
 
 // queues: set of every queue name used. Not hash-tagged: it is never part of a transaction.

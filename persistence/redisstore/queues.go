@@ -94,12 +94,15 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 	for i, spec := range specs {
 		jobs[i] = newJob(q, spec, queuedJob, now)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, j := range jobs {
-			s.enqueue(ctx, p, j, now, nil)
-		}
-		p.Publish(ctx, s.k.wake(q), q)
-		return nil
+	err = s.use(func(c redis.Cmdable) error {
+		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for _, j := range jobs {
+				s.enqueue(ctx, p, j, now, nil)
+			}
+			p.Publish(ctx, s.k.wake(q), q)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, s.fail(op, err)
@@ -275,7 +278,7 @@ func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Su
 		}
 		channels[s.k.wake(q)] = q
 	}
-	return s.subscribe(ctx, op, channels, func(ch, _ string) string { return channels[ch] })
+	return s.subscribe(ctx, op, channels, func(ch, _ string) []string { return []string{channels[ch]} })
 }
 
 // Completions returns a subscription to the ids of a queue's jobs as they complete.
@@ -284,11 +287,12 @@ func (s *Store) Completions(ctx context.Context, q string) (persistence.Subscrip
 	if err := validQueue(op, q); err != nil {
 		return nil, err
 	}
-	return s.subscribe(ctx, op, map[string]string{s.k.done(q): q}, func(_, payload string) string { return payload })
+	// A commit of several jobs publishes their ids in one message, separated by spaces.
+	return s.subscribe(ctx, op, map[string]string{s.k.done(q): q}, func(_, payload string) []string { return strings.Fields(payload) })
 }
 
-// subscribe subscribes to channels and delivers value(channel, payload) for each message.
-func (s *Store) subscribe(ctx context.Context, op string, channels map[string]string, value func(channel, payload string) string) (persistence.Subscription, error) {
+// subscribe subscribes to channels and delivers values(channel, payload) for each message.
+func (s *Store) subscribe(ctx context.Context, op string, channels map[string]string, values func(channel, payload string) []string) (persistence.Subscription, error) {
 	names := make([]string, 0, len(channels))
 	for ch := range channels {
 		names = append(names, ch)
@@ -302,7 +306,7 @@ func (s *Store) subscribe(ctx context.Context, op string, channels map[string]st
 		}
 	}
 	sub := &subscription{ps: ps, c: make(chan string, 256), done: make(chan struct{})}
-	go sub.run(value)
+	go sub.run(values)
 	return sub, nil
 }
 
@@ -313,13 +317,15 @@ type subscription struct {
 	closeOnce sync.Once
 }
 
-func (s *subscription) run(value func(channel, payload string) string) {
+func (s *subscription) run(values func(channel, payload string) []string) {
 	defer close(s.done)
 	defer close(s.c)
 	for m := range s.ps.Channel() {
-		select {
-		case s.c <- value(m.Channel, m.Payload):
-		default: // the reader is behind: drop (a wake-up is already waiting; a waiter re-reads)
+		for _, v := range values(m.Channel, m.Payload) {
+			select {
+			case s.c <- v:
+			default: // the reader is behind: drop (a wake-up is already waiting; a waiter re-reads)
+			}
 		}
 	}
 }

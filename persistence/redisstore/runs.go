@@ -133,10 +133,7 @@ func (s *Store) fencedOne(op string, f persistence.Fence, h map[string]string, a
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, f.Ref)
 	}
-	if err := checkFence(j, f); err != nil {
-		return nil, nil, err
-	}
-	if err := persistence.CheckStatus(op, j.Status, allowed...); err != nil {
+	if err := checkRun(op, f, j, allowed); err != nil {
 		return nil, nil, err
 	}
 	w, err := change(now, j)
@@ -144,6 +141,15 @@ func (s *Store) fencedOne(op string, f persistence.Fence, h map[string]string, a
 		return nil, nil, err
 	}
 	return j, w, nil
+}
+
+// checkRun checks that j is still in the run f names (ErrReassigned) and in one of allowed
+// (*BadStatusError).
+func checkRun(op string, f persistence.Fence, j *persistence.Job, allowed []persistence.Status) error {
+	if err := checkFence(j, f); err != nil {
+		return err
+	}
+	return persistence.CheckStatus(op, j.Status, allowed...)
 }
 
 // Start moves a job to ACTIVE.
@@ -167,18 +173,43 @@ func (s *Store) Commit(ctx context.Context, f persistence.Fence, o persistence.O
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	return s.fenced(ctx, "commit", f, active, func(now time.Time, j *persistence.Job) (writes, error) {
-		return s.commit(ctx, now, j, o)
-	})
+	jobs, errs, err := s.CommitMany(ctx, []persistence.Commit{{Fence: f, Outcome: o}})
+	if err != nil {
+		return nil, err
+	}
+	return jobs[0], errs[0]
 }
 
 // CommitMany commits several runs of one queue in one transaction.
 func (s *Store) CommitMany(ctx context.Context, commits []persistence.Commit) ([]*persistence.Job, []error, error) {
+	if err := validCommits(commits); err != nil {
+		return nil, nil, err
+	}
+	if len(commits) == 0 {
+		return nil, nil, nil
+	}
+	if s.noScripts {
+		return s.commitWatched(ctx, commits)
+	}
+	now, err := s.now(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.runScript(ctx, s.commitCall(commits, now))
+	jobs, errs, again, err := s.commitAnswer(ctx, commits, now, r, err)
+	if err == nil {
+		err = s.commitRest(ctx, commits, jobs, errs, again)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return jobs, errs, nil
+}
+
+// commitWatched commits runs through the optimistic transaction.
+func (s *Store) commitWatched(ctx context.Context, commits []persistence.Commit) ([]*persistence.Job, []error, error) {
 	fences := make([]persistence.Fence, len(commits))
 	for i, c := range commits {
-		if err := c.Outcome.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("commit %s: %w", c.Fence.Ref, err)
-		}
 		fences[i] = c.Fence
 	}
 	return s.fencedMany(ctx, "commit", fences, active, func(i int, now time.Time, j *persistence.Job) (writes, error) {
@@ -196,6 +227,10 @@ func (s *Store) commit(ctx context.Context, now time.Time, j *persistence.Job, o
 		j.Retry = maps.Clone(o.Retry)
 	}
 	j.Status, j.ActiveEnd, j.WaitingOn, j.Parked = persistence.StatusCallbacks, now, "", false
+	completing := o.Complete && len(j.Callbacks) == 0
+	if completing {
+		j.Status, j.Completed = persistence.StatusCompleted, now
+	}
 	return func(p redis.Pipeliner) error {
 		for _, n := range j.QuotaNames {
 			p.SRem(ctx, s.k.quota(j.Queue, n), j.ID)
@@ -203,7 +238,7 @@ func (s *Store) commit(ctx context.Context, now time.Time, j *persistence.Job, o
 		if !j.Holder.IsZero() {
 			p.SRem(ctx, s.k.parked(j.Queue, j.Holder), j.ID)
 		}
-		if o.Complete && len(j.Callbacks) == 0 {
+		if completing {
 			s.complete(ctx, p, j, now)
 		}
 		return nil
@@ -218,6 +253,7 @@ func (s *Store) Complete(ctx context.Context, f persistence.Fence, seen int) (*p
 			more = j
 			return nil, fmt.Errorf("%w: job %s has %d callbacks, %d were run", persistence.ErrMoreCallbacks, j.Ref, len(j.Callbacks), seen)
 		}
+		j.Status, j.Completed = persistence.StatusCompleted, now
 		return func(p redis.Pipeliner) error { s.complete(ctx, p, j, now); return nil }, nil
 	})
 	if more != nil {
@@ -226,12 +262,11 @@ func (s *Store) Complete(ctx context.Context, f persistence.Fence, seen int) (*p
 	return j, err
 }
 
-// complete queues the writes that make j COMPLETED: it leaves its holder for the holder's
-// completed history (or its owner's, for an adopted job that had no holder), the history is
-// trimmed to the retention period, and the record gets that period as its TTL. j itself is
-// written by the caller.
+// complete queues the writes around j completing (its status and completion time are set by
+// the caller, which writes j itself): it leaves its holder for the holder's completed history
+// (or its owner's, for an adopted job that had no holder), the history is trimmed to the
+// retention period, and the record gets that period as its TTL.
 func (s *Store) complete(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time) {
-	j.Status, j.Completed = persistence.StatusCompleted, now
 	q := j.Queue
 	by := j.Holder
 	if !by.IsZero() {

@@ -57,13 +57,18 @@ type Store struct {
 	offset     time.Duration // Redis TIME minus local time, at the last measure
 	measuredAt time.Time     // local time of the last measure; zero before the first
 
-	known sync.Map // queue names already added to the queues set by this store
+	known   sync.Map // queue names already added to the queues set by this store
+	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
+	own     ownConn
 
 	tickMu   sync.Mutex
 	lastTick int64 // the last queue position given to a due job, µs (see tick)
 
 	// beforeExec, when set (tests only), runs between a transaction's reads and its EXEC.
 	beforeExec func(op string)
+	// noScripts (tests only) makes claims and commits use their optimistic transactions
+	// only, never the scripts of their common case (scripts.go), so that both are tested.
+	noScripts bool
 }
 
 var _ persistence.Store = (*Store)(nil)
@@ -92,8 +97,50 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	return &Store{rdb: rdb, cluster: cluster, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention, maxRetries: opts.MaxTxRetries}, nil
 }
 
-// Close does nothing: the store does not own its client.
-func (s *Store) Close() error { return nil }
+// Close releases the store's own connection (see use); the client is not the store's to close.
+func (s *Store) Close() error {
+	s.own.mu.Lock()
+	defer s.own.mu.Unlock()
+	s.own.closed = true
+	if s.own.conn != nil {
+		s.own.conn.Close()
+		s.own.conn = nil
+	}
+	return nil
+}
+
+// ownConn is a connection of the store's own, for one call at a time, when the client is a
+// single node's: go-redis checks a connection's health with a system call each time it takes
+// one from its pool, which costs a put or a batch several percent of its time. This one is
+// taken from the pool once.
+type ownConn struct {
+	mu     sync.Mutex
+	conn   *redis.Conn
+	closed bool
+}
+
+// use runs call through the store's own connection when it is free, else through the client.
+// A connection that failed (not a Redis error reply) is dropped; the next call takes a new one.
+func (s *Store) use(call func(c redis.Cmdable) error) error {
+	client, ok := s.rdb.(*redis.Client)
+	if !ok || !s.own.mu.TryLock() {
+		return call(s.rdb)
+	}
+	defer s.own.mu.Unlock()
+	if s.own.closed {
+		return call(s.rdb)
+	}
+	if s.own.conn == nil {
+		s.own.conn = client.Conn()
+	}
+	err := call(s.own.conn)
+	var reply redis.Error
+	if err != nil && !errors.As(err, &reply) && !errors.Is(err, redis.Nil) {
+		s.own.conn.Close()
+		s.own.conn = nil
+	}
+	return err
+}
 
 // Now returns the store's time: Redis TIME, or the injected clock.
 func (s *Store) Now(ctx context.Context) (time.Time, error) { return s.serverNow(ctx) }

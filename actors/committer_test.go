@@ -1,0 +1,260 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// batchCall is one call a fake store saw.
+type batchCall struct {
+	commits []persistence.Commit
+	claims  []persistence.ClaimParams
+}
+
+// fakeStore answers the committer's calls: each commit succeeds, each claim hands out as many
+// new jobs as its Max allows (or max, when set). Calls are recorded; only the methods the
+// committer uses are implemented.
+type fakeStore struct {
+	persistence.Store // nil: any other method panics
+
+	mu    sync.Mutex
+	calls []batchCall
+	max   int // when positive, a claim hands out at most this many jobs
+	next  int
+	seen  chan batchCall
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{seen: make(chan batchCall, 100)} }
+
+func (s *fakeStore) record(commits []persistence.Commit, claims []persistence.ClaimParams) ([]*persistence.Job, []error, [][]*persistence.Job, []error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	call := batchCall{commits, claims}
+	s.calls = append(s.calls, call)
+	s.seen <- call
+	jobs, errs := make([]*persistence.Job, len(commits)), make([]error, len(commits))
+	for i, c := range commits {
+		jobs[i] = &persistence.Job{Ref: c.Fence.Ref, Status: persistence.StatusCompleted, Owner: c.Fence.Owner, Attempt: c.Fence.Attempt}
+	}
+	got, claimErrs := make([][]*persistence.Job, len(claims)), make([]error, len(claims))
+	for k, p := range claims {
+		n := p.Max
+		if s.max > 0 {
+			n = min(n, s.max)
+		}
+		for range n {
+			s.next++
+			got[k] = append(got[k], &persistence.Job{Ref: persistence.Ref{Queue: p.Queue, ID: fmt.Sprintf("j%d", s.next)},
+				Status: persistence.StatusActive, Owner: persistence.Owner{Dispatcher: p.Dispatcher, Agent: p.Agent}, Attempt: 1})
+		}
+	}
+	return jobs, errs, got, claimErrs
+}
+
+func (s *fakeStore) Batch(_ context.Context, commits []persistence.Commit, claims []persistence.ClaimParams) ([]*persistence.Job, []error, [][]*persistence.Job, []error) {
+	return s.record(commits, claims)
+}
+
+// plainStore is the fake store without Batch: the committer calls Commit, CommitMany and Claim.
+type plainStore struct {
+	persistence.Store // nil: any other method panics
+	f                 *fakeStore
+}
+
+func (s plainStore) Commit(_ context.Context, f persistence.Fence, o persistence.Outcome) (*persistence.Job, error) {
+	jobs, errs, _, _ := s.f.record([]persistence.Commit{{Fence: f, Outcome: o}}, nil)
+	return jobs[0], errs[0]
+}
+
+func (s plainStore) CommitMany(_ context.Context, commits []persistence.Commit) ([]*persistence.Job, []error, error) {
+	jobs, errs, _, _ := s.f.record(commits, nil)
+	return jobs, errs, nil
+}
+
+func (s plainStore) Claim(_ context.Context, p persistence.ClaimParams) ([]*persistence.Job, error) {
+	_, _, got, errs := s.f.record(nil, []persistence.ClaimParams{p})
+	return got[0], errs[0]
+}
+
+// committerFixture is a committer over a fake store, with one registered agent whose claims
+// arrive on claims.
+type committerFixture struct {
+	t      *testing.T
+	c      *committer
+	agent  *claimer
+	claims chan claimed
+	seen   chan batchCall
+}
+
+// newCommitterFixture starts a committer that lingers at most linger for a cohort: a long
+// linger makes a test that commits whole cohorts independent of the machine's speed; a test
+// whose runs do not all commit takes a short one.
+func newCommitterFixture(t *testing.T, s persistence.Store, seen chan batchCall, size int, linger time.Duration) *committerFixture {
+	t.Helper()
+	base, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	op := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, time.Minute) }
+	c := startCommitter(base, s, op, linger)
+	f := &committerFixture{t: t, c: c, claims: make(chan claimed, 10), seen: seen}
+	f.agent = c.register(persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: size, Start: true},
+		func(r claimed) { f.claims <- r })
+	return f
+}
+
+func (f *committerFixture) nextCall() batchCall {
+	f.t.Helper()
+	select {
+	case call := <-f.seen:
+		return call
+	case <-time.After(time.Minute):
+		f.t.Fatal("no call reached the store")
+		return batchCall{}
+	}
+}
+
+func (f *committerFixture) nextClaim() claimed {
+	f.t.Helper()
+	select {
+	case r := <-f.claims:
+		return r
+	case <-time.After(time.Minute):
+		f.t.Fatal("no claim was handed over")
+		return claimed{}
+	}
+}
+
+// start tells the committer the agent runs jobs, as the agent does when it gets them.
+func (f *committerFixture) start(jobs []*persistence.Job) {
+	for _, j := range jobs {
+		f.agent.started(runKey{j.ID, j.Attempt})
+	}
+}
+
+// commitAll commits the runs of jobs concurrently, as their runs do, and waits for them.
+func (f *committerFixture) commitAll(jobs []*persistence.Job) {
+	f.t.Helper()
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Go(func() {
+			if _, err := f.c.commit(j.Fence(), persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); err != nil {
+				f.t.Errorf("commit %s: %v", j.ID, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// The commits of a cohort of short jobs go to the store together, with the claim that
+// replaces them: one call per cohort.
+func TestCommitterBatchesACohort(t *testing.T) {
+	s := newFakeStore()
+	f := newCommitterFixture(t, s, s.seen, 4, time.Hour)
+	f.agent.ask()
+	if call := f.nextCall(); len(call.commits) != 0 || len(call.claims) != 1 || call.claims[0].Max != 4 {
+		t.Fatalf("first call: %d commits, claims %+v; want a claim of 4", len(call.commits), call.claims)
+	}
+	cohort := f.nextClaim().jobs
+	for round := range 3 {
+		f.start(cohort)
+		f.commitAll(cohort)
+		call := f.nextCall()
+		if len(call.commits) != 4 || len(call.claims) != 1 || call.claims[0].Max != 4 {
+			t.Fatalf("round %d: %d commits, claims %+v; want the 4 commits and a claim of 4 in one call", round, len(call.commits), call.claims)
+		}
+		for _, j := range cohort {
+			f.agent.ended(runKey{j.ID, j.Attempt})
+		}
+		cohort = f.nextClaim().jobs
+	}
+}
+
+// A run takes its slot until its handler returns, also when the store no longer counts it: a
+// claim never takes more than the agent's size minus the runs whose handlers still run.
+func TestCommitterCountsSlotsByHandler(t *testing.T) {
+	s := newFakeStore()
+	f := newCommitterFixture(t, s, s.seen, 3, time.Millisecond)
+	f.agent.ask()
+	f.nextCall()
+	jobs := f.nextClaim().jobs
+	f.start(jobs)
+	// One run returns and commits; the two others still run (one of them may have been taken
+	// from the agent by a sibling: the store would not count it).
+	f.commitAll(jobs[:1])
+	if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 1 {
+		t.Fatalf("claims %+v with two handlers running, want at most 1", call.claims)
+	}
+	more := f.nextClaim().jobs
+	f.start(more)
+	f.agent.ended(runKey{jobs[0].ID, jobs[0].Attempt})
+	// A run that ends without committing (its job was taken away) frees its slot when the
+	// agent says it ended.
+	f.agent.ended(runKey{jobs[1].ID, jobs[1].Attempt})
+	f.agent.ask()
+	if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 1 {
+		t.Fatalf("claims %+v after a run ended, want 1", call.claims)
+	}
+}
+
+// Reserved slots: a claim on its way holds the slots it may fill; what it does not fill is
+// free again when it comes back.
+func TestCommitterReleasesUnfilledReservations(t *testing.T) {
+	s := newFakeStore()
+	s.max = 1 // the queue has one job at a time
+	f := newCommitterFixture(t, s, s.seen, 4, time.Millisecond)
+	f.agent.ask()
+	if call := f.nextCall(); call.claims[0].Max != 4 {
+		t.Fatalf("claim of %d, want 4", call.claims[0].Max)
+	}
+	got := f.nextClaim().jobs
+	f.start(got)
+	f.agent.ask()
+	if call := f.nextCall(); call.claims[0].Max != 3 {
+		t.Fatalf("claim of %d with one run going, want 3", call.claims[0].Max)
+	}
+	f.nextClaim()
+}
+
+// A store that cannot batch gets one call per queue's commits and one per claim.
+func TestCommitterWithoutBatch(t *testing.T) {
+	s := newFakeStore()
+	f := newCommitterFixture(t, plainStore{f: s}, s.seen, 2, time.Hour)
+	f.agent.ask()
+	if call := f.nextCall(); len(call.claims) != 1 {
+		t.Fatalf("first call: %+v, want a claim", call)
+	}
+	jobs := f.nextClaim().jobs
+	f.start(jobs)
+	f.commitAll(jobs)
+	commits := f.nextCall()
+	claims := f.nextCall()
+	if len(commits.commits) != 2 || len(commits.claims) != 0 || len(claims.claims) != 1 || claims.claims[0].Max != 2 {
+		t.Fatalf("calls %+v then %+v; want CommitMany of 2, then a claim of 2", commits, claims)
+	}
+}
+
+// Once its node stops, a committer refuses commits.
+func TestCommitterStops(t *testing.T) {
+	s := newFakeStore()
+	base, cancel := context.WithCancel(context.Background())
+	c := startCommitter(base, s, func() (context.Context, context.CancelFunc) { return context.WithCancel(base) }, lingerMax)
+	cancel()
+	f := persistence.Fence{Ref: persistence.Ref{Queue: "q", ID: "x"}, Owner: persistence.Owner{Dispatcher: "d1", Agent: "main"}, Attempt: 1}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		// Until the committer sees the cancellation, a commit may still be taken and made.
+		_, err := c.commit(f, persistence.Outcome{Result: json.RawMessage(`1`)})
+		if errors.Is(err, errStopping) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("commit after stop: %v, want errStopping", err)
+		}
+	}
+}

@@ -1,0 +1,659 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// The hot path of a job, claim and commit, runs as Lua scripts: one round trip each, for a
+// whole batch, with no race to lose. A script is atomic, so its check and its write see the
+// same state, exactly as a WATCH … MULTI … EXEC that did not lose its race. Each script takes
+// only the common case and leaves anything else, unwritten, to the optimistic transaction
+// (claim.go, runs.go), which stays the reference: a claim with a filter, quotas or an expired
+// job, a dispatcher that is not activated, alive and under its size; a run whose fence,
+// status or record does not hold. So every rule is written once in Go, and the scripts only
+// repeat the common case.
+//
+// Every key a script touches is under the queue's hash tag. The job keys are declared
+// (KEYS); the others are built from the queue's key prefix, in the same cluster slot, as
+// hibiken/asynq's scripts do.
+
+// claimScript claims up to an agent's free slots from the head of a queue, when the claim
+// needs no filter: put-back jobs first, then due jobs by position.
+//
+// KEYS[1] dispatchers hash, KEYS[2] the dispatcher's ping, KEYS[3] the agent's zset,
+// KEYS[4] its parked set, KEYS[5] putback list, KEYS[6] pending zset, KEYS[7] agents set.
+// ARGV[1] job key prefix, ARGV[2] dispatcher UUID, ARGV[3] owner "uuid/agent", ARGV[4] size,
+// ARGV[5] max (0: none), ARGV[6] scan limit, ARGV[7] now µs, ARGV[8] highest due position
+// µs, ARGV[9] "1" to start the jobs.
+//
+// It returns {"fallback"} and writes nothing when the claim is not the common case: the
+// dispatcher has no activated, alive record, or a candidate names quotas, has a begin_by
+// deadline that passed, or has a status or attempt it cannot read; {"full", held, parked}
+// when the agent has no free slot (held jobs, parked ones among them). Otherwise it drops
+// the queue entries of jobs that are gone or no longer pending (a claim after a crash),
+// claims, and returns {"ok", id, hash, id, …}: each claimed job as it was before the claim,
+// for the caller to change as the claim did; a hash is its fields and values joined by NUL
+// bytes, which no field holds (names are restricted, JSON escapes control characters). A
+// claimed job whose other fields cannot be read (a record corrupted by hand) is claimed all
+// the same and the claim answers ErrCorrupt: the job stays held, and is recovered with its
+// agent.
+var claimScript = redis.NewScript(`
+local prefix, uuid, owner = ARGV[1], ARGV[2], ARGV[3]
+local size, maxn, scan = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now, due, start = tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
+local fallback = {'fallback'}
+
+-- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
+local raw = redis.call('HGET', KEYS[1], uuid)
+if not raw then return fallback end
+local activated = tonumber(string.match(raw, '"activated":(%d+)') or '0')
+local death = tonumber(string.match(raw, '"ping_death_interval":(%d+)') or '')
+if activated == 0 or not death then return fallback end
+local last = activated
+local ping = redis.call('GET', KEYS[2])
+if ping then
+  local p = tonumber(ping)
+  if not p then return fallback end
+  if p > last then last = p end
+end
+if last + death < now then return fallback end
+
+local held, parked = redis.call('ZCARD', KEYS[3]), redis.call('SCARD', KEYS[4])
+local free = size - (held - parked)
+if maxn > 0 and maxn < free then free = maxn end
+if free <= 0 then return {'full', held, parked} end
+
+local known = {new=true, assigned=true, active=true, callbacks=true, completed=true}
+-- The jobs taken: ids, whether from the put-back list, hashes as read, next attempts.
+local ids, putbacks, flats, attempts, stale, seen = {}, {}, {}, {}, {}, {}
+local examined = 0
+-- look examines one candidate; it returns false to fall back.
+local function look(id, putback)
+  if seen[id] then return true end
+  seen[id] = true
+  examined = examined + 1
+  local flat = redis.call('HGETALL', prefix .. id)
+  local st, quotas, by, after, attempt
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    if f == 'status' then st = flat[i + 1]
+    elseif f == 'quotas' then quotas = true
+    elseif f == 'begin_by' then by = flat[i + 1]
+    elseif f == 'begin_after' then after = flat[i + 1]
+    elseif f == 'attempt' then attempt = flat[i + 1]
+    end
+  end
+  if st ~= 'pending' then
+    if known[st] or #flat == 0 then
+      stale[#stale + 1] = id
+      return true
+    end
+    return false
+  end
+  if quotas then return false end
+  if by then
+    by, after = tonumber(by), tonumber(after or '0')
+    if not by or not after or after + by < now then return false end
+  end
+  attempt = tonumber(attempt or '0')
+  if not attempt then return false end
+  local n = #ids + 1
+  ids[n], putbacks[n], flats[n], attempts[n] = id, putback, flat, tostring(attempt + 1)
+  return true
+end
+-- Candidates come in windows a little larger than the free slots, up to the scan limit.
+local window = math.min(scan, free + 4)
+local off = 0
+while #ids < free and examined < scan do
+  local cands = redis.call('LRANGE', KEYS[5], off, off + window - 1)
+  for _, id in ipairs(cands) do
+    if #ids == free then break end
+    if not look(id, true) then return fallback end
+  end
+  if #cands < window then break end
+  off = off + window
+end
+off = 0
+while #ids < free and examined < scan do
+  local cands = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', due, 'LIMIT', off, window)
+  for _, id in ipairs(cands) do
+    if #ids == free then break end
+    if not look(id, false) then return fallback end
+  end
+  if #cands < window then break end
+  off = off + window
+end
+
+-- Queue entries go in one command per key, the claimed jobs' records one by one.
+local gone, scored = {}, {}
+for _, id in ipairs(stale) do
+  gone[#gone + 1] = id
+  redis.call('LREM', KEYS[5], 0, id)
+end
+local out = {'ok'}
+for n, id in ipairs(ids) do
+  gone[#gone + 1] = id
+  if putbacks[n] then redis.call('LREM', KEYS[5], 0, id) end
+  if start then
+    redis.call('HSET', prefix .. id, 'status', 'active', 'owner', owner, 'holder', owner, 'attempt', attempts[n], 'active_start', ARGV[7])
+  else
+    redis.call('HSET', prefix .. id, 'status', 'assigned', 'owner', owner, 'holder', owner, 'attempt', attempts[n])
+  end
+  scored[#scored + 1] = ARGV[7]
+  scored[#scored + 1] = id
+  out[#out + 1] = id
+  out[#out + 1] = table.concat(flats[n], '\0')
+end
+if #gone > 0 then redis.call('ZREM', KEYS[6], unpack(gone)) end
+if #ids > 0 then
+  redis.call('ZADD', KEYS[3], unpack(scored))
+  redis.call('SADD', KEYS[7], owner)
+end
+return out
+`)
+
+// commitScript commits several runs of one queue: for each run whose record is readable, in
+// ACTIVE, with the fence's owner and attempt, the outcome is stored as Store.commit does.
+//
+// KEYS[i] the job key of run i. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3]
+// retention ms (0: keep forever), ARGV[4] the oldest completion kept in histories, µs; then
+// six per run: owner, attempt, "1" to complete it when it has no callbacks, result, failure
+// JSON, and retry counters JSON ("" to clear them, "-" to keep them).
+//
+// The ids of the jobs it completes are published on the queue's done channel in one message,
+// separated by spaces. It returns two values per run: "ok" and the job as it was before the
+// commit, for the caller to change as the commit did; or "check" and the job as it is (empty
+// if it does not exist), untouched: its fence, status or quota list does not hold, and the
+// caller says why. A job is its fields and values joined by NUL bytes, as the claim answers
+// it. (A run whose other fields cannot be read, a record corrupted by hand, is committed all
+// the same and answered ErrCorrupt.)
+var commitScript = redis.NewScript(`
+local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local out = {}
+-- Writes to keys shared by the batch (an agent's jobs, parked set and history) go in one
+-- command per key after the loop; the records one by one.
+local agents, order, done = {}, {}, {}
+local function agent(holder)
+  local a = agents[holder]
+  if not a then
+    local k = string.gsub(holder, '/', ':', 1)
+    a = {parked = base .. 'parked:' .. k, jobs = base .. 'agent:' .. k, history = base .. 'completed:' .. k,
+      unpark = {}, leave = {}, completed = {}}
+    agents[holder] = a
+    order[#order + 1] = a
+  end
+  return a
+end
+for i, key in ipairs(KEYS) do
+  local a = 4 + (i - 1) * 6
+  local owner, attempt, complete = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3] == '1'
+  local result, failure, retry = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local flat = redis.call('HGETALL', key)
+  local st, ow, at, holder, quotas, callbacks, hasResult, hasFailure, hasRetry, waiting, parked
+  for j = 1, #flat, 2 do
+    local f = flat[j]
+    if f == 'status' then st = flat[j + 1]
+    elseif f == 'owner' then ow = flat[j + 1]
+    elseif f == 'attempt' then at = flat[j + 1]
+    elseif f == 'holder' then holder = flat[j + 1]
+    elseif f == 'quotas' then quotas = flat[j + 1]
+    elseif f == 'callbacks' then callbacks = true
+    elseif f == 'result' then hasResult = true
+    elseif f == 'failure' then hasFailure = true
+    elseif f == 'retry' then hasRetry = true
+    elseif f == 'waiting_on' then waiting = true
+    elseif f == 'parked' then parked = true
+    end
+  end
+  local ok = st == 'active' and ow == owner and at == attempt
+  local names = {}
+  if ok and quotas then
+    ok, names = pcall(cjson.decode, quotas)
+    ok = ok and type(names) == 'table'
+  end
+  if not ok then
+    out[#out + 1] = 'check'
+  else
+    out[#out + 1] = 'ok'
+    local id = string.sub(key, #base + 5)
+    for _, n in ipairs(names) do redis.call('SREM', base .. 'quota:' .. n, id) end
+    local h = holder and agent(holder)
+    if h then h.unpark[#h.unpark + 1] = id end
+    local set = {'active_end', now}
+    local del = {}
+    if result ~= '' then
+      set[3], set[4] = 'result', result
+      if hasFailure then del[#del + 1] = 'failure' end
+    else
+      set[3], set[4] = 'failure', failure
+      if hasResult then del[#del + 1] = 'result' end
+    end
+    if retry == '' then
+      if hasRetry then del[#del + 1] = 'retry' end
+    elseif retry ~= '-' then
+      set[#set + 1], set[#set + 2] = 'retry', retry
+    end
+    if waiting then del[#del + 1] = 'waiting_on' end
+    if parked then del[#del + 1] = 'parked' end
+    if complete and not callbacks then
+      set[#set + 1], set[#set + 2] = 'status', 'completed'
+      set[#set + 1], set[#set + 2] = 'completed', now
+      if h then h.leave[#h.leave + 1] = id end
+      local by = h or (ow and agent(ow))
+      if by then
+        by.completed[#by.completed + 1] = now
+        by.completed[#by.completed + 1] = id
+      end
+      if retention > 0 then
+        redis.call('PEXPIRE', key, retention)
+        redis.call('PEXPIRE', key .. ':ann', retention)
+      end
+      done[#done + 1] = id
+    else
+      set[#set + 1], set[#set + 2] = 'status', 'callbacks'
+    end
+    if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+    redis.call('HSET', key, unpack(set))
+  end
+  out[#out + 1] = table.concat(flat, '\0')
+end
+for _, a in ipairs(order) do
+  if #a.unpark > 0 then redis.call('SREM', a.parked, unpack(a.unpark)) end
+  if #a.leave > 0 then redis.call('ZREM', a.jobs, unpack(a.leave)) end
+  if #a.completed > 0 then
+    redis.call('ZADD', a.history, unpack(a.completed))
+    if retention > 0 then redis.call('ZREMRANGEBYSCORE', a.history, '-inf', '(' .. oldest) end
+  end
+end
+if #done > 0 then redis.call('PUBLISH', base .. 'done', table.concat(done, ' ')) end
+return out
+`)
+
+// scriptCall is one call of a script, run alone or in a pipeline with others.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// runScripts runs calls in one round trip and returns each one's answer or error. A script
+// is sent whole (EVAL, which also caches it in the server) until the server has answered it
+// once, then by its SHA-1 alone; a server that lost it (a restart, a SCRIPT FLUSH, another
+// cluster node) answers NOSCRIPT, and the call is sent whole again.
+func (s *Store) runScripts(ctx context.Context, calls []scriptCall) ([]any, []error) {
+	out, errs := make([]any, len(calls)), make([]error, len(calls))
+	cmds := make([]*redis.Cmd, len(calls))
+	send := func(c redis.Cmdable, i int) {
+		call := calls[i]
+		if _, ok := s.scripts.Load(call.script); ok {
+			cmds[i] = call.script.EvalSha(ctx, c, call.keys, call.args...)
+		} else {
+			cmds[i] = call.script.Eval(ctx, c, call.keys, call.args...)
+		}
+	}
+	_ = s.use(func(c redis.Cmdable) error {
+		if len(calls) == 1 {
+			send(c, 0)
+			return cmds[0].Err()
+		}
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range calls {
+				send(p, i)
+			}
+			return nil
+		})
+		return err // each command carries its own error as well
+	})
+	for i, cmd := range cmds {
+		out[i], errs[i] = cmd.Result()
+		if errs[i] != nil && strings.HasPrefix(errs[i].Error(), "NOSCRIPT") {
+			s.scripts.Delete(calls[i].script)
+			send(s.rdb, i)
+			out[i], errs[i] = cmds[i].Result()
+		}
+		if errs[i] == nil {
+			s.scripts.Store(calls[i].script, true)
+		}
+	}
+	return out, errs
+}
+
+// runScript runs one call.
+func (s *Store) runScript(ctx context.Context, call scriptCall) (any, error) {
+	out, errs := s.runScripts(ctx, []scriptCall{call})
+	return out[0], errs[0]
+}
+
+// newClaim checks p and prepares its claim.
+func (s *Store) newClaim(p persistence.ClaimParams) (*claim, error) {
+	const op = "claim"
+	if err := validQueue(op, p.Queue); err != nil {
+		return nil, err
+	}
+	o := persistence.Owner{Dispatcher: p.Dispatcher, Agent: p.Agent}
+	if err := persistence.ValidateUUID(o.Dispatcher); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := persistence.ValidateName("agent", o.Agent); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if p.Size < 0 || p.Max < 0 || p.ScanLimit < 0 {
+		return nil, fmt.Errorf("%s: %w: negative size, max or scan limit", op, persistence.ErrInvalid)
+	}
+	scanLimit := p.ScanLimit
+	if scanLimit == 0 {
+		scanLimit = persistence.DefaultScanLimit
+	}
+	c := &claim{s: s, p: p, o: o, q: p.Queue, scanLimit: scanLimit}
+	// Without a filter the head of the queue is what is claimed: read a little more than the
+	// agent's size, widening when quotas or racing claimers take candidates away. With a
+	// filter, read up to the scan limit at once.
+	c.window = min(scanLimit, p.Size+4)
+	if p.Filter != nil {
+		c.window = scanLimit
+	}
+	return c, nil
+}
+
+// scripted reports whether the claim may go through claimScript first: a filter is Go code.
+func (c *claim) scripted() bool { return c.p.Filter == nil && !c.s.noScripts }
+
+// call is the claim as a call of claimScript at now.
+func (c *claim) call(now time.Time) scriptCall {
+	s, q, o := c.s, c.q, c.o
+	start := "0"
+	if c.p.Start {
+		start = "1"
+	}
+	return scriptCall{script: claimScript,
+		keys: []string{s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.agent(q, o), s.k.parked(q, o),
+			s.k.putback(q), s.k.pending(q), s.k.agents(q)},
+		args: []any{s.k.job(q, ""), o.Dispatcher, o.String(), c.p.Size, c.p.Max, c.scanLimit,
+			micros(now), s.dueUntil(now), start}}
+}
+
+// answer reads claimScript's answer to call(now): the jobs claimed, or ok false when the
+// script fell back, having written nothing.
+func (c *claim) answer(now time.Time, r any, err error) (jobs []*persistence.Job, ok bool, _ error) {
+	if err != nil {
+		return nil, false, c.s.fail("claim", err)
+	}
+	res, _ := r.([]any)
+	if len(res) == 3 && res[0] == "full" {
+		held, _ := res[1].(int64)
+		parked, _ := res[2].(int64)
+		return nil, false, fmt.Errorf("claim: %w: agent %s holds %d jobs (%d parked), size %d", persistence.ErrFull, c.o, held, parked, c.p.Size)
+	}
+	if len(res) == 0 || res[0] != "ok" {
+		return nil, false, nil
+	}
+	if len(res)%2 != 1 {
+		return nil, false, fmt.Errorf("claim: %w: the script answered %d values", persistence.ErrCorrupt, len(res))
+	}
+	jobs = make([]*persistence.Job, 0, len(res)/2)
+	for i := 1; i < len(res); i += 2 {
+		id, _ := res[i].(string)
+		j, err := decodeFlat(persistence.Ref{Queue: c.q, ID: id}, res[i+1])
+		if err != nil {
+			return nil, false, fmt.Errorf("claim: %w", err)
+		}
+		take(j, c.o, now, c.p.Start) // as the script did
+		jobs = append(jobs, j)
+	}
+	return jobs, true, nil
+}
+
+// decodeFlat decodes a job hash a script answered as its fields and values joined by NUL
+// bytes: ErrNotFound when it is empty.
+func decodeFlat(ref persistence.Ref, r any) (*persistence.Job, error) {
+	joined, ok := r.(string)
+	if !ok {
+		return nil, fmt.Errorf("%w: a script answered %T for job %s", persistence.ErrCorrupt, r, ref)
+	}
+	var kv []string
+	if joined != "" {
+		kv = strings.Split(joined, "\x00")
+	}
+	j, ok, err := decodePairs(ref, kv)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
+	}
+	return j, nil
+}
+
+// validCommits checks a batch of commits of one queue.
+func validCommits(commits []persistence.Commit) error {
+	for _, c := range commits {
+		if err := c.Outcome.Validate(); err != nil {
+			return fmt.Errorf("commit %s: %w", c.Fence.Ref, err)
+		}
+		if err := validRef("commit", c.Fence.Ref); err != nil {
+			return err
+		}
+		if c.Fence.Queue != commits[0].Fence.Queue {
+			return fmt.Errorf("commit: %w: a batch spans queues %s and %s", persistence.ErrInvalid, commits[0].Fence.Queue, c.Fence.Queue)
+		}
+	}
+	return nil
+}
+
+// commitCall is commits, of one queue, as a call of commitScript at now.
+func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCall {
+	q := commits[0].Fence.Queue
+	keys := make([]string, len(commits))
+	args := make([]any, 0, 4+6*len(commits))
+	retention, oldest := int64(0), int64(0)
+	if s.retention > 0 {
+		retention, oldest = s.retention.Milliseconds(), micros(now.Add(-s.retention))
+	}
+	args = append(args, s.k.base(q), micros(now), retention, oldest)
+	for i, c := range commits {
+		keys[i] = s.k.job(q, c.Fence.ID)
+		complete := "0"
+		if c.Outcome.Complete {
+			complete = "1"
+		}
+		failure := ""
+		if c.Outcome.Failure != nil {
+			failure = mustJSON(c.Outcome.Failure)
+		}
+		retry := "-"
+		if c.Outcome.Retry != nil {
+			retry = ""
+			if len(c.Outcome.Retry) > 0 {
+				retry = mustJSON(c.Outcome.Retry)
+			}
+		}
+		args = append(args, c.Fence.Owner.String(), strconv.FormatInt(c.Fence.Attempt, 10), complete,
+			string(c.Outcome.Result), failure, retry)
+	}
+	return scriptCall{script: commitScript, keys: keys, args: args}
+}
+
+// commitAnswer reads commitScript's answer to commitCall(commits, now). For a run the script
+// left alone, errs[i] is the error the transaction would give (ErrNotFound, ErrReassigned,
+// *BadStatusError, ErrCorrupt), or, when there is none, again[i] is true: the run is to be
+// committed through the transaction.
+func (s *Store) commitAnswer(ctx context.Context, commits []persistence.Commit, now time.Time, r any, err error) (jobs []*persistence.Job, errs []error, again []bool, _ error) {
+	const op = "commit"
+	if err != nil {
+		return nil, nil, nil, s.fail(op, err)
+	}
+	res, _ := r.([]any)
+	if len(res) != 2*len(commits) {
+		return nil, nil, nil, fmt.Errorf("%s: %w: the script answered %d values for %d runs", op, persistence.ErrCorrupt, len(res), len(commits))
+	}
+	jobs, errs, again = make([]*persistence.Job, len(commits)), make([]error, len(commits)), make([]bool, len(commits))
+	for i, c := range commits {
+		f := c.Fence
+		j, err := decodeFlat(f.Ref, res[2*i+1])
+		if res[2*i] == "ok" {
+			if err == nil {
+				// The script wrote what the transaction would have: change j the same way.
+				_, err = s.commit(ctx, now, j, c.Outcome)
+			}
+			jobs[i], errs[i] = j, wrapOp(op, err)
+			continue
+		}
+		// "check": say why, as the transaction would.
+		if err == nil {
+			err = checkRun(op, f, j, active)
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: %w", op, err)
+		} else {
+			again[i] = true
+		}
+	}
+	return jobs, errs, again, nil
+}
+
+// commitRest commits through the transaction the runs the script left to it (none, unless a
+// record is one the script does not read the way Go does), as one batch.
+func (s *Store) commitRest(ctx context.Context, commits []persistence.Commit, jobs []*persistence.Job, errs []error, again []bool) error {
+	var rest []persistence.Commit
+	var at []int
+	for i, a := range again {
+		if a {
+			rest, at = append(rest, commits[i]), append(at, i)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	more, moreErrs, err := s.commitWatched(ctx, rest)
+	if err != nil {
+		return err
+	}
+	for k, i := range at {
+		jobs[i], errs[i] = more[k], moreErrs[k]
+	}
+	return nil
+}
+
+// Batch commits runs and then claims for agents, in one round trip when every commit and
+// claim is the common case the scripts take: commits[i] gets jobs[i] and errs[i], as from
+// CommitMany (the commits may span queues), and claims[k] gets claimed[k] and claimErrs[k],
+// as from Claim, after all the commits. It is how a node that commits and claims all the
+// time does both with one round trip per batch.
+func (s *Store) Batch(ctx context.Context, commits []persistence.Commit, claims []persistence.ClaimParams) (jobs []*persistence.Job, errs []error, claimed [][]*persistence.Job, claimErrs []error) {
+	jobs, errs = make([]*persistence.Job, len(commits)), make([]error, len(commits))
+	claimed, claimErrs = make([][]*persistence.Job, len(claims)), make([]error, len(claims))
+	// The commits by queue, in their order; an invalid one fails alone.
+	var queues []string
+	byQueue := map[string][]int{}
+	for i, c := range commits {
+		if err := validCommits(commits[i : i+1]); err != nil {
+			errs[i] = err
+			continue
+		}
+		q := c.Fence.Queue
+		if _, ok := byQueue[q]; !ok {
+			queues = append(queues, q)
+		}
+		byQueue[q] = append(byQueue[q], i)
+	}
+	cl := make([]*claim, len(claims))
+	for k, p := range claims {
+		cl[k], claimErrs[k] = s.newClaim(p)
+	}
+	now, err := s.now(ctx)
+	if err != nil {
+		for i := range errs {
+			errs[i] = firstErr(errs[i], err)
+		}
+		for k := range claimErrs {
+			claimErrs[k] = firstErr(claimErrs[k], err)
+		}
+		return jobs, errs, claimed, claimErrs
+	}
+	var calls []scriptCall
+	group := func(q string) []persistence.Commit {
+		g := make([]persistence.Commit, len(byQueue[q]))
+		for n, i := range byQueue[q] {
+			g[n] = commits[i]
+		}
+		return g
+	}
+	if !s.noScripts {
+		for _, q := range queues {
+			calls = append(calls, s.commitCall(group(q), now))
+		}
+	}
+	scriptedAt := make([]int, len(claims)) // index of the claim's call, or -1
+	for k, c := range cl {
+		scriptedAt[k] = -1
+		if c != nil && c.scripted() {
+			scriptedAt[k] = len(calls)
+			calls = append(calls, c.call(now))
+		}
+	}
+	var res []any
+	var resErrs []error
+	if len(calls) > 0 {
+		res, resErrs = s.runScripts(ctx, calls)
+	}
+	for n, q := range queues {
+		g := group(q)
+		var gj []*persistence.Job
+		var ge []error
+		var err error
+		if s.noScripts {
+			gj, ge, err = s.commitWatched(ctx, g)
+		} else {
+			var again []bool
+			gj, ge, again, err = s.commitAnswer(ctx, g, now, res[n], resErrs[n])
+			if err == nil {
+				err = s.commitRest(ctx, g, gj, ge, again)
+			}
+		}
+		for m, i := range byQueue[q] {
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			jobs[i], errs[i] = gj[m], ge[m]
+		}
+	}
+	for k, c := range cl {
+		if c == nil {
+			continue
+		}
+		if at := scriptedAt[k]; at >= 0 {
+			js, ok, err := c.answer(now, res[at], resErrs[at])
+			if err != nil || ok {
+				claimed[k], claimErrs[k] = js, err
+				continue
+			}
+		}
+		claimed[k], claimErrs[k] = c.transaction(ctx)
+	}
+	return jobs, errs, claimed, claimErrs
+}
+
+// firstErr keeps err when it is set, else takes other.
+func firstErr(err, other error) error {
+	if err != nil {
+		return err
+	}
+	return other
+}
+
+// wrapOp wraps a non-nil err with op.
+func wrapOp(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
