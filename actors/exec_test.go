@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/zasync/zasync/internal/testlog"
+	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/persistence"
 	"github.com/zasync/zasync/persistence/redisstore"
 )
@@ -32,18 +32,11 @@ func testStore(t *testing.T) persistence.Store {
 	t.Helper()
 	var rdb *redis.Client
 	prefix := "zasync"
-	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" {
+	if addr := testredis.Addr(); addr != "" {
 		rdb = redis.NewClient(&redis.Options{Addr: addr})
-		t.Cleanup(func() { rdb.Close() }) // cleanups run last first: this one after the deletion
-		prefix = fmt.Sprintf("zasynctest-actors-%d", time.Now().UnixNano())
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-			for iter.Next(ctx) {
-				rdb.Del(ctx, iter.Val())
-			}
-		})
+		t.Cleanup(func() { rdb.Close() })
+		prefix = testredis.Prefix("actors")
+		testredis.DeleteAtCleanup(t, addr, prefix)
 	} else {
 		m := miniredis.RunT(t)
 		rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})

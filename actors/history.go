@@ -2,7 +2,6 @@ package actors
 
 import (
 	"cmp"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -12,7 +11,7 @@ import (
 )
 
 // This file is a node's introspection (reference §3.1): what its dispatcher polled and what
-// its job actors ran, kept in memory, process-local and never persisted. Both histories are
+// it ran, kept in memory, process-local and never persisted. Both histories are
 // bounded, so that a node's memory stays flat however long it runs (zc.async 1.2 learnt this
 // the hard way with per-period statistics).
 
@@ -87,12 +86,12 @@ type AgentPoll struct {
 	NewJobs []string
 	// NewJobsCount is how many jobs the agent claimed since the previous poll.
 	NewJobsCount int
-	// ActiveJobs are the ids running in the agent's job actors at the poll, in claim order.
+	// ActiveJobs are the ids of the agent's runs going on at the poll, in claim order.
 	ActiveJobs []string
 }
 
 // JobInfo describes one run of a job by this node: one claim of it by one of its agents and
-// what the job actor made of it. A job claimed twice by this node (it was reassigned, then
+// what the run made of it. A job claimed twice by this node (it was reassigned, then
 // came back) is described by its newest run.
 type JobInfo struct {
 	ID    string
@@ -100,7 +99,7 @@ type JobInfo struct {
 	Agent string
 	// Call is the job's call as handler(args…).
 	Call string
-	// Started is when its job actor started; Completed when the run ended (however it
+	// Started is when its run started; Completed when the run ended (however it
 	// ended: see Ending), zero while it runs.
 	Started   time.Time
 	Completed time.Time
@@ -121,7 +120,7 @@ type JobInfo struct {
 	// Ending is how the run ended (finished, rescheduled, waiting, interrupted, reassigned,
 	// failed), empty while it runs.
 	Ending string
-	// Worker is the id of the job actor that ran it.
+	// Worker names the run: the agent's id and a run number.
 	Worker string
 }
 
@@ -173,7 +172,7 @@ type history struct {
 
 	jobs    ring[*jobRecord]      // the newest JobHistorySize runs, in claim order
 	byID    map[string]*jobRecord // job id → its newest run still in jobs
-	running map[string]*jobRecord // job actor id → its run, until the run ends
+	running map[string]*jobRecord // run name → its run, until the run ends
 	agents  map[agentKey]*agentState
 }
 
@@ -215,8 +214,8 @@ func (h *history) agent(queue, agent string) *agentState {
 	return s
 }
 
-// claimed records that an agent claimed j and runs it in job actor worker.
-// started is when its job actor was spawned: taken before the spawn, since a job the agent
+// claimed records that an agent claimed j and runs it in run worker.
+// started is when its run was started: taken before the start, since a job the agent
 // started with its batch can finish before the agent gets here.
 func (h *history) claimed(queue, agent string, j *persistence.Job, worker string, started time.Time) {
 	h.mu.Lock()
@@ -252,7 +251,7 @@ func (h *history) claimError(queue, agent string, err error) {
 	}
 }
 
-// ended records how the run in job actor worker ended. A run already ended is left alone.
+// ended records how run worker ended. A run already ended is left alone.
 func (h *history) ended(worker, ending string, failed bool, result string, at time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -274,7 +273,7 @@ type runRef struct {
 	attempt    int64
 }
 
-// runs lists the runs going on in an agent's job actors.
+// runs lists the runs going on in an agent.
 func (h *history) runs(queue, agent string) []runRef {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -287,7 +286,7 @@ func (h *history) runs(queue, agent string) []runRef {
 	return out
 }
 
-// markReassigned records that the job of the run in job actor worker was taken from it.
+// markReassigned records that the job of run worker was taken from it.
 func (h *history) markReassigned(worker string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -377,7 +376,7 @@ func (h *history) missingFromLastPoll(r *jobRecord) bool {
 	return !ok || !slices.Contains(a.ActiveJobs, r.info.ID) && !slices.Contains(a.NewJobs, r.info.ID)
 }
 
-// activeJobIDs lists the jobs running in job actors now, in claim order, in queue and agent
+// activeJobIDs lists the jobs whose runs go on now, in claim order, in queue and agent
 // ("" for all).
 func (h *history) activeJobIDs(queue, agent string) []string {
 	h.mu.Lock()
@@ -634,12 +633,12 @@ func (d *dispatcherActor) pollAgents(q *queueState, check bool) QueuePoll {
 	return out
 }
 
-// checkRuns marks as reassigned the runs of an agent's job actors whose jobs the store no
+// checkRuns marks as reassigned the runs of an agent whose jobs the store no
 // longer lists under the agent (reference §2.4: a sibling presumed this dispatcher dead and
 // cleaned it). It returns how many jobs the store lists, or -1 when that read failed.
 //
 // A run that has just completed or rescheduled its job also leaves the agent's list before
-// its job actor reports the end, so such a job is read once more: it was taken away when it
+// its run reports the end, so such a job is read once more: it was taken away when it
 // is gone, when another claim or adoption has given it a new attempt, or when its owner is no
 // longer this agent while it is not back in its queue (a run's own reschedule clears the
 // owner and leaves the job PENDING with its attempt, as cleaning an ASSIGNED job does; that
@@ -690,9 +689,6 @@ func lost(j *persistence.Job, r runRef) bool {
 		return j.Status != persistence.StatusPending
 	}
 }
-
-// errRunUnreported is the result text of a job actor that stopped without reporting its run.
-var errRunUnreported = errors.New("the job actor stopped without reporting how its run ended")
 
 // ring keeps the newest values pushed into it, at most its size.
 type ring[T any] struct {

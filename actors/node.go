@@ -97,7 +97,7 @@ func (n *Node) Stop(ctx context.Context) error {
 // the node remembers it: the JobHistorySize runs claimed last, and every run still going.
 func (n *Node) JobInfo(id string) (JobInfo, bool) { return n.hist.jobInfo(id) }
 
-// ActiveJobIDs lists the jobs running in this node's job actors right now, in claim order,
+// ActiveJobIDs lists the jobs whose runs go on in this node right now, in claim order,
 // in queue and agent (an empty string matches all). It says what runs here, not what the
 // store says: a job taken away from this node is listed until its run ends.
 func (n *Node) ActiveJobIDs(queue, agent string) []string { return n.hist.activeJobIDs(queue, agent) }

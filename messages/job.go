@@ -9,8 +9,8 @@ type JobFinished struct {
 	ID     string
 	Ending string
 	Err    error
-	// Worker is the id of the job actor that ran it: a job reassigned and then claimed back
-	// by the same agent may run in two job actors at once.
+	// Worker names the run: a job reassigned and then claimed back by the same agent may
+	// have two runs at once.
 	Worker string
 	// Failed: the run stored a failure, or could not use the store.
 	Failed bool
@@ -19,6 +19,3 @@ type JobFinished struct {
 	// At is when the run ended.
 	At time.Time
 }
-
-// CancelJob asks a job actor to cancel its handler's context.
-type CancelJob struct{}

@@ -3,15 +3,12 @@ package monitor_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -23,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/monitor"
 	"github.com/zasync/zasync/runtime"
 )
@@ -32,24 +30,11 @@ import (
 // are deleted at the end.
 func newRuntime(t *testing.T, cfg runtime.Config) *runtime.Runtime {
 	t.Helper()
-	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" && cfg.Redis == nil {
+	if addr := testredis.Addr(); addr != "" && cfg.Redis == nil {
 		c := redis.NewClient(&redis.Options{Addr: addr})
-		b := make([]byte, 6)
-		rand.Read(b)
-		cfg.Redis, cfg.Prefix = c, "zasynctest-mon-"+hex.EncodeToString(b)
-		prefix := cfg.Prefix
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-			for iter.Next(ctx) {
-				c.Del(ctx, iter.Val())
-			}
-			if err := iter.Err(); err != nil {
-				t.Errorf("deleting the test's keys: %v", err)
-			}
-			c.Close()
-		})
+		t.Cleanup(func() { c.Close() })
+		cfg.Redis, cfg.Prefix = c, testredis.Prefix("mon")
+		testredis.DeleteAtCleanup(t, addr, cfg.Prefix)
 	}
 	rt, err := runtime.New(cfg)
 	if err != nil {

@@ -111,7 +111,7 @@ func (c Call) persistent() (persistence.Call, error) {
 }
 
 // callFrom returns a handler's view of a stored call. The arguments are copied, so that a
-// handler that changes its Call cannot change the record the job actor holds.
+// handler that changes its Call cannot change the record its run holds.
 func callFrom(pc *persistence.Call) *Call {
 	return &Call{Handler: pc.Handler, Args: slices.Clone(pc.Args), Kwargs: maps.Clone(pc.Kwargs)}
 }

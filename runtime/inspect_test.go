@@ -19,6 +19,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -823,30 +824,11 @@ func loggedRuntime(t *testing.T) (*Runtime, *commandLog) {
 	t.Helper()
 	var c *redis.Client
 	cfg := Config{UUID: "d-" + t.Name()}
-	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" {
+	if addr := testredis.Addr(); addr != "" {
 		c = redis.NewClient(&redis.Options{Addr: addr})
-		t.Cleanup(func() { c.Close() }) // after the keys are deleted: cleanups run last first
-		b := make([]byte, 6)
-		rand.Read(b)
-		cfg.Prefix = "zasynctest-rt-" + hex.EncodeToString(b)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			iter := c.Scan(ctx, 0, cfg.Prefix+":*", 1000).Iterator()
-			var batch []string
-			for iter.Next(ctx) {
-				batch = append(batch, iter.Val())
-			}
-			for chunk := range slices.Chunk(batch, 500) {
-				if err := c.Del(ctx, chunk...).Err(); err != nil {
-					t.Errorf("deleting the test's keys: %v", err)
-					return
-				}
-			}
-			if err := iter.Err(); err != nil {
-				t.Errorf("listing the test's keys: %v", err)
-			}
-		})
+		t.Cleanup(func() { c.Close() })
+		cfg.Prefix = testredis.Prefix("rt")
+		testredis.DeleteAtCleanup(t, addr, cfg.Prefix)
 	} else {
 		m := miniredis.RunT(t)
 		c = redis.NewClient(&redis.Options{Addr: m.Addr()})

@@ -21,7 +21,7 @@ const JobHistorySize = actors.JobHistorySize
 
 // JobInfo describes one run of a job by this process's dispatcher: agent, call, start and
 // end, outcome, quota names, the poll after which it was claimed, whether it was reassigned,
-// how the run ended, and the job actor that ran it.
+// how the run ended, and which run it was.
 type JobInfo = actors.JobInfo
 
 // PollInfo is one poll of the dispatcher: per queue, unavailable (not activated) or per agent

@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -24,24 +24,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // a FLUSHDB: the database may not be ours).
 func newRuntime(t *testing.T, cfg Config) *Runtime {
 	t.Helper()
-	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" && cfg.Redis == nil {
+	if addr := testredis.Addr(); addr != "" && cfg.Redis == nil {
 		c := redis.NewClient(&redis.Options{Addr: addr})
-		b := make([]byte, 6)
-		rand.Read(b)
-		cfg.Redis, cfg.Prefix = c, "zasynctest-rt-"+hex.EncodeToString(b)
-		prefix := cfg.Prefix
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-			for iter.Next(ctx) {
-				c.Del(ctx, iter.Val())
-			}
-			if err := iter.Err(); err != nil {
-				t.Errorf("deleting the test's keys: %v", err)
-			}
-			c.Close()
-		})
+		t.Cleanup(func() { c.Close() })
+		cfg.Redis, cfg.Prefix = c, testredis.Prefix("rt")
+		testredis.DeleteAtCleanup(t, addr, cfg.Prefix)
 	}
 	rt, err := New(cfg)
 	if err != nil {

@@ -2,8 +2,6 @@ package tests
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/persistence"
 	"github.com/zasync/zasync/persistence/redisstore"
 	"github.com/zasync/zasync/runtime"
@@ -48,18 +47,11 @@ func newWorld(t *testing.T, addr string) *world {
 	} else {
 		c = redis.NewClient(&redis.Options{Addr: addr})
 	}
-	t.Cleanup(func() { c.Close() }) // runs last: cleanups run last first
-	b := make([]byte, 6)
-	rand.Read(b)
-	w := &world{t: t, client: c, prefix: "zasynctest-e2e-" + hex.EncodeToString(b)}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, w.prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
+	t.Cleanup(func() { c.Close() })
+	w := &world{t: t, client: c, prefix: testredis.Prefix("e2e")}
+	if addr != "" {
+		testredis.DeleteAtCleanup(t, addr, w.prefix)
+	}
 	s, err := redisstore.New(c, redisstore.Options{Prefix: w.prefix})
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ type demo struct {
 	start time.Time
 	conn  *connection
 	rt    *runtime.Runtime
-	pidB  int
+	procB *os.Process
 	stopB func()
 	bLog  *lockedBuffer
 	// bKilled: B was killed; A may take the crash step's jobs from then on.
@@ -109,7 +109,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("two dispatchers serve queue %q: A in this process (pid %d, 8 slots), B in a child process (pid %d, 4 slots)",
-		demoQueue, os.Getpid(), d.pidB)
+		demoQueue, os.Getpid(), d.procB.Pid)
 
 	for _, step := range []func(context.Context) error{d.plain, d.scheduled, d.failing, d.composites, d.crash} {
 		if err := step(ctx); err != nil {
@@ -139,7 +139,7 @@ func (d *demo) startB(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start dispatcher B: %w", err)
 	}
-	d.pidB = cmd.Process.Pid
+	d.procB = cmd.Process
 	d.bLog = &lockedBuffer{}
 	serving := make(chan struct{})
 	go func() {
@@ -322,13 +322,13 @@ func (d *demo) crash(ctx context.Context) error {
 			}
 		}
 	}
-	if err := syscall.Kill(d.pidB, syscall.SIGKILL); err != nil {
+	if err := d.procB.Kill(); err != nil { // SIGKILL: no clean shutdown
 		return fmt.Errorf("kill dispatcher B: %w", err)
 	}
 	d.bKilled.Store(true)
 	killed := time.Now()
 	d.stopB = nil
-	d.say("  killed B (pid %d) while it ran %d of them: no clean shutdown, its jobs stay ACTIVE in Redis", d.pidB, len(onB))
+	d.say("  killed B (pid %d) while it ran %d of them: no clean shutdown, its jobs stay ACTIVE in Redis", d.procB.Pid, len(onB))
 	d.say("  A checks its sibling at every poll: B is dead once its last ping is %s old", demoDeath)
 	for _, j := range jobs {
 		out, err := j.Wait(ctx)

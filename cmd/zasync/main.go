@@ -28,7 +28,7 @@ type command struct {
 
 // commands lists the subcommands, in the order help shows them.
 var commands = []command{
-	{"demo", "a 20-second tour on an embedded Redis, crash and recovery included", runDemo},
+	{"demo", "a short tour on an embedded Redis, crash and recovery included", runDemo},
 	{"serve", "run a dispatcher with its agents on one or more queues", runServe},
 	{"put", "put a job in a queue and print its id (--wait: its result)", runPut},
 	{"wait", "wait for a job to complete and print its result", runWait},

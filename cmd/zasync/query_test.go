@@ -14,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/runtime"
 )
 
@@ -44,15 +45,8 @@ func newQueryWorld(t *testing.T, addr string) *queryWorld {
 	}
 	w.url = "redis://" + addr + "/0"
 	c := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := c.Scan(ctx, 0, w.prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-		c.Close()
-	})
+	t.Cleanup(func() { c.Close() })
+	testredis.DeleteAtCleanup(t, addr, w.prefix)
 	rt, err := runtime.New(runtime.Config{
 		Redis: c, Prefix: w.prefix, UUID: w.uuid, PollInterval: 20 * time.Millisecond,
 		Queues: []runtime.QueueConfig{{Name: "work", Agents: []runtime.AgentConfig{{Name: "main", Size: 2}}}},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -22,7 +21,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/common/expfmt"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/zasync/zasync/internal/testredis"
 )
 
 // serveDeadline bounds every wait on a `zasync serve` process: generous, as the tests share
@@ -184,27 +184,12 @@ func testName(prefix string) string {
 // under prefix when the test ends; it skips the test when ZASYNC_TEST_REDIS is unset.
 func realRedis(t *testing.T, prefix string) string {
 	t.Helper()
-	addr := os.Getenv("ZASYNC_TEST_REDIS")
+	addr := testredis.Addr()
 	if addr == "" {
-		t.Skip("ZASYNC_TEST_REDIS is not set")
+		t.Skip(testredis.Env + " is not set")
 	}
-	t.Cleanup(func() { deleteTestKeys(t, addr, prefix) })
+	testredis.DeleteAtCleanup(t, addr, prefix)
 	return addr
-}
-
-// deleteTestKeys deletes the keys under prefix in the Redis at addr.
-func deleteTestKeys(t *testing.T, addr, prefix string) {
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		c.Del(ctx, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Errorf("delete the keys under %s: %v", prefix, err)
-	}
 }
 
 // putOutput matches a job as put prints it.
@@ -470,11 +455,13 @@ func TestServeMonitor(t *testing.T) {
 	}
 	id := m[1]
 
-	var jobs []string
-	httpGetJSON(t, srv.monitor+"/jobs", &jobs) // none running now: the job has completed
-	if len(jobs) != 0 {
-		t.Errorf("GET /jobs: %v, want none running", jobs)
-	}
+	// The job's completion reaches put a moment before its run reports its end to the
+	// agent: wait for that, with a deadline.
+	pollUntil(t, "GET /jobs: none running once the job has completed", func() (bool, string) {
+		var jobs []string
+		httpGetJSON(t, srv.monitor+"/jobs", &jobs)
+		return len(jobs) == 0, fmt.Sprint(jobs)
+	})
 	var job struct {
 		ID, Queue, Agent string
 		Failed           bool
