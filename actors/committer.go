@@ -77,10 +77,10 @@ func startCommitter(base context.Context, s persistence.Store, op func() (contex
 	return c
 }
 
-// commit stores o for the run f, in a batch with whatever else is waiting, and returns what
-// Store.Commit would have.
-func (c *committer) commit(f persistence.Fence, o persistence.Outcome) (*persistence.Job, error) {
-	r := &commitReq{c: persistence.Commit{Fence: f, Outcome: o}, reply: make(chan commitRes, 1)}
+// commit stores o for the run of j (the job as the run has it), in a batch with whatever else
+// is waiting, and returns what Store.Commit would have.
+func (c *committer) commit(j *persistence.Job, o persistence.Outcome) (*persistence.Job, error) {
+	r := &commitReq{c: persistence.Commit{Fence: j.Fence(), Outcome: o, Known: j}, reply: make(chan commitRes, 1)}
 	select {
 	case c.reqs <- r:
 	case <-c.base.Done():

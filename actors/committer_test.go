@@ -143,7 +143,7 @@ func (f *committerFixture) commitAll(jobs []*persistence.Job) {
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		wg.Go(func() {
-			if _, err := f.c.commit(j.Fence(), persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); err != nil {
+			if _, err := f.c.commit(j, persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); err != nil {
 				f.t.Errorf("commit %s: %v", j.ID, err)
 			}
 		})
@@ -245,11 +245,11 @@ func TestCommitterStops(t *testing.T) {
 	base, cancel := context.WithCancel(context.Background())
 	c := startCommitter(base, s, func() (context.Context, context.CancelFunc) { return context.WithCancel(base) }, lingerMax)
 	cancel()
-	f := persistence.Fence{Ref: persistence.Ref{Queue: "q", ID: "x"}, Owner: persistence.Owner{Dispatcher: "d1", Agent: "main"}, Attempt: 1}
+	j := &persistence.Job{Ref: persistence.Ref{Queue: "q", ID: "x"}, Status: persistence.StatusActive, Owner: persistence.Owner{Dispatcher: "d1", Agent: "main"}, Attempt: 1}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		// Until the committer sees the cancellation, a commit may still be taken and made.
-		_, err := c.commit(f, persistence.Outcome{Result: json.RawMessage(`1`)})
+		_, err := c.commit(j, persistence.Outcome{Result: json.RawMessage(`1`)})
 		if errors.Is(err, errStopping) {
 			return
 		}

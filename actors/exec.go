@@ -371,7 +371,7 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 	counts := out.Retry
 	succeeded := out.Failure == nil
 	for attempt := 1; ; attempt++ {
-		done, err := e.commits.commit(j.Fence(), out)
+		done, err := e.commits.commit(j, out)
 		if err == nil {
 			e.logOutcome(done)
 			if done.Status == persistence.StatusCallbacks {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,4 +142,78 @@ func drainBatch(ctx context.Context, s *Store, jobs []*persistence.Job) error {
 	}
 	_, errs, err = s.CommitMany(ctx, commits)
 	return errors.Join(append(errs, err)...)
+}
+
+// BenchmarkBatchCycle measures the node's hot path as the committer drives it: each Batch
+// commits the jobs the previous one claimed (started) and claims as many again, 8 at a time.
+// On a real Redis it also reports the server's own time in scripts per job (INFO
+// commandstats), a figure that machine noise barely moves.
+func BenchmarkBatchCycle(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 8}}}
+	specs := make([]persistence.JobSpec, 500)
+	for i := range specs {
+		specs[i] = persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
+	}
+	for put := 0; put < b.N; put += len(specs) {
+		if _, err := s.PutMany(ctx, "bench", specs[:min(len(specs), b.N-put)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Register(ctx, "bench", "w0", cfg); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Activate(ctx, "bench", "w0"); err != nil {
+		b.Fatal(err)
+	}
+	p := persistence.ClaimParams{Queue: "bench", Dispatcher: "w0", Agent: "main", Size: 8, Start: true}
+	before := scriptMicros(ctx, s)
+	b.ResetTimer()
+	var held []*persistence.Job
+	done := 0
+	for done < b.N && os.Getenv("PUTONLY") == "" {
+		commits := make([]persistence.Commit, len(held))
+		for i, j := range held {
+			commits[i] = persistence.Commit{Fence: j.Fence(), Outcome: persistence.Outcome{Result: json.RawMessage(`null`), Complete: true}, Known: j}
+		}
+		p.Max = 8
+		_, errs, claimed, claimErrs := s.Batch(ctx, commits, []persistence.ClaimParams{p})
+		if err := errors.Join(append(errs, claimErrs...)...); err != nil {
+			b.Fatal(err)
+		}
+		done += len(held)
+		held = claimed[0]
+		if len(held) == 0 && done < b.N {
+			b.Fatalf("the queue ran dry after %d of %d jobs", done, b.N)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	if after := scriptMicros(ctx, s); after > before {
+		b.ReportMetric(float64(after-before)/float64(b.N), "script-µs/job")
+	}
+}
+
+// scriptMicros is the server's total time in EVAL and EVALSHA so far, in µs; 0 on miniredis,
+// which does not count.
+func scriptMicros(ctx context.Context, s *Store) int64 {
+	info, err := s.rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "cmdstat_eval") {
+			continue
+		}
+		for _, f := range strings.Split(strings.TrimSpace(line[strings.IndexByte(line, ':')+1:]), ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
 }

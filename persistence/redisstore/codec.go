@@ -44,6 +44,7 @@ const (
 	fChildren    = "children"     // JSON list of a composite's sub-job ids, in order
 	fSealed      = "sealed"       // "1" when the children are final (no more may be added)
 	fComposite   = "composite"    // id of the composite this is a sub-job of
+	fAnnotated   = "annotated"    // "1" once the job has live annotations (its :ann hash)
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,

@@ -358,7 +358,9 @@ func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fen
 	return out, err
 }
 
-// SetAnnotation writes a live annotation.
+// SetAnnotation writes a live annotation. The record is marked annotated, so that its
+// completion expires the annotations with it, and an annotation of a job that completed
+// already expires with the record.
 func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name string, value json.RawMessage) error {
 	const op = "set annotation"
 	if err := validRef(op, ref); err != nil {
@@ -372,15 +374,20 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 	}
 	key := s.k.job(ref.Queue, ref.ID)
 	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
-		var exists *redis.IntCmd
-		if err := t.pipelined(ctx, func(p redis.Pipeliner) { exists = p.Exists(ctx, key) }); err != nil {
+		var ttl *redis.DurationCmd
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) { ttl = p.PTTL(ctx, key) }); err != nil {
 			return nil, err
 		}
-		if exists.Val() == 0 {
+		if ttl.Val() == -2 { // PTTL's answer for a key that does not exist
 			return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
 		}
 		return func(p redis.Pipeliner) error {
-			p.HSet(ctx, s.k.annotations(ref.Queue, ref.ID), name, string(value))
+			ann := s.k.annotations(ref.Queue, ref.ID)
+			p.HSet(ctx, ann, name, string(value))
+			p.HSet(ctx, key, fAnnotated, "1")
+			if ttl.Val() > 0 {
+				p.PExpire(ctx, ann, ttl.Val())
+			}
 			return nil
 		}, nil
 	})

@@ -56,7 +56,11 @@ func (w *twin) see(what string, jobs []*persistence.Job, errs ...error) {
 			fmt.Fprintf(&w.log, " <nil>")
 			continue
 		}
-		fmt.Fprintf(&w.log, " %+v", *j)
+		b, err := json.Marshal(j) // every field, not the job's String
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		fmt.Fprintf(&w.log, " %s", b)
 	}
 	for _, err := range errs {
 		fmt.Fprintf(&w.log, " error=%v", err)
@@ -300,6 +304,46 @@ func TestScriptsMatchTransactions(t *testing.T) {
 				w.see("batch claim", claimed[k], claimErrs[k])
 			}
 		}},
+		{"known jobs commit lean, and fall back to the record when they must", Options{}, func(w *twin) {
+			if err := w.s.CreateQuota(w.ctx, "q", "db", 2); err != nil {
+				w.t.Fatal(err)
+			}
+			for range 4 {
+				w.put(persistence.JobSpec{})
+			}
+			w.put(persistence.JobSpec{QuotaNames: []string{"db"}})
+			inner := w.put(persistence.JobSpec{BeginAfter: w.clock.Now().Add(time.Hour)})
+			jobs := w.claim(persistence.ClaimParams{Size: 10, Start: true})
+			known := func(j *persistence.Job, o persistence.Outcome) persistence.Commit {
+				return persistence.Commit{Fence: j.Fence(), Outcome: o, Known: j}
+			}
+			// Counters saved while running, an annotation, callbacks added while running, a
+			// parked job, a quota.
+			if err := w.s.SaveRetry(w.ctx, jobs[0].Fence(), persistence.RetryCounts{"job": 1}); err != nil {
+				w.t.Fatal(err)
+			}
+			if err := w.s.SetAnnotation(w.ctx, jobs[1].Ref, "progress", json.RawMessage(`0.5`)); err != nil {
+				w.t.Fatal(err)
+			}
+			cb, st, err := w.s.AddCallback(w.ctx, jobs[2].Ref, persistence.JobSpec{Call: persistence.Call{Handler: "cb"}})
+			w.see("add callback "+st.String(), []*persistence.Job{cb}, err)
+			parked, err := w.s.Wait(w.ctx, jobs[3].Fence(), inner.ID, true)
+			w.see("wait", []*persistence.Job{parked}, err)
+			w.clock.Advance(time.Second)
+			w.commit(known(jobs[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true, Retry: persistence.RetryCounts{}}),
+				known(jobs[1], ok(`2`)), known(jobs[2], ok(`3`)), known(parked, ok(`4`)), known(jobs[4], ok(`5`)))
+			// A late run that knows its job, and a run whose job has a former result.
+			w.commit(known(jobs[0], ok(`6`)))
+			rerun := w.put(persistence.JobSpec{})
+			w.rdb.HSet(w.ctx, w.s.k.job("q", rerun.ID), fResult, `0`)
+			again := w.claim(persistence.ClaimParams{Size: 10, Start: true})
+			f := persistence.NewFailure(errors.New("boom"), "stack")
+			w.commit(known(again[0], persistence.Outcome{Failure: f, Complete: true}))
+			// An annotation of a completed job expires with it.
+			if err := w.s.SetAnnotation(w.ctx, jobs[4].Ref, "late", json.RawMessage(`1`)); err != nil {
+				w.t.Fatal(err)
+			}
+		}},
 		{"late, lost and repeated commits are refused", Options{}, func(w *twin) {
 			w.put(persistence.JobSpec{})
 			w.put(persistence.JobSpec{})
@@ -441,5 +485,44 @@ func TestCompletionsOfABatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Annotations expire with their job, whether they were written before it completed (through
+// the script, lean or not, or the transaction) or after.
+func TestAnnotationsExpireWithTheirJob(t *testing.T) {
+	for _, b := range backends() {
+		for _, mode := range []string{"lean", "record", "transaction"} {
+			t.Run(b.name+"/"+mode, func(t *testing.T) {
+				w := newTwin(t, b.client(t), mode != "transaction", Options{Retention: time.Hour})
+				w.activate("d1", time.Minute)
+				w.put(persistence.JobSpec{})
+				w.put(persistence.JobSpec{})
+				jobs := w.claim(persistence.ClaimParams{Size: 3, Start: true})
+				if err := w.s.SetAnnotation(w.ctx, jobs[0].Ref, "before", json.RawMessage(`1`)); err != nil {
+					t.Fatal(err)
+				}
+				var commits []persistence.Commit
+				for _, j := range jobs {
+					c := persistence.Commit{Fence: j.Fence(), Outcome: persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}}
+					if mode == "lean" {
+						c.Known = j
+					}
+					commits = append(commits, c)
+				}
+				if _, errs, err := w.s.CommitMany(w.ctx, commits); err != nil || errors.Join(errs...) != nil {
+					t.Fatalf("CommitMany: %v %v", errs, err)
+				}
+				if err := w.s.SetAnnotation(w.ctx, jobs[1].Ref, "after", json.RawMessage(`2`)); err != nil {
+					t.Fatal(err)
+				}
+				for _, j := range jobs {
+					ttl := w.rdb.PTTL(w.ctx, w.s.k.annotations("q", j.ID)).Val()
+					if ttl <= 0 || ttl > time.Hour {
+						t.Errorf("annotations of %s: TTL %v, want the hour of retention", j.ID, ttl)
+					}
+				}
+			})
+		}
 	}
 }
