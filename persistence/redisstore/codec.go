@@ -15,19 +15,22 @@ import (
 )
 
 // Fields of a job hash. Times and durations are integers in microseconds; structured parts
-// are JSON. An empty field is not stored.
+// are JSON. An empty field is not stored, nor are three common values (a put job has three
+// fields, not six, and every put and claim moves fewer): begin_after equal to created, the
+// retry policy RetryCommonFourTimes and the log level ERROR. Records that store them are
+// read the same.
 const (
 	fCall        = "call"         // JSON persistence.Call
 	fStatus      = "status"       // status name: new, pending, assigned, active, callbacks, completed
 	fOwner       = "owner"        // "uuid/agent" allowed to write this run
 	fAttempt     = "attempt"      // claims + adoptions so far
 	fHolder      = "holder"       // "uuid/agent" whose slot the job takes
-	fBeginAfter  = "begin_after"  // µs since the epoch
+	fBeginAfter  = "begin_after"  // µs since the epoch; none: created
 	fBeginBy     = "begin_by"     // µs
 	fQuotas      = "quotas"       // JSON list of quota names
-	fPolicy      = "policy"       // retry policy name
+	fPolicy      = "policy"       // retry policy name; none: RetryCommonFourTimes
 	fRetry       = "retry"        // JSON retry counters
-	fLevel       = "log_level"    // slog level of its failure
+	fLevel       = "log_level"    // slog level of its failure; none: ERROR
 	fResult      = "result"       // JSON result
 	fFailure     = "failure"      // JSON persistence.Failure
 	fCallbacks   = "callbacks"    // JSON list of callback job ids
@@ -84,12 +87,27 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 	put(fOwner, j.Owner.String())
 	num(fAttempt, j.Attempt)
 	put(fHolder, j.Holder.String())
-	num(fBeginAfter, micros(j.BeginAfter))
+	switch {
+	case j.BeginAfter.Equal(j.Created):
+		put(fBeginAfter, "")
+	case j.BeginAfter.IsZero():
+		put(fBeginAfter, "0") // not created: its absence would mean "as created"
+	default:
+		num(fBeginAfter, micros(j.BeginAfter))
+	}
 	num(fBeginBy, j.BeginBy.Microseconds())
 	js(fQuotas, j.QuotaNames, len(j.QuotaNames) == 0)
-	put(fPolicy, j.RetryPolicy)
+	if j.RetryPolicy == persistence.RetryCommonFourTimesName {
+		put(fPolicy, "")
+	} else {
+		put(fPolicy, j.RetryPolicy)
+	}
 	js(fRetry, j.Retry, len(j.Retry) == 0)
-	put(fLevel, strconv.Itoa(int(j.FailureLogLevel)))
+	if j.FailureLogLevel == slog.LevelError {
+		put(fLevel, "")
+	} else {
+		put(fLevel, strconv.Itoa(int(j.FailureLogLevel)))
+	}
 	put(fResult, string(j.Result))
 	js(fFailure, j.Failure, j.Failure == nil)
 	js(fCallbacks, j.Callbacks, len(j.Callbacks) == 0)
@@ -185,6 +203,8 @@ type jobDecoder struct {
 	j         *persistence.Job
 	err       error // the first field that could not be read
 	hasStatus bool
+	// Fields whose absence stands for a common value.
+	hasBeginAfter, hasPolicy, hasLevel bool
 }
 
 func (d *jobDecoder) bad(f string, e error) {
@@ -233,10 +253,12 @@ func (d *jobDecoder) field(f, v string) {
 	case fAttempt:
 		j.Attempt = d.num(f, v)
 	case fBeginAfter:
+		d.hasBeginAfter = true
 		j.BeginAfter = fromMicros(d.num(f, v))
 	case fBeginBy:
 		j.BeginBy = time.Duration(d.num(f, v)) * time.Microsecond
 	case fLevel:
+		d.hasLevel = true
 		j.FailureLogLevel = slog.Level(d.num(f, v))
 	case fCreated:
 		j.Created = fromMicros(d.num(f, v))
@@ -263,6 +285,7 @@ func (d *jobDecoder) field(f, v string) {
 			j.Result = json.RawMessage(v)
 		}
 	case fPolicy:
+		d.hasPolicy = true
 		j.RetryPolicy = v
 	case fParent:
 		j.Parent = v
@@ -288,6 +311,15 @@ func (d *jobDecoder) done() (*persistence.Job, bool, error) {
 	}
 	if d.err != nil {
 		return nil, false, d.err
+	}
+	if !d.hasBeginAfter {
+		d.j.BeginAfter = d.j.Created
+	}
+	if !d.hasPolicy {
+		d.j.RetryPolicy = persistence.RetryCommonFourTimesName
+	}
+	if !d.hasLevel {
+		d.j.FailureLogLevel = slog.LevelError
 	}
 	return d.j, true, nil
 }

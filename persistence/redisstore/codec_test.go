@@ -43,6 +43,15 @@ func FuzzCodecRoundTrip(f *testing.F) {
 		if beginAfter != 0 {
 			j.BeginAfter = time.UnixMicro(beginAfter).UTC()
 		}
+		// The common values that are not stored, and others.
+		if attempt%2 == 0 {
+			j.Created = j.BeginAfter
+		} else {
+			j.Created = time.UnixMicro(1700000000000000).UTC()
+		}
+		if status%2 == 1 {
+			j.RetryPolicy = persistence.NeverRetryName
+		}
 		if quota != "" {
 			j.QuotaNames = []string{quota}
 		}
@@ -96,4 +105,28 @@ func compact(r json.RawMessage) json.RawMessage {
 	}
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// A record that stores the values a new one leaves out (begin_after equal to created, the
+// default retry policy, the ERROR level) reads as the compact one does.
+func TestCommonValuesReadTheSameStoredOrNot(t *testing.T) {
+	created := "1700000000000000"
+	compact := map[string]string{fCall: `{"handler":"h"}`, fStatus: "pending", fCreated: created}
+	full := map[string]string{fCall: `{"handler":"h"}`, fStatus: "pending", fCreated: created,
+		fBeginAfter: created, fPolicy: persistence.RetryCommonFourTimesName, fLevel: "8"}
+	ref := persistence.Ref{Queue: "q", ID: "id"}
+	a, _, errA := decodeJob(ref, compact)
+	b, _, errB := decodeJob(ref, full)
+	if errA != nil || errB != nil {
+		t.Fatalf("decode: %v, %v", errA, errB)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("compact %+v\nfull    %+v", *a, *b)
+	}
+	if a.RetryPolicy != persistence.RetryCommonFourTimesName || a.FailureLogLevel != slog.LevelError || !a.BeginAfter.Equal(a.Created) {
+		t.Fatalf("compact record read as %+v", *a)
+	}
+	if set, _ := encodeJob(a); len(set) != 6 {
+		t.Fatalf("a put job is stored as %v, want three fields", set)
+	}
 }

@@ -81,13 +81,14 @@ local function look(id, putback)
   seen[id] = true
   examined = examined + 1
   local flat = redis.call('HGETALL', prefix .. id)
-  local st, quotas, by, after, attempt
+  local st, quotas, by, after, created, attempt
   for i = 1, #flat, 2 do
     local f = flat[i]
     if f == 'status' then st = flat[i + 1]
     elseif f == 'quotas' then quotas = true
     elseif f == 'begin_by' then by = flat[i + 1]
     elseif f == 'begin_after' then after = flat[i + 1]
+    elseif f == 'created' then created = flat[i + 1]
     elseif f == 'attempt' then attempt = flat[i + 1]
     end
   end
@@ -100,7 +101,7 @@ local function look(id, putback)
   end
   if quotas then return false end
   if by then
-    by, after = tonumber(by), tonumber(after or '0')
+    by, after = tonumber(by), tonumber(after or created or '0') -- no begin_after: created
     if not by or not after or after + by < now then return false end
   end
   attempt = tonumber(attempt or '0')
@@ -165,13 +166,16 @@ return out
 //
 // KEYS[i] the job key of run i. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3]
 // retention ms (0: keep forever), ARGV[4] the oldest completion kept in histories, µs; then
-// seven per run: owner, attempt, "1" to complete it when it has no callbacks, result, failure
-// JSON, retry counters JSON ("" to clear them, "-" to keep them), and "1" when the caller
-// knows the job (Commit.Known) and it has neither result nor failure.
+// nine per run: owner, attempt, "1" to complete it when it has no callbacks, result, failure
+// JSON, retry counters JSON ("" to clear them, "-" to keep them), "1" when the caller knows
+// the job (Commit.Known: see knownLean), and then the known job's holder and quota names
+// (JSON), "" for none.
 //
-// A known job is read lean: only the fields others may change while it runs, or that say
-// which keys to clean, not the whole record (reading a record field by field into Lua is most
-// of a commit's cost). The ids of the jobs it completes are published on the queue's done
+// A known job is read lean: only the fields that others may change while it runs (status,
+// owner, attempt, callbacks, the annotated mark) or that a write of the run itself may have
+// changed behind the caller's back (retry counters, saved while it runs), not the whole
+// record: reading a record field by field into Lua is most of a commit's cost. Its holder and
+// quota names cannot change while the fence holds, so the caller's are used. The ids of the jobs it completes are published on the queue's done
 // channel in one message, separated by spaces. It returns two values per run: "ok" and the
 // job as it was before the commit, for the caller to change as the commit did ("" for a
 // known job with no callbacks: the caller has it); or "check" and the job as it is (empty if
@@ -197,16 +201,17 @@ local function agent(holder)
   return a
 end
 for i, key in ipairs(KEYS) do
-  local a = 4 + (i - 1) * 7
+  local a = 4 + (i - 1) * 9
   local owner, attempt, complete = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3] == '1'
   local result, failure, retry, lean = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7] == '1'
   local flat
   local st, ow, at, holder, quotas, callbacks, hasResult, hasFailure, hasRetry, waiting, parked, annotated
   if lean then
-    local v = redis.call('HMGET', key, 'status', 'owner', 'attempt', 'holder', 'quotas', 'callbacks', 'retry',
-      'waiting_on', 'parked', 'annotated')
-    st, ow, at, holder, quotas, callbacks = v[1], v[2], v[3], v[4], v[5], v[6]
-    hasRetry, waiting, parked, annotated = v[7], v[8], v[9], v[10]
+    local v = redis.call('HMGET', key, 'status', 'owner', 'attempt', 'callbacks', 'retry', 'annotated')
+    st, ow, at, callbacks, hasRetry, annotated = v[1], v[2], v[3], v[4], v[5], v[6]
+    holder, quotas = ARGV[a + 8], ARGV[a + 9]
+    if holder == '' then holder = nil end
+    if quotas == '' then quotas = nil end
     -- The whole record is read when the commit is not the common one. (An if, not an
     -- assignment of 'not a and b' to a variable that exists: miniredis's Lua gets that wrong.)
     if callbacks or st ~= 'active' or ow ~= owner or at ~= attempt then lean = false end
@@ -246,7 +251,7 @@ for i, key in ipairs(KEYS) do
     local id = string.sub(key, #base + 5)
     for _, n in ipairs(names) do redis.call('SREM', base .. 'quota:' .. n, id) end
     local h = holder and agent(holder)
-    if h then h.unpark[#h.unpark + 1] = id end
+    if h and parked then h.unpark[#h.unpark + 1] = id end
     local set = {'active_end', now}
     local del = {}
     if result ~= '' then
@@ -472,7 +477,7 @@ func validCommits(commits []persistence.Commit) error {
 func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCall {
 	q := commits[0].Fence.Queue
 	keys := make([]string, len(commits))
-	args := make([]any, 0, 4+7*len(commits))
+	args := make([]any, 0, 4+9*len(commits))
 	retention, oldest := int64(0), int64(0)
 	if s.retention > 0 {
 		retention, oldest = s.retention.Milliseconds(), micros(now.Add(-s.retention))
@@ -495,23 +500,27 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 				retry = mustJSON(c.Outcome.Retry)
 			}
 		}
-		lean := "0"
+		lean, holder, quotas := "0", "", ""
 		if knownLean(c) {
-			lean = "1"
+			lean, holder = "1", c.Known.Holder.String()
+			if len(c.Known.QuotaNames) > 0 {
+				quotas = mustJSON(c.Known.QuotaNames)
+			}
 		}
 		args = append(args, c.Fence.Owner.String(), strconv.FormatInt(c.Fence.Attempt, 10), complete,
-			string(c.Outcome.Result), failure, retry, lean)
+			string(c.Outcome.Result), failure, retry, lean, holder, quotas)
 	}
 	return scriptCall{script: commitScript, keys: keys, args: args}
 }
 
 // knownLean reports whether c's job may be read lean by commitScript: the caller knows it,
-// as the run the fence names, and it has neither a result nor a failure to clean (which
-// only a fenced write of that same run could have changed).
+// as the run the fence names, and it has nothing of an earlier run or of a wait to clean (a
+// result, a failure, an inner job it waits for, a parked slot), which only a fenced write of
+// that same run could have changed.
 func knownLean(c persistence.Commit) bool {
 	k := c.Known
 	return k != nil && k.Ref == c.Fence.Ref && k.Owner == c.Fence.Owner && k.Attempt == c.Fence.Attempt &&
-		k.Status == persistence.StatusActive && k.Result == nil && k.Failure == nil
+		k.Status == persistence.StatusActive && k.Result == nil && k.Failure == nil && k.WaitingOn == "" && !k.Parked
 }
 
 // commitAnswer reads commitScript's answer to commitCall(commits, now). For a run the script
