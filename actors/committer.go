@@ -368,9 +368,7 @@ func (c *committer) flush(batch []*commitReq) {
 	if again {
 		c.nudge()
 	}
-	for i, r := range batch {
-		r.reply <- commitRes{jobs[i], errs[i]}
-	}
+	// The new jobs first: their runs start while the committed runs finish.
 	for k, a := range claimers {
 		for _, j := range got[k] {
 			c.cohort[runKey{j.ID, j.Attempt}] = struct{}{}
@@ -378,6 +376,9 @@ func (c *committer) flush(batch []*commitReq) {
 		c.claimDone(a, claims[k].Max, claimed{got[k], claimErrs[k]})
 	}
 	c.handedOut = time.Now()
+	for i, r := range batch {
+		r.reply <- commitRes{jobs[i], errs[i]}
+	}
 }
 
 // call commits and claims in one store call when the store can batch, one call after

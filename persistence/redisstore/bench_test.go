@@ -152,7 +152,7 @@ func BenchmarkBatchCycle(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
 	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
-		Agents: []persistence.AgentSpec{{Name: "main", Size: 8}}}
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 64}}}
 	specs := make([]persistence.JobSpec, 500)
 	for i := range specs {
 		specs[i] = persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
@@ -168,7 +168,11 @@ func BenchmarkBatchCycle(b *testing.B) {
 	if _, err := s.Activate(ctx, "bench", "w0"); err != nil {
 		b.Fatal(err)
 	}
-	p := persistence.ClaimParams{Queue: "bench", Dispatcher: "w0", Agent: "main", Size: 8, Start: true}
+	size := 8
+	if v, err := strconv.Atoi(os.Getenv("CYCLE_SIZE")); err == nil {
+		size = v
+	}
+	p := persistence.ClaimParams{Queue: "bench", Dispatcher: "w0", Agent: "main", Size: size, Start: true}
 	before := scriptMicros(ctx, s)
 	b.ResetTimer()
 	var held []*persistence.Job
@@ -178,7 +182,7 @@ func BenchmarkBatchCycle(b *testing.B) {
 		for i, j := range held {
 			commits[i] = persistence.Commit{Fence: j.Fence(), Outcome: persistence.Outcome{Result: json.RawMessage(`null`), Complete: true}, Known: j}
 		}
-		p.Max = 8
+		p.Max = size
 		_, errs, claimed, claimErrs := s.Batch(ctx, commits, []persistence.ClaimParams{p})
 		if err := errors.Join(append(errs, claimErrs...)...); err != nil {
 			b.Fatal(err)

@@ -156,7 +156,8 @@ end
 if #gone > 0 then redis.call('ZREM', KEYS[6], unpack(gone)) end
 if #ids > 0 then
   redis.call('ZADD', KEYS[3], unpack(scored))
-  redis.call('SADD', KEYS[7], owner)
+  -- An agent that holds jobs is listed already: only claims add jobs to it, and they list it.
+  if held == 0 then redis.call('SADD', KEYS[7], owner) end
 end
 return out
 `)
@@ -238,7 +239,7 @@ for i, key in ipairs(KEYS) do
     end
   end
   local ok = st == 'active' and ow == owner and at == attempt
-  local names = {}
+  local names
   if ok and quotas then
     ok, names = pcall(cjson.decode, quotas)
     if type(names) ~= 'table' then ok = false end
@@ -249,28 +250,30 @@ for i, key in ipairs(KEYS) do
   else
     out[#out + 1] = 'ok'
     local id = string.sub(key, #base + 5)
-    for _, n in ipairs(names) do redis.call('SREM', base .. 'quota:' .. n, id) end
+    if names then
+      for _, n in ipairs(names) do redis.call('SREM', base .. 'quota:' .. n, id) end
+    end
     local h = holder and agent(holder)
     if h and parked then h.unpark[#h.unpark + 1] = id end
-    local set = {'active_end', now}
-    local del = {}
+    local field, value = 'result', result
+    local del
     if result ~= '' then
-      set[3], set[4] = 'result', result
-      if hasFailure then del[#del + 1] = 'failure' end
+      if hasFailure then del = {'failure'} end
     else
-      set[3], set[4] = 'failure', failure
-      if hasResult then del[#del + 1] = 'result' end
+      field, value = 'failure', failure
+      if hasResult then del = {'result'} end
     end
+    local set
     if retry == '' then
-      if hasRetry then del[#del + 1] = 'retry' end
+      if hasRetry then del = del or {}; del[#del + 1] = 'retry' end
     elseif retry ~= '-' then
-      set[#set + 1], set[#set + 2] = 'retry', retry
+      set = {'retry', retry}
     end
-    if waiting then del[#del + 1] = 'waiting_on' end
-    if parked then del[#del + 1] = 'parked' end
+    if waiting then del = del or {}; del[#del + 1] = 'waiting_on' end
+    if parked then del = del or {}; del[#del + 1] = 'parked' end
+    local status = 'callbacks'
     if complete and not callbacks then
-      set[#set + 1], set[#set + 2] = 'status', 'completed'
-      set[#set + 1], set[#set + 2] = 'completed', now
+      status = 'completed'
       if h then h.leave[#h.leave + 1] = id end
       local by = h or (ow and agent(ow))
       if by then
@@ -282,11 +285,19 @@ for i, key in ipairs(KEYS) do
         if annotated then redis.call('PEXPIRE', key .. ':ann', retention) end
       end
       done[#done + 1] = id
-    else
-      set[#set + 1], set[#set + 2] = 'status', 'callbacks'
     end
-    if #del > 0 then redis.call('HDEL', key, unpack(del)) end
-    redis.call('HSET', key, unpack(set))
+    if del then redis.call('HDEL', key, unpack(del)) end
+    if status == 'completed' then
+      if set then
+        redis.call('HSET', key, 'active_end', now, field, value, 'status', status, 'completed', now, set[1], set[2])
+      else
+        redis.call('HSET', key, 'active_end', now, field, value, 'status', status, 'completed', now)
+      end
+    elseif set then
+      redis.call('HSET', key, 'active_end', now, field, value, 'status', status, set[1], set[2])
+    else
+      redis.call('HSET', key, 'active_end', now, field, value, 'status', status)
+    end
   end
   out[#out + 1] = flat and table.concat(flat, '\0') or ''
 end
