@@ -404,7 +404,7 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 		if succeeded {
 			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job succeeded with result: %s", repr(j), out.Result), "error", err)
 		} else {
-			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job failed with traceback:\n%s", repr(j), out.Failure.Stack), "error", err)
+			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job failed with traceback:\n%s", repr(j), traceback(out.Failure)), "error", err)
 		}
 		f := persistence.NewFailure(err, "")
 		f.Type = "CommitError"
@@ -417,13 +417,22 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 func (e *executor) logOutcome(j *persistence.Job) {
 	e.observeOutcome(j)
 	if j.Failed() {
-		e.events.Log(context.Background(), j.FailureLogLevel, fmt.Sprintf("%s failed with traceback:\n%s", repr(j), j.Failure.Stack),
+		e.events.Log(context.Background(), j.FailureLogLevel, fmt.Sprintf("%s failed with traceback:\n%s", repr(j), traceback(j.Failure)),
 			"failure", j.Failure.Error())
 		return
 	}
 	if e.trace.Enabled(context.Background(), slog.LevelInfo) { // formatting costs more than a no-op job
 		e.trace.Info(fmt.Sprintf("%s succeeded with result: %s", repr(j), j.Result))
 	}
+}
+
+// traceback renders a failure as a log shows it: where it happened, if known, then what
+// happened (a failure made without a stack, a timeout say, still says what it was).
+func traceback(f *persistence.Failure) string {
+	if f.Stack == "" {
+		return f.Error()
+	}
+	return f.Stack + "\n" + f.Error()
 }
 
 // reassigned logs that the job was taken from this run and gives up on it.

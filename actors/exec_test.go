@@ -175,8 +175,13 @@ func TestExecFailures(t *testing.T) {
 			if r.Ending != Finished || !r.Job.Failed() || r.Job.Failure.Type != tc.kind || r.Job.Status != persistence.StatusCompleted {
 				t.Fatalf("run: %v %+v, want COMPLETED with a %s failure", r.Ending, r.Job.Failure, tc.kind)
 			}
-			if _, ok := f.logs.Find(slog.LevelError, "failed with traceback"); !ok {
+			rec, ok := f.logs.Find(slog.LevelError, "failed with traceback")
+			if !ok {
 				t.Fatalf("no ERROR failure log")
+			}
+			// The traceback ends with what happened, also when there is no stack.
+			if !strings.HasSuffix(rec.Message, r.Job.Failure.Error()) {
+				t.Fatalf("failure log %q does not end with %q", rec.Message, r.Job.Failure.Error())
 			}
 			if tc.kind == "PanicError" && !strings.Contains(r.Job.Failure.Stack, "goroutine") {
 				t.Fatalf("a panic's failure has no stack: %q", r.Job.Failure.Stack)
