@@ -358,7 +358,7 @@ func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fen
 	return out, err
 }
 
-// SetAnnotation writes a live annotation. The record is marked annotated, so that its
+// SetAnnotation writes a live annotation. The record is marked annotated (once), so that its
 // completion expires the annotations with it, and an annotation of a job that completed
 // already expires with the record.
 func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name string, value json.RawMessage) error {
@@ -375,7 +375,10 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 	key := s.k.job(ref.Queue, ref.ID)
 	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
 		var ttl *redis.DurationCmd
-		if err := t.pipelined(ctx, func(p redis.Pipeliner) { ttl = p.PTTL(ctx, key) }); err != nil {
+		var marked *redis.BoolCmd
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
+			ttl, marked = p.PTTL(ctx, key), p.HExists(ctx, key, fAnnotated)
+		}); err != nil {
 			return nil, err
 		}
 		if ttl.Val() == -2 { // PTTL's answer for a key that does not exist
@@ -384,7 +387,11 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 		return func(p redis.Pipeliner) error {
 			ann := s.k.annotations(ref.Queue, ref.ID)
 			p.HSet(ctx, ann, name, string(value))
-			p.HSet(ctx, key, fAnnotated, "1")
+			if !marked.Val() {
+				// Once: later annotations leave the record alone, so that a handler reporting
+				// progress does not keep the job's own transactions retrying.
+				p.HSet(ctx, key, fAnnotated, "1")
+			}
 			if ttl.Val() > 0 {
 				p.PExpire(ctx, ann, ttl.Val())
 			}

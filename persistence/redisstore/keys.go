@@ -18,7 +18,8 @@ func (k keys) base(q string) string { return k.prefix + ":{" + q + "}:" }
 func (k keys) job(q, id string) string { return k.base(q) + "job:" + id }
 
 // annotations: hash, a job's live annotations (name → JSON), apart from the record so that
-// writing them never conflicts with the job's transitions. Expires with the job.
+// writing them does not conflict with the job's transitions (only the first one marks the
+// record "annotated", for its completion to expire them too). Expires with the job.
 func (k keys) annotations(q, id string) string { return k.base(q) + "job:" + id + ":ann" }
 
 // pending: zset, the queue's pending jobs (due and scheduled) scored by claim position in

@@ -526,3 +526,36 @@ func TestAnnotationsExpireWithTheirJob(t *testing.T) {
 		}
 	}
 }
+
+// Only the first annotation of a job touches its record: a handler reporting progress does
+// not keep the job's own transactions (which watch the record) retrying.
+func TestLaterAnnotationsLeaveTheRecordAlone(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			w := newTwin(t, b.client(t), true, Options{})
+			j := w.put(persistence.JobSpec{})
+			key := w.s.k.job("q", j.ID)
+			watched := func(annotate func() error) error {
+				return w.rdb.Watch(w.ctx, func(tx *redis.Tx) error {
+					if err := annotate(); err != nil {
+						return err
+					}
+					_, err := tx.TxPipelined(w.ctx, func(p redis.Pipeliner) error {
+						p.HGet(w.ctx, key, fStatus)
+						return nil
+					})
+					return err
+				}, key)
+			}
+			annotate := func(v string) func() error {
+				return func() error { return w.s.SetAnnotation(w.ctx, j.Ref, "progress", json.RawMessage(v)) }
+			}
+			if err := watched(annotate(`0.1`)); !errors.Is(err, redis.TxFailedErr) {
+				t.Fatalf("first annotation: a transaction watching the record got %v, want it to fail", err)
+			}
+			if err := watched(annotate(`0.2`)); err != nil {
+				t.Fatalf("second annotation: a transaction watching the record got %v, want it to commit", err)
+			}
+		})
+	}
+}
