@@ -12,7 +12,7 @@ import (
 )
 
 // agentActor claims jobs from one queue for one agent of its dispatcher, up to its size, and
-// runs each on a goroutine of its own (job.go). A finished job frees a slot and the agent
+// runs each on a goroutine of its own (job.go, runners.go). A finished job frees a slot and the agent
 // claims again at once, so a busy queue does not wait for polls.
 type agentActor struct {
 	exec  *executor
@@ -149,7 +149,9 @@ func (a *agentActor) claimed(c actor.Context, m *claimed) {
 		if a.draining {
 			cancel()
 		}
-		go runJob(a.exec, ctx, cancel, j, run, func(m *messages.JobFinished) { root.Send(self, m) })
+		a.exec.runners.start(func() {
+			runJob(a.exec, ctx, cancel, j, run, func(m *messages.JobFinished) { root.Send(self, m) })
+		})
 	}
 	if a.draining {
 		a.reportIdle(c)

@@ -72,6 +72,7 @@ type executor struct {
 	base      context.Context
 	opTimeout time.Duration
 	commits   *committer // batches the commits of concurrent runs
+	runners   *runners   // the goroutines runs go on
 	obs       Observer   // hears events for metrics; nil: none
 }
 
@@ -84,7 +85,7 @@ func newExecutor(base context.Context, o Options) *executor {
 		store: o.Store, handlers: o.Handlers, policies: o.Policies,
 		events: log.With("logger", "zasync.events"), trace: log.With("logger", "zasync.trace"),
 		base: base, opTimeout: 30 * time.Second,
-		obs: o.Observer,
+		obs: o.Observer, runners: newRunners(base),
 	}
 	e.commits = newCommitter(base, o.Store, e.op)
 	return e

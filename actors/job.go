@@ -10,10 +10,11 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// A job's run is a goroutine its agent starts for it, not an actor of its own: the run only
-// needs a context to cancel (the agent keeps it) and a way to report its end (a message to
-// the agent). An actor per job cost a spawn, four system messages and two mailbox goroutines
-// per job: about a fifth of the CPU of a node running short jobs.
+// A job's run goes on a goroutine its agent hands it to (one of the node's runners, see
+// runners.go), not an actor of its own: the run only needs a context to cancel (the agent
+// keeps it) and a way to report its end (a message to the agent). An actor per job cost a
+// spawn, four system messages and two mailbox goroutines per job: about a fifth of the CPU
+// of a node running short jobs.
 
 // errRunPanicked is the result of a run that panicked outside the handler (a bug: a handler's
 // panic is the failure of its job).
