@@ -177,16 +177,18 @@ return out
 // changed behind the caller's back (retry counters, saved while it runs), not the whole
 // record: reading a record field by field into Lua is most of a commit's cost. Its holder and
 // quota names cannot change while the fence holds, so the caller's are used. The ids of the jobs it completes are published on the queue's done
-// channel in one message, separated by spaces. It returns two values per run: "ok" and the
-// job as it was before the commit, for the caller to change as the commit did ("" for a
-// known job with no callbacks: the caller has it); or "check" and the job as it is (empty if
-// it does not exist), untouched: its fence, status or quota list does not hold, and the
-// caller says why. A job is its fields and values joined by NUL bytes, as the claim answers
+// channel in one message, separated by spaces. It returns a string of one letter per run,
+// then a job for each run whose letter asks for one: "o", committed, a known job the caller
+// has; "O", committed, followed by the job as it was before the commit, for the caller to
+// change as the commit did; "c", not committed, followed by the job as it is (empty if it
+// does not exist): its fence, status or quota list does not hold, and the caller says why.
+// (One string, not two values per run: every value a script returns costs Redis and the
+// client alike.) A job is its fields and values joined by NUL bytes, as the claim answers
 // it. (A run whose other fields cannot be read, a record corrupted by hand, is committed all
 // the same and answered ErrCorrupt.)
 var commitScript = redis.NewScript(`
 local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local out = {}
+local codes, out = {}, {''}
 -- Writes to keys shared by the batch (an agent's jobs, parked set and history) go in one
 -- command per key after the loop; the records one by one.
 local agents, order, done = {}, {}, {}
@@ -245,10 +247,10 @@ for i, key in ipairs(KEYS) do
     if type(names) ~= 'table' then ok = false end
   end
   if not ok then
-    out[#out + 1] = 'check'
+    codes[i] = 'c'
     flat = flat or redis.call('HGETALL', key)
   else
-    out[#out + 1] = 'ok'
+    codes[i] = flat and 'O' or 'o'
     local id = string.sub(key, #base + 5)
     if names then
       for _, n in ipairs(names) do redis.call('SREM', base .. 'quota:' .. n, id) end
@@ -299,8 +301,9 @@ for i, key in ipairs(KEYS) do
       redis.call('HSET', key, 'active_end', now, field, value, 'status', status)
     end
   end
-  out[#out + 1] = flat and table.concat(flat, '\0') or ''
+  if flat then out[#out + 1] = table.concat(flat, '\0') end
 end
+out[1] = table.concat(codes)
 for _, a in ipairs(order) do
   if #a.unpark > 0 then redis.call('SREM', a.parked, unpack(a.unpark)) end
   if #a.leave > 0 then redis.call('ZREM', a.jobs, unpack(a.leave)) end
@@ -544,21 +547,31 @@ func (s *Store) commitAnswer(ctx context.Context, commits []persistence.Commit, 
 		return nil, nil, nil, s.fail(op, err)
 	}
 	res, _ := r.([]any)
-	if len(res) != 2*len(commits) {
-		return nil, nil, nil, fmt.Errorf("%s: %w: the script answered %d values for %d runs", op, persistence.ErrCorrupt, len(res), len(commits))
+	var codes string
+	if len(res) > 0 {
+		codes, _ = res[0].(string)
+	}
+	if len(codes) != len(commits) {
+		return nil, nil, nil, fmt.Errorf("%s: %w: the script answered %d codes for %d runs", op, persistence.ErrCorrupt, len(codes), len(commits))
 	}
 	jobs, errs, again = make([]*persistence.Job, len(commits)), make([]error, len(commits)), make([]bool, len(commits))
+	next := 1 // the next job in res
 	for i, c := range commits {
 		f := c.Fence
-		if res[2*i] == "ok" && res[2*i+1] == "" && knownLean(c) {
+		code := codes[i]
+		if code == 'o' && knownLean(c) {
 			// The script read the job lean: build the committed job from the caller's.
 			j := *c.Known
 			_, err := s.commit(ctx, now, &j, c.Outcome)
 			jobs[i], errs[i] = &j, wrapOp(op, err)
 			continue
 		}
-		j, err := decodeFlat(f.Ref, res[2*i+1])
-		if res[2*i] == "ok" {
+		if (code != 'O' && code != 'c') || next >= len(res) {
+			return nil, nil, nil, fmt.Errorf("%s: %w: the script answered %q for run %d of %d", op, persistence.ErrCorrupt, codes, i, len(commits))
+		}
+		j, err := decodeFlat(f.Ref, res[next])
+		next++
+		if code == 'O' {
 			if err == nil {
 				// The script wrote what the transaction would have: change j the same way.
 				_, err = s.commit(ctx, now, j, c.Outcome)
@@ -566,7 +579,7 @@ func (s *Store) commitAnswer(ctx context.Context, commits []persistence.Commit, 
 			jobs[i], errs[i] = j, wrapOp(op, err)
 			continue
 		}
-		// "check": say why, as the transaction would.
+		// "c": say why, as the transaction would.
 		if err == nil {
 			err = checkRun(op, f, j, active)
 		}
