@@ -497,6 +497,15 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		retention, oldest = s.retention.Milliseconds(), micros(now.Add(-s.retention))
 	}
 	args = append(args, s.k.base(q), micros(now), retention, oldest)
+	// The runs of a batch mostly share an owner (and holder): render it once, as one value.
+	var lastOwner persistence.Owner
+	var lastText any
+	owner := func(o persistence.Owner) any {
+		if lastText == nil || o != lastOwner {
+			lastOwner, lastText = o, o.String()
+		}
+		return lastText
+	}
 	for i, c := range commits {
 		keys[i] = s.k.job(q, c.Fence.ID)
 		complete := "0"
@@ -514,14 +523,14 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 				retry = mustJSON(c.Outcome.Retry)
 			}
 		}
-		lean, holder, quotas := "0", "", ""
+		var lean, holder, quotas any = "0", "", ""
 		if knownLean(c) {
-			lean, holder = "1", c.Known.Holder.String()
+			lean, holder = "1", owner(c.Known.Holder)
 			if len(c.Known.QuotaNames) > 0 {
 				quotas = mustJSON(c.Known.QuotaNames)
 			}
 		}
-		args = append(args, c.Fence.Owner.String(), strconv.FormatInt(c.Fence.Attempt, 10), complete,
+		args = append(args, owner(c.Fence.Owner), strconv.FormatInt(c.Fence.Attempt, 10), complete,
 			string(c.Outcome.Result), failure, retry, lean, holder, quotas)
 	}
 	return scriptCall{script: commitScript, keys: keys, args: args}
