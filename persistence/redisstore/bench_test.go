@@ -47,6 +47,33 @@ func BenchmarkPut(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 }
 
+// fillBench puts b.N no-op jobs in the queue "bench", in batches, and activates dispatchers
+// w0, w1, … (workers of them), each with an agent "main" of size.
+func fillBench(b *testing.B, s *Store, size, workers int) {
+	b.Helper()
+	ctx := context.Background()
+	specs := make([]persistence.JobSpec, 500)
+	for i := range specs {
+		specs[i] = persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
+	}
+	for put := 0; put < b.N; put += len(specs) {
+		if _, err := s.PutMany(ctx, "bench", specs[:min(len(specs), b.N-put)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: size}}}
+	for w := range workers {
+		uuid := fmt.Sprintf("w%d", w)
+		if err := s.Register(ctx, "bench", uuid, cfg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Activate(ctx, "bench", uuid); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDrain measures the store's share of running jobs: b.N jobs put in batches, then
 // drained by workers (one agent of size 8 each) that claim, start, and commit-and-complete,
 // one job at a time or each claimed batch at once.
@@ -59,26 +86,7 @@ func BenchmarkDrain(b *testing.B) {
 		b.Run(fmt.Sprintf("workers=%d/batched=%v", workers, bc.batched), func(b *testing.B) {
 			s := benchStore(b)
 			ctx := context.Background()
-			cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
-				Agents: []persistence.AgentSpec{{Name: "main", Size: 8}}}
-			specs := make([]persistence.JobSpec, 500)
-			for i := range specs {
-				specs[i] = persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
-			}
-			for put := 0; put < b.N; put += len(specs) {
-				if _, err := s.PutMany(ctx, "bench", specs[:min(len(specs), b.N-put)]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for w := range workers {
-				uuid := fmt.Sprintf("w%d", w)
-				if err := s.Register(ctx, "bench", uuid, cfg); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Activate(ctx, "bench", uuid); err != nil {
-					b.Fatal(err)
-				}
-			}
+			fillBench(b, s, 8, workers)
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			for w := range workers {
@@ -151,23 +159,7 @@ func drainBatch(ctx context.Context, s *Store, jobs []*persistence.Job) error {
 func BenchmarkBatchCycle(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
-	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Hour,
-		Agents: []persistence.AgentSpec{{Name: "main", Size: 64}}}
-	specs := make([]persistence.JobSpec, 500)
-	for i := range specs {
-		specs[i] = persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
-	}
-	for put := 0; put < b.N; put += len(specs) {
-		if _, err := s.PutMany(ctx, "bench", specs[:min(len(specs), b.N-put)]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := s.Register(ctx, "bench", "w0", cfg); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.Activate(ctx, "bench", "w0"); err != nil {
-		b.Fatal(err)
-	}
+	fillBench(b, s, 64, 1)
 	size := 8
 	if v, err := strconv.Atoi(os.Getenv("CYCLE_SIZE")); err == nil {
 		size = v
