@@ -153,17 +153,18 @@ func drainBatch(ctx context.Context, s *Store, jobs []*persistence.Job) error {
 }
 
 // BenchmarkBatchCycle measures the node's hot path as the committer drives it: each Batch
-// commits the jobs the previous one claimed (started) and claims as many again, 8 at a time.
-// On a real Redis it also reports the server's own time in scripts per job (INFO
-// commandstats), a figure that machine noise barely moves.
+// commits the jobs the previous one claimed (started) and claims as many again, 8 at a time
+// or CYCLE_SIZE (comparing sizes separates per-batch from per-job costs). On a real Redis it
+// also reports the server's own time in scripts per job (INFO commandstats); for figures
+// that machine noise does not move, count the server's instructions (callgrind).
 func BenchmarkBatchCycle(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
-	fillBench(b, s, 64, 1)
 	size := 8
-	if v, err := strconv.Atoi(os.Getenv("CYCLE_SIZE")); err == nil {
+	if v, err := strconv.Atoi(os.Getenv("CYCLE_SIZE")); err == nil && v > 0 {
 		size = v
 	}
+	fillBench(b, s, size, 1)
 	p := persistence.ClaimParams{Queue: "bench", Dispatcher: "w0", Agent: "main", Size: size, Start: true}
 	before := scriptMicros(ctx, s)
 	b.ResetTimer()
