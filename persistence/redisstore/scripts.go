@@ -166,7 +166,9 @@ return out
 // ACTIVE, with the fence's owner and attempt, the outcome is stored as Store.commit does.
 //
 // KEYS[i] the job key of run i. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3]
-// retention ms (0: keep forever), ARGV[4] the oldest completion kept in histories, µs; then
+// retention ms (0: keep forever), ARGV[4] the oldest completion kept in histories, µs,
+// ARGV[5] when a record completed now expires, Unix ms by the server's clock ("" when the
+// caller does not know that clock: the script reads it); then
 // nine per run: owner, attempt, "1" to complete it when it has no callbacks, result, failure
 // JSON, retry counters JSON ("" to clear them, "-" to keep them), "1" when the caller knows
 // the job (Commit.Known: see knownLean), and then the known job's holder and quota names
@@ -188,6 +190,16 @@ return out
 // the same and answered ErrCorrupt.)
 var commitScript = redis.NewScript(`
 local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- Completed records expire at an absolute time by the server's clock: Redis rewrites a
+-- relative PEXPIRE as a PEXPIREAT for its replicas, about 2 % of the server's work per job.
+local expireAt = ARGV[5]
+local function expiry()
+  if expireAt == '' then
+    local t = redis.call('TIME')
+    expireAt = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + retention)
+  end
+  return expireAt
+end
 local codes, out = {}, {''}
 -- Writes to keys shared by the batch (an agent's jobs, parked set and history) go in one
 -- command per key after the loop; the records one by one.
@@ -204,7 +216,7 @@ local function agent(holder)
   return a
 end
 for i, key in ipairs(KEYS) do
-  local a = 4 + (i - 1) * 9
+  local a = 5 + (i - 1) * 9
   local owner, attempt, complete = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3] == '1'
   local result, failure, retry, lean = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7] == '1'
   local flat
@@ -283,8 +295,8 @@ for i, key in ipairs(KEYS) do
         by.completed[#by.completed + 1] = id
       end
       if retention > 0 then
-        redis.call('PEXPIRE', key, retention)
-        if annotated then redis.call('PEXPIRE', key .. ':ann', retention) end
+        redis.call('PEXPIREAT', key, expiry())
+        if annotated then redis.call('PEXPIREAT', key .. ':ann', expiry()) end
       end
       done[#done + 1] = id
     end
@@ -491,12 +503,15 @@ func validCommits(commits []persistence.Commit) error {
 func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCall {
 	q := commits[0].Fence.Queue
 	keys := make([]string, len(commits))
-	args := make([]any, 0, 4+9*len(commits))
-	retention, oldest := int64(0), int64(0)
+	args := make([]any, 0, 5+9*len(commits))
+	retention, oldest, expireAt := int64(0), int64(0), ""
 	if s.retention > 0 {
 		retention, oldest = s.retention.Milliseconds(), micros(now.Add(-s.retention))
+		if s.clock == nil { // now is the server's clock
+			expireAt = strconv.FormatInt(now.Add(s.retention).UnixMilli(), 10)
+		}
 	}
-	args = append(args, s.k.base(q), micros(now), retention, oldest)
+	args = append(args, s.k.base(q), micros(now), retention, oldest, expireAt)
 	// The runs of a batch mostly share an owner (and holder): render it once, as one value.
 	var lastOwner persistence.Owner
 	var lastText any
