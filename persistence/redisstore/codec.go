@@ -15,9 +15,10 @@ import (
 )
 
 // Fields of a job hash. Times and durations are integers in microseconds; structured parts
-// are JSON. An empty field is not stored, nor are three common values (a put job has three
-// fields, not six, and every put and claim moves fewer): begin_after equal to created, the
-// retry policy RetryCommonFourTimes and the log level ERROR. Records that store them are
+// are JSON. An empty field is not stored, nor are four common values (a put job has three
+// fields, not six, and every put, claim and commit moves fewer): begin_after equal to
+// created, the retry policy RetryCommonFourTimes, the log level ERROR, and, for a completed
+// job, completed equal to active_end (a job without callbacks). Records that store them are
 // read the same.
 const (
 	fCall        = "call"         // JSON persistence.Call
@@ -43,7 +44,7 @@ const (
 	fCreated     = "created"      // µs
 	fActiveStart = "active_start" // µs
 	fActiveEnd   = "active_end"   // µs
-	fCompleted   = "completed"    // µs
+	fCompleted   = "completed"    // µs; none, for a completed job: active_end
 	fChildren    = "children"     // JSON list of a composite's sub-job ids, in order
 	fSealed      = "sealed"       // "1" when the children are final (no more may be added)
 	fComposite   = "composite"    // id of the composite this is a sub-job of
@@ -124,7 +125,16 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 	num(fCreated, micros(j.Created))
 	num(fActiveStart, micros(j.ActiveStart))
 	num(fActiveEnd, micros(j.ActiveEnd))
-	num(fCompleted, micros(j.Completed))
+	switch {
+	case j.Status != persistence.StatusCompleted:
+		num(fCompleted, micros(j.Completed))
+	case !j.Completed.IsZero() && j.Completed.Equal(j.ActiveEnd):
+		put(fCompleted, "")
+	case j.Completed.IsZero() && !j.ActiveEnd.IsZero():
+		put(fCompleted, "0") // its absence would mean "at active_end"
+	default:
+		num(fCompleted, micros(j.Completed))
+	}
 	js(fChildren, j.Children, len(j.Children) == 0)
 	if j.Sealed {
 		put(fSealed, "1")
@@ -204,7 +214,7 @@ type jobDecoder struct {
 	err       error // the first field that could not be read
 	hasStatus bool
 	// Fields whose absence stands for a common value.
-	hasBeginAfter, hasPolicy, hasLevel bool
+	hasBeginAfter, hasPolicy, hasLevel, hasCompleted bool
 }
 
 func (d *jobDecoder) bad(f string, e error) {
@@ -267,6 +277,7 @@ func (d *jobDecoder) field(f, v string) {
 	case fActiveEnd:
 		j.ActiveEnd = fromMicros(d.num(f, v))
 	case fCompleted:
+		d.hasCompleted = true
 		j.Completed = fromMicros(d.num(f, v))
 	case fQuotas:
 		d.json(f, v, &j.QuotaNames)
@@ -320,6 +331,9 @@ func (d *jobDecoder) done() (*persistence.Job, bool, error) {
 	}
 	if !d.hasLevel {
 		d.j.FailureLogLevel = slog.LevelError
+	}
+	if !d.hasCompleted && d.j.Status == persistence.StatusCompleted {
+		d.j.Completed = d.j.ActiveEnd
 	}
 	return d.j, true, nil
 }

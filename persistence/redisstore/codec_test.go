@@ -3,6 +3,7 @@ package redisstore
 import (
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"reflect"
 	"testing"
 	"time"
@@ -51,6 +52,20 @@ func FuzzCodecRoundTrip(f *testing.F) {
 		}
 		if status%2 == 1 {
 			j.RetryPolicy = persistence.NeverRetryName
+		}
+		// Completion times: none, as the run ended (not stored), later (callbacks), and a
+		// completion without a run's end.
+		ended := time.UnixMicro(1700000000000000).UTC().Add(time.Second)
+		switch (attempt%4 + 4) % 4 {
+		case 1:
+			j.ActiveEnd, j.Completed = ended, ended
+		case 2:
+			j.ActiveEnd, j.Completed = ended, ended.Add(time.Second)
+		case 3:
+			j.ActiveEnd = ended
+		}
+		if beginBy%3 == 0 {
+			j.ActiveEnd = time.Time{}
 		}
 		if quota != "" {
 			j.QuotaNames = []string{quota}
@@ -108,7 +123,8 @@ func compact(r json.RawMessage) json.RawMessage {
 }
 
 // A record that stores the values a new one leaves out (begin_after equal to created, the
-// default retry policy, the ERROR level) reads as the compact one does.
+// default retry policy, the ERROR level, a completion at the run's end) reads as the compact
+// one does.
 func TestCommonValuesReadTheSameStoredOrNot(t *testing.T) {
 	created := "1700000000000000"
 	compact := map[string]string{fCall: `{"handler":"h"}`, fStatus: "pending", fCreated: created}
@@ -128,5 +144,25 @@ func TestCommonValuesReadTheSameStoredOrNot(t *testing.T) {
 	}
 	if set, _ := encodeJob(a); len(set) != 6 {
 		t.Fatalf("a put job is stored as %v, want three fields", set)
+	}
+
+	// A completed job's completion, when it is the end of its run.
+	const ended = "1700000001000000"
+	compact = map[string]string{fCall: `{"handler":"h"}`, fStatus: "completed", fCreated: created, fActiveEnd: ended, fResult: "1"}
+	full = maps.Clone(compact)
+	full[fCompleted] = ended
+	a, _, errA = decodeJob(ref, compact)
+	b, _, errB = decodeJob(ref, full)
+	if errA != nil || errB != nil {
+		t.Fatalf("decode: %v, %v", errA, errB)
+	}
+	if !reflect.DeepEqual(a, b) || !a.Completed.Equal(a.ActiveEnd) || a.Completed.IsZero() {
+		t.Fatalf("compact %+v\nfull    %+v", *a, *b)
+	}
+	set, _ := encodeJob(a)
+	for i := 0; i < len(set); i += 2 {
+		if set[i] == fCompleted {
+			t.Fatalf("a job completed as its run ended is stored as %v, with its completion", set)
+		}
 	}
 }

@@ -303,9 +303,9 @@ for i, key in ipairs(KEYS) do
     if del then redis.call('HDEL', key, unpack(del)) end
     if status == 'completed' then
       if set then
-        redis.call('HSET', key, 'active_end', now, field, value, 'status', status, 'completed', now, set[1], set[2])
+        redis.call('HSET', key, 'active_end', now, field, value, 'status', status, set[1], set[2])
       else
-        redis.call('HSET', key, 'active_end', now, field, value, 'status', status, 'completed', now)
+        redis.call('HSET', key, 'active_end', now, field, value, 'status', status)
       end
     elseif set then
       redis.call('HSET', key, 'active_end', now, field, value, 'status', status, set[1], set[2])
