@@ -168,17 +168,24 @@ return out
 // KEYS[i] the job key of run i. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3]
 // retention ms (0: keep forever), ARGV[4] the oldest completion kept in histories, µs,
 // ARGV[5] when a record completed now expires, Unix ms by the server's clock ("" when the
-// caller does not know that clock: the script reads it); then
-// nine per run: owner, attempt, "1" to complete it when it has no callbacks, result, failure
-// JSON, retry counters JSON ("" to clear them, "-" to keep them), "1" when the caller knows
-// the job (Commit.Known: see knownLean), and then the known job's holder and quota names
-// (JSON), "" for none.
+// caller does not know that clock: the script reads it); then, for each run, its owner, its
+// attempt, its flags, its outcome (the result, or the failure JSON), and the extra values its
+// flags announce, in this order. The flags are six letters (one value, not six: each value a
+// script is given costs about as much as reading a field):
+//
+//  1. "c" to complete the job when it has no callbacks, else "-";
+//  2. "l" when the caller knows the job (Commit.Known: see knownLean), else "-";
+//  3. "r" when the outcome is a result, "f" a failure;
+//  4. the retry counters: "-" to keep them, "0" to clear them, "s" to set them (extra value:
+//     their JSON);
+//  5. a known job's holder: "o" its owner, "0" none, "h" another (extra value: the holder);
+//  6. a known job's quota names: "0" none, "q" some (extra value: their JSON).
 //
 // A known job is read lean: only the fields that others may change while it runs (status,
-// owner, attempt, callbacks, the annotated mark) or that a write of the run itself may have
-// changed behind the caller's back (retry counters, saved while it runs), not the whole
-// record: reading a record field by field into Lua is most of a commit's cost. Its holder and
-// quota names cannot change while the fence holds, so the caller's are used. The ids of the jobs it completes are published on the queue's done
+// owner, attempt, callbacks, the annotated mark), not the whole record: reading a record field
+// by field into Lua is most of a commit's cost. Its holder and quota names cannot change while
+// the fence holds, so the caller's are used; retry counters the run saved meanwhile are kept
+// or deleted without being read. The ids of the jobs it completes are published on the queue's done
 // channel in one message, separated by spaces. It returns a string of one letter per run,
 // then a job for each run whose letter asks for one: "o", committed, a known job the caller
 // has; "O", committed, followed by the job as it was before the commit, for the caller to
@@ -215,18 +222,35 @@ local function agent(holder)
   end
   return a
 end
+local C, L, F, ZERO, S, O, H, Q = string.byte('clf0sohq', 1, 8) -- the flags' letters
+local a = 6 -- the next run's first value
 for i, key in ipairs(KEYS) do
-  local a = 5 + (i - 1) * 9
-  local owner, attempt, complete = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3] == '1'
-  local result, failure, retry, lean = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7] == '1'
+  local owner, attempt, flags, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  a = a + 4
+  local fc, fl, fo, fr, fh, fq = string.byte(flags, 1, 6)
+  local complete, lean = fc == C, fl == L
+  local result, failure = outcome, ''
+  if fo == F then result, failure = '', outcome end
+  local retry = '-'
+  if fr == ZERO then
+    retry = ''
+  elseif fr == S then
+    retry, a = ARGV[a], a + 1
+  end
+  local knownHolder, knownQuotas
+  if fh == O then
+    knownHolder = owner
+  elseif fh == H then
+    knownHolder, a = ARGV[a], a + 1
+  end
+  if fq == Q then knownQuotas, a = ARGV[a], a + 1 end
   local flat
   local st, ow, at, holder, quotas, callbacks, hasResult, hasFailure, hasRetry, waiting, parked, annotated
   if lean then
-    local v = redis.call('HMGET', key, 'status', 'owner', 'attempt', 'callbacks', 'retry', 'annotated')
-    st, ow, at, callbacks, hasRetry, annotated = v[1], v[2], v[3], v[4], v[5], v[6]
-    holder, quotas = ARGV[a + 8], ARGV[a + 9]
-    if holder == '' then holder = nil end
-    if quotas == '' then quotas = nil end
+    local v = redis.call('HMGET', key, 'status', 'owner', 'attempt', 'callbacks', 'annotated')
+    st, ow, at, callbacks, annotated = v[1], v[2], v[3], v[4], v[5]
+    holder, quotas = knownHolder, knownQuotas
+    hasRetry = true -- not read: counters to clear are deleted whether or not there are any
     -- The whole record is read when the commit is not the common one. (An if, not an
     -- assignment of 'not a and b' to a variable that exists: miniredis's Lua gets that wrong.)
     if callbacks or st ~= 'active' or ow ~= owner or at ~= attempt then lean = false end
@@ -503,7 +527,7 @@ func validCommits(commits []persistence.Commit) error {
 func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCall {
 	q := commits[0].Fence.Queue
 	keys := make([]string, len(commits))
-	args := make([]any, 0, 5+9*len(commits))
+	args := make([]any, 0, 5+4*len(commits))
 	retention, oldest, expireAt := int64(0), int64(0), ""
 	if s.retention > 0 {
 		retention, oldest = s.retention.Milliseconds(), micros(now.Add(-s.retention))
@@ -521,32 +545,41 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		}
 		return lastText
 	}
+	var flags [6]byte
 	for i, c := range commits {
 		keys[i] = s.k.job(q, c.Fence.ID)
-		complete := "0"
+		flags = [6]byte{'-', '-', 'r', '-', '0', '0'}
 		if c.Outcome.Complete {
-			complete = "1"
+			flags[0] = 'c'
 		}
-		failure := ""
+		outcome := string(c.Outcome.Result)
 		if c.Outcome.Failure != nil {
-			failure = mustJSON(c.Outcome.Failure)
+			flags[2], outcome = 'f', mustJSON(c.Outcome.Failure)
 		}
-		retry := "-"
+		var extra []any
 		if c.Outcome.Retry != nil {
-			retry = ""
+			flags[3] = '0'
 			if len(c.Outcome.Retry) > 0 {
-				retry = mustJSON(c.Outcome.Retry)
+				flags[3] = 's'
+				extra = append(extra, mustJSON(c.Outcome.Retry))
 			}
 		}
-		var lean, holder, quotas any = "0", "", ""
 		if knownLean(c) {
-			lean, holder = "1", owner(c.Known.Holder)
+			flags[1] = 'l'
+			switch k := c.Known; {
+			case k.Holder == c.Fence.Owner:
+				flags[4] = 'o'
+			case !k.Holder.IsZero():
+				flags[4] = 'h'
+				extra = append(extra, owner(k.Holder))
+			}
 			if len(c.Known.QuotaNames) > 0 {
-				quotas = mustJSON(c.Known.QuotaNames)
+				flags[5] = 'q'
+				extra = append(extra, mustJSON(c.Known.QuotaNames))
 			}
 		}
-		args = append(args, owner(c.Fence.Owner), strconv.FormatInt(c.Fence.Attempt, 10), complete,
-			string(c.Outcome.Result), failure, retry, lean, holder, quotas)
+		args = append(args, owner(c.Fence.Owner), strconv.FormatInt(c.Fence.Attempt, 10), string(flags[:]), outcome)
+		args = append(args, extra...)
 	}
 	return scriptCall{script: commitScript, keys: keys, args: args}
 }

@@ -312,6 +312,7 @@ func TestScriptsMatchTransactions(t *testing.T) {
 				w.put(persistence.JobSpec{})
 			}
 			w.put(persistence.JobSpec{QuotaNames: []string{"db"}})
+			w.put(persistence.JobSpec{})
 			inner := w.put(persistence.JobSpec{BeginAfter: w.clock.Now().Add(time.Hour)})
 			jobs := w.claim(persistence.ClaimParams{Size: 10, Start: true})
 			known := func(j *persistence.Job, o persistence.Outcome) persistence.Commit {
@@ -330,8 +331,10 @@ func TestScriptsMatchTransactions(t *testing.T) {
 			parked, err := w.s.Wait(w.ctx, jobs[3].Fence(), inner.ID, true)
 			w.see("wait", []*persistence.Job{parked}, err)
 			w.clock.Advance(time.Second)
+			boom := persistence.NewFailure(errors.New("boom"), "stack")
 			w.commit(known(jobs[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true, Retry: persistence.RetryCounts{}}),
-				known(jobs[1], ok(`2`)), known(jobs[2], ok(`3`)), known(parked, ok(`4`)), known(jobs[4], ok(`5`)))
+				known(jobs[1], ok(`2`)), known(jobs[2], ok(`3`)), known(parked, ok(`4`)), known(jobs[4], ok(`5`)),
+				known(jobs[5], persistence.Outcome{Failure: boom, Retry: persistence.RetryCounts{"job": 1}}))
 			// A late run that knows its job, and a run whose job has a former result.
 			w.commit(known(jobs[0], ok(`6`)))
 			rerun := w.put(persistence.JobSpec{})
