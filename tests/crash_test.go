@@ -24,6 +24,11 @@ const (
 	crashPoll  = 100 * time.Millisecond
 	crashPing  = 100 * time.Millisecond
 	crashDeath = time.Second
+	// crashSlack is what a loaded machine may add to the recovery bound (death interval plus
+	// two polls): timers that fire late, processes that wait for a core. A recovery that
+	// misses the bound by more than this is a slower mechanism (a sweep, a second death
+	// interval), not a busy machine.
+	crashSlack = 300 * time.Millisecond
 )
 
 // server is one `zasync serve` process of the crash test.
@@ -311,9 +316,10 @@ func TestCrashAcrossProcesses(t *testing.T) {
 			first = at
 		}
 	}
-	t.Logf("from the SIGKILL to the first reassigned job starting elsewhere: %s (bound %s)", first, crashDeath+2*crashPoll)
-	if first == 0 || first > crashDeath+2*crashPoll {
-		t.Fatalf("recovery took %s, want at most the death interval plus two polls (%s)", first, crashDeath+2*crashPoll)
+	bound := crashDeath + 2*crashPoll
+	t.Logf("from the SIGKILL to the first reassigned job starting elsewhere: %s (bound %s, %s more allowed on a busy machine)", first, bound, crashSlack)
+	if first == 0 || first > bound+crashSlack {
+		t.Fatalf("recovery took %s, want at most the death interval plus two polls (%s), give or take %s", first, bound, crashSlack)
 	}
 
 	// The process presumed dead found its commits refused.
