@@ -341,10 +341,16 @@ func (e *executor) policy(j *persistence.Job) persistence.RetryPolicy {
 	return p
 }
 
+// saveRetry stores the counters of j's run, and keeps them in j: the run's commit hands the
+// store j as the run knows it, its own writes included (persistence.Commit.Known).
 func (e *executor) saveRetry(j *persistence.Job, counts persistence.RetryCounts) error {
-	return e.persist("save retry counters", func(ctx context.Context) error {
+	err := e.persist("save retry counters", func(ctx context.Context) error {
 		return e.store.SaveRetry(ctx, j.Fence(), counts)
 	})
+	if err == nil {
+		j.Retry = maps.Clone(counts)
+	}
+	return err
 }
 
 // reschedule puts j back in its queue as d says.

@@ -205,9 +205,10 @@ type Commit struct {
 	Fence   Fence
 	Outcome Outcome
 	// Known, if set, is the job as its run has it: from its claim or start, with the run's
-	// own writes. A store may build the committed job from it instead of reading the record
-	// back; what others may change while the job runs (its status, owner, attempt,
-	// callbacks) is still read and checked. It is ignored unless it matches the fence.
+	// own writes (retry counters it saved, say). A store may build the committed job from it
+	// instead of reading the record back; what others may change while the job runs (its
+	// status, owner, attempt, callbacks) is still read and checked. It is ignored unless it
+	// matches the fence.
 	Known *Job
 }
 

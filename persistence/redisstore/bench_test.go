@@ -173,7 +173,9 @@ func BenchmarkBatchCycle(b *testing.B) {
 	for done < b.N && os.Getenv("PUTONLY") == "" {
 		commits := make([]persistence.Commit, len(held))
 		for i, j := range held {
-			commits[i] = persistence.Commit{Fence: j.Fence(), Outcome: persistence.Outcome{Result: json.RawMessage(`null`), Complete: true}, Known: j}
+			// As the executor commits: the counters it had (none) to keep.
+			commits[i] = persistence.Commit{Fence: j.Fence(), Known: j,
+				Outcome: persistence.Outcome{Result: json.RawMessage(`null`), Complete: true, Retry: persistence.RetryCounts{}}}
 		}
 		p.Max = size
 		_, errs, claimed, claimErrs := s.Batch(ctx, commits, []persistence.ClaimParams{p})

@@ -140,3 +140,44 @@ func make50(spec persistence.JobSpec) []persistence.JobSpec {
 	}
 	return specs
 }
+
+// The server's commands in a node's steady state are a budget too, counted by the server (Lua's
+// calls included): for each job, a claim reads and writes its record (HGETALL, HSET) and a
+// commit checks its fence, writes its outcome and sets its expiry (HMGET, HSET, PEXPIREAT);
+// the rest is per batch. The commits are the executor's: the job as its run knows it, and
+// retry counters to clear, which it has none of.
+func TestCommandBudget(t *testing.T) {
+	f := newFixture(t)
+	spec := persistence.JobSpec{Call: persistence.Call{Handler: "h"}}
+	if _, err := f.s.PutMany(f.ctx, "q", append(make50(spec), make50(spec)...)); err != nil {
+		t.Fatal(err)
+	}
+	claim := []persistence.ClaimParams{{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 8, Start: true}}
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Minute,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 8}}}
+	if err := f.s.Configure(f.ctx, "q", "d1", cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, _, claimed, errs := f.s.Batch(f.ctx, nil, claim)
+	if err := errors.Join(errs...); err != nil || len(claimed[0]) != 8 {
+		t.Fatalf("first claim: %d jobs, %v", len(claimed[0]), err)
+	}
+	held := claimed[0]
+	for round := range 3 {
+		commits := make([]persistence.Commit, len(held))
+		for i, j := range held {
+			commits[i] = persistence.Commit{Fence: j.Fence(), Known: j,
+				Outcome: persistence.Outcome{Result: json.RawMessage(`null`), Complete: true, Retry: persistence.RetryCounts{}}}
+		}
+		before := f.m.CommandCount()
+		_, errs, claimed, claimErrs := f.s.Batch(f.ctx, commits, claim)
+		if err := errors.Join(append(errs, claimErrs...)...); err != nil || len(claimed[0]) != 8 {
+			t.Fatalf("round %d: %d claimed, %v", round, len(claimed[0]), err)
+		}
+		const perJob, perBatch = 5, 16
+		if got := f.m.CommandCount() - before; got > perJob*len(held)+perBatch {
+			t.Errorf("round %d: %d commands for 8 commits and a claim of 8, budget %d", round, got, perJob*len(held)+perBatch)
+		}
+		held = claimed[0]
+	}
+}

@@ -557,14 +557,17 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 			flags[2], outcome = 'f', mustJSON(c.Outcome.Failure)
 		}
 		var extra []any
-		if c.Outcome.Retry != nil {
+		lean := knownLean(c)
+		switch {
+		case len(c.Outcome.Retry) > 0:
+			flags[3] = 's'
+			extra = append(extra, mustJSON(c.Outcome.Retry))
+		case c.Outcome.Retry != nil && (!lean || len(c.Known.Retry) > 0):
 			flags[3] = '0'
-			if len(c.Outcome.Retry) > 0 {
-				flags[3] = 's'
-				extra = append(extra, mustJSON(c.Outcome.Retry))
-			}
+			// else none to clear: counters are written by the run alone while its fence holds,
+			// and the job it knows has none.
 		}
-		if knownLean(c) {
+		if lean {
 			flags[1] = 'l'
 			switch k := c.Known; {
 			case k.Holder == c.Fence.Owner:
