@@ -581,11 +581,22 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 				extra = append(extra, mustJSON(c.Known.QuotaNames))
 			}
 		}
-		args = append(args, owner(c.Fence.Owner), strconv.FormatInt(c.Fence.Attempt, 10), string(flags[:]), outcome)
+		var f any = commonFlagsValue
+		if flags != commonFlags {
+			f = string(flags[:])
+		}
+		args = append(args, owner(c.Fence.Owner), strconv.FormatInt(c.Fence.Attempt, 10), f, outcome)
 		args = append(args, extra...)
 	}
 	return scriptCall{script: commitScript, keys: keys, args: args}
 }
+
+// The flags of most runs: completed with a result by the run that knows its job, which its
+// owner holds, with no counters and no quotas. Sent as one value made once.
+var (
+	commonFlags          = [6]byte{'c', 'l', 'r', '-', 'o', '0'}
+	commonFlagsValue any = string(commonFlags[:])
+)
 
 // knownLean reports whether c's job may be read lean by commitScript: the caller knows it,
 // as the run the fence names, and it has nothing of an earlier run or of a wait to clean (a
