@@ -136,10 +136,7 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 		}
 	}
 	policy := e.policy(j)
-	counts := maps.Clone(j.Retry)
-	if counts == nil {
-		counts = persistence.RetryCounts{}
-	}
+	counts := maps.Clone(j.Retry) // nil until a policy counts something: most runs count nothing
 	call, passThrough := callOf(j, parent)
 	var out persistence.Outcome
 	if passThrough {
@@ -157,6 +154,9 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 			}
 			if ctx.Err() != nil {
 				return Result{Ending: Interrupted, Job: j}
+			}
+			if counts == nil {
+				counts = persistence.RetryCounts{}
 			}
 			d := e.decide(j, policy.JobError(err, counts), err)
 			if d.Action == persistence.ActionReschedule && j.Holder.IsZero() {
@@ -396,6 +396,10 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 			// A failure to commit must itself commit: retry forever, backing off.
 			sleep(e.base, time.Duration(min(attempt, 60))*time.Second)
 			continue
+		}
+		if counts == nil {
+			counts = persistence.RetryCounts{}
+			out.Retry = counts // a commit tried again carries what the policy counted
 		}
 		d := e.decide(j, policy.CommitError(err, counts), err)
 		e.observeRetry(j, d, RetryReasonCommit)

@@ -113,7 +113,7 @@ func TestValidateName(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"", strings.Repeat("x", MaxNameLen+1), "a b", "a/b", "a:b", "{q}", "a*", "a?", "a\n", "\x00",
-		"é", "straße", "٣", "a\u00a0b", "a+b", "a@b", "a,b",
+		"é", "straße", "٣", "a\u00a0b", "a+b", "a@b", "a,b", "a`b", "a[b", "a~b", "a^b", "\x7f", "\xff",
 	} {
 		err := ValidateName("quota", bad)
 		if !errors.Is(err, ErrInvalid) {

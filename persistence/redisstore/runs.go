@@ -223,8 +223,11 @@ var active = []persistence.Status{persistence.StatusActive}
 // released, and with o.Complete and no callbacks it is completed at once.
 func (s *Store) commit(ctx context.Context, now time.Time, j *persistence.Job, o persistence.Outcome) (writes, error) {
 	j.Result, j.Failure = o.Result, o.Failure
-	if o.Retry != nil {
+	switch {
+	case len(o.Retry) > 0:
 		j.Retry = maps.Clone(o.Retry)
+	case o.Retry != nil:
+		j.Retry = nil // cleared, as a record without counters reads
 	}
 	j.Status, j.ActiveEnd, j.WaitingOn, j.Parked = persistence.StatusCallbacks, now, "", false
 	completing := o.Complete && len(j.Callbacks) == 0
