@@ -179,7 +179,8 @@ type history struct {
 // jobRecord is one run, with its fence (the owner and attempt its claim gave it), which tells
 // a job taken away from the run from one whose run has just ended (see checkRuns).
 type jobRecord struct {
-	info    JobInfo
+	info    JobInfo // its Call rendered when asked for: most runs are never looked at
+	call    persistence.Call
 	owner   persistence.Owner
 	attempt int64
 }
@@ -222,10 +223,10 @@ func (h *history) claimed(queue, agent string, j *persistence.Job, worker string
 	defer h.mu.Unlock()
 	r := &jobRecord{
 		info: JobInfo{
-			ID: j.ID, Queue: queue, Agent: agent, Call: j.Call.String(), Started: started,
+			ID: j.ID, Queue: queue, Agent: agent, Started: started,
 			QuotaNames: slices.Clone(j.QuotaNames), PollID: h.lastPoll, Worker: worker,
 		},
-		owner: j.Owner, attempt: j.Attempt,
+		call: j.Call, owner: j.Owner, attempt: j.Attempt,
 	}
 	if old, evicted := h.jobs.push(r); evicted && h.byID[old.info.ID] == old {
 		delete(h.byID, old.info.ID)
@@ -356,6 +357,7 @@ func (h *history) jobInfo(id string) (JobInfo, bool) {
 		return JobInfo{}, false
 	}
 	info := r.info
+	info.Call = r.call.String()
 	info.QuotaNames = slices.Clone(info.QuotaNames)
 	info.Reassigned = info.Reassigned || h.missingFromLastPoll(r)
 	return info, true
