@@ -80,15 +80,24 @@ func startCommitter(base context.Context, s persistence.Store, op func() (contex
 // commit stores o for the run of j (the job as the run has it), in a batch with whatever else
 // is waiting, and returns what Store.Commit would have.
 func (c *committer) commit(j *persistence.Job, o persistence.Outcome) (*persistence.Job, error) {
-	r := &commitReq{c: persistence.Commit{Fence: j.Fence(), Outcome: o, Known: j}, reply: make(chan commitRes, 1)}
+	r := commitReqs.Get().(*commitReq)
+	r.c = persistence.Commit{Fence: j.Fence(), Outcome: o, Known: j}
 	select {
 	case c.reqs <- r:
 	case <-c.base.Done():
+		r.c = persistence.Commit{}
+		commitReqs.Put(r)
 		return nil, errStopping
 	}
-	res := <-r.reply // the committer always answers a request it took
+	res := <-r.reply // the committer always answers a request it took, once
+	r.c = persistence.Commit{}
+	commitReqs.Put(r)
 	return res.job, res.err
 }
+
+// commitReqs are requests with their reply channels, kept for the next commits: every job
+// commits once at least.
+var commitReqs = sync.Pool{New: func() any { return &commitReq{reply: make(chan commitRes, 1)} }}
 
 // claimer is one agent's claims through the committer. It counts the agent's slots as the
 // agent does (a run takes a slot until its handler returns, even when the store no longer
