@@ -378,3 +378,29 @@ func TestSocketDeadlineIsAContextDeadline(t *testing.T) {
 		t.Fatalf("fail(server error) = %v, want no deadline in it", err)
 	}
 }
+
+// The store's own connection is kept from call to call, and given back to the pool and taken
+// again once it has been kept for ownFor (see ownConn): the pool then has it, not a new one.
+func TestOwnConnectionIsGivenBack(t *testing.T) {
+	f := newFixture(t)
+	put := func() {
+		t.Helper()
+		if _, err := f.s.Put(f.ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put()
+	first := f.s.own.conn
+	put()
+	if first == nil || f.s.own.conn != first {
+		t.Fatalf("own connection %p, then %p: want it kept", first, f.s.own.conn)
+	}
+	f.s.ownFor = 0
+	put()
+	if f.s.own.conn == first {
+		t.Fatal("own connection kept past ownFor: want it given back and another taken")
+	}
+	if n := f.rdb.PoolStats().TotalConns; n > 2 {
+		t.Fatalf("%d connections in the pool: want the one given back reused", n)
+	}
+}

@@ -60,6 +60,7 @@ type Store struct {
 	known   sync.Map // queue names already added to the queues set by this store
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
 	own     ownConn
+	ownFor  time.Duration // ownConnFor, but for tests
 
 	tickMu   sync.Mutex
 	lastTick int64 // the last queue position given to a due job, µs (see tick)
@@ -94,7 +95,8 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 		opts.MaxTxRetries = DefaultMaxTxRetries
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
-	return &Store{rdb: rdb, cluster: cluster, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention, maxRetries: opts.MaxTxRetries}, nil
+	return &Store{rdb: rdb, cluster: cluster, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention,
+		maxRetries: opts.MaxTxRetries, ownFor: ownConnFor}, nil
 }
 
 // Close releases the store's own connection (see use); the client is not the store's to close.
@@ -112,12 +114,20 @@ func (s *Store) Close() error {
 // ownConn is a connection of the store's own, for one call at a time, when the client is a
 // single node's: go-redis checks a connection's health with a system call each time it takes
 // one from its pool, which costs a put or a batch several percent of its time. This one is
-// taken from the pool once.
+// taken from the pool once, and given back and taken again every ownConnFor: go-redis
+// (RESP3) also peeks with a system call before every command on a connection that has not
+// been back in its pool for five seconds, so a connection kept for good would cost more
+// than the pool.
 type ownConn struct {
 	mu     sync.Mutex
 	conn   *redis.Conn
+	taken  time.Time // when conn was taken from the pool
 	closed bool
 }
+
+// ownConnFor is how long the store keeps its own connection before giving it back to the
+// pool and taking one again (see ownConn).
+const ownConnFor = 4 * time.Second
 
 // use runs call through the store's own connection when it is free, else through the client.
 // A connection that failed (not a Redis error reply) is dropped; the next call takes a new one.
@@ -130,8 +140,12 @@ func (s *Store) use(call func(c redis.Cmdable) error) error {
 	if s.own.closed {
 		return call(s.rdb)
 	}
+	if s.own.conn != nil && time.Since(s.own.taken) >= s.ownFor {
+		s.own.conn.Close() // back to the pool, which counts it as checked
+		s.own.conn = nil
+	}
 	if s.own.conn == nil {
-		s.own.conn = client.Conn()
+		s.own.conn, s.own.taken = client.Conn(), time.Now()
 	}
 	err := call(s.own.conn)
 	var reply redis.Error
