@@ -48,6 +48,7 @@ type costSample struct {
 	commands  int64   // calls summed over INFO commandstats
 	redisCPU  float64 // seconds, used_cpu_user + used_cpu_sys
 	goCPU     time.Duration
+	switches  int64 // voluntary context switches of this process
 	mallocs   uint64
 	redisRead bool
 }
@@ -58,7 +59,7 @@ func (m *costMeter) sample(ctx context.Context) costSample {
 		return costSample{}
 	}
 	var s costSample
-	s.goCPU = processCPU()
+	s.goCPU, s.switches = processCPU()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.mallocs = ms.Mallocs
@@ -88,8 +89,8 @@ func (m *costMeter) sample(ctx context.Context) costSample {
 // minus renders the cost per job between s0 and s.
 func (s costSample) minus(s0 costSample, jobs int) string {
 	n := float64(jobs)
-	out := fmt.Sprintf("trips=%.2f go_cpu_us=%.1f allocs=%.0f", float64(s.trips-s0.trips)/n,
-		float64((s.goCPU-s0.goCPU).Microseconds())/n, float64(s.mallocs-s0.mallocs)/n)
+	out := fmt.Sprintf("trips=%.2f go_cpu_us=%.1f switches=%.1f allocs=%.0f", float64(s.trips-s0.trips)/n,
+		float64((s.goCPU-s0.goCPU).Microseconds())/n, float64(s.switches-s0.switches)/n, float64(s.mallocs-s0.mallocs)/n)
 	if s.redisRead && s0.redisRead {
 		out += fmt.Sprintf(" redis_cmds=%.2f redis_cpu_us=%.1f", float64(s.commands-s0.commands)/n, (s.redisCPU-s0.redisCPU)*1e6/n)
 	}
