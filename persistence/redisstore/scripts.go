@@ -184,17 +184,18 @@ return out
 // A known job is read lean: only the fields that others may change while it runs (status,
 // owner, attempt, callbacks, the annotated mark), not the whole record: reading a record field
 // by field into Lua is most of a commit's cost. Its holder and quota names cannot change while
-// the fence holds, so the caller's are used; retry counters the run saved meanwhile are kept
-// or deleted without being read. The ids of the jobs it completes are published on the queue's done
-// channel in one message, separated by spaces. It returns a string of one letter per run,
-// then a job for each run whose letter asks for one: "o", committed, a known job the caller
-// has; "O", committed, followed by the job as it was before the commit, for the caller to
-// change as the commit did; "c", not committed, followed by the job as it is (empty if it
-// does not exist): its fence, status or quota list does not hold, and the caller says why.
-// (One string, not two values per run: every value a script returns costs Redis and the
-// client alike.) A job is its fields and values joined by NUL bytes, as the claim answers
-// it. (A run whose other fields cannot be read, a record corrupted by hand, is committed all
-// the same and answered ErrCorrupt.)
+// the fence holds, so the caller's are used; its retry counters are written by the run alone,
+// so they are kept, set or deleted without being read. The ids of the jobs it completes are
+// published on the queue's done channel in one message, separated by spaces.
+//
+// It returns a string of one letter per run, then a job for each run whose letter asks for
+// one: "o", committed, a known job the caller has; "O", committed, followed by the job as it
+// was before the commit, for the caller to change as the commit did; "c", not committed,
+// followed by the job as it is (empty if it does not exist): its fence, status or quota list
+// does not hold, and the caller says why. (One string, not two values per run: every value a
+// script returns costs Redis and the client alike.) A job is its fields and values joined by
+// NUL bytes, as the claim answers it. (A run whose other fields cannot be read, a record
+// corrupted by hand, is committed all the same and answered ErrCorrupt.)
 var commitScript = redis.NewScript(`
 local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 -- Completed records expire at an absolute time by the server's clock: Redis rewrites a
@@ -250,7 +251,7 @@ for i, key in ipairs(KEYS) do
     local v = redis.call('HMGET', key, 'status', 'owner', 'attempt', 'callbacks', 'annotated')
     st, ow, at, callbacks, annotated = v[1], v[2], v[3], v[4], v[5]
     holder, quotas = knownHolder, knownQuotas
-    hasRetry = true -- not read: counters to clear are deleted whether or not there are any
+    hasRetry = true -- not read: counters the caller asks to clear are deleted unread
     -- The whole record is read when the commit is not the common one. (An if, not an
     -- assignment of 'not a and b' to a variable that exists: miniredis's Lua gets that wrong.)
     if callbacks or st ~= 'active' or ow ~= owner or at ~= attempt then lean = false end
