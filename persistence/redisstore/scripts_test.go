@@ -529,8 +529,9 @@ func TestAnnotationsExpireWithTheirJob(t *testing.T) {
 				}
 				for _, j := range jobs {
 					for what, key := range map[string]string{"record": w.s.k.job("q", j.ID), "annotations": w.s.k.annotations("q", j.ID)} {
-						// Within a minute of the hour: the test's own time passes too.
-						if ttl := w.rdb.PTTL(w.ctx, key).Val(); ttl <= time.Hour-time.Minute || ttl > time.Hour {
+						// Within a minute of the hour: the test's own time passes too, and the
+						// store's estimate of the server's clock may be a few ms ahead of it.
+						if ttl := w.rdb.PTTL(w.ctx, key).Val(); ttl <= time.Hour-time.Minute || ttl > time.Hour+time.Second {
 							t.Errorf("%s of %s: TTL %v, want the hour of retention", what, j.ID, ttl)
 						}
 					}
