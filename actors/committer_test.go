@@ -110,23 +110,25 @@ func newCommitterFixture(t *testing.T, s persistence.Store, seen chan batchCall,
 
 func (f *committerFixture) nextCall() batchCall {
 	f.t.Helper()
-	select {
-	case call := <-f.seen:
-		return call
-	case <-time.After(time.Minute):
-		f.t.Fatal("no call reached the store")
-		return batchCall{}
-	}
+	return receive(f.t, f.seen, "no call reached the store")
 }
 
 func (f *committerFixture) nextClaim() claimed {
 	f.t.Helper()
+	return receive(f.t, f.claims, "no claim was handed over")
+}
+
+// receive returns the next value of ch, failing the test with missing if none comes within a
+// minute.
+func receive[T any](t *testing.T, ch <-chan T, missing string) T {
+	t.Helper()
 	select {
-	case r := <-f.claims:
-		return r
+	case v := <-ch:
+		return v
 	case <-time.After(time.Minute):
-		f.t.Fatal("no claim was handed over")
-		return claimed{}
+		t.Fatal(missing)
+		var zero T
+		return zero
 	}
 }
 

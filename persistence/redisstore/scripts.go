@@ -559,14 +559,14 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		}
 		var extra []any
 		lean := knownLean(c)
+		// Counters to clear are left alone when the known job has none: only its run writes
+		// them while its fence holds.
 		switch {
 		case len(c.Outcome.Retry) > 0:
 			flags[3] = 's'
 			extra = append(extra, mustJSON(c.Outcome.Retry))
 		case c.Outcome.Retry != nil && (!lean || len(c.Known.Retry) > 0):
 			flags[3] = '0'
-			// else none to clear: counters are written by the run alone while its fence holds,
-			// and the job it knows has none.
 		}
 		if lean {
 			flags[1] = 'l'
