@@ -17,7 +17,8 @@ import (
 // is dead: deactivated, and its agents cleaned so that its jobs run elsewhere. Once per
 // ping_death_interval it also sweeps the queue for jobs held by agents whose dispatcher record
 // is gone, deactivated or dead, which the ring cannot see (a record removed by hand, a cleaner
-// that stopped half-way, several dead dispatchers next to each other in the ring).
+// that stopped half-way, several dead dispatchers next to each other in the ring), and once an
+// hour it forgets the dispatchers stopped for longer than the store's retention.
 //
 // It is an actor of its own so that cleaning a dead dispatcher with many jobs never delays the
 // dispatcher's polls and pings.
@@ -26,10 +27,11 @@ type supervisorActor struct {
 	uuid     string
 	interval time.Duration        // between sweeps of one queue: the ping death interval
 	swept    map[string]time.Time // queue → last sweep, by this process's clock
+	forgot   map[string]time.Time // queue → last look for dispatchers to forget
 }
 
 func newSupervisor(exec *executor, uuid string, deathInterval time.Duration) *supervisorActor {
-	return &supervisorActor{exec: exec, uuid: uuid, interval: deathInterval, swept: map[string]time.Time{}}
+	return &supervisorActor{exec: exec, uuid: uuid, interval: deathInterval, swept: map[string]time.Time{}, forgot: map[string]time.Time{}}
 }
 
 func (s *supervisorActor) Receive(c actor.Context) {
@@ -41,6 +43,29 @@ func (s *supervisorActor) Receive(c actor.Context) {
 	if time.Since(s.swept[m.Queue]) >= s.interval {
 		s.sweep(m.Queue)
 		s.swept[m.Queue] = time.Now()
+	}
+	if last, ok := s.forgot[m.Queue]; !ok || time.Since(last) >= forgetEvery {
+		s.forget(m.Queue)
+		s.forgot[m.Queue] = time.Now()
+	}
+}
+
+// forgetEvery is how often a supervisor looks for dispatchers stopped long enough ago to be
+// forgotten: the retention it waits for is days, and each look reads every record.
+const forgetEvery = time.Hour
+
+// forget removes what dispatchers stopped for longer than the store's retention left in q
+// (their records, pings, agents and histories), so that processes starting with a new UUID
+// each time do not grow the store without bound.
+func (s *supervisorActor) forget(q string) {
+	ctx, cancel := s.exec.op()
+	defer cancel()
+	gone, err := s.exec.store.ForgetStopped(ctx, q)
+	if len(gone) > 0 {
+		s.exec.events.Info(fmt.Sprintf("forgot %d dispatchers stopped for longer than the retention", len(gone)), "queue", q, "uuids", gone)
+	}
+	if err != nil {
+		s.exec.events.Warn("cannot forget long-stopped dispatchers", "queue", q, "error", err)
 	}
 }
 

@@ -267,6 +267,15 @@ type Dispatchers interface {
 	// and alive (checked in each job's transaction): ErrActivated then, with what was cleaned
 	// before. Without a record, or with one deactivated or dead, it cleans everything.
 	CleanAgent(ctx context.Context, queue string, agent Owner) (*CleanReport, error)
+	// ForgetStopped removes what dispatchers that stopped long ago left in a queue, so that
+	// processes starting with a new UUID each time do not grow the store without bound. A
+	// dispatcher is forgotten when its record is deactivated (or gone), its last sign of life
+	// (its last ping, and its agents' last completions) is older than the store's retention,
+	// and none of its agents holds a job: its record, its ping, its agents' names and their
+	// completed histories (whose jobs have expired) are removed, atomically against its
+	// coming back. It returns the UUIDs forgotten. A store that keeps completed jobs forever
+	// forgets nothing.
+	ForgetStopped(ctx context.Context, queue string) ([]string, error)
 }
 
 // Quotas are strict per-queue limits on how many jobs naming a quota run at once.

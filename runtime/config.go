@@ -96,8 +96,9 @@ type Config struct {
 	// the policies its jobs use. Default: none.
 	RetryPolicies []RetryPolicy
 
-	// Retention is how long completed jobs, with their results, are kept in Redis. Default 7
-	// days; negative keeps them forever.
+	// Retention is how long completed jobs, with their results, are kept in Redis, and how long
+	// a stopped dispatcher's record and histories are. Default 7 days; negative keeps them
+	// forever.
 	Retention time.Duration
 
 	// Metrics is where the runtime registers its Prometheus metrics (zasync_jobs_put_total,

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -139,6 +140,50 @@ func TestSweepRecoversOrphanedJobs(t *testing.T) {
 		held, err := w.store.HeldBy(w.ctx, runtime.DefaultQueue)
 		if err != nil || slices.Contains(held, persistence.Owner{Dispatcher: "sweep-gone", Agent: "main"}) {
 			t.Fatalf("agents holding jobs: %v, %v; want the orphaned agent emptied", held, err)
+		}
+	})
+}
+
+// A dispatcher stopped for longer than the retention (a process that started with a new UUID
+// each time, say) is forgotten by its siblings' supervisors: its record, its ping, its
+// agent's name and history go, so that such processes do not grow the store without bound. A
+// dispatcher stopped recently is kept.
+func TestSupervisorForgetsLongStoppedDispatchers(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		q := runtime.DefaultQueue
+		for _, uuid := range []string{"forget-old", "forget-recent"} {
+			cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: 4 * time.Second,
+				Agents: []persistence.AgentSpec{{Name: "main", Size: 1}}}
+			if err := w.store.Register(w.ctx, q, uuid, cfg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.store.Activate(w.ctx, q, uuid); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.store.Ping(w.ctx, q, uuid); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.store.Deactivate(w.ctx, q, uuid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The old one last pinged eight days ago, past the default retention of seven.
+		old := time.Now().Add(-8 * 24 * time.Hour).UnixMicro()
+		if err := w.client.Set(w.ctx, w.prefix+":{"+q+"}:ping:forget-old", old, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if d, err := w.store.Dispatcher(w.ctx, q, "forget-old"); err != nil || d.LastPing.UnixMicro() != old {
+			t.Fatalf("old record: %+v, %v; the key schema changed: fix this test", d, err)
+		}
+		rt := w.runtimeWith(runtime.Config{UUID: "forget-live", PollInterval: 50 * time.Millisecond}, nil)
+		w.start(rt)
+		defer w.stop(rt)
+		w.eventually("the long-stopped dispatcher forgotten", func() bool {
+			_, err := w.store.Dispatcher(w.ctx, q, "forget-old")
+			return errors.Is(err, persistence.ErrNotFound)
+		})
+		if _, err := w.store.Dispatcher(w.ctx, q, "forget-recent"); err != nil {
+			t.Fatalf("the recently stopped dispatcher: %v, want its record kept", err)
 		}
 	})
 }

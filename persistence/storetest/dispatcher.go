@@ -42,6 +42,7 @@ func init() {
 		testCase{"BuryAlive", dspBuryAlive},
 		testCase{"BuryDead", dspBuryDead},
 		testCase{"RacingBurials", dspRacingBurials},
+		testCase{"ForgetStopped", dspForgetStopped},
 	)
 }
 
@@ -1145,5 +1146,86 @@ func dspRacingBurials(t *testing.T, h Harness) {
 	}
 	if system != 3 {
 		t.Fatalf("%d system jobs from racing burials, want 3", system)
+	}
+}
+
+// dspForgetStopped: a dispatcher deactivated for longer than the retention (7 days by
+// default) is forgotten, with its agents' histories, and so is what an unregistered one left;
+// a dispatcher activated (alive or dead), stopped recently, or never known alive is kept. A
+// forgotten UUID can start again.
+func dspForgetStopped(t *testing.T, h Harness) {
+	b := setup(t, h)
+	forget := func(when string) []string {
+		t.Helper()
+		got, err := b.s.ForgetStopped(b.ctx, Queue)
+		if err != nil {
+			t.Fatalf("ForgetStopped %s: %v", when, err)
+		}
+		return got
+	}
+	stopped, unregistered := b.dispatcher(), b.dispatcher()
+	alive, dead, recent := b.dispatcher(), b.dispatcher(), b.dispatcher()
+	idle := newUUID() // registered, never activated
+	if err := b.s.Register(b.ctx, Queue, idle, DefaultConfig()); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	dspPing(b, Queue, dead.Dispatcher) // then never again: dead, but not buried yet
+	var done []string
+	for _, o := range []persistence.Owner{stopped, unregistered} {
+		dspPing(b, Queue, o.Dispatcher)
+		b.putCall("job")
+		done = append(done, dspFinish(b, dspClaim(b, Queue, o, 3, 1)[0]).ID)
+		if _, err := b.s.Deactivate(b.ctx, Queue, o.Dispatcher); err != nil {
+			t.Fatalf("Deactivate(%s): %v", o.Dispatcher, err)
+		}
+	}
+	if err := b.s.Unregister(b.ctx, Queue, unregistered.Dispatcher); err != nil {
+		t.Fatalf("Unregister: %v", err)
+	}
+	if got := forget("within the retention"); len(got) != 0 {
+		t.Fatalf("ForgetStopped right after the stops forgot %v, want nothing", got)
+	}
+
+	b.clock.Advance(8 * 24 * time.Hour)
+	dspPing(b, Queue, alive.Dispatcher)
+	dspPing(b, Queue, recent.Dispatcher)
+	if _, err := b.s.Deactivate(b.ctx, Queue, recent.Dispatcher); err != nil {
+		t.Fatalf("Deactivate(%s): %v", recent.Dispatcher, err)
+	}
+	if h := dspHistory(b, Queue, stopped); !slices.Equal(h, done[:1]) {
+		t.Fatalf("history of %s before it is forgotten: %v, want %v", stopped, h, done[:1])
+	}
+	got := forget("8 days later")
+	if want := []string{stopped.Dispatcher, unregistered.Dispatcher}; !dspSameSet(got, want) {
+		t.Fatalf("ForgetStopped 8 days later forgot %v, want %v (not %s alive, %s dead but activated, %s stopped now, %s never activated)",
+			got, want, alive.Dispatcher, dead.Dispatcher, recent.Dispatcher, idle)
+	}
+	if _, err := b.s.Dispatcher(b.ctx, Queue, stopped.Dispatcher); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("record of a forgotten dispatcher: %v, want ErrNotFound", err)
+	}
+	for _, o := range []persistence.Owner{stopped, unregistered} {
+		if h := dspHistory(b, Queue, o); len(h) != 0 {
+			t.Fatalf("history of forgotten %s: %v, want none", o, h)
+		}
+	}
+	recs, err := b.s.Dispatchers(b.ctx, Queue)
+	if err != nil {
+		t.Fatalf("Dispatchers: %v", err)
+	}
+	var kept []string
+	for _, r := range recs {
+		kept = append(kept, r.UUID)
+	}
+	if want := []string{alive.Dispatcher, dead.Dispatcher, recent.Dispatcher, idle}; !dspSameSet(kept, want) {
+		t.Fatalf("records left: %v, want %v", kept, want)
+	}
+	if got := forget("again"); len(got) != 0 {
+		t.Fatalf("a second ForgetStopped forgot %v, want nothing", got)
+	}
+	// The forgotten UUID starts again as a new dispatcher.
+	b.activate(Queue, stopped.Dispatcher, DefaultConfig())
+	b.putCall("job")
+	if jobs := dspClaim(b, Queue, stopped, 3, 1); len(jobs) != 1 {
+		t.Fatalf("claim of a forgotten UUID started again: %d jobs, want 1", len(jobs))
 	}
 }
