@@ -173,6 +173,7 @@ type history struct {
 	jobs    ring[*jobRecord]      // the newest JobHistorySize runs, in claim order
 	byID    map[string]*jobRecord // job id → its newest run still in jobs
 	running map[string]*jobRecord // run name → its run, until the run ends
+	spare   *jobRecord            // a record out of jobs and running, for the next run
 	agents  map[agentKey]*agentState
 }
 
@@ -221,15 +222,27 @@ func (h *history) agent(queue, agent string) *agentState {
 func (h *history) claimed(queue, agent string, j *persistence.Job, worker string, started time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r := &jobRecord{
+	r := h.spare
+	if r == nil {
+		r = &jobRecord{}
+	}
+	h.spare = nil
+	*r = jobRecord{
 		info: JobInfo{
 			ID: j.ID, Queue: queue, Agent: agent, Started: started,
 			QuotaNames: slices.Clone(j.QuotaNames), PollID: h.lastPoll, Worker: worker,
 		},
 		call: j.Call, owner: j.Owner, attempt: j.Attempt,
 	}
-	if old, evicted := h.jobs.push(r); evicted && h.byID[old.info.ID] == old {
-		delete(h.byID, old.info.ID)
+	if old, evicted := h.jobs.push(r); evicted {
+		if h.byID[old.info.ID] == old {
+			delete(h.byID, old.info.ID)
+		}
+		// A record out of the ring whose run has ended is referenced no more: the next
+		// run's record reuses it (one allocation less per job).
+		if h.running[old.info.Worker] != old {
+			h.spare = old
+		}
 	}
 	h.byID[j.ID] = r
 	h.running[worker] = r

@@ -724,16 +724,20 @@ func (s *Store) Batch(ctx context.Context, commits []persistence.Commit, claims 
 		return jobs, errs, claimed, claimErrs
 	}
 	var calls []scriptCall
-	group := func(q string) []persistence.Commit {
-		g := make([]persistence.Commit, len(byQueue[q]))
-		for n, i := range byQueue[q] {
-			g[n] = commits[i]
+	groups := make([][]persistence.Commit, len(queues)) // the commits of each queue, in order
+	for n, q := range queues {
+		if len(byQueue[q]) == len(commits) {
+			groups[n] = commits // all of them (the common case): no copy
+			continue
 		}
-		return g
+		groups[n] = make([]persistence.Commit, len(byQueue[q]))
+		for m, i := range byQueue[q] {
+			groups[n][m] = commits[i]
+		}
 	}
 	if !s.noScripts {
-		for _, q := range queues {
-			calls = append(calls, s.commitCall(group(q), now))
+		for _, g := range groups {
+			calls = append(calls, s.commitCall(g, now))
 		}
 	}
 	scriptedAt := make([]int, len(claims)) // index of the claim's call, or -1
@@ -750,7 +754,7 @@ func (s *Store) Batch(ctx context.Context, commits []persistence.Commit, claims 
 		res, resErrs = s.runScripts(ctx, calls)
 	}
 	for n, q := range queues {
-		g := group(q)
+		g := groups[n]
 		var gj []*persistence.Job
 		var ge []error
 		var err error
