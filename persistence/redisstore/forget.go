@@ -37,6 +37,10 @@ func (s *Store) ForgetStopped(ctx context.Context, q string) ([]string, error) {
 		return nil, err
 	}
 	cutoff := now.Add(-s.retention)
+	agentsBy := map[string][]persistence.Owner{} // dispatcher UUID → its agents
+	for _, o := range agents {
+		agentsBy[o.Dispatcher] = append(agentsBy[o.Dispatcher], o)
+	}
 	// Candidates: deactivated records not pinged since the cutoff, and agents whose
 	// dispatcher has no record (removed by hand, or by an older version).
 	var uuids []string
@@ -47,21 +51,16 @@ func (s *Store) ForgetStopped(ctx context.Context, q string) ([]string, error) {
 			uuids = append(uuids, d.UUID)
 		}
 	}
-	for _, o := range agents {
-		if !recorded[o.Dispatcher] && !slices.Contains(uuids, o.Dispatcher) {
-			uuids = append(uuids, o.Dispatcher)
+	for u := range agentsBy {
+		if !recorded[u] {
+			uuids = append(uuids, u)
 		}
 	}
 	slices.Sort(uuids)
 	var forgotten []string
 	var errs []error
 	for _, u := range uuids {
-		var owners []persistence.Owner
-		for _, o := range agents {
-			if o.Dispatcher == u {
-				owners = append(owners, o)
-			}
-		}
+		owners := agentsBy[u]
 		ok, err := s.forget(ctx, q, u, owners, cutoff)
 		if err != nil {
 			errs = append(errs, err)

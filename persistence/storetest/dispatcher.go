@@ -131,6 +131,20 @@ func dspHistory(b *bundle, q string, o persistence.Owner) []string {
 	return done
 }
 
+// dspUUIDs lists the UUIDs of q's dispatcher records, in the order Dispatchers gives them.
+func dspUUIDs(b *bundle, q string) []string {
+	b.t.Helper()
+	recs, err := b.s.Dispatchers(b.ctx, q)
+	if err != nil {
+		b.t.Fatalf("Dispatchers(%s): %v", q, err)
+	}
+	out := make([]string, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.UUID)
+	}
+	return out
+}
+
 // dspSameSet reports whether a and b hold the same ids, in any order, without duplicates.
 func dspSameSet(a, b []string) bool {
 	if len(a) != len(b) {
@@ -1208,15 +1222,7 @@ func dspForgetStopped(t *testing.T, h Harness) {
 			t.Fatalf("history of forgotten %s: %v, want none", o, h)
 		}
 	}
-	recs, err := b.s.Dispatchers(b.ctx, Queue)
-	if err != nil {
-		t.Fatalf("Dispatchers: %v", err)
-	}
-	var kept []string
-	for _, r := range recs {
-		kept = append(kept, r.UUID)
-	}
-	if want := []string{alive.Dispatcher, dead.Dispatcher, recent.Dispatcher, idle}; !dspSameSet(kept, want) {
+	if kept, want := dspUUIDs(b, Queue), []string{alive.Dispatcher, dead.Dispatcher, recent.Dispatcher, idle}; !dspSameSet(kept, want) {
 		t.Fatalf("records left: %v, want %v", kept, want)
 	}
 	if got := forget("again"); len(got) != 0 {
