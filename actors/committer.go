@@ -30,12 +30,20 @@ type committer struct {
 	batch batchStore // nil when the store cannot batch: one call after another
 	base  context.Context
 	op    func() (context.Context, context.CancelFunc)
-	reqs  chan *commitReq
 	wake  chan struct{} // an agent asks to claim (capacity 1)
 
-	// Owned by the committer's goroutine: the runs the last batch claimed, and when they were
-	// handed out (see linger).
-	cohort    map[runKey]struct{}
+	// The commits waiting for a batch. A run queues its commit and wakes the committer only
+	// when the committer waits for it: for any commit when idle, for the last of the cohort
+	// when it lingers. Waking a goroutine per commit was a good part of a busy node's CPU.
+	qmu      sync.Mutex
+	queue    []*commitReq        // guarded by qmu
+	cohort   map[runKey]struct{} // guarded by qmu: the runs the last batch claimed that have not committed yet
+	sleeping bool                // guarded by qmu: the committer waits for signal
+	lingers  bool                // guarded by qmu: … for the rest of the cohort only
+	stopped  bool                // guarded by qmu: the committer is gone; commits fail
+	signal   chan struct{}       // wakes the committer (capacity 1)
+
+	// Owned by the committer's goroutine: when the cohort was handed out (see gather).
 	handedOut time.Time
 	timer     *time.Timer
 	lingerMax time.Duration
@@ -69,7 +77,7 @@ func newCommitter(base context.Context, s persistence.Store, op func() (context.
 
 // startCommitter starts a committer that lingers at most linger for a cohort.
 func startCommitter(base context.Context, s persistence.Store, op func() (context.Context, context.CancelFunc), linger time.Duration) *committer {
-	c := &committer{store: s, base: base, op: op, reqs: make(chan *commitReq), wake: make(chan struct{}, 1),
+	c := &committer{store: s, base: base, op: op, wake: make(chan struct{}, 1), signal: make(chan struct{}, 1),
 		cohort: map[runKey]struct{}{}, timer: time.NewTimer(time.Hour), lingerMax: linger}
 	c.timer.Stop()
 	c.batch, _ = s.(batchStore)
@@ -82,14 +90,27 @@ func startCommitter(base context.Context, s persistence.Store, op func() (contex
 func (c *committer) commit(j *persistence.Job, o persistence.Outcome) (*persistence.Job, error) {
 	r := commitReqs.Get().(*commitReq)
 	r.c = persistence.Commit{Fence: j.Fence(), Outcome: o, Known: j}
-	select {
-	case c.reqs <- r:
-	case <-c.base.Done():
+	c.qmu.Lock()
+	if c.stopped {
+		c.qmu.Unlock()
 		r.c = persistence.Commit{}
 		commitReqs.Put(r)
 		return nil, errStopping
 	}
-	res := <-r.reply // the committer always answers a request it took, once
+	c.queue = append(c.queue, r)
+	delete(c.cohort, runKey{j.ID, j.Attempt})
+	wake := c.sleeping && (!c.lingers || len(c.cohort) == 0 || len(c.queue) >= maxCommitBatch)
+	if wake {
+		c.sleeping = false
+	}
+	c.qmu.Unlock()
+	if wake {
+		select {
+		case c.signal <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+	res := <-r.reply // the committer answers every queued request once: in a batch, or when it stops
 	r.c = persistence.Commit{}
 	commitReqs.Put(r)
 	return res.job, res.err
@@ -247,28 +268,24 @@ func (c *committer) nudge() {
 	}
 }
 
-// run is the committer's goroutine: it takes a request, gathers what else waits, lingers a
-// moment for the runs the previous batch claimed, and flushes.
+// run is the committer's goroutine: it gathers a batch and flushes it, until the node stops;
+// then it fails the commits still queued, and those asked later.
 func (c *committer) run() {
+	defer func() {
+		c.qmu.Lock()
+		c.stopped = true
+		queued := c.queue
+		c.queue = nil
+		c.qmu.Unlock()
+		for _, r := range queued {
+			r.reply <- commitRes{err: errStopping}
+		}
+	}()
 	for {
-		var batch []*commitReq
-		select {
-		case r := <-c.reqs:
-			batch = append(batch, r)
-		case <-c.wake:
-		case <-c.base.Done():
+		batch, ok := c.gather()
+		if !ok {
 			return
 		}
-	more:
-		for len(batch) < maxCommitBatch {
-			select {
-			case r := <-c.reqs:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
-		batch = c.linger(batch)
 		c.flush(batch)
 	}
 }
@@ -276,43 +293,70 @@ func (c *committer) run() {
 // lingerMax bounds how long a batch waits for the runs the previous batch claimed.
 const lingerMax = 250 * time.Microsecond
 
-// linger adds to batch the commits of the runs the previous batch claimed, waiting for them a
-// moment (lingerMax at most after they were handed out): short jobs commit right after they
-// start, and one batch for all of them is a round trip per cohort instead of one per job or
-// two. A cohort whose handlers take longer is not waited for.
-func (c *committer) linger(batch []*commitReq) []*commitReq {
-	if len(c.cohort) == 0 {
-		return batch
-	}
-	left := len(c.cohort)
-	for _, r := range batch {
-		if _, ok := c.cohort[runKey{r.c.Fence.ID, r.c.Fence.Attempt}]; ok {
-			left--
+// gather waits for the next batch: the commits queued once an agent asks to claim or a commit
+// comes; but while the runs the previous batch claimed may still commit soon (lingerMax at
+// most after they were handed out), it waits for all of them. Short jobs commit right after
+// they start, and one batch for all of them is a round trip per cohort instead of one per
+// job or two. A cohort whose handlers take longer is not waited for. ok is false when the
+// node stops.
+func (c *committer) gather() (batch []*commitReq, ok bool) {
+	for {
+		c.qmu.Lock()
+		wait := time.Duration(0)
+		if len(c.cohort) > 0 {
+			if wait = time.Until(c.handedOut.Add(c.lingerMax)); wait <= 0 {
+				clear(c.cohort)
+			}
 		}
-	}
-	wait := time.Until(c.handedOut.Add(c.lingerMax))
-	if left > 0 && wait > 0 {
-		c.timer.Reset(wait)
-	wait:
-		for left > 0 && len(batch) < maxCommitBatch {
+		lingers := len(c.cohort) > 0
+		if len(c.queue) >= maxCommitBatch || len(c.queue) > 0 && !lingers {
+			return c.take(), true
+		}
+		c.sleeping, c.lingers = true, lingers
+		c.qmu.Unlock()
+		asked := false
+		if lingers {
+			c.timer.Reset(wait)
 			select {
-			case r := <-c.reqs:
-				batch = append(batch, r)
-				if _, ok := c.cohort[runKey{r.c.Fence.ID, r.c.Fence.Attempt}]; ok {
-					left--
+			case <-c.signal:
+			case <-c.timer.C:
+			case <-c.base.Done():
+				return nil, false
+			}
+			if !c.timer.Stop() {
+				select {
+				case <-c.timer.C:
+				default:
 				}
-			case <-c.timer.C:
-				break wait
 			}
-		}
-		if !c.timer.Stop() {
+		} else {
 			select {
-			case <-c.timer.C:
-			default:
+			case <-c.signal:
+			case <-c.wake:
+				asked = true
+			case <-c.base.Done():
+				return nil, false
 			}
 		}
+		c.qmu.Lock()
+		c.sleeping = false
+		if asked {
+			return c.take(), true
+		}
+		c.qmu.Unlock()
 	}
+}
+
+// take returns the queued commits, maxCommitBatch at most, and forgets the cohort: a batch
+// lingers once. It unlocks qmu, which the caller holds.
+func (c *committer) take() []*commitReq {
+	n := min(len(c.queue), maxCommitBatch)
+	batch := slices.Clone(c.queue[:n])
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:]) // no references kept in the spare capacity
+	c.queue = c.queue[:rest]
 	clear(c.cohort)
+	c.qmu.Unlock()
 	return batch
 }
 
@@ -379,9 +423,11 @@ func (c *committer) flush(batch []*commitReq) {
 	}
 	// The new jobs first: their runs start while the committed runs finish.
 	for k, a := range claimers {
+		c.qmu.Lock()
 		for _, j := range got[k] {
 			c.cohort[runKey{j.ID, j.Attempt}] = struct{}{}
 		}
+		c.qmu.Unlock()
 		c.claimDone(a, claims[k].Max, claimed{got[k], claimErrs[k]})
 	}
 	c.handedOut = time.Now()
