@@ -260,3 +260,34 @@ func TestCommitterStops(t *testing.T) {
 		}
 	}
 }
+
+// A commit queued while the committer lingers for the rest of its cohort is answered when the
+// node stops, not left waiting.
+func TestCommitterStopsWhileLingering(t *testing.T) {
+	s := newFakeStore()
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCommitter(base, s, func() (context.Context, context.CancelFunc) { return context.WithCancel(base) }, time.Hour)
+	claims := make(chan claimed, 1)
+	agent := c.register(persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 2, Start: true},
+		func(r claimed) { claims <- r })
+	agent.ask()
+	cohort := receive(t, claims, "no claim was handed over").jobs
+	if len(cohort) != 2 {
+		t.Fatalf("claimed %d jobs, want 2", len(cohort))
+	}
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.commit(cohort[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true})
+		errs <- err
+	}()
+	waitUntil(t, "the commit to be queued", func() bool {
+		c.qmu.Lock()
+		defer c.qmu.Unlock()
+		return len(c.queue) == 1
+	})
+	cancel()
+	if err := receive(t, errs, "the queued commit was never answered"); !errors.Is(err, errStopping) {
+		t.Fatalf("queued commit: %v, want errStopping", err)
+	}
+}
