@@ -146,13 +146,15 @@ func (a *agentActor) claimed(c actor.Context, m *claimed) {
 		ctx, cancel := context.WithCancel(a.exec.base)
 		a.running[run], a.runs[run] = cancel, runKey{j.ID, j.Attempt}
 		a.claims.started(a.runs[run])
-		a.hist.claimed(a.queue, a.spec.Name, j, run, at)
 		if a.draining {
 			cancel()
 		}
 		a.exec.runners.start(func() {
 			runJob(a.exec, ctx, cancel, j, run, func(m *messages.JobFinished) { root.Send(self, m) })
 		})
+		// The history last: the run starts sooner, and its end, reported to this agent, is
+		// handled after this message all the same.
+		a.hist.claimed(a.queue, a.spec.Name, j, run, at)
 	}
 	if a.draining {
 		a.reportIdle(c)
