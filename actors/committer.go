@@ -35,13 +35,13 @@ type committer struct {
 	// The commits waiting for a batch. A run queues its commit and wakes the committer only
 	// when the committer waits for it: for any commit when idle, for the last of the cohort
 	// when it lingers. Waking a goroutine per commit was a good part of a busy node's CPU.
-	qmu      sync.Mutex
-	queue    []*commitReq        // guarded by qmu
-	cohort   map[runKey]struct{} // guarded by qmu: the runs the last batch claimed that have not committed yet
-	sleeping bool                // guarded by qmu: the committer waits for signal
-	lingers  bool                // guarded by qmu: … for the rest of the cohort only
-	stopped  bool                // guarded by qmu: the committer is gone; commits fail
-	signal   chan struct{}       // wakes the committer (capacity 1)
+	qmu       sync.Mutex
+	queue     []*commitReq        // guarded by qmu
+	cohort    map[runKey]struct{} // guarded by qmu: the runs the last batch claimed that have not committed yet
+	sleeping  bool                // guarded by qmu: the committer waits for signal
+	lingering bool                // guarded by qmu: … for the rest of the cohort only
+	stopped   bool                // guarded by qmu: the committer is gone; commits fail
+	signal    chan struct{}       // wakes the committer (capacity 1)
 
 	// Owned by the committer's goroutine: when the cohort was handed out (see gather).
 	handedOut time.Time
@@ -99,7 +99,7 @@ func (c *committer) commit(j *persistence.Job, o persistence.Outcome) (*persiste
 	}
 	c.queue = append(c.queue, r)
 	delete(c.cohort, runKey{j.ID, j.Attempt})
-	wake := c.sleeping && (!c.lingers || len(c.cohort) == 0 || len(c.queue) >= maxCommitBatch)
+	wake := c.sleeping && (!c.lingering || len(c.cohort) == 0 || len(c.queue) >= maxCommitBatch)
 	if wake {
 		c.sleeping = false
 	}
@@ -310,9 +310,11 @@ func (c *committer) gather() (batch []*commitReq, ok bool) {
 		}
 		lingers := len(c.cohort) > 0
 		if len(c.queue) >= maxCommitBatch || len(c.queue) > 0 && !lingers {
-			return c.take(), true
+			batch := c.take()
+			c.qmu.Unlock()
+			return batch, true
 		}
-		c.sleeping, c.lingers = true, lingers
+		c.sleeping, c.lingering = true, lingers
 		c.qmu.Unlock()
 		asked := false
 		if lingers {
@@ -341,14 +343,16 @@ func (c *committer) gather() (batch []*commitReq, ok bool) {
 		c.qmu.Lock()
 		c.sleeping = false
 		if asked {
-			return c.take(), true
+			batch := c.take()
+			c.qmu.Unlock()
+			return batch, true
 		}
 		c.qmu.Unlock()
 	}
 }
 
 // take returns the queued commits, maxCommitBatch at most, and forgets the cohort: a batch
-// lingers once. It unlocks qmu, which the caller holds.
+// lingers once. Guarded by qmu.
 func (c *committer) take() []*commitReq {
 	n := min(len(c.queue), maxCommitBatch)
 	batch := slices.Clone(c.queue[:n])
@@ -356,7 +360,6 @@ func (c *committer) take() []*commitReq {
 	clear(c.queue[rest:]) // no references kept in the spare capacity
 	c.queue = c.queue[:rest]
 	clear(c.cohort)
-	c.qmu.Unlock()
 	return batch
 }
 
