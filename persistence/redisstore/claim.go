@@ -25,16 +25,23 @@ func (s *Store) Claim(ctx context.Context, p persistence.ClaimParams) ([]*persis
 		return nil, err
 	}
 	if c.scripted() {
-		now, err := s.now(ctx)
-		if err != nil {
-			return nil, err
+		for {
+			now, err := s.now(ctx)
+			if err != nil {
+				if len(c.jobs) > 0 {
+					return c.jobs, nil
+				}
+				return nil, err
+			}
+			r, err := s.runScript(ctx, c.call(now))
+			step := c.answer(now, r, err)
+			if step == claimDone {
+				return c.jobs, c.err
+			}
+			if step == claimFallback {
+				break // not the common case: the transaction claims, or says why not
+			}
 		}
-		r, err := s.runScript(ctx, c.call(now))
-		jobs, ok, err := c.answer(now, r, err)
-		if err != nil || ok {
-			return jobs, err
-		}
-		// Not the common case: the transaction claims, or says why not.
 	}
 	return c.transaction(ctx)
 }
@@ -73,6 +80,13 @@ type claim struct {
 	q         string
 	window    int // how many jobs of the head of the queue to read; doubles when too few pass
 	scanLimit int // how far window may grow
+
+	// The script's runs (see claimScript): the ids to declare in the next run, how many runs
+	// were made, and the outcome.
+	cands  []string
+	rounds int
+	jobs   []*persistence.Job
+	err    error
 }
 
 // read does the reads and checks of one attempt and returns its writes and the jobs claimed.

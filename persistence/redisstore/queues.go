@@ -99,7 +99,7 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 			for _, j := range jobs {
 				s.enqueue(ctx, p, j, now, nil)
 			}
-			p.Publish(ctx, s.k.wake(q), q)
+			p.Publish(ctx, s.k.wake(q), wakePayload(q, jobs))
 			return nil
 		})
 		return err
@@ -107,6 +107,11 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
+	ids := make([]string, 0, min(len(jobs), maxExpected))
+	for _, j := range jobs[:cap(ids)] {
+		ids = append(ids, j.ID)
+	}
+	s.expect(q, ids)
 	return jobs, nil
 }
 
@@ -278,7 +283,14 @@ func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Su
 		}
 		channels[s.k.wake(q)] = q
 	}
-	return s.subscribe(ctx, op, channels, func(ch, _ string) []string { return []string{channels[ch]} })
+	return s.subscribe(ctx, op, channels, func(ch, payload string) []string {
+		// A put names the jobs it put after the queue: this store's next claim declares them.
+		q := channels[ch]
+		if ids := strings.Fields(payload); len(ids) > 1 {
+			s.expect(q, ids[1:])
+		}
+		return []string{q}
+	})
 }
 
 // Completions returns a subscription to the ids of a queue's jobs as they complete.

@@ -21,34 +21,51 @@ import (
 // status or record does not hold. So every rule is written once in Go, and the scripts only
 // repeat the common case.
 //
-// Every key a script touches is under the queue's hash tag. The job keys are declared
-// (KEYS); the others are built from the queue's key prefix, in the same cluster slot, as
-// hibiken/asynq's scripts do.
+// Every key a script touches is declared in KEYS, none is built inside the script: Redis
+// Cluster checks only the declared keys when it routes a script, so a key built inside one
+// could be written on a node that has already handed its slot over to another (a slot
+// migration then aborts, "Target key exists"), or fail the script half-way ("Script
+// attempted to access a non local key"), its first writes done. With every key declared, a
+// script that meets a migrating slot is refused whole (ASK, TRYAGAIN) and the store answers
+// persistence.ErrUnavailable; keysDeclaredTest guards the rule. A script also touches no key
+// again after a write that may have deleted it (emptied it): during a migration the node
+// would then send that key's command elsewhere, half-way.
 
 // claimScript claims up to an agent's free slots from the head of a queue, when the claim
 // needs no filter: put-back jobs first, then due jobs by position.
 //
+// The jobs a claim may take are only known by reading the queue, in the script, but their
+// keys must be declared before it runs: the caller declares the ids it expects at the head
+// (the head as the previous claim of the queue answered it), and the script takes only
+// declared jobs, in queue order. When it meets an id that was not declared while it still
+// has free slots, it stops there and answers so, with the head it saw, for the caller to
+// claim again at once with those ids declared: a queue claimed by one node costs one round
+// trip a claim, as before.
+//
 // KEYS[1] dispatchers hash, KEYS[2] the dispatcher's ping, KEYS[3] the agent's zset,
-// KEYS[4] its parked set, KEYS[5] putback list, KEYS[6] pending zset, KEYS[7] agents set.
-// ARGV[1] job key prefix, ARGV[2] dispatcher UUID, ARGV[3] owner "uuid/agent", ARGV[4] size,
-// ARGV[5] max (0: none), ARGV[6] scan limit, ARGV[7] now µs, ARGV[8] highest due position
-// µs, ARGV[9] "1" to start the jobs.
+// KEYS[4] its parked set, KEYS[5] putback list, KEYS[6] pending zset, KEYS[7] agents set,
+// KEYS[7+i] the job key of the i-th declared id. ARGV[1] dispatcher UUID, ARGV[2] owner
+// "uuid/agent", ARGV[3] size, ARGV[4] max (0: none), ARGV[5] scan limit, ARGV[6] now µs,
+// ARGV[7] highest due position µs, ARGV[8] "1" to start the jobs, ARGV[9] how many ids of
+// the head to answer, ARGV[9+i] the i-th declared id.
 //
 // It returns {"fallback"} and writes nothing when the claim is not the common case: the
 // dispatcher has no activated, alive record, or a candidate names quotas, has a begin_by
 // deadline that passed, or has a status or attempt it cannot read; {"full", held, parked}
 // when the agent has no free slot (held jobs, parked ones among them). Otherwise it drops
 // the queue entries of jobs that are gone or no longer pending (a claim after a crash),
-// claims, and returns {"ok", id, hash, id, …}: each claimed job as it was before the claim,
-// for the caller to change as the claim did; a hash is its fields and values joined by NUL
-// bytes, which no field holds (names are restricted, JSON escapes control characters). A
-// claimed job whose other fields cannot be read (a record corrupted by hand) is claimed all
-// the same and the claim answers ErrCorrupt: the job stays held, and is recovered with its
-// agent.
+// claims, and returns {"ok", more, head, id, hash, id, …}: more is "1" when it stopped at an
+// id that was not declared with slots still free; head is the ids at the head of the queue
+// after the jobs it examined (due or not, put-back ones first), separated by spaces, for the
+// next claim to declare; then each claimed job as it was before the claim, for the caller to
+// change as the claim did; a hash is its fields and values joined by NUL bytes, which no
+// field holds (names are restricted, JSON escapes control characters). A claimed job whose
+// other fields cannot be read (a record corrupted by hand) is claimed all the same and the
+// claim answers ErrCorrupt: the job stays held, and is recovered with its agent.
 var claimScript = redis.NewScript(`
-local prefix, uuid, owner = ARGV[1], ARGV[2], ARGV[3]
-local size, maxn, scan = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local now, due, start = tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
+local uuid, owner = ARGV[1], ARGV[2]
+local size, maxn, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now, due, start, headn = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1', tonumber(ARGV[9])
 local fallback = {'fallback'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
@@ -71,84 +88,111 @@ local free = size - (held - parked)
 if maxn > 0 and maxn < free then free = maxn end
 if free <= 0 then return {'full', held, parked} end
 
-local known = {new=true, assigned=true, active=true, callbacks=true, completed=true}
--- The jobs taken: ids, whether from the put-back list, hashes as read, next attempts.
-local ids, putbacks, flats, attempts, stale, seen = {}, {}, {}, {}, {}, {}
-local examined = 0
--- look examines one candidate; it returns false to fall back.
-local function look(id, putback)
-  if seen[id] then return true end
-  seen[id] = true
-  examined = examined + 1
-  local flat = redis.call('HGETALL', prefix .. id)
-  local st, quotas, by, after, created, attempt
+-- The declared ids: id → the index of its job key in KEYS.
+local declared = {}
+for i = 10, #ARGV do declared[ARGV[i]] = i - 2 end
+
+-- The head of the queue: put-back ids, then pending ids in position order, each with whether
+-- it is due, read in windows a little larger than what this claim and the next one need, as
+-- the walk below goes. Every read comes before every write.
+local window = math.min(scan, free + headn)
+local head, fromPutback, isDue = {}, {}, {}
+local pbRead, pbEnd, pdRead, pdEnd = 0, false, 0, false
+local function readMore()
+  if not pbEnd then
+    local got = redis.call('LRANGE', KEYS[5], pbRead, pbRead + window - 1)
+    for _, id in ipairs(got) do
+      local n = #head + 1
+      head[n], fromPutback[n], isDue[n] = id, true, true
+    end
+    pbRead = pbRead + #got
+    pbEnd = #got < window
+    if #got > 0 then return true end
+  end
+  if pdEnd then return false end
+  local flat = redis.call('ZRANGE', KEYS[6], pdRead, pdRead + window - 1, 'WITHSCORES')
   for i = 1, #flat, 2 do
-    local f = flat[i]
-    if f == 'status' then st = flat[i + 1]
-    elseif f == 'quotas' then quotas = true
-    elseif f == 'begin_by' then by = flat[i + 1]
-    elseif f == 'begin_after' then after = flat[i + 1]
-    elseif f == 'created' then created = flat[i + 1]
-    elseif f == 'attempt' then attempt = flat[i + 1]
-    end
+    local n = #head + 1
+    head[n], fromPutback[n], isDue[n] = flat[i], false, tonumber(flat[i + 1]) <= due
   end
-  if st ~= 'pending' then
-    if known[st] or #flat == 0 then
-      stale[#stale + 1] = id
-      return true
-    end
-    return false
-  end
-  if quotas then return false end
-  if by then
-    by, after = tonumber(by), tonumber(after or created or '0') -- no begin_after: created
-    if not by or not after or after + by < now then return false end
-  end
-  attempt = tonumber(attempt or '0')
-  if not attempt then return false end
-  local n = #ids + 1
-  ids[n], putbacks[n], flats[n], attempts[n] = id, putback, flat, tostring(attempt + 1)
-  return true
-end
--- Candidates come in windows a little larger than the free slots, up to the scan limit.
-local window = math.min(scan, free + 4)
-local off = 0
-while #ids < free and examined < scan do
-  local cands = redis.call('LRANGE', KEYS[5], off, off + window - 1)
-  for _, id in ipairs(cands) do
-    if #ids == free then break end
-    if not look(id, true) then return fallback end
-  end
-  if #cands < window then break end
-  off = off + window
-end
-off = 0
-while #ids < free and examined < scan do
-  local cands = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', due, 'LIMIT', off, window)
-  for _, id in ipairs(cands) do
-    if #ids == free then break end
-    if not look(id, false) then return fallback end
-  end
-  if #cands < window then break end
-  off = off + window
+  pdRead = pdRead + #flat / 2
+  pdEnd = #flat / 2 < window
+  return #flat > 0
 end
 
--- Queue entries go in one command per key, the claimed jobs' records one by one.
-local gone, scored = {}, {}
-for _, id in ipairs(stale) do
-  gone[#gone + 1] = id
-  redis.call('LREM', KEYS[5], 0, id)
+local known = {new=true, assigned=true, active=true, callbacks=true, completed=true}
+-- The jobs taken: ids, hashes as read, next attempts; stale entries; the key index of each
+-- id examined (true for a stale one); how many put-back entries were examined (they all
+-- leave the list, as its first entries).
+local ids, flats, attempts, stale, seen = {}, {}, {}, {}, {}
+local examined, pbUsed, more, n = 0, 0, false, 1
+while #ids < free and examined < scan do
+  if n > #head and not readMore() then break end
+  if not isDue[n] then break end
+  local id = head[n]
+  if not seen[id] then
+    local at = declared[id]
+    if not at then more = true; break end
+    seen[id] = true
+    examined = examined + 1
+    local flat = redis.call('HGETALL', KEYS[at])
+    local st, quotas, by, after, created, attempt
+    for i = 1, #flat, 2 do
+      local f = flat[i]
+      if f == 'status' then st = flat[i + 1]
+      elseif f == 'quotas' then quotas = true
+      elseif f == 'begin_by' then by = flat[i + 1]
+      elseif f == 'begin_after' then after = flat[i + 1]
+      elseif f == 'created' then created = flat[i + 1]
+      elseif f == 'attempt' then attempt = flat[i + 1]
+      end
+    end
+    if st ~= 'pending' then
+      if not known[st] and #flat > 0 then return fallback end
+      stale[#stale + 1] = id
+    else
+      if quotas then return fallback end
+      if by then
+        by, after = tonumber(by), tonumber(after or created or '0') -- no begin_after: created
+        if not by or not after or after + by < now then return fallback end
+      end
+      attempt = tonumber(attempt or '0')
+      if not attempt then return fallback end
+      local k = #ids + 1
+      ids[k], flats[k], attempts[k] = id, flat, tostring(attempt + 1)
+      seen[id] = at
+    end
+  end
+  if fromPutback[n] then pbUsed = n end
+  n = n + 1
 end
-local out = {'ok'}
+
+-- The head after what was examined, for the next claim to declare.
+local rest, inRest = {}, {}
+while #rest < headn do
+  if n > #head and not readMore() then break end
+  local id = head[n]
+  if not seen[id] and not inRest[id] then
+    inRest[id] = true
+    rest[#rest + 1] = id
+  end
+  n = n + 1
+end
+
+-- The writes, one command per key (the records one by one), after every read: no key is
+-- touched again after a write that may have emptied it.
+if pbUsed > 0 then redis.call('LTRIM', KEYS[5], pbUsed, -1) end
+local gone, scored = {}, {}
+for _, id in ipairs(stale) do gone[#gone + 1] = id end
+local out = {'ok', more and '1' or '0', table.concat(rest, ' ')}
 for n, id in ipairs(ids) do
   gone[#gone + 1] = id
-  if putbacks[n] then redis.call('LREM', KEYS[5], 0, id) end
   if start then
-    redis.call('HSET', prefix .. id, 'status', 'active', 'owner', owner, 'holder', owner, 'attempt', attempts[n], 'active_start', ARGV[7])
+    redis.call('HSET', KEYS[seen[id]], 'status', 'active', 'owner', owner, 'holder', owner, 'attempt', attempts[n], 'active_start', ARGV[6])
   else
-    redis.call('HSET', prefix .. id, 'status', 'assigned', 'owner', owner, 'holder', owner, 'attempt', attempts[n])
+    redis.call('HSET', KEYS[seen[id]], 'status', 'assigned', 'owner', owner, 'holder', owner, 'attempt', attempts[n])
   end
-  scored[#scored + 1] = ARGV[7]
+  scored[#scored + 1] = ARGV[6]
   scored[#scored + 1] = id
   out[#out + 1] = id
   out[#out + 1] = table.concat(flats[n], '\0')
@@ -442,49 +486,145 @@ func (s *Store) newClaim(p persistence.ClaimParams) (*claim, error) {
 // scripted reports whether the claim may go through claimScript first: a filter is Go code.
 func (c *claim) scripted() bool { return c.p.Filter == nil && !c.s.noScripts }
 
-// call is the claim as a call of claimScript at now.
+// maxClaimRounds bounds how many times a claim runs claimScript, each time with the ids the
+// last run met at the head of the queue, before it claims through the transaction.
+const maxClaimRounds = 3
+
+// claimStep is what a run of claimScript leaves a claim to do.
+type claimStep int
+
+const (
+	claimDone     claimStep = iota // claim.jobs and claim.err are the claim's outcome
+	claimAgain                     // run the script again: it met ids that were not declared
+	claimFallback                  // claim through the transaction, which says why not if it cannot
+)
+
+// call is the claim as a call of claimScript at now. It declares the ids the last run met at
+// the head of the queue or, on a claim's first run, the head as the last claim of the queue
+// through this store answered it.
 func (c *claim) call(now time.Time) scriptCall {
 	s, q, o := c.s, c.q, c.o
+	if c.rounds == 0 {
+		c.cands = s.head(q)
+	}
+	c.rounds++
 	start := "0"
 	if c.p.Start {
 		start = "1"
 	}
-	return scriptCall{script: claimScript,
-		keys: []string{s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.agent(q, o), s.k.parked(q, o),
-			s.k.putback(q), s.k.pending(q), s.k.agents(q)},
-		args: []any{s.k.job(q, ""), o.Dispatcher, o.String(), c.p.Size, c.p.Max, c.scanLimit,
-			micros(now), s.dueUntil(now), start}}
+	maxn := c.p.Max
+	if maxn > 0 {
+		maxn -= len(c.jobs) // taken by the earlier runs
+	}
+	keys := make([]string, 7, 7+len(c.cands))
+	keys[0], keys[1], keys[2], keys[3] = s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.agent(q, o), s.k.parked(q, o)
+	keys[4], keys[5], keys[6] = s.k.putback(q), s.k.pending(q), s.k.agents(q)
+	args := make([]any, 9, 9+len(c.cands))
+	args[0], args[1], args[2], args[3], args[4] = o.Dispatcher, o.String(), c.p.Size, maxn, c.scanLimit
+	args[5], args[6], args[7], args[8] = micros(now), s.dueUntil(now), start, c.headLen()
+	for _, id := range c.cands {
+		// An entry that is not a valid id would make a key outside the queue's slot: it is
+		// left undeclared, and the transaction deals with it.
+		if persistence.ValidateName("job id", id) == nil {
+			keys, args = append(keys, s.k.job(q, id)), append(args, id)
+		}
+	}
+	return scriptCall{script: claimScript, keys: keys, args: args}
 }
 
-// answer reads claimScript's answer to call(now): the jobs claimed, or ok false when the
-// script fell back, having written nothing.
-func (c *claim) answer(now time.Time, r any, err error) (jobs []*persistence.Job, ok bool, _ error) {
+// headLen is how many ids of the head of the queue a claim asks the script for: enough for
+// this agent's next claim to find declared the jobs it takes (its window).
+func (c *claim) headLen() int { return min(c.scanLimit, c.p.Size+4) }
+
+// answer reads claimScript's answer to call(now). The jobs claimed by every run so far are
+// the claim's, whatever a later run answers: they are held in Redis, and must be handed out.
+func (c *claim) answer(now time.Time, r any, err error) claimStep {
+	done := func(err error) claimStep {
+		if len(c.jobs) > 0 {
+			err = nil
+		}
+		c.err = err
+		return claimDone
+	}
 	if err != nil {
-		return nil, false, c.s.fail("claim", err)
+		return done(c.s.fail("claim", err))
 	}
 	res, _ := r.([]any)
 	if len(res) == 3 && res[0] == "full" {
 		held, _ := res[1].(int64)
 		parked, _ := res[2].(int64)
-		return nil, false, fmt.Errorf("claim: %w: agent %s holds %d jobs (%d parked), size %d", persistence.ErrFull, c.o, held, parked, c.p.Size)
+		return done(fmt.Errorf("claim: %w: agent %s holds %d jobs (%d parked), size %d", persistence.ErrFull, c.o, held, parked, c.p.Size))
 	}
 	if len(res) == 0 || res[0] != "ok" {
-		return nil, false, nil
+		if len(c.jobs) > 0 {
+			return done(nil)
+		}
+		return claimFallback
 	}
 	if len(res)%2 != 1 {
-		return nil, false, fmt.Errorf("claim: %w: the script answered %d values", persistence.ErrCorrupt, len(res))
+		return done(fmt.Errorf("claim: %w: the script answered %d values", persistence.ErrCorrupt, len(res)))
 	}
-	jobs = make([]*persistence.Job, 0, len(res)/2)
-	for i := 1; i < len(res); i += 2 {
+	more, _ := res[1].(string)
+	rest, _ := res[2].(string)
+	c.cands = strings.Fields(rest)
+	c.s.heads.Store(c.q, c.cands)
+	for i := 3; i < len(res); i += 2 {
 		id, _ := res[i].(string)
 		j, err := decodeFlat(persistence.Ref{Queue: c.q, ID: id}, res[i+1])
 		if err != nil {
-			return nil, false, fmt.Errorf("claim: %w", err)
+			return done(fmt.Errorf("claim: %w", err))
 		}
 		take(j, c.o, now, c.p.Start) // as the script did
-		jobs = append(jobs, j)
+		c.jobs = append(c.jobs, j)
 	}
-	return jobs, true, nil
+	switch {
+	case more != "1":
+		return done(nil)
+	case c.rounds < maxClaimRounds:
+		return claimAgain
+	case len(c.jobs) > 0:
+		return done(nil)
+	}
+	return claimFallback
+}
+
+// maxExpected bounds the ids a store adds to a queue's head as expected (see expect), and
+// how many a wake-up names.
+const maxExpected = 32
+
+// expect adds ids, just put in queue q, to the ids its next claim declares, up to
+// maxExpected: the head a claim last saw does not have them, and a claim of a queue that was
+// empty then would otherwise take two runs of claimScript.
+func (s *Store) expect(q string, ids []string) {
+	head := s.head(q)
+	n := min(len(ids), maxExpected-len(head))
+	if n <= 0 {
+		return
+	}
+	more := make([]string, 0, len(head)+n)
+	more = append(append(more, head...), ids[:n]...)
+	s.heads.Store(q, more)
+}
+
+// wakePayload is what a put publishes on the queue's wake channel: the queue's name, then the
+// ids put (maxExpected at most), separated by spaces, which subscribers expect (see expect).
+func wakePayload(q string, jobs []*persistence.Job) string {
+	var b strings.Builder
+	b.WriteString(q)
+	for _, j := range jobs[:min(len(jobs), maxExpected)] {
+		b.WriteByte(' ')
+		b.WriteString(j.ID)
+	}
+	return b.String()
+}
+
+// head returns the ids at the head of queue q as the last claim of it through this store
+// answered them.
+func (s *Store) head(q string) []string {
+	if v, ok := s.heads.Load(q); ok {
+		return v.([]string)
+	}
+	return nil
 }
 
 // decodeFlat decodes a job hash a script answered as its fields and values joined by NUL
@@ -775,18 +915,45 @@ func (s *Store) Batch(ctx context.Context, commits []persistence.Commit, claims 
 			jobs[i], errs[i] = gj[m], ge[m]
 		}
 	}
+	// The claims: those whose script met ids it was not given run again together, at once;
+	// those it left to the transaction, and those it cannot take, claim through it.
+	steps := make([]claimStep, len(cl))
+	var again []int
 	for k, c := range cl {
-		if c == nil {
-			continue
-		}
-		if at := scriptedAt[k]; at >= 0 {
-			js, ok, err := c.answer(now, res[at], resErrs[at])
-			if err != nil || ok {
-				claimed[k], claimErrs[k] = js, err
-				continue
+		switch at := scriptedAt[k]; {
+		case c == nil:
+			steps[k] = claimDone
+		case at < 0:
+			steps[k] = claimFallback
+		default:
+			if steps[k] = c.answer(now, res[at], resErrs[at]); steps[k] == claimAgain {
+				again = append(again, k)
 			}
 		}
-		claimed[k], claimErrs[k] = c.transaction(ctx)
+	}
+	for len(again) > 0 {
+		calls = calls[:0]
+		for _, k := range again {
+			calls = append(calls, cl[k].call(now))
+		}
+		res, resErrs = s.runScripts(ctx, calls)
+		more := again[:0]
+		for n, k := range again {
+			if steps[k] = cl[k].answer(now, res[n], resErrs[n]); steps[k] == claimAgain {
+				more = append(more, k)
+			}
+		}
+		again = more
+	}
+	for k, c := range cl {
+		switch steps[k] {
+		case claimDone:
+			if c != nil {
+				claimed[k], claimErrs[k] = c.jobs, c.err
+			}
+		case claimFallback:
+			claimed[k], claimErrs[k] = c.transaction(ctx)
+		}
 	}
 	return jobs, errs, claimed, claimErrs
 }

@@ -58,6 +58,7 @@ type Store struct {
 	measuredAt time.Time     // local time of the last measure; zero before the first
 
 	known   sync.Map // queue names already added to the queues set by this store
+	heads   sync.Map // queue name → []string: the head of the queue its last claim saw (claimScript)
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
 	own     ownConn
 	ownFor  time.Duration // ownConnFor, but for tests
