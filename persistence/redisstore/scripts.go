@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -209,13 +210,17 @@ return out
 // commitScript commits several runs of one queue: for each run whose record is readable, in
 // ACTIVE, with the fence's owner and attempt, the outcome is stored as Store.commit does.
 //
-// KEYS[i] the job key of run i. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3]
-// retention ms (0: keep forever), ARGV[4] the oldest completion kept in histories, µs,
-// ARGV[5] when a record completed now expires, Unix ms by the server's clock ("" when the
-// caller does not know that clock: the script reads it); then, for each run, its owner, its
-// attempt, its flags, its outcome (the result, or the failure JSON), and the extra values its
-// flags announce, in this order. The flags are six letters (one value, not six: each value a
-// script is given costs about as much as reading a field):
+// KEYS[i] the job key of run i, KEYS[n+i] its annotations' key (n runs); then, for each
+// agent the caller expects the runs to be held or owned by, its jobs, parked set and
+// completed history; then, for each quota name the caller expects, its set. ARGV[1] the
+// queue's key prefix, ARGV[2] now µs, ARGV[3] retention ms (0: keep forever), ARGV[4] the
+// oldest completion kept in histories, µs, ARGV[5] when a record completed now expires, Unix
+// ms by the server's clock ("" when the caller does not know that clock: the script reads
+// it), ARGV[6] the queue's done channel, ARGV[7] n, ARGV[8] how many agents, and each agent
+// ("uuid/agent"), then how many quota names, and each name; then, for each run, its owner,
+// its attempt, its flags, its outcome (the result, or the failure JSON), and the extra values
+// its flags announce, in this order. The flags are six letters (one value, not six: each
+// value a script is given costs about as much as reading a field):
 //
 //  1. "c" to complete the job when it has no callbacks, else "-";
 //  2. "l" when the caller knows the job (Commit.Known: see knownLean), else "-";
@@ -236,10 +241,12 @@ return out
 // one: "o", committed, a known job the caller has; "O", committed, followed by the job as it
 // was before the commit, for the caller to change as the commit did; "c", not committed,
 // followed by the job as it is (empty if it does not exist): its fence, status or quota list
-// does not hold, and the caller says why. (One string, not two values per run: every value a
-// script returns costs Redis and the client alike.) A job is its fields and values joined by
-// NUL bytes, as the claim answers it. (A run whose other fields cannot be read, a record
-// corrupted by hand, is committed all the same and answered ErrCorrupt.)
+// does not hold, or it is held by an agent or names a quota whose keys the caller did not
+// declare, and the caller says why or commits it through the transaction. (One string, not
+// two values per run: every value a script returns costs Redis and the client alike.) A job
+// is its fields and values joined by NUL bytes, as the claim answers it. (A run whose other
+// fields cannot be read, a record corrupted by hand, is committed all the same and answered
+// ErrCorrupt.)
 var commitScript = redis.NewScript(`
 local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 -- Completed records expire at an absolute time by the server's clock: Redis rewrites a
@@ -252,24 +259,30 @@ local function expiry()
   end
   return expireAt
 end
-local codes, out = {}, {''}
--- Writes to keys shared by the batch (an agent's jobs, parked set and history) go in one
--- command per key after the loop; the records one by one.
+local channel, n, m = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+-- The declared agents and quotas. Writes to them (an agent's jobs, parked set and history,
+-- a quota's holders) go in one command per key after the loop, so that no key is touched
+-- again after a write that may have emptied it; the records one by one.
 local agents, order, done = {}, {}, {}
-local function agent(holder)
-  local a = agents[holder]
-  if not a then
-    local k = string.gsub(holder, '/', ':', 1)
-    a = {parked = base .. 'parked:' .. k, jobs = base .. 'agent:' .. k, history = base .. 'completed:' .. k,
-      unpark = {}, leave = {}, completed = {}}
-    agents[holder] = a
-    order[#order + 1] = a
-  end
-  return a
+for k = 1, m do
+  agents[ARGV[8 + k]] = {at = 2 * n + 3 * (k - 1), unpark = {}, leave = {}, completed = {}}
 end
+local a = 9 + m
+local quotas = {}
+for k = 1, tonumber(ARGV[a]) do
+  quotas[ARGV[a + k]] = {at = 2 * n + 3 * m + k, ids = {}}
+end
+a = a + tonumber(ARGV[a]) + 1 -- the first run's first value
+local function use(x)
+  if not x.used then
+    x.used = true
+    order[#order + 1] = x
+  end
+  return x
+end
+local codes, out = {}, {''}
 local C, L, F, ZERO, S, O, H, Q = string.byte('clf0sohq', 1, 8) -- the flags' letters
-local a = 6 -- the next run's first value
-for i, key in ipairs(KEYS) do
+for i = 1, n do
   local owner, attempt, flags, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   a = a + 4
   local fc, fl, fo, fr, fh, fq = string.byte(flags, 1, 6)
@@ -290,19 +303,19 @@ for i, key in ipairs(KEYS) do
   end
   if fq == Q then knownQuotas, a = ARGV[a], a + 1 end
   local flat
-  local st, ow, at, holder, quotas, callbacks, hasResult, hasFailure, hasRetry, waiting, parked, annotated
+  local st, ow, at, holder, quotaNames, callbacks, hasResult, hasFailure, hasRetry, waiting, parked, annotated
   if lean then
-    local v = redis.call('HMGET', key, 'status', 'owner', 'attempt', 'callbacks', 'annotated')
+    local v = redis.call('HMGET', KEYS[i], 'status', 'owner', 'attempt', 'callbacks', 'annotated')
     st, ow, at, callbacks, annotated = v[1], v[2], v[3], v[4], v[5]
-    holder, quotas = knownHolder, knownQuotas
+    holder, quotaNames = knownHolder, knownQuotas
     hasRetry = true -- not read: counters the caller asks to clear are deleted unread
     -- The whole record is read when the commit is not the common one. (An if, not an
     -- assignment of 'not a and b' to a variable that exists: miniredis's Lua gets that wrong.)
     if callbacks or st ~= 'active' or ow ~= owner or at ~= attempt then lean = false end
   end
   if not lean then
-    flat = redis.call('HGETALL', key)
-    st, ow, at, holder, quotas, callbacks = nil, nil, nil, nil, nil, nil
+    flat = redis.call('HGETALL', KEYS[i])
+    st, ow, at, holder, quotaNames, callbacks = nil, nil, nil, nil, nil, nil
     hasRetry, waiting, parked, annotated = nil, nil, nil, nil
     for j = 1, #flat, 2 do
       local f = flat[j]
@@ -310,7 +323,7 @@ for i, key in ipairs(KEYS) do
       elseif f == 'owner' then ow = flat[j + 1]
       elseif f == 'attempt' then at = flat[j + 1]
       elseif f == 'holder' then holder = flat[j + 1]
-      elseif f == 'quotas' then quotas = flat[j + 1]
+      elseif f == 'quotas' then quotaNames = flat[j + 1]
       elseif f == 'callbacks' then callbacks = true
       elseif f == 'result' then hasResult = true
       elseif f == 'failure' then hasFailure = true
@@ -323,21 +336,36 @@ for i, key in ipairs(KEYS) do
   end
   local ok = st == 'active' and ow == owner and at == attempt
   local names
-  if ok and quotas then
-    ok, names = pcall(cjson.decode, quotas)
+  if ok and quotaNames then
+    ok, names = pcall(cjson.decode, quotaNames)
     if type(names) ~= 'table' then ok = false end
+  end
+  -- The agent whose jobs and parked set hold it (its holder), the one whose history it
+  -- joins (its holder, else its owner), and its quotas' sets must have been declared.
+  local h, by = nil, nil
+  if ok then
+    if holder then h = agents[holder] end
+    by = h or agents[ow]
+    if (holder and not h) or not by then ok = false end
+  end
+  if ok and names then
+    for _, q in ipairs(names) do
+      if not quotas[q] then ok = false end
+    end
   end
   if not ok then
     codes[i] = 'c'
-    flat = flat or redis.call('HGETALL', key)
+    flat = flat or redis.call('HGETALL', KEYS[i])
   else
     codes[i] = flat and 'O' or 'o'
-    local id = string.sub(key, #base + 5)
+    local id = string.sub(KEYS[i], #base + 5)
     if names then
-      for _, n in ipairs(names) do redis.call('SREM', base .. 'quota:' .. n, id) end
+      for _, q in ipairs(names) do
+        local set = use(quotas[q]).ids
+        set[#set + 1] = id
+      end
     end
-    local h = holder and agent(holder)
-    if h and parked then h.unpark[#h.unpark + 1] = id end
+    if h and parked then use(h).unpark[#h.unpark + 1] = id end
     local field, value = 'result', result
     local del
     if result ~= '' then
@@ -357,43 +385,39 @@ for i, key in ipairs(KEYS) do
     local status = 'callbacks'
     if complete and not callbacks then
       status = 'completed'
-      if h then h.leave[#h.leave + 1] = id end
-      local by = h or (ow and agent(ow))
-      if by then
-        by.completed[#by.completed + 1] = now
-        by.completed[#by.completed + 1] = id
-      end
+      if h then use(h).leave[#h.leave + 1] = id end
+      use(by)
+      by.completed[#by.completed + 1] = now
+      by.completed[#by.completed + 1] = id
       if retention > 0 then
-        redis.call('PEXPIREAT', key, expiry())
-        if annotated then redis.call('PEXPIREAT', key .. ':ann', expiry()) end
+        redis.call('PEXPIREAT', KEYS[i], expiry())
+        if annotated then redis.call('PEXPIREAT', KEYS[n + i], expiry()) end
       end
       done[#done + 1] = id
     end
-    if del then redis.call('HDEL', key, unpack(del)) end
-    if status == 'completed' then
-      if set then
-        redis.call('HSET', key, 'active_end', now, field, value, 'status', status, set[1], set[2])
-      else
-        redis.call('HSET', key, 'active_end', now, field, value, 'status', status)
-      end
-    elseif set then
-      redis.call('HSET', key, 'active_end', now, field, value, 'status', status, set[1], set[2])
+    if del then redis.call('HDEL', KEYS[i], unpack(del)) end
+    if set then
+      redis.call('HSET', KEYS[i], 'active_end', now, field, value, 'status', status, set[1], set[2])
     else
-      redis.call('HSET', key, 'active_end', now, field, value, 'status', status)
+      redis.call('HSET', KEYS[i], 'active_end', now, field, value, 'status', status)
     end
   end
   if flat then out[#out + 1] = table.concat(flat, '\0') end
 end
 out[1] = table.concat(codes)
-for _, a in ipairs(order) do
-  if #a.unpark > 0 then redis.call('SREM', a.parked, unpack(a.unpark)) end
-  if #a.leave > 0 then redis.call('ZREM', a.jobs, unpack(a.leave)) end
-  if #a.completed > 0 then
-    redis.call('ZADD', a.history, unpack(a.completed))
-    if retention > 0 then redis.call('ZREMRANGEBYSCORE', a.history, '-inf', '(' .. oldest) end
+for _, x in ipairs(order) do
+  if x.ids then
+    redis.call('SREM', KEYS[x.at], unpack(x.ids))
+  else
+    if #x.unpark > 0 then redis.call('SREM', KEYS[x.at + 2], unpack(x.unpark)) end
+    if #x.leave > 0 then redis.call('ZREM', KEYS[x.at + 1], unpack(x.leave)) end
+    if #x.completed > 0 then
+      redis.call('ZADD', KEYS[x.at + 3], unpack(x.completed))
+      if retention > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[x.at + 3], '-inf', '(' .. oldest) end
+    end
   end
 end
-if #done > 0 then redis.call('PUBLISH', base .. 'done', table.concat(done, ' ')) end
+if #done > 0 then redis.call('PUBLISH', channel, table.concat(done, ' ')) end
 return out
 `)
 
@@ -667,8 +691,29 @@ func validCommits(commits []persistence.Commit) error {
 // commitCall is commits, of one queue, as a call of commitScript at now.
 func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCall {
 	q := commits[0].Fence.Queue
-	keys := make([]string, len(commits))
-	args := make([]any, 0, 5+4*len(commits))
+	n := len(commits)
+	// The agents and quotas the runs are expected to touch: their owners, and the holders
+	// and quota names of the jobs the callers know. A run that touches others is left to the
+	// transaction by the script.
+	var agents []persistence.Owner
+	var quotas []string
+	for _, c := range commits {
+		if !slices.Contains(agents, c.Fence.Owner) {
+			agents = append(agents, c.Fence.Owner)
+		}
+		if k := c.Known; k != nil && k.Ref == c.Fence.Ref {
+			if !k.Holder.IsZero() && !slices.Contains(agents, k.Holder) {
+				agents = append(agents, k.Holder)
+			}
+			for _, name := range k.QuotaNames {
+				if persistence.ValidateName("quota", name) == nil && !slices.Contains(quotas, name) {
+					quotas = append(quotas, name)
+				}
+			}
+		}
+	}
+	keys := make([]string, 2*n, 2*n+3*len(agents)+len(quotas))
+	args := make([]any, 0, 9+len(agents)+len(quotas)+4*n)
 	retention, oldest, expireAt := int64(0), int64(0), ""
 	if s.retention > 0 {
 		retention, oldest = s.retention.Milliseconds(), micros(now.Add(-s.retention))
@@ -676,7 +721,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 			expireAt = strconv.FormatInt(now.Add(s.retention).UnixMilli(), 10)
 		}
 	}
-	args = append(args, s.k.base(q), micros(now), retention, oldest, expireAt)
+	args = append(args, s.k.base(q), micros(now), retention, oldest, expireAt, s.k.done(q), n, len(agents))
 	// The runs of a batch mostly share an owner (and holder): render it once, as one value.
 	var lastOwner persistence.Owner
 	var lastText any
@@ -686,9 +731,18 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		}
 		return lastText
 	}
+	for _, o := range agents {
+		keys = append(keys, s.k.agent(q, o), s.k.parked(q, o), s.k.completed(q, o))
+		args = append(args, owner(o))
+	}
+	args = append(args, len(quotas))
+	for _, name := range quotas {
+		keys = append(keys, s.k.quota(q, name))
+		args = append(args, name)
+	}
 	var flags [6]byte
 	for i, c := range commits {
-		keys[i] = s.k.job(q, c.Fence.ID)
+		keys[i], keys[n+i] = s.k.job(q, c.Fence.ID), s.k.annotations(q, c.Fence.ID)
 		flags = [6]byte{'-', '-', 'r', '-', '0', '0'}
 		if c.Outcome.Complete {
 			flags[0] = 'c'
