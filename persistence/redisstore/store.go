@@ -59,6 +59,7 @@ type Store struct {
 
 	known   sync.Map // queue names already added to the queues set by this store
 	heads   sync.Map // queue name → []string: the head of the queue its last claim saw (claimScript)
+	topo    topology // a Cluster client's map of slots, reloaded after errors
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
 	own     ownConn
 	ownFor  time.Duration // ownConnFor, but for tests
@@ -204,6 +205,9 @@ func (s *Store) fail(op string, err error) error {
 	}
 	if isDomain(err) {
 		return fmt.Errorf("%s: %w", op, err)
+	}
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		s.topo.failed(c, err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		// A socket deadline comes from the context's (or from the client's read timeout): the
