@@ -107,11 +107,10 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	ids := make([]string, 0, min(len(jobs), maxExpected))
-	for _, j := range jobs[:cap(ids)] {
-		ids = append(ids, j.ID)
+	h := s.heads.get(q)
+	for _, j := range jobs[:min(len(jobs), maxExpected)] {
+		h.expect(j.ID)
 	}
-	s.expect(q, ids)
 	return jobs, nil
 }
 
@@ -287,7 +286,10 @@ func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Su
 		// A put names the jobs it put after the queue: this store's next claim declares them.
 		q := channels[ch]
 		if ids := strings.Fields(payload); len(ids) > 1 {
-			s.expect(q, ids[1:])
+			h := s.heads.get(q)
+			for _, id := range ids[1:] {
+				h.expect(id)
+			}
 		}
 		return []string{q}
 	})

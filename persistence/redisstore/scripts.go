@@ -57,8 +57,8 @@ import (
 // the queue entries of jobs that are gone or no longer pending (a claim after a crash),
 // claims, and returns {"ok", more, head, id, hash, id, …}: more is "1" when it stopped at an
 // id that was not declared with slots still free; head is the ids at the head of the queue
-// after the jobs it examined (due or not, put-back ones first), separated by spaces, for the
-// next claim to declare; then each claimed job as it was before the claim, for the caller to
+// after the jobs it examined (put-back ones first, then due ones), separated by spaces, for
+// the next claim to declare; then each claimed job as it was before the claim, for the caller to
 // change as the claim did; a hash is its fields and values joined by NUL bytes, which no
 // field holds (names are restricted, JSON escapes control characters). A claimed job whose
 // other fields cannot be read (a record corrupted by hand) is claimed all the same and the
@@ -66,7 +66,7 @@ import (
 var claimScript = redis.NewScript(`
 local uuid, owner = ARGV[1], ARGV[2]
 local size, maxn, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local now, due, start, headn = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1', tonumber(ARGV[9])
+local now, due, start, headn = tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1', tonumber(ARGV[9])
 local fallback = {'fallback'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
@@ -93,32 +93,29 @@ if free <= 0 then return {'full', held, parked} end
 local declared = {}
 for i = 10, #ARGV do declared[ARGV[i]] = i - 2 end
 
--- The head of the queue: put-back ids, then pending ids in position order, each with whether
--- it is due, read in windows a little larger than what this claim and the next one need, as
--- the walk below goes. Every read comes before every write.
+-- The head of the queue: put-back ids, then due ids in position order, read in windows a
+-- little larger than what this claim and the next one need, as the walk below goes. Every
+-- read comes before every write.
 local window = math.min(scan, free + headn)
-local head, fromPutback, isDue = {}, {}, {}
+local head, fromPutback = {}, {}
 local pbRead, pbEnd, pdRead, pdEnd = 0, false, 0, false
 local function readMore()
   if not pbEnd then
     local got = redis.call('LRANGE', KEYS[5], pbRead, pbRead + window - 1)
     for _, id in ipairs(got) do
-      local n = #head + 1
-      head[n], fromPutback[n], isDue[n] = id, true, true
+      head[#head + 1] = id
+      fromPutback[#head] = true
     end
     pbRead = pbRead + #got
     pbEnd = #got < window
     if #got > 0 then return true end
   end
   if pdEnd then return false end
-  local flat = redis.call('ZRANGE', KEYS[6], pdRead, pdRead + window - 1, 'WITHSCORES')
-  for i = 1, #flat, 2 do
-    local n = #head + 1
-    head[n], fromPutback[n], isDue[n] = flat[i], false, tonumber(flat[i + 1]) <= due
-  end
-  pdRead = pdRead + #flat / 2
-  pdEnd = #flat / 2 < window
-  return #flat > 0
+  local got = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', due, 'LIMIT', pdRead, window)
+  for _, id in ipairs(got) do head[#head + 1] = id end
+  pdRead = pdRead + #got
+  pdEnd = #got < window
+  return #got > 0
 end
 
 local known = {new=true, assigned=true, active=true, callbacks=true, completed=true}
@@ -129,7 +126,6 @@ local ids, flats, attempts, stale, seen = {}, {}, {}, {}, {}
 local examined, pbUsed, more, n = 0, 0, false, 1
 while #ids < free and examined < scan do
   if n > #head and not readMore() then break end
-  if not isDue[n] then break end
   local id = head[n]
   if not seen[id] then
     local at = declared[id]
@@ -529,7 +525,7 @@ const (
 func (c *claim) call(now time.Time) scriptCall {
 	s, q, o := c.s, c.q, c.o
 	if c.rounds == 0 {
-		c.cands = s.head(q)
+		c.cands = s.heads.get(q).candidates(c.want())
 	}
 	c.rounds++
 	start := "0"
@@ -559,6 +555,15 @@ func (c *claim) call(now time.Time) scriptCall {
 // headLen is how many ids of the head of the queue a claim asks the script for: enough for
 // this agent's next claim to find declared the jobs it takes (its window).
 func (c *claim) headLen() int { return min(c.scanLimit, c.p.Size+4) }
+
+// want is how many ids of the head a claim declares: those it may take, and a few more for
+// entries it may find stale. Each id declared costs the script a little.
+func (c *claim) want() int {
+	if c.p.Max > 0 {
+		return c.p.Max - len(c.jobs) + 4
+	}
+	return c.p.Size + 4
+}
 
 // answer reads claimScript's answer to call(now). The jobs claimed by every run so far are
 // the claim's, whatever a later run answers: they are held in Redis, and must be handed out.
@@ -590,8 +595,9 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 	}
 	more, _ := res[1].(string)
 	rest, _ := res[2].(string)
-	c.cands = strings.Fields(rest)
-	c.s.heads.Store(c.q, c.cands)
+	h := c.s.heads.get(c.q)
+	h.saw(strings.Fields(rest), c.cands)
+	c.cands = h.candidates(c.want())
 	for i := 3; i < len(res); i += 2 {
 		id, _ := res[i].(string)
 		j, err := decodeFlat(persistence.Ref{Queue: c.q, ID: id}, res[i+1])
@@ -610,45 +616,6 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 		return done(nil)
 	}
 	return claimFallback
-}
-
-// maxExpected bounds the ids a store adds to a queue's head as expected (see expect), and
-// how many a wake-up names.
-const maxExpected = 32
-
-// expect adds ids, just put in queue q, to the ids its next claim declares, up to
-// maxExpected: the head a claim last saw does not have them, and a claim of a queue that was
-// empty then would otherwise take two runs of claimScript.
-func (s *Store) expect(q string, ids []string) {
-	head := s.head(q)
-	n := min(len(ids), maxExpected-len(head))
-	if n <= 0 {
-		return
-	}
-	more := make([]string, 0, len(head)+n)
-	more = append(append(more, head...), ids[:n]...)
-	s.heads.Store(q, more)
-}
-
-// wakePayload is what a put publishes on the queue's wake channel: the queue's name, then the
-// ids put (maxExpected at most), separated by spaces, which subscribers expect (see expect).
-func wakePayload(q string, jobs []*persistence.Job) string {
-	var b strings.Builder
-	b.WriteString(q)
-	for _, j := range jobs[:min(len(jobs), maxExpected)] {
-		b.WriteByte(' ')
-		b.WriteString(j.ID)
-	}
-	return b.String()
-}
-
-// head returns the ids at the head of queue q as the last claim of it through this store
-// answered them.
-func (s *Store) head(q string) []string {
-	if v, ok := s.heads.Load(q); ok {
-		return v.([]string)
-	}
-	return nil
 }
 
 // decodeFlat decodes a job hash a script answered as its fields and values joined by NUL

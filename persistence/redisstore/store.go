@@ -58,7 +58,7 @@ type Store struct {
 	measuredAt time.Time     // local time of the last measure; zero before the first
 
 	known   sync.Map // queue names already added to the queues set by this store
-	heads   sync.Map // queue name → []string: the head of the queue its last claim saw (claimScript)
+	heads   heads    // the job ids each queue's next claim declares (claimScript)
 	topo    topology // a Cluster client's map of slots, reloaded after errors
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
 	own     ownConn

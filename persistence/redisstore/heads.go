@@ -1,0 +1,75 @@
+package redisstore
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// maxExpected bounds the ids put that a queue's head keeps as expected (see queueHead), and
+// how many a wake-up names.
+const maxExpected = 32
+
+// heads holds, for each queue, the job ids its next claim declares to claimScript.
+type heads struct{ m sync.Map } // queue name → *queueHead
+
+// get returns queue q's head, made empty the first time.
+func (h *heads) get(q string) *queueHead {
+	if v, ok := h.m.Load(q); ok {
+		return v.(*queueHead)
+	}
+	v, _ := h.m.LoadOrStore(q, &queueHead{})
+	return v.(*queueHead)
+}
+
+// queueHead is what a store knows of the head of one queue: the ids the last claim's script
+// saw there, and the ids put since that no claim has declared yet. A claim declares both, so
+// that a queue claimed by one store, or woken by a put, costs one run of claimScript.
+type queueHead struct {
+	mu       sync.Mutex
+	ids      []string // the head after the last claim, in queue order
+	expected []string // ids put (here, or named by a wake-up) and not declared since, oldest first
+}
+
+// candidates returns the ids a claim that may take want jobs declares: the first of the
+// head, and the expected ones.
+func (h *queueHead) candidates(want int) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := h.ids[:min(len(h.ids), max(want, 0))]
+	return append(slices.Clip(ids), h.expected...)
+}
+
+// saw records a claim's answer: head is the queue's head after the claim, declared what the
+// claim had declared. Expected ids that the claim declared are no longer expected: the claim
+// took them, or they are in head now, or behind it.
+func (h *queueHead) saw(head, declared []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ids = head
+	h.expected = slices.DeleteFunc(h.expected, func(id string) bool { return slices.Contains(declared, id) })
+}
+
+// expect adds an id just put, unless maxExpected are expected already (a queue put to faster
+// than it is claimed: its head has enough to claim meanwhile).
+func (h *queueHead) expect(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.expected) < maxExpected && !slices.Contains(h.expected, id) {
+		h.expected = append(h.expected, id)
+	}
+}
+
+// wakePayload is what a put publishes on the queue's wake channel: the queue's name, then the
+// ids put (maxExpected at most), separated by spaces, which subscribing stores expect.
+func wakePayload(q string, jobs []*persistence.Job) string {
+	var b strings.Builder
+	b.WriteString(q)
+	for _, j := range jobs[:min(len(jobs), maxExpected)] {
+		b.WriteByte(' ')
+		b.WriteString(j.ID)
+	}
+	return b.String()
+}
