@@ -11,10 +11,14 @@
 // The hot path is the exception: a claim without a filter and a commit run as Lua scripts
 // (scripts.go), atomic as a transaction that never loses its race, and taking only the common
 // case; anything else they leave, unwritten, to the transaction, which stays the reference.
-// Batch sends a node's commits and claims in one pipeline.
+// Batch sends a node's commits and claims in one pipeline. A script touches only keys it is
+// given (KEYS), so that Redis Cluster can route it and refuse it whole while its slot
+// migrates; a claim declares the jobs it expects at the head of the queue, and runs again at
+// once when the head has others (see claimScript).
 //
 // Round trips, on a single node: a put is one; a claim of all of an agent's free slots is one
-// (three when it needs the transaction: a filter, quotas, an expired job); a commit, or many,
+// (two when the head of the queue holds jobs it did not expect, put by another process that
+// did not wake it; three when it needs the transaction: a filter, quotas, an expired job); a commit, or many,
 // is one; a batch of commits and claims is one; each other fenced transition (start,
 // complete, …) is two. The round-trip budget test keeps these numbers honest.
 package redisstore
