@@ -12,28 +12,33 @@ import (
 // how many a wake-up names.
 const maxExpected = 32
 
-// heads holds, for each queue, the job ids its next claim declares to claimScript.
+// heads holds, for each queue, the jobs its next claim declares to claimScript.
 type heads struct{ m sync.Map } // queue name → *queueHead
 
 // get returns queue q's head, made empty the first time.
-func (h *heads) get(q string) *queueHead {
+func (h *heads) get(q string, k keys) *queueHead {
 	if v, ok := h.m.Load(q); ok {
 		return v.(*queueHead)
 	}
-	v, _ := h.m.LoadOrStore(q, &queueHead{})
+	prefix := k.job(q, "")
+	v, _ := h.m.LoadOrStore(q, &queueHead{prefix: prefix, prefixArg: prefix})
 	return v.(*queueHead)
 }
 
-// queueHead is what a store knows of the head of one queue: the ids the last claim's script
-// saw there, and the ids put since that no claim has declared yet. A claim declares both, so
-// that a queue claimed by one store, or woken by a put, costs one run of claimScript.
+// queueHead is what a store knows of the head of one queue: the jobs the last claim's script
+// saw there, and the jobs put since that no claim has declared yet, by their keys (the script
+// answers keys, so that declaring them again costs nothing). A claim declares both, so that a
+// queue claimed by one store, or woken by a put, costs one run of claimScript.
 type queueHead struct {
+	prefix    string // the queue's job keys start with it
+	prefixArg any    // prefix, made a script argument once
+
 	mu       sync.Mutex
 	ids      []string // the head after the last claim, in queue order
-	expected []string // ids put (here, or named by a wake-up) and not declared since, oldest first
+	expected []string // jobs put (here, or named by a wake-up) and not declared since, oldest first
 }
 
-// candidates returns the ids a claim that may take want jobs declares: the first of the
+// candidates returns the keys a claim that may take want jobs declares: the first of the
 // head, and the expected ones.
 func (h *queueHead) candidates(want int) []string {
 	h.mu.Lock()
@@ -43,7 +48,7 @@ func (h *queueHead) candidates(want int) []string {
 }
 
 // saw records a claim's answer: head is the queue's head after the claim, declared what the
-// claim had declared. Expected ids that the claim declared are no longer expected: the claim
+// claim had declared. Expected jobs that the claim declared are no longer expected: the claim
 // took them, or they are in head now, or behind it.
 func (h *queueHead) saw(head, declared []string) {
 	h.mu.Lock()
@@ -52,13 +57,13 @@ func (h *queueHead) saw(head, declared []string) {
 	h.expected = slices.DeleteFunc(h.expected, func(id string) bool { return slices.Contains(declared, id) })
 }
 
-// expect adds an id just put, unless maxExpected are expected already (a queue put to faster
-// than it is claimed: its head has enough to claim meanwhile).
-func (h *queueHead) expect(id string) {
+// expect adds the key of a job just put, unless maxExpected are expected already (a queue
+// put to faster than it is claimed: its head has enough to claim meanwhile).
+func (h *queueHead) expect(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.expected) < maxExpected && !slices.Contains(h.expected, id) {
-		h.expected = append(h.expected, id)
+	if len(h.expected) < maxExpected && !slices.Contains(h.expected, key) {
+		h.expected = append(h.expected, key)
 	}
 }
 

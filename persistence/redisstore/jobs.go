@@ -373,6 +373,8 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 		return fmt.Errorf("%s: %w: value of %s is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
 	}
 	key := s.k.job(ref.Queue, ref.ID)
+	// The commit script is told to declare this job's annotations key (see commitCall).
+	s.annotated.Store(key, struct{}{})
 	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
 		var ttl *redis.DurationCmd
 		var marked *redis.BoolCmd

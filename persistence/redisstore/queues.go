@@ -107,9 +107,9 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	h := s.heads.get(q)
+	h := s.heads.get(q, s.k)
 	for _, j := range jobs[:min(len(jobs), maxExpected)] {
-		h.expect(j.ID)
+		h.expect(s.k.job(q, j.ID))
 	}
 	return jobs, nil
 }
@@ -286,9 +286,9 @@ func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Su
 		// A put names the jobs it put after the queue: this store's next claim declares them.
 		q := channels[ch]
 		if ids := strings.Fields(payload); len(ids) > 1 {
-			h := s.heads.get(q)
+			h := s.heads.get(q, s.k)
 			for _, id := range ids[1:] {
-				h.expect(id)
+				h.expect(s.k.job(q, id))
 			}
 		}
 		return []string{q}

@@ -45,10 +45,10 @@ import (
 //
 // KEYS[1] dispatchers hash, KEYS[2] the dispatcher's ping, KEYS[3] the agent's zset,
 // KEYS[4] its parked set, KEYS[5] putback list, KEYS[6] pending zset, KEYS[7] agents set,
-// KEYS[7+i] the job key of the i-th declared id. ARGV[1] dispatcher UUID, ARGV[2] owner
+// KEYS[8…] the job keys of the declared ids. ARGV[1] dispatcher UUID, ARGV[2] owner
 // "uuid/agent", ARGV[3] size, ARGV[4] max (0: none), ARGV[5] scan limit, ARGV[6] now µs,
-// ARGV[7] highest due position µs, ARGV[8] "1" to start the jobs, ARGV[9] how many ids of
-// the head to answer, ARGV[9+i] the i-th declared id.
+// ARGV[7] highest due position µs, ARGV[8] "1" to start the jobs, ARGV[9] how many jobs of
+// the head to answer, ARGV[10] the queue's job key prefix (a job key is it and the id).
 //
 // It returns {"fallback"} and writes nothing when the claim is not the common case: the
 // dispatcher has no activated, alive record, or a candidate names quotas, has a begin_by
@@ -56,9 +56,9 @@ import (
 // when the agent has no free slot (held jobs, parked ones among them). Otherwise it drops
 // the queue entries of jobs that are gone or no longer pending (a claim after a crash),
 // claims, and returns {"ok", more, head, id, hash, id, …}: more is "1" when it stopped at an
-// id that was not declared with slots still free; head is the ids at the head of the queue
-// after the jobs it examined (put-back ones first, then due ones), separated by spaces, for
-// the next claim to declare; then each claimed job as it was before the claim, for the caller to
+// id that was not declared with slots still free; head is the keys of the jobs at the head
+// of the queue after those it examined (put-back ones first, then due ones), separated by
+// spaces, for the next claim to declare; then each claimed job as it was before the claim, for the caller to
 // change as the claim did; a hash is its fields and values joined by NUL bytes, which no
 // field holds (names are restricted, JSON escapes control characters). A claimed job whose
 // other fields cannot be read (a record corrupted by hand) is claimed all the same and the
@@ -90,8 +90,9 @@ if maxn > 0 and maxn < free then free = maxn end
 if free <= 0 then return {'full', held, parked} end
 
 -- The declared ids: id → the index of its job key in KEYS.
+local jobPrefix = ARGV[10]
 local declared = {}
-for i = 10, #ARGV do declared[ARGV[i]] = i - 2 end
+for i = 8, #KEYS do declared[string.sub(KEYS[i], #jobPrefix + 1)] = i end
 
 -- The head of the queue: put-back ids, then due ids in position order, read in windows a
 -- little larger than what this claim and the next one need, as the walk below goes. Every
@@ -171,7 +172,7 @@ while #rest < headn do
   local id = head[n]
   if not seen[id] and not inRest[id] then
     inRest[id] = true
-    rest[#rest + 1] = id
+    rest[#rest + 1] = jobPrefix .. id
   end
   n = n + 1
 end
@@ -206,16 +207,17 @@ return out
 // commitScript commits several runs of one queue: for each run whose record is readable, in
 // ACTIVE, with the fence's owner and attempt, the outcome is stored as Store.commit does.
 //
-// KEYS[i] the job key of run i, KEYS[n+i] its annotations' key (n runs); then, for each
-// agent the caller expects the runs to be held or owned by, its jobs, parked set and
-// completed history; then, for each quota name the caller expects, its set. ARGV[1] the
+// KEYS[i] the job key of run i (n runs); then, for each agent the caller expects the runs to
+// be held or owned by, its jobs, parked set and completed history; then, for each quota name
+// the caller expects, its set; then the annotations' keys of the runs whose flags say so, in
+// the runs' order. ARGV[1] the
 // queue's key prefix, ARGV[2] now µs, ARGV[3] retention ms (0: keep forever), ARGV[4] the
 // oldest completion kept in histories, µs, ARGV[5] when a record completed now expires, Unix
 // ms by the server's clock ("" when the caller does not know that clock: the script reads
 // it), ARGV[6] the queue's done channel, ARGV[7] n, ARGV[8] how many agents, and each agent
 // ("uuid/agent"), then how many quota names, and each name; then, for each run, its owner,
 // its attempt, its flags, its outcome (the result, or the failure JSON), and the extra values
-// its flags announce, in this order. The flags are six letters (one value, not six: each
+// its flags announce, in this order. The flags are seven letters (one value, not seven: each
 // value a script is given costs about as much as reading a field):
 //
 //  1. "c" to complete the job when it has no callbacks, else "-";
@@ -224,7 +226,10 @@ return out
 //  4. the retry counters: "-" to keep them, "0" to clear them, "s" to set them (extra value:
 //     their JSON);
 //  5. a known job's holder: "o" its owner, "0" none, "h" another (extra value: the holder);
-//  6. a known job's quota names: "0" none, "q" some (extra value: their JSON).
+//  6. a known job's quota names: "0" none, "q" some (extra value: their JSON);
+//  7. "a" when the job's annotations key is declared, else "-": a job annotated through
+//     this store. A job found annotated whose key is not declared is left to the
+//     transaction when its completion must expire its annotations.
 //
 // A known job is read lean: only the fields that others may change while it runs (status,
 // owner, attempt, callbacks, the annotated mark), not the whole record: reading a record field
@@ -261,14 +266,16 @@ local channel, n, m = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 -- again after a write that may have emptied it; the records one by one.
 local agents, order, done = {}, {}, {}
 for k = 1, m do
-  agents[ARGV[8 + k]] = {at = 2 * n + 3 * (k - 1), unpark = {}, leave = {}, completed = {}}
+  agents[ARGV[8 + k]] = {at = n + 3 * (k - 1), unpark = {}, leave = {}, completed = {}}
 end
 local a = 9 + m
 local quotas = {}
-for k = 1, tonumber(ARGV[a]) do
-  quotas[ARGV[a + k]] = {at = 2 * n + 3 * m + k, ids = {}}
+local qn = tonumber(ARGV[a])
+for k = 1, qn do
+  quotas[ARGV[a + k]] = {at = n + 3 * m + k, ids = {}}
 end
-a = a + tonumber(ARGV[a]) + 1 -- the first run's first value
+a = a + qn + 1 -- the first run's first value
+local annAt = n + 3 * m + qn -- the last annotations key taken
 local function use(x)
   if not x.used then
     x.used = true
@@ -277,11 +284,16 @@ local function use(x)
   return x
 end
 local codes, out = {}, {''}
-local C, L, F, ZERO, S, O, H, Q = string.byte('clf0sohq', 1, 8) -- the flags' letters
+local C, L, F, ZERO, S, O, H, Q, A = string.byte('clf0sohqa', 1, 9) -- the flags' letters
 for i = 1, n do
   local owner, attempt, flags, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   a = a + 4
-  local fc, fl, fo, fr, fh, fq = string.byte(flags, 1, 6)
+  local fc, fl, fo, fr, fh, fq, fa = string.byte(flags, 1, 7)
+  local ann
+  if fa == A then
+    annAt = annAt + 1
+    ann = annAt
+  end
   local complete, lean = fc == C, fl == L
   local result, failure = outcome, ''
   if fo == F then result, failure = '', outcome end
@@ -349,6 +361,7 @@ for i = 1, n do
       if not quotas[q] then ok = false end
     end
   end
+  if ok and annotated and not ann and complete and not callbacks and retention > 0 then ok = false end
   if not ok then
     codes[i] = 'c'
     flat = flat or redis.call('HGETALL', KEYS[i])
@@ -387,7 +400,7 @@ for i = 1, n do
       by.completed[#by.completed + 1] = id
       if retention > 0 then
         redis.call('PEXPIREAT', KEYS[i], expiry())
-        if annotated then redis.call('PEXPIREAT', KEYS[n + i], expiry()) end
+        if annotated then redis.call('PEXPIREAT', KEYS[ann], expiry()) end
       end
       done[#done + 1] = id
     end
@@ -519,13 +532,14 @@ const (
 	claimFallback                  // claim through the transaction, which says why not if it cannot
 )
 
-// call is the claim as a call of claimScript at now. It declares the ids the last run met at
+// call is the claim as a call of claimScript at now. It declares the jobs the last run met at
 // the head of the queue or, on a claim's first run, the head as the last claim of the queue
-// through this store answered it.
+// through this store answered it, and the jobs put since.
 func (c *claim) call(now time.Time) scriptCall {
 	s, q, o := c.s, c.q, c.o
+	h := s.heads.get(q, s.k)
 	if c.rounds == 0 {
-		c.cands = s.heads.get(q).candidates(c.want())
+		c.cands = h.candidates(c.want())
 	}
 	c.rounds++
 	start := "0"
@@ -539,17 +553,15 @@ func (c *claim) call(now time.Time) scriptCall {
 	keys := make([]string, 7, 7+len(c.cands))
 	keys[0], keys[1], keys[2], keys[3] = s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.agent(q, o), s.k.parked(q, o)
 	keys[4], keys[5], keys[6] = s.k.putback(q), s.k.pending(q), s.k.agents(q)
-	args := make([]any, 9, 9+len(c.cands))
-	args[0], args[1], args[2], args[3], args[4] = o.Dispatcher, o.String(), c.p.Size, maxn, c.scanLimit
-	args[5], args[6], args[7], args[8] = micros(now), s.dueUntil(now), start, c.headLen()
-	for _, id := range c.cands {
-		// An entry that is not a valid id would make a key outside the queue's slot: it is
-		// left undeclared, and the transaction deals with it.
-		if persistence.ValidateName("job id", id) == nil {
-			keys, args = append(keys, s.k.job(q, id)), append(args, id)
+	for _, k := range c.cands {
+		// An entry of the queue that is not a valid id would make a key outside the queue's
+		// slot: it is left undeclared, and the transaction deals with it.
+		if id, ok := strings.CutPrefix(k, h.prefix); ok && persistence.ValidateName("job id", id) == nil {
+			keys = append(keys, k)
 		}
 	}
-	return scriptCall{script: claimScript, keys: keys, args: args}
+	return scriptCall{script: claimScript, keys: keys, args: []any{o.Dispatcher, o.String(), c.p.Size, maxn, c.scanLimit,
+		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg}}
 }
 
 // headLen is how many ids of the head of the queue a claim asks the script for: enough for
@@ -595,7 +607,7 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 	}
 	more, _ := res[1].(string)
 	rest, _ := res[2].(string)
-	h := c.s.heads.get(c.q)
+	h := c.s.heads.get(c.q, c.s.k)
 	h.saw(strings.Fields(rest), c.cands)
 	c.cands = h.candidates(c.want())
 	for i := 3; i < len(res); i += 2 {
@@ -679,7 +691,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 			}
 		}
 	}
-	keys := make([]string, 2*n, 2*n+3*len(agents)+len(quotas))
+	keys := make([]string, n, n+3*len(agents)+len(quotas))
 	args := make([]any, 0, 9+len(agents)+len(quotas)+4*n)
 	retention, oldest, expireAt := int64(0), int64(0), ""
 	if s.retention > 0 {
@@ -707,10 +719,16 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		keys = append(keys, s.k.quota(q, name))
 		args = append(args, name)
 	}
-	var flags [6]byte
+	var flags [7]byte
 	for i, c := range commits {
-		keys[i], keys[n+i] = s.k.job(q, c.Fence.ID), s.k.annotations(q, c.Fence.ID)
-		flags = [6]byte{'-', '-', 'r', '-', '0', '0'}
+		keys[i] = s.k.job(q, c.Fence.ID)
+		flags = [7]byte{'-', '-', 'r', '-', '0', '0', '-'}
+		// Forgotten once declared: if this commit does not go through, the next one falls
+		// back to the transaction for it.
+		if _, ok := s.annotated.LoadAndDelete(keys[i]); ok {
+			flags[6] = 'a'
+			keys = append(keys, s.k.annotations(q, c.Fence.ID))
+		}
 		if c.Outcome.Complete {
 			flags[0] = 'c'
 		}
@@ -756,7 +774,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 // The flags of most runs: completed with a result by the run that knows its job, which its
 // owner holds, with no counters and no quotas. Sent as one value made once.
 var (
-	commonFlags          = [6]byte{'c', 'l', 'r', '-', 'o', '0'}
+	commonFlags          = [7]byte{'c', 'l', 'r', '-', 'o', '0', '-'}
 	commonFlagsValue any = string(commonFlags[:])
 )
 

@@ -500,7 +500,7 @@ func TestCompletionsOfABatch(t *testing.T) {
 // when records expire) or has a clock of its own (the script reads the server's).
 func TestAnnotationsExpireWithTheirJob(t *testing.T) {
 	for _, b := range backends() {
-		for _, mode := range []string{"lean", "record", "transaction", "lean/server clock"} {
+		for _, mode := range []string{"lean", "record", "transaction", "lean/server clock", "lean/annotated elsewhere"} {
 			t.Run(b.name+"/"+mode, func(t *testing.T) {
 				w := newTwin(t, b.client(t), mode != "transaction", Options{Retention: time.Hour})
 				if mode == "lean/server clock" {
@@ -510,7 +510,17 @@ func TestAnnotationsExpireWithTheirJob(t *testing.T) {
 				w.put(persistence.JobSpec{})
 				w.put(persistence.JobSpec{})
 				jobs := w.claim(persistence.ClaimParams{Size: 3, Start: true})
-				if err := w.s.SetAnnotation(w.ctx, jobs[0].Ref, "before", json.RawMessage(`1`)); err != nil {
+				annotator := w.s
+				if mode == "lean/annotated elsewhere" {
+					// Another store annotates: the committing one does not know the job has
+					// annotations until its script reads the record.
+					other, err := New(w.rdb, Options{Prefix: w.s.k.prefix, Retention: time.Hour, Clock: w.s.clock})
+					if err != nil {
+						t.Fatal(err)
+					}
+					annotator = other
+				}
+				if err := annotator.SetAnnotation(w.ctx, jobs[0].Ref, "before", json.RawMessage(`1`)); err != nil {
 					t.Fatal(err)
 				}
 				var commits []persistence.Commit

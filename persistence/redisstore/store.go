@@ -58,11 +58,15 @@ type Store struct {
 	measuredAt time.Time     // local time of the last measure; zero before the first
 
 	known   sync.Map // queue names already added to the queues set by this store
-	heads   heads    // the job ids each queue's next claim declares (claimScript)
-	topo    topology // a Cluster client's map of slots, reloaded after errors
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
 	own     ownConn
 	ownFor  time.Duration // ownConnFor, but for tests
+
+	heads heads    // the jobs each queue's next claim declares (claimScript)
+	topo  topology // a Cluster client's map of slots, reloaded after errors
+	// annotated holds the keys of the jobs annotated through this store whose commit has
+	// not been sent since: the commit declares their annotations' keys (commitCall).
+	annotated sync.Map
 
 	tickMu   sync.Mutex
 	lastTick int64 // the last queue position given to a due job, µs (see tick)
