@@ -7,8 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +39,40 @@ func clusterSlot(tag string) int {
 		}
 	}
 	return int(crc) % 16384
+}
+
+// usedSlots returns the slots of every string literal of the conformance suite and of this
+// package's tests that could be a queue name.
+func usedSlots(t *testing.T) map[int]bool {
+	t.Helper()
+	files, err := filepath.Glob("../storetest/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := map[int]bool{}
+	fset := token.NewFileSet()
+	for _, f := range append(files, tests...) {
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if v, err := strconv.Unquote(lit.Value); err == nil && persistence.ValidateName("queue", v) == nil {
+					slots[clusterSlot(v)] = true
+				}
+			}
+			return true
+		})
+	}
+	if len(slots) < 10 {
+		t.Fatalf("found the slots of %d names only in the tests' sources", len(slots))
+	}
+	return slots
 }
 
 // clusterNode is a master of the test's cluster.
@@ -175,14 +213,11 @@ func TestSlotMigrationUnderLoad(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	s := newStore(t, rdb, Options{})
 
-	// A queue of its own, in a slot no other test's usual queue names use: the other tests
-	// of the suite may run on this cluster at the same time.
+	// A queue of its own, in a slot that no name the other tests of the suite may use as a
+	// queue hashes to: they may run on this cluster at the same time.
 	b := make([]byte, 4)
 	var q string
-	busy := map[int]bool{}
-	for _, name := range []string{"q", "q1", "q2", "a", "b", "main", "default", "other", "jobs", "queue", "bench"} {
-		busy[clusterSlot(name)] = true
-	}
+	busy := usedSlots(t)
 	for q == "" || busy[clusterSlot(q)] {
 		rand.Read(b)
 		q = "migrate-" + hex.EncodeToString(b)
