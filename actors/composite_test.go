@@ -424,7 +424,7 @@ func TestAddSubJobRacesTheHandOver(t *testing.T) {
 		start := make(chan struct{})
 		var stepErr, addErr error
 		var wg sync.WaitGroup
-		wg.Go(func() { <-start; stepErr = advance(f.ctx, f.store, comp.Ref) })
+		wg.Go(func() { <-start; stepErr = advance(f.ctx, f.store, comp.Ref, false) })
 		wg.Go(func() {
 			<-start
 			spec := persistence.JobSpec{Call: callTo("one")}
@@ -455,4 +455,117 @@ func TestAddSubJobRacesTheHandOver(t *testing.T) {
 			t.Fatalf("round %d: append: %v", round, addErr)
 		}
 	}
+}
+
+// A clean stop cancels the run of a part whose handler has returned while the part's own
+// step (zasync.compositeNext) is under way: the step still runs to its end, so the part
+// completes and the postprocess is queued, rather than the part being left in CALLBACKS
+// for a resumeCallbacks job.
+func TestCompositeStepOutlivesAnInterrupt(t *testing.T) {
+	f := newExecFixture(t)
+	f.h["one"] = func(context.Context, *persistence.Call) (any, error) { return 1, nil } // done before it sees the stop
+	comp := f.putComposite(HandlerParallel, []persistence.Call{callTo("one")}, persistence.Call{Handler: HandlerCollect})
+	if r := f.runNext(comp.ID); r.Ending != Waiting {
+		t.Fatalf("the composite's run: %v (%v), want waiting", r.Ending, r.Err)
+	}
+	part := f.get(comp.Ref).Children[0]
+	stopped, cancel := context.WithCancel(f.ctx)
+	cancel()
+	if r := f.exec.run(stopped, f.claim(part)); r.Ending != Finished {
+		t.Fatalf("the part's run, interrupted: %v (%v), want finished", r.Ending, r.Err)
+	}
+	if s := f.get(comp.Ref.In(part)).Status; s != persistence.StatusCompleted {
+		t.Fatalf("the part is %s, want COMPLETED", s)
+	}
+	k, _ := compositeOf(&comp.Call)
+	if s := f.get(comp.Ref.In(k.Postprocess)).Status; s != persistence.StatusPending {
+		t.Fatalf("the postprocess is %s, want PENDING", s)
+	}
+}
+
+// After a stop, the restarted dispatcher recovers a composite and its interrupted part at
+// once. A part that finishes before the composite runs again leaves the composite's next
+// step to that run, whether the composite is still interrupted or already back in its
+// queue: the postprocess never starts while the composite waits to run, and the composite
+// completes all the same.
+func TestCompositeStepLeavesTheNextStepToTheCompositesRun(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status persistence.Status // the composite's when its part finishes
+	}{
+		{"interrupted", persistence.StatusActive},
+		{"put back", persistence.StatusPending},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newExecFixture(t)
+			f.h["one"] = func(context.Context, *persistence.Call) (any, error) { return 1, nil }
+			comp := f.putComposite(HandlerSerial, []persistence.Call{callTo("one")}, persistence.Call{Handler: HandlerCollect})
+			k, _ := compositeOf(&comp.Call)
+			post := comp.Ref.In(k.Postprocess)
+			if r := f.runNext(comp.ID); r.Ending != Waiting {
+				t.Fatalf("the composite's run: %v (%v), want waiting", r.Ending, r.Err)
+			}
+			part := f.get(comp.Ref).Children[0]
+			if _, err := f.store.Start(f.ctx, f.claim(part).Fence()); err != nil { // interrupted as it starts
+				t.Fatal(err)
+			}
+			report, err := f.store.Deactivate(f.ctx, "q", "d1")
+			if err != nil || len(report.SystemJobs) != 2 {
+				t.Fatalf("stop: %+v %v, want two handleInterrupt jobs", report, err)
+			}
+			if _, err := f.store.Activate(f.ctx, "q", "d1"); err != nil {
+				t.Fatal(err)
+			}
+			// The two recoveries, claimed together, the composite's first.
+			recoverComp, recoverPart := f.claim(report.SystemJobs[0]), f.claim(report.SystemJobs[1])
+			if tc.status == persistence.StatusPending {
+				if r := f.exec.run(f.ctx, recoverComp); r.Ending != Finished {
+					t.Fatalf("recovering the composite: %v (%v)", r.Ending, r.Err)
+				}
+			}
+			if r := f.exec.run(f.ctx, recoverPart); r.Ending != Finished {
+				t.Fatalf("recovering the part: %v (%v)", r.Ending, r.Err)
+			}
+			if r := f.exec.run(f.ctx, f.claimOnly(part)); r.Ending != Finished {
+				t.Fatalf("the part's second run: %v (%v)", r.Ending, r.Err)
+			}
+			if s := f.get(comp.Ref).Status; s != tc.status {
+				t.Fatalf("the composite is %s when its part finishes, want %s", s, tc.status)
+			}
+			if s := f.get(post).Status; s != persistence.StatusNew {
+				t.Fatalf("the postprocess is %s before the composite runs again, want NEW", s)
+			}
+
+			if tc.status == persistence.StatusActive {
+				if r := f.exec.run(f.ctx, recoverComp); r.Ending != Finished {
+					t.Fatalf("recovering the composite: %v (%v)", r.Ending, r.Err)
+				}
+			}
+			if r := f.runNext(comp.ID); r.Ending != Waiting {
+				t.Fatalf("the composite's second run: %v (%v), want waiting", r.Ending, r.Err)
+			}
+			if r := f.runNext(post.ID); r.Ending != Finished {
+				t.Fatalf("the postprocess: %v (%v)", r.Ending, r.Err)
+			}
+			done := f.get(comp.Ref)
+			if done.Status != persistence.StatusCompleted {
+				t.Fatalf("the composite is %s, want COMPLETED", done.Status)
+			}
+			var outs []SubJob
+			if err := json.Unmarshal(done.Result, &outs); err != nil || len(outs) != 1 || string(outs[0].Result) != "1" {
+				t.Fatalf("the composite's result %s (%v), want the part's outcome 1", done.Result, err)
+			}
+		})
+	}
+}
+
+// claimOnly claims job id for d1/main, whatever waits before it in the queue.
+func (f *execFixture) claimOnly(id string) *persistence.Job {
+	f.t.Helper()
+	jobs, err := f.store.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: f.agent.Dispatcher, Agent: f.agent.Agent,
+		Size: 10, Max: 1, Filter: func(j *persistence.Job) bool { return j.ID == id }})
+	if err != nil || len(jobs) != 1 {
+		f.t.Fatalf("claim %s: %v %v, want it", id, jobs, err)
+	}
+	return jobs[0]
 }

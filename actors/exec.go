@@ -286,7 +286,11 @@ func resultOutcome(v any) (persistence.Outcome, error) {
 // invoke runs the handler of call in its own goroutine, turning a panic into a failure.
 func (e *executor) invoke(ctx context.Context, j *persistence.Job, call persistence.Call, parent *persistence.Job) (value any, err error) {
 	h, ok := e.builtin(call.Handler)
-	if !ok {
+	if ok {
+		var cancel context.CancelFunc
+		ctx, cancel = e.bookkeeping(ctx)
+		defer cancel()
+	} else {
 		h, ok = e.handlers.Handler(call.Handler)
 	}
 	if !ok {
