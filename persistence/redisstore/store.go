@@ -56,6 +56,7 @@ type Store struct {
 	timeMu     sync.Mutex
 	offset     time.Duration // Redis TIME minus local time, at the last measure
 	measuredAt time.Time     // local time of the last measure; zero before the first
+	lastNow    time.Time     // the last time now returned: the next one is later
 
 	known   sync.Map // queue names already added to the queues set by this store
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
@@ -160,19 +161,39 @@ func (s *Store) use(call func(c redis.Cmdable) error) error {
 func (s *Store) Now(ctx context.Context) (time.Time, error) { return s.serverNow(ctx) }
 
 // now returns the time for puts and claims: the injected clock, or the local clock corrected
-// by the offset to Redis TIME measured at most a second ago.
+// by the offset to Redis TIME measured at most a second ago, always later than the time it
+// returned before (see later).
 func (s *Store) now(ctx context.Context) (time.Time, error) {
 	if s.clock != nil {
 		return s.clock.Now().UTC(), nil
 	}
 	s.timeMu.Lock()
-	fresh := !s.measuredAt.IsZero() && time.Since(s.measuredAt) < time.Second
-	off := s.offset
-	s.timeMu.Unlock()
-	if fresh {
-		return time.Now().Add(off).UTC().Truncate(time.Microsecond), nil
+	if !s.measuredAt.IsZero() && time.Since(s.measuredAt) < time.Second {
+		t := s.later(time.Now().Add(s.offset).UTC().Truncate(time.Microsecond))
+		s.timeMu.Unlock()
+		return t, nil
 	}
-	return s.serverNow(ctx)
+	s.timeMu.Unlock()
+	t, err := s.serverNow(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	s.timeMu.Lock()
+	defer s.timeMu.Unlock()
+	return s.later(t), nil
+}
+
+// later returns t, or a microsecond after the time now returned last if t is not after it;
+// s.timeMu is held. Each measure of the offset is off by up to half its round trip, so a new
+// one may step the estimate back by as much, on a busy machine by milliseconds. An agent's
+// jobs are ordered by their claims' times, and a stopped dispatcher hands them back in that
+// order: two claims made one after the other must not swap.
+func (s *Store) later(t time.Time) time.Time {
+	if !t.After(s.lastNow) {
+		t = s.lastNow.Add(time.Microsecond)
+	}
+	s.lastNow = t
+	return t
 }
 
 // serverNow reads Redis TIME (or the injected clock) and re-measures the offset.
