@@ -3,7 +3,9 @@
 // Usage: zasync <command> [flags]. Run `zasync help` for the commands and
 // `zasync <command> --help` for a command's flags. The Redis to use comes from --redis or
 // ZASYNC_REDIS (redis://, rediss:// with TLS, user, password and database number); without
-// either, commands that need one start an embedded in-memory Redis.
+// either, commands that need one start an embedded in-memory Redis. Over TLS, --tls-ca,
+// --tls-cert and --tls-key name a private CA and a client certificate. A Redis URL is never
+// printed with its password.
 package main
 
 import (
@@ -100,7 +102,8 @@ func help(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nThe Redis to use: --redis URL or ZASYNC_REDIS (redis://user:password@host:port/db, rediss:// for TLS);")
-	fmt.Fprintln(w, "without either, an embedded in-memory Redis that keeps nothing after exit.")
+	fmt.Fprintln(w, "without either, an embedded in-memory Redis that keeps nothing after exit. Over TLS, --tls-ca trusts a")
+	fmt.Fprintln(w, "private CA (or set SSL_CERT_FILE), --tls-cert and --tls-key present a client certificate.")
 }
 
 // flagSet is a command's flags and how to print its usage for --help.

@@ -46,7 +46,7 @@ Filters:
 
 // queryEnv is what every query command shares: where Redis is, the key prefix, JSON output.
 type queryEnv struct {
-	url    *string
+	redis  *redisFlags
 	prefix *string
 	json   *bool
 }
@@ -56,7 +56,7 @@ type queryEnv struct {
 func queryFlagSet(name, synopsis, extra string, stderr io.Writer) (*flagSet, *queryEnv) {
 	fs := flags(name, synopsis, stderr)
 	env := &queryEnv{
-		url:    fs.String("redis", "", redisURLHelp+" (required: queries read an existing Redis)"),
+		redis:  addRedisFlags(fs, redisURLHelp+" (required: queries read an existing Redis)"),
 		prefix: fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis"),
 		json:   fs.Bool("json", false, "print JSON instead of text"),
 	}
@@ -70,7 +70,7 @@ func queryFlagSet(name, synopsis, extra string, stderr io.Writer) (*flagSet, *qu
 // open connects to the Redis a query reads and returns a runtime over it (it serves nothing)
 // and how to close both.
 func (e *queryEnv) open(ctx context.Context, stderr io.Writer) (*runtime.Runtime, func(), error) {
-	conn, err := connectExisting(ctx, *e.url, stderr)
+	conn, err := connectExisting(ctx, e.redis, stderr)
 	if err != nil {
 		return nil, nil, err
 	}
