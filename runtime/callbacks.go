@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -52,9 +53,9 @@ func CallbackFailureLevel(l slog.Level) CallbackOption {
 func (j *Job) AddCallback(ctx context.Context, call Call, opts ...CallbackOption) (*Job, error) {
 	pc, err := call.persistent()
 	if err != nil {
-		return nil, fmt.Errorf("add callback %s to %s: %w", call.Handler, j.ref, err)
+		return nil, fmt.Errorf("add callback %q to %s: %w", call.Handler, j.ref, err)
 	}
-	return j.addCallback(ctx, persistence.JobSpec{Call: pc}, call.Handler, opts)
+	return j.addCallback(ctx, persistence.JobSpec{Call: pc}, "callback "+strconv.Quote(call.Handler), opts)
 }
 
 // AddCallbacks adds a callback that picks its call by the job's outcome: success when the

@@ -123,7 +123,7 @@ func TestPutErrors(t *testing.T) {
 		{"negative BeginBy", "default", NewCall("f"), []PutOption{BeginBy(-time.Second)}, ErrInvalid, "negative begin_by"},
 		{"unknown quota", "default", NewCall("f"), []PutOption{Quotas("nope")}, ErrUnknownQuota, "nope"},
 		{"quota twice", "default", NewCall("f"), []PutOption{Quotas("a", "a")}, ErrInvalid, "given twice"},
-		{"unmarshalable argument", "default", NewCall("f", make(chan int)), nil, ErrInvalid, "argument 0 of f"},
+		{"unmarshalable argument", "default", NewCall("f", make(chan int)), nil, ErrInvalid, `argument 0 of "f"`},
 		{"empty handler", "default", NewCall(""), nil, ErrInvalid, "empty handler name"},
 		{"bad queue name", "a b", NewCall("f"), nil, ErrInvalid, "queue name"},
 	}

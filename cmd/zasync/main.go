@@ -67,8 +67,15 @@ type quietRedis struct{}
 func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // run runs the command line args and returns the exit status: 0, 1 for a failure, 2 for
-// bad usage. Errors are one line on stderr, never a stack trace.
+// bad usage. Errors are one line on stderr, never a stack trace. On a terminal, what comes
+// from jobs (results, tracebacks, arguments) is shown escaped: a job must not be able to
+// drive the terminal of whoever looks at it.
 func run(args []string, stdout, stderr io.Writer) int {
+	if isTerminal(stdout) {
+		ew := &escapingWriter{w: stdout}
+		defer ew.flush()
+		stdout = ew
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		help(stdout)
 		return 0
@@ -142,8 +149,9 @@ func parse(fs *flagSet, args []string) error {
 	return nil
 }
 
-// oneLine keeps the first line of an error message.
+// oneLine writes an error message on one line, whole: its newlines (a queue's or a
+// handler's name may hold one, a failure's message often does) and anything else that could
+// drive the terminal are escaped.
 func oneLine(s string) string {
-	first, _, _ := strings.Cut(s, "\n")
-	return first
+	return escapeText(strings.TrimRight(s, " \n"), false)
 }

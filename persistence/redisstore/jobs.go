@@ -370,7 +370,7 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 		return fmt.Errorf("%s: %w: empty annotation name", op, persistence.ErrInvalid)
 	}
 	if !json.Valid(value) {
-		return fmt.Errorf("%s: %w: value of %s is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
+		return fmt.Errorf("%s: %w: value of %q is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
 	}
 	key := s.k.job(ref.Queue, ref.ID)
 	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
