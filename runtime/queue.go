@@ -39,8 +39,9 @@ type putSettings struct {
 	err        error
 }
 
-// BeginAfter keeps the job from being claimed before t. A time in the past means now. The
-// last of BeginAfter and BeginIn wins.
+// BeginAfter keeps the job from being claimed before t. A time in the past means now; a time
+// before the zero time or after the end of year 9999 is invalid (ErrInvalid). The last of
+// BeginAfter and BeginIn wins.
 func BeginAfter(t time.Time) PutOption {
 	return func(s *putSettings) { s.beginAfter, s.beginIn = t, nil }
 }

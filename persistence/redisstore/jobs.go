@@ -228,6 +228,11 @@ func validChange(op string, ref persistence.Ref, c persistence.Change) error {
 	if c.BeginAfter != nil && c.BeginAfter.IsZero() {
 		return fmt.Errorf("%s: %w: zero begin_after", op, persistence.ErrInvalid)
 	}
+	if c.BeginAfter != nil {
+		if err := persistence.ValidateTime("begin_after", *c.BeginAfter); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
 	if c.BeginBy != nil && *c.BeginBy < 0 {
 		return fmt.Errorf("%s: %w: negative begin_by %s", op, persistence.ErrInvalid, *c.BeginBy)
 	}
