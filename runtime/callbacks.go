@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -19,9 +20,10 @@ const addCallbackAttempts = 3
 type CallbackOption func(*callbackSettings)
 
 type callbackSettings struct {
-	retry RetryPolicy
-	level *slog.Level
-	err   error
+	retry   RetryPolicy
+	level   *slog.Level
+	beginBy time.Duration
+	err     error
 }
 
 // CallbackRetry sets the callback's retry policy. Default RetryCommonForever: a callback
@@ -39,6 +41,19 @@ func CallbackRetry(p RetryPolicy) CallbackOption {
 // LevelCritical.
 func CallbackFailureLevel(l slog.Level) CallbackOption {
 	return func(s *callbackSettings) { s.level = &l }
+}
+
+// CallbackBeginBy fails the callback with a TimeoutError, instead of running it, if it has not
+// started within d of being added (its begin_after is the time it was added): for work that
+// is pointless once late, after a parent that may run long. Its failure is the callback's
+// outcome, as any other. Default: no deadline. Negative is invalid.
+func CallbackBeginBy(d time.Duration) CallbackOption {
+	return func(s *callbackSettings) {
+		s.beginBy = d
+		if d < 0 && s.err == nil {
+			s.err = invalidf("negative CallbackBeginBy %s", d)
+		}
+	}
 }
 
 // AddCallback adds a callback to the job: a job running call with the job's outcome after the
@@ -98,6 +113,7 @@ func (j *Job) addCallback(ctx context.Context, spec persistence.JobSpec, what st
 		spec.RetryPolicy = name
 	}
 	spec.FailureLogLevel = s.level
+	spec.BeginBy = s.beginBy
 	spec.Assigner = j.rt.assigner()
 
 	var (
