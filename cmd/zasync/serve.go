@@ -27,7 +27,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // cleanly; a second signal stops it at once.
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := flags("serve", "[flags]", stderr)
-	redisFlags := addRedisFlags(fs, redisURLHelp+"; without one, an embedded Redis whose URL is printed")
+	rflags := addRedisFlags(fs, redisURLHelp+"; without one, an embedded Redis whose URL is printed")
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis")
 	var queues, agents listFlag
 	fs.Var(&queues, "queue", "a queue to serve (repeatable; default "+runtime.DefaultQueue+")")
@@ -64,7 +64,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	conn, err := connect(ctx, redisFlags, stderr)
+	conn, err := connect(ctx, rflags, stderr)
 	if err != nil {
 		return err
 	}
