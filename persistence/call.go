@@ -52,15 +52,15 @@ func (c *Call) Validate() error {
 	}
 	for i, a := range c.Args {
 		if !json.Valid(a) {
-			return invalidf("argument %d of %s is not JSON: %.40q", i, c.Handler, a)
+			return invalidf("argument %d of %q is not JSON: %.40q", i, c.Handler, a)
 		}
 	}
 	for k, v := range c.Kwargs {
 		if k == "" || !utf8.ValidString(k) {
-			return invalidf("keyword argument name %q of %s is empty or not valid UTF-8", k, c.Handler)
+			return invalidf("keyword argument name %q of %q is empty or not valid UTF-8", k, c.Handler)
 		}
 		if !json.Valid(v) {
-			return invalidf("keyword argument %s of %s is not JSON: %.40q", k, c.Handler, v)
+			return invalidf("keyword argument %q of %q is not JSON: %.40q", k, c.Handler, v)
 		}
 	}
 	return nil

@@ -155,7 +155,8 @@ func (j *Job) Policy(policies *RetryPolicies) (RetryPolicy, error) {
 type JobSpec struct {
 	Call Call
 	// BeginAfter: not claimed before this. Zero means now. Any time zone is accepted and
-	// stored as UTC. A time in the past means now: the job goes to the end of the queue.
+	// stored as UTC. A time in the past means now: the job goes to the end of the queue. A
+	// time before the zero time or after MaxTime is invalid.
 	BeginAfter time.Time
 	// BeginBy: if set, the job fails with TimeoutError when it has not started by
 	// BeginAfter+BeginBy. Negative is invalid.
@@ -193,6 +194,9 @@ func (s *JobSpec) Validate() error {
 	}
 	if s.BeginBy < 0 {
 		return invalidf("negative begin_by %s", s.BeginBy)
+	}
+	if err := ValidateTime("begin_after", s.BeginAfter); err != nil {
+		return err
 	}
 	return ValidateQuotaNames(s.QuotaNames)
 }

@@ -38,7 +38,7 @@ func NewCall(handler string, args ...any) Call {
 	for i, a := range args {
 		b, err := json.Marshal(a)
 		if err != nil {
-			c.err = invalidf("argument %d of %s: %w", i, handler, err)
+			c.err = invalidf("argument %d of %q: %w", i, handler, err)
 			continue
 		}
 		c.Args[i] = b
@@ -53,7 +53,7 @@ func (c Call) Kwarg(name string, v any) Call {
 	b, err := json.Marshal(v)
 	if err != nil {
 		if c.err == nil {
-			c.err = invalidf("keyword argument %s of %s: %w", name, c.Handler, err)
+			c.err = invalidf("keyword argument %q of %q: %w", name, c.Handler, err)
 		}
 		return c
 	}
@@ -69,10 +69,10 @@ func (c Call) Kwarg(name string, v any) Call {
 // the built-in retry policies do not retry: returned from a handler, it fails the job.
 func (c *Call) Arg(i int, v any) error {
 	if i < 0 || i >= len(c.Args) {
-		return invalidf("%s has %d positional arguments, no argument %d", c.Handler, len(c.Args), i)
+		return invalidf("%q has %d positional arguments, no argument %d", c.Handler, len(c.Args), i)
 	}
 	if err := json.Unmarshal(c.Args[i], v); err != nil {
-		return invalidf("argument %d of %s: %w", i, c.Handler, err)
+		return invalidf("argument %d of %q: %w", i, c.Handler, err)
 	}
 	return nil
 }
@@ -86,7 +86,7 @@ func (c *Call) KwargValue(name string, v any) (bool, error) {
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return true, invalidf("keyword argument %s of %s: %w", name, c.Handler, err)
+		return true, invalidf("keyword argument %q of %q: %w", name, c.Handler, err)
 	}
 	return true, nil
 }

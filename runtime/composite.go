@@ -70,7 +70,7 @@ func newComposite(kind string, items []Call) Call {
 // composite parts), and only then puts it in q: it never runs without all its parts.
 func (q *Queue) putComposite(ctx context.Context, call Call, opts []PutOption) (*Job, error) {
 	fail := func(err error) (*Job, error) {
-		return nil, fmt.Errorf("put %s into %s: %w", call.Handler, q.name, err)
+		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
 	if err := validComposite(call); err != nil {
 		return fail(err)
@@ -192,10 +192,10 @@ func (q *Queue) addPart(ctx context.Context, parent persistence.Ref, part Call) 
 // queues it.
 func AddSubJob(ctx context.Context, composite *Job, call Call) (*Job, error) {
 	if composite == nil {
-		return nil, invalidf("add sub-job %s to a nil composite", call.Handler)
+		return nil, invalidf("add sub-job %q to a nil composite", call.Handler)
 	}
 	fail := func(err error) (*Job, error) {
-		return nil, fmt.Errorf("add sub-job %s to %s: %w", call.Handler, composite.ref, err)
+		return nil, fmt.Errorf("add sub-job %q to %s: %w", call.Handler, composite.ref, err)
 	}
 	switch {
 	case call.composite != nil:
@@ -213,7 +213,7 @@ func AddSubJob(ctx context.Context, composite *Job, call Call) (*Job, error) {
 		return fail(err)
 	}
 	if err != nil {
-		return rt.Job(child.Ref), fmt.Errorf("add sub-job %s to %s: %w", call.Handler, composite.ref, err)
+		return rt.Job(child.Ref), fmt.Errorf("add sub-job %q to %s: %w", call.Handler, composite.ref, err)
 	}
 	return rt.Job(child.Ref), nil
 }

@@ -223,7 +223,7 @@ func detached(store persistence.Store) *Runtime {
 func (j *Job) SetAnnotation(ctx context.Context, name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return invalidf("annotation %s of %s: %w", name, j.ref, err)
+		return invalidf("annotation %q of %s: %w", name, j.ref, err)
 	}
 	if err := j.rt.store.SetAnnotation(ctx, j.ref, name, b); err != nil {
 		return fmt.Errorf("annotate %s: %w", j.ref, err)
@@ -236,13 +236,13 @@ func (j *Job) SetAnnotation(ctx context.Context, name string, v any) error {
 func (j *Job) Annotation(ctx context.Context, name string, v any) (bool, error) {
 	raw, ok, err := j.rt.store.Annotation(ctx, j.ref, name)
 	if err != nil {
-		return false, fmt.Errorf("annotation %s of %s: %w", name, j.ref, err)
+		return false, fmt.Errorf("annotation %q of %s: %w", name, j.ref, err)
 	}
 	if !ok {
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return true, invalidf("annotation %s of %s: %w", name, j.ref, err)
+		return true, invalidf("annotation %q of %s: %w", name, j.ref, err)
 	}
 	return true, nil
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
@@ -123,9 +124,13 @@ func TestPutErrors(t *testing.T) {
 		{"negative BeginBy", "default", NewCall("f"), []PutOption{BeginBy(-time.Second)}, ErrInvalid, "negative begin_by"},
 		{"unknown quota", "default", NewCall("f"), []PutOption{Quotas("nope")}, ErrUnknownQuota, "nope"},
 		{"quota twice", "default", NewCall("f"), []PutOption{Quotas("a", "a")}, ErrInvalid, "given twice"},
-		{"unmarshalable argument", "default", NewCall("f", make(chan int)), nil, ErrInvalid, "argument 0 of f"},
+		{"unmarshalable argument", "default", NewCall("f", make(chan int)), nil, ErrInvalid, `argument 0 of "f"`},
 		{"empty handler", "default", NewCall(""), nil, ErrInvalid, "empty handler name"},
 		{"bad queue name", "a b", NewCall("f"), nil, ErrInvalid, "queue name"},
+		// Past year 294,247 the microseconds since 1970 wrapped round into the past: due at once.
+		{"BeginAfter in year 294,248", "default", NewCall("f"), []PutOption{BeginAfter(time.Date(294248, 1, 1, 0, 0, 0, 0, time.UTC))}, ErrInvalid, "begin_after 294248-01-01T00:00:00Z is out of range"},
+		{"BeginAfter past year 9999", "default", NewCall("f"), []PutOption{BeginAfter(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))}, ErrInvalid, "out of range"},
+		{"BeginAfter before year 1", "default", NewCall("f"), []PutOption{BeginAfter(time.Date(-300000, 1, 1, 0, 0, 0, 0, time.UTC))}, ErrInvalid, "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,5 +242,34 @@ func TestQueueStats(t *testing.T) {
 	st, err := q.Stats(ctx)
 	if err != nil || st.Due != 1 || st.Scheduled != 1 || st.Held != 0 {
 		t.Fatalf("Stats: %+v %v, want one due and one scheduled", st, err)
+	}
+}
+
+// The latest begin_after accepted is stored as given and keeps the job scheduled: it does
+// not wrap round into the past.
+func TestPutBeginAfterMaxTime(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	job, err := rt.Queue(DefaultQueue).Put(ctx, NewCall("f"), BeginAfter(persistence.MaxTime))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := job.Summary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.BeginAfter.Equal(persistence.MaxTime) {
+		t.Errorf("begin_after %s, want %s", s.BeginAfter, persistence.MaxTime)
+	}
+	if _, err := json.Marshal(s); err != nil {
+		t.Errorf("the summary does not marshal: %v", err)
+	}
+	stats, err := rt.store.Stats(ctx, DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Due != 0 || stats.Scheduled != 1 {
+		t.Errorf("stats %+v, want the job scheduled, not due", stats)
 	}
 }

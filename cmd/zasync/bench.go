@@ -24,7 +24,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	jobs := fs.Int("jobs", 10000, "number of no-op jobs")
 	conc := fs.Int("concurrency", 8, "the agent's size: jobs run at once")
 	batch := fs.Bool("batch", false, "enqueue in batches of 1,000 (one round trip each) instead of one by one")
-	url := fs.String("redis", "", "Redis URL (default $"+redisEnv+", else an embedded Redis)")
+	rflags := addRedisFlags(fs, "Redis URL (default $"+redisEnv+", else an embedded Redis)")
 	samples := fs.Int("pickup", 50, "jobs put one at a time on the idle dispatcher to measure pickup latency")
 	stats := fs.Bool("stats", false, "print, on stderr, the cost per job of each phase: round trips, Redis commands and CPU, Go CPU and allocations")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the drain to this file")
@@ -36,7 +36,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return usagef("--jobs and --concurrency must be at least 1, --pickup at least 0")
 	}
 	ctx := context.Background()
-	conn, err := connect(ctx, *url, stderr)
+	conn, err := connect(ctx, rflags, stderr)
 	if err != nil {
 		return err
 	}

@@ -228,6 +228,11 @@ func validChange(op string, ref persistence.Ref, c persistence.Change) error {
 	if c.BeginAfter != nil && c.BeginAfter.IsZero() {
 		return fmt.Errorf("%s: %w: zero begin_after", op, persistence.ErrInvalid)
 	}
+	if c.BeginAfter != nil {
+		if err := persistence.ValidateTime("begin_after", *c.BeginAfter); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
 	if c.BeginBy != nil && *c.BeginBy < 0 {
 		return fmt.Errorf("%s: %w: negative begin_by %s", op, persistence.ErrInvalid, *c.BeginBy)
 	}
@@ -370,7 +375,7 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 		return fmt.Errorf("%s: %w: empty annotation name", op, persistence.ErrInvalid)
 	}
 	if !json.Valid(value) {
-		return fmt.Errorf("%s: %w: value of %s is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
+		return fmt.Errorf("%s: %w: value of %q is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
 	}
 	key := s.k.job(ref.Queue, ref.ID)
 	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
