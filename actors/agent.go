@@ -14,8 +14,10 @@ import (
 
 // agentActor claims jobs from one queue for one agent of its dispatcher, up to its size, and
 // runs each on a goroutine of its own (job.go, runners.go). A finished job frees a slot and the agent
-// claims again at once, so a busy queue does not wait for polls. It handles its messages on
-// their senders' goroutines (see agentProps): nothing it does may block or wait.
+// claims again at once, so a busy queue does not wait for polls. After each poll it is told
+// which jobs the store lists under it with no run recorded (Reconcile), and answers with those
+// it holds without running them (Orphaned), for the dispatcher to recover. It handles its
+// messages on their senders' goroutines (see agentProps): nothing it does may block or wait.
 type agentActor struct {
 	exec  *executor
 	hist  *history

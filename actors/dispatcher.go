@@ -15,7 +15,9 @@ import (
 // dispatcherActor is one dispatcher: in each queue it serves it registers and activates its
 // record, pings before claiming (so that slow claims never make it look dead), and lets each
 // of its agents claim, at every poll and at once when a job is put. Polls run on a timer
-// re-armed at each tick. A drain interrupts the running jobs, waits for them up to the grace
+// re-armed at each tick. At each poll it also checks its agents' runs against what the store
+// lists under them (see checkRuns), and recovers the jobs an agent reports it holds without
+// running them (Orphaned). A drain interrupts the running jobs, waits for them up to the grace
 // period, then deactivates its records, which cleans its agents.
 type dispatcherActor struct {
 	o      Options
