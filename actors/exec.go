@@ -104,6 +104,9 @@ func repr(j *persistence.Job) string {
 // run runs a job claimed by an agent (or adopted), to the end of what this process does with
 // it. ctx is cancelled to interrupt the handler.
 func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
+	if j.Corrupt != nil {
+		return e.failCorrupt(ctx, j)
+	}
 	switch j.Call.Handler {
 	case persistence.HandlerHandleInterrupt, persistence.HandlerResumeCallbacks, persistence.HandlerFail:
 		e.observeRun(j)
@@ -122,6 +125,22 @@ func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
 		return e.storeFailure(ctx, j, err)
 	}
 	return e.callback(ctx, j, parent)
+}
+
+// failCorrupt fails a job whose record could not be read whole (persistence.Job.Corrupt):
+// nothing can run it, and its failure, committed by the run that holds it, frees its slot at
+// once and lets its callbacks and its waiters go on.
+func (e *executor) failCorrupt(ctx context.Context, j *persistence.Job) Result {
+	e.events.Error("the job's record cannot be read; the job fails", "job", j.Ref.String(), "error", j.Corrupt)
+	failure := persistence.NewFailure(j.Corrupt, "")
+	if j.Status != persistence.StatusActive {
+		started, err := e.start(j)
+		if err != nil {
+			return e.storeFailure(ctx, j, err)
+		}
+		j = started
+	}
+	return e.commit(ctx, j, e.policy(j), persistence.Outcome{Failure: failure, Complete: true})
 }
 
 // execute runs one job of fence j.Fence(): a queued job, or a callback (parent set) adopted

@@ -121,6 +121,12 @@ type Job struct {
 	ActiveStart time.Time // zero until it starts
 	ActiveEnd   time.Time // zero until its result is stored
 	Completed   time.Time // zero until its callbacks are done
+
+	// Corrupt is set on a job read from a record some of whose fields could not be read
+	// (see CorruptError): those fields are zero here, and the store leaves them as they are
+	// stored when it writes the job. Nothing can run such a job: a claimer fails it with
+	// Corrupt as its failure.
+	Corrupt *CorruptError
 }
 
 // Fence returns the fence of the job's current run.
@@ -188,6 +194,9 @@ func (s *JobSpec) Validate() error {
 					return err
 				}
 			}
+		}
+		if err := CheckStored("pair of callbacks", s.Choice); err != nil {
+			return err
 		}
 	} else if err := s.Call.Validate(); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -98,8 +99,20 @@ func (c Call) String() string {
 }
 
 // persistent returns the call as stored, or the error NewCall or Kwarg kept, or why it is
-// not a valid call.
+// not a valid call. It is for the calls a program gives: the names of zasync's own handlers
+// ("zasync." and anything after it) are refused, as Handle refuses them, since no process
+// runs such a job as the program means it (a system job without its target would hold its
+// agent's slot for good).
 func (c Call) persistent() (persistence.Call, error) {
+	if strings.HasPrefix(c.Handler, persistence.SystemPrefix) {
+		return persistence.Call{}, invalidf("handler name %q: names starting with %q are reserved for zasync", c.Handler, persistence.SystemPrefix)
+	}
+	return c.system()
+}
+
+// system is persistent for a call of zasync's own (a composite, its default postprocess),
+// which may have a reserved name.
+func (c Call) system() (persistence.Call, error) {
 	if c.err != nil {
 		return persistence.Call{}, c.err
 	}

@@ -75,12 +75,12 @@ func (q *Queue) putComposite(ctx context.Context, call Call, opts []PutOption) (
 	if err := validComposite(call); err != nil {
 		return fail(err)
 	}
-	specs, err := q.specs(ctx, []Call{{Handler: call.Handler}}, opts)
+	base, err := q.spec(ctx, opts)
 	if err != nil {
 		return fail(err)
 	}
 	comp, err := q.build(ctx, call, func(pc persistence.Call) (*persistence.Job, error) {
-		spec := specs[0]
+		spec := base
 		spec.Call = pc
 		return q.rt.store.Create(ctx, q.name, spec)
 	})
@@ -124,11 +124,10 @@ func validComposite(call Call) error {
 // itself with create, given its call, then its parts as its children. create makes the
 // composite a job of q (the outer one) or a child of another composite (a composite part).
 func (q *Queue) build(ctx context.Context, call Call, create func(persistence.Call) (*persistence.Job, error)) (*persistence.Job, error) {
-	post := Call{Handler: actors.HandlerCollect}
+	pc, err := Call{Handler: actors.HandlerCollect}.system()
 	if call.composite.post != nil {
-		post = *call.composite.post
+		pc, err = call.composite.post.persistent()
 	}
-	pc, err := post.persistent()
 	if err != nil {
 		return nil, err
 	}

@@ -90,12 +90,34 @@ func FailureLevel(l slog.Level) PutOption {
 // specs turns calls and options into job specs, reading the store's clock once if BeginIn
 // asks for it.
 func (q *Queue) specs(ctx context.Context, calls []Call, opts []PutOption) ([]persistence.JobSpec, error) {
+	pcs := make([]persistence.Call, len(calls))
+	for i := range calls {
+		var err error
+		if pcs[i], err = calls[i].persistent(); err != nil {
+			return nil, err
+		}
+	}
+	spec, err := q.spec(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	specs := make([]persistence.JobSpec, len(calls))
+	for i := range calls {
+		specs[i] = spec
+		specs[i].Call = pcs[i]
+	}
+	return specs, nil
+}
+
+// spec turns options into a job spec without its call, reading the store's clock if BeginIn
+// asks for it.
+func (q *Queue) spec(ctx context.Context, opts []PutOption) (persistence.JobSpec, error) {
 	var s putSettings
 	for _, o := range opts {
 		o(&s)
 	}
 	if s.err != nil {
-		return nil, s.err
+		return persistence.JobSpec{}, s.err
 	}
 	spec := persistence.JobSpec{
 		BeginAfter:      s.beginAfter,
@@ -107,32 +129,24 @@ func (q *Queue) specs(ctx context.Context, calls []Call, opts []PutOption) ([]pe
 	if s.retry != nil {
 		name, err := q.rt.retryPolicy(s.retry)
 		if err != nil {
-			return nil, err
+			return persistence.JobSpec{}, err
 		}
 		spec.RetryPolicy = name
 	}
 	if s.beginIn != nil {
 		now, err := q.rt.store.Now(ctx)
 		if err != nil {
-			return nil, err
+			return persistence.JobSpec{}, err
 		}
 		spec.BeginAfter = now.Add(*s.beginIn)
 	}
-	specs := make([]persistence.JobSpec, len(calls))
-	for i := range calls {
-		pc, err := calls[i].persistent()
-		if err != nil {
-			return nil, err
-		}
-		specs[i] = spec
-		specs[i].Call = pc
-	}
-	return specs, nil
+	return spec, nil
 }
 
 // Put puts a job running call into the queue, PENDING: a dispatcher serving the queue will
 // claim and run it, at once or after BeginAfter. The returned Job is a handle to wait on,
-// read, or add callbacks to. A bad call or option gives ErrInvalid and writes nothing.
+// read, or add callbacks to. A bad call or option gives ErrInvalid and writes nothing; so
+// does a handler name starting with "zasync.", which names zasync's own jobs (as for Handle).
 func (q *Queue) Put(ctx context.Context, call Call, opts ...PutOption) (*Job, error) {
 	if call.composite != nil {
 		job, err := q.putComposite(ctx, call, opts)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -271,5 +272,65 @@ func TestPutBeginAfterMaxTime(t *testing.T) {
 	}
 	if stats.Due != 0 || stats.Scheduled != 1 {
 		t.Errorf("stats %+v, want the job scheduled, not due", stats)
+	}
+}
+
+// No public path stores a call of zasync's own handlers: such a job runs as nothing the
+// program meant (a system job without its target held its agent's slot for good). Each
+// path refuses the name with ErrInvalid, says why, and writes nothing.
+func TestReservedHandlerNamesRefused(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	parent, err := rt.Queue("other").Put(ctx, NewCall("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	composite, err := rt.Queue("other").Put(ctx, Serial(NewCall("a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := composite.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := NewCall("ok")
+	for _, name := range []string{persistence.HandlerFail, persistence.HandlerHandleInterrupt, persistence.HandlerResumeCallbacks,
+		persistence.HandlerResumeOuter, "zasync.serial", "zasync.collect", "zasync.", "zasync.anything"} {
+		bad := NewCall(name, 1)
+		paths := map[string]func() error{
+			"Put": func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, bad); return err },
+			"PutMany": func() error {
+				_, err := rt.Queue(DefaultQueue).PutMany(ctx, []Call{ok, bad})
+				return err
+			},
+			"Serial part":        func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Serial(ok, bad)); return err },
+			"Parallel part":      func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Parallel(Serial(ok, bad))); return err },
+			"Postprocess":        func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Serial(ok, Postprocess(bad))); return err },
+			"AddCallback":        func() error { _, err := parent.AddCallback(ctx, bad); return err },
+			"AddCallbacks":       func() error { _, err := parent.AddCallbacks(ctx, &ok, &bad); return err },
+			"AddSubJob":          func() error { _, err := AddSubJob(ctx, composite, bad); return err },
+			"Put a Call literal": func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Call{Handler: name}); return err },
+		}
+		for path, put := range paths {
+			err := put()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "reserved for zasync") ||
+				!strings.Contains(err.Error(), strconv.Quote(name)) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s of %s: %v, want ErrInvalid saying the name is reserved, on one line", path, name, err)
+			}
+		}
+	}
+	stats, err := rt.store.Stats(ctx, DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Due+stats.Scheduled != 0 {
+		t.Fatalf("refused puts wrote jobs: %+v", stats)
+	}
+	if rec, err := parent.Info(ctx); err != nil || len(rec.Callbacks) != 0 {
+		t.Fatalf("refused callbacks were added: %v %v", rec.Callbacks, err)
+	}
+	if after, err := composite.Info(ctx); err != nil || len(after.Children) != len(before.Children) {
+		t.Fatalf("a refused sub-job was added: %v, had %v (%v)", after.Children, before.Children, err)
 	}
 }

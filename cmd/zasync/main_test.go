@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/alicebob/miniredis/v2"
 )
 
 // zasyncBin is the command built once for the tests, run as a user runs it.
@@ -102,5 +106,22 @@ func TestHelp(t *testing.T) {
 	_, errOut, code := zasync(t, nil, "bench", "--help")
 	if code != 0 || !strings.Contains(errOut, "-concurrency") {
 		t.Fatalf("bench --help: exit %d, %q", code, errOut)
+	}
+}
+
+// put refuses the names of zasync's own handlers, as the library does: one line, exit
+// status 2, and no job in the queue.
+func TestPutReservedName(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	for _, name := range []string{"zasync.fail", "zasync.handleInterrupt", "zasync.resumeCallbacks", "zasync.other"} {
+		out, errOut, code := zasync(t, nil, "put", "--redis", "redis://"+m.Addr(), name, "1")
+		want := fmt.Sprintf("handler name %q: names starting with \"zasync.\" are reserved for zasync", name)
+		if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("put %s 1: exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", name, code, out, errOut, want)
+		}
+	}
+	if keys := m.Keys(); slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(k, ":job:") }) {
+		t.Fatalf("refused puts wrote jobs: %v", keys)
 	}
 }

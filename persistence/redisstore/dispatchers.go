@@ -519,7 +519,9 @@ func (s *Store) cleanJob(ctx context.Context, q string, o persistence.Owner, id 
 				return nil, fmt.Errorf("clean: %w: dispatcher %s in queue %s is alive", persistence.ErrActivated, o.Dispatcher, q)
 			}
 		}
-		j, _, err := decodeJob(ref, h.Val())
+		// A record read in part is cleaned all the same (its status unread, it goes back
+		// to the queue), for the claim that takes it next to fail it.
+		j, _, err := partial(decodeJob(ref, h.Val()))
 		if err != nil {
 			return nil, err
 		}

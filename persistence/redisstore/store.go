@@ -269,6 +269,11 @@ func (r plain) pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error 
 type txn struct {
 	tx      *redis.Tx
 	pending []string // keys to WATCH with the next read
+	// armed: a WATCH went with the reads and no EXEC has released it since. go-redis only
+	// releases the WATCHes it sent itself (Tx.Watch); this one is the transaction's to
+	// release, or the connection goes back to the pool still watching, and the next user
+	// of that connection fails its MULTI … EXEC whenever one of these keys has changed.
+	armed bool
 }
 
 // watch adds keys to WATCH; they are sent with the next read, before it.
@@ -284,11 +289,23 @@ func (t *txn) pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error {
 			}
 			p.Do(ctx, args...)
 			t.pending = nil
+			t.armed = true
 		}
 		fn(p)
 		return nil
 	})
 	return pipelineErr(err)
+}
+
+// release sends UNWATCH when a WATCH of the reads is still armed: the transaction wrote
+// nothing, failed before its EXEC, or its EXEC may not have run. An UNWATCH that cannot be
+// sent fails on a broken connection, which go-redis drops instead of giving it back to the
+// pool: either way no WATCH outlives the transaction.
+func (t *txn) release(ctx context.Context) {
+	if t.armed {
+		t.tx.Unwatch(ctx)
+		t.armed = false
+	}
 }
 
 // transact runs one optimistic transaction: WATCH watch, then read (its reads, made through
@@ -312,6 +329,7 @@ func (s *Store) transactN(ctx context.Context, op string, tries int, watch []str
 		}
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			t.tx = tx
+			defer t.release(ctx)
 			w, err := read(t)
 			if err != nil || w == nil {
 				return err
@@ -325,6 +343,9 @@ func (s *Store) transactN(ctx context.Context, op string, tries int, watch []str
 				s.beforeExec(op)
 			}
 			_, err = tx.TxPipelined(ctx, w)
+			if err == nil || errors.Is(err, redis.TxFailedErr) || redis.IsExecAbortError(err) {
+				t.armed = false // EXEC ran, and released every WATCH
+			}
 			return err
 		}, first...)
 		if !errors.Is(err, redis.TxFailedErr) {
