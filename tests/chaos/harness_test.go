@@ -683,6 +683,9 @@ func (r *round) diagnose(rec *persistence.Job, runs []run, hist []persistence.Ow
 		fmt.Fprintf(&b, ", failure %q", firstLine(rec.Failure.Error()))
 	}
 	fmt.Fprintf(&b, "; listed in %v; completed by %v", listed, hist)
+	if len(runs) == 0 {
+		b.WriteString("\n      ledger: no run of it started, on any node")
+	}
 	for _, x := range runs {
 		fmt.Fprintf(&b, "\n      ledger: %s", x)
 	}
