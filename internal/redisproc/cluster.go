@@ -303,7 +303,7 @@ func (c *Cluster) MigrateSlot(ctx context.Context, slot int, src, dst *Server, b
 		args = append(args, keys...)
 		if _, err := Command(src.Addr(), 10*time.Second, args...); err != nil {
 			var e errReply
-			if errors.As(err, &e) && strings.HasPrefix(string(e), "BUSYKEY") {
+			if errors.As(err, &e) && strings.Contains(string(e), "BUSYKEY") {
 				return fmt.Errorf("%w: slot %d, one of %v: %v", ErrBusyKey, slot, keys, err)
 			}
 			return err
@@ -313,6 +313,7 @@ func (c *Cluster) MigrateSlot(ctx context.Context, slot int, src, dst *Server, b
 			moved(total)
 		}
 	}
+	// (The error reads "ERR Target instance replied with error: BUSYKEY …".)
 	// The target first, then the source, then everyone else, as the Redis manual says, so
 	// that no client is sent back and forth between them.
 	order := []*Server{dst, src}

@@ -42,57 +42,72 @@ func (s settings) jobs(n int) int {
 // jitter returns a duration from d to 1.5 d, so that rounds hit different moments.
 func jitter(d time.Duration) time.Duration { return d + time.Duration(mrand.Int64N(int64(d/2)+1)) }
 
+// faults is how many times a round of a single-node drill applies its fault, at different
+// points of the drain: each is a fresh chance to hit a race, for little more time than one.
+const faults = 2
+
+// faultPoint is how many jobs must be completed before the round's k-th fault (from 0).
+func (s settings) faultPoint(k int) int { return s.jobs(20 + 40*k) }
+
 // Redis is killed with SIGKILL in the middle of a drain and restarted from its append-only
-// file (fsync at every write, so nothing it acknowledged is lost). Replies in flight are
-// lost: a claim or a commit may have happened with its client seeing EOF.
+// file (fsync at every write, so nothing it acknowledged is lost), twice a round. Replies in
+// flight are lost: a claim or a commit may have happened with its client seeing EOF.
 func TestChaosRedisKilled(t *testing.T) {
 	drill(t, func(t *testing.T, n int, s settings) {
 		r := newRound(t, "redis-killed", n, false, "--appendonly", "yes", "--appendfsync", "always")
 		a := r.startNode("killed-a", r.redisArgs())
 		b := r.startNode("killed-b", r.redisArgs())
 		r.waitActivated(a, b)
-		r.put(s.jobs(80))
-		r.waitCompleted(s.jobs(20))
-		down := jitter(deathInterval)
-		r.server.Kill()
-		time.Sleep(down) // Redis stays down this long: the fault itself, not a synchronisation
-		if err := r.server.Restart(r.ctx); err != nil {
-			t.Fatal(err)
+		r.put(s.jobs(100))
+		for k := range faults {
+			if !r.reach(s.faultPoint(k)) {
+				break
+			}
+			down := jitter(deathInterval)
+			r.server.Kill()
+			time.Sleep(down) // Redis stays down this long: the fault itself, not a synchronisation
+			if err := r.server.Restart(r.ctx); err != nil {
+				t.Fatal(err)
+			}
+			r.note("Redis killed with jobs running, restarted from its AOF %s later", down.Round(time.Millisecond))
 		}
-		r.note("Redis killed with jobs running, restarted from its AOF %s later", down.Round(time.Millisecond))
 		r.put(s.jobs(20))
 		r.finish()
 	})
 }
 
 // Redis stops answering for longer than the death interval and than the clients' read
-// timeout, under load: by SIGSTOP in odd rounds, by DEBUG SLEEP in even ones. Every
-// dispatcher misses its pings; commands sent during the freeze run when it ends, after their
-// clients gave up on them.
+// timeout, under load, twice a round: by SIGSTOP, then by DEBUG SLEEP. Every dispatcher
+// misses its pings; commands sent during the freeze run when it ends, after their clients
+// gave up on them.
 func TestChaosRedisFrozen(t *testing.T) {
 	drill(t, func(t *testing.T, n int, s settings) {
 		r := newRound(t, "redis-frozen", n, false, "--enable-debug-command", "yes")
 		a := r.startNode("frozen-a", r.redisArgs())
 		b := r.startNode("frozen-b", r.redisArgs())
 		r.waitActivated(a, b)
-		r.put(s.jobs(80))
-		r.waitCompleted(s.jobs(20))
-		freeze := jitter(4 * time.Second)
-		if n%2 == 1 {
-			if err := r.server.Freeze(); err != nil {
-				t.Fatal(err)
+		r.put(s.jobs(100))
+		for k := range faults {
+			if !r.reach(s.faultPoint(k)) {
+				break
 			}
-			time.Sleep(freeze) // Redis stays frozen this long: the fault itself
-			if err := r.server.Thaw(); err != nil {
-				t.Fatal(err)
+			freeze := jitter(4 * time.Second)
+			if k%2 == 0 {
+				if err := r.server.Freeze(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(freeze) // Redis stays frozen this long: the fault itself
+				if err := r.server.Thaw(); err != nil {
+					t.Fatal(err)
+				}
+				r.note("Redis stopped (SIGSTOP) for %s", freeze.Round(time.Millisecond))
+			} else {
+				secs := strconv.FormatFloat(freeze.Seconds(), 'f', 3, 64)
+				if _, err := redisproc.Command(r.server.Addr(), freeze+10*time.Second, "DEBUG", "SLEEP", secs); err != nil {
+					t.Fatalf("DEBUG SLEEP %s: %v", secs, err)
+				}
+				r.note("Redis asleep (DEBUG SLEEP) for %ss", secs)
 			}
-			r.note("Redis stopped (SIGSTOP) for %s", freeze.Round(time.Millisecond))
-		} else {
-			secs := strconv.FormatFloat(freeze.Seconds(), 'f', 3, 64)
-			if _, err := redisproc.Command(r.server.Addr(), freeze+10*time.Second, "DEBUG", "SLEEP", secs); err != nil {
-				t.Fatalf("DEBUG SLEEP %s: %v", secs, err)
-			}
-			r.note("Redis asleep (DEBUG SLEEP) for %ss", secs)
 		}
 		r.put(s.jobs(20))
 		r.finish()
@@ -102,7 +117,8 @@ func TestChaosRedisFrozen(t *testing.T) {
 // One dispatcher reaches Redis through a proxy the test owns; its sibling reaches it
 // directly. With jobs running, the proxy cuts every connection and refuses new ones until the
 // sibling has declared the cut-off dispatcher dead and a while longer, while new jobs keep
-// coming; then it heals, and the dispatcher that was cut off finds its jobs reassigned.
+// coming; then it heals, and the dispatcher that was cut off finds its jobs reassigned. Twice
+// a round, the second time once it is back at work.
 func TestChaosPartition(t *testing.T) {
 	drill(t, func(t *testing.T, n int, s settings) {
 		r := newRound(t, "partition", n, false)
@@ -114,20 +130,25 @@ func TestChaosPartition(t *testing.T) {
 		victim := r.startNode("cut-off", []string{"--redis", proxy.Addr()})
 		sibling := r.startNode("sibling", r.redisArgs())
 		r.waitActivated(victim, sibling)
-		r.put(s.jobs(80))
-		r.waitHeld(victim)
-		r.waitCompleted(s.jobs(15))
-		stop := r.trickle()
-		proxy.Cut()
-		cut := time.Now()
-		r.eventually(30*time.Second, "the sibling declares the cut-off dispatcher dead", func() bool {
-			d, err := r.store.Dispatcher(r.ctx, r.queue, victim.uuid)
-			return err == nil && !d.IsActivated()
-		})
-		time.Sleep(jitter(deathInterval / 2)) // cut off a while longer: the fault itself
-		proxy.Heal()
-		stop()
-		r.note("dispatcher cut off for %s (%d connections severed or refused)", time.Since(cut).Round(time.Millisecond), proxy.Severed())
+		r.put(s.jobs(100))
+		for k := range faults {
+			if !r.reach(s.faultPoint(k)) {
+				break
+			}
+			r.waitActivated(victim)
+			r.waitHeld(victim)
+			stop := r.trickle()
+			proxy.Cut()
+			cut := time.Now()
+			r.eventually(30*time.Second, "the sibling declares the cut-off dispatcher dead", func() bool {
+				d, err := r.store.Dispatcher(r.ctx, r.queue, victim.uuid)
+				return err == nil && !d.IsActivated()
+			})
+			time.Sleep(jitter(deathInterval / 2)) // cut off a while longer: the fault itself
+			proxy.Heal()
+			stop()
+			r.note("dispatcher cut off for %s (%d connections severed or refused so far)", time.Since(cut).Round(time.Millisecond), proxy.Severed())
+		}
 		r.put(s.jobs(10))
 		r.finish()
 		r.t.Logf("%s: the cut-off dispatcher logged %d reactivations (CRITICAL) and %d refused commits",
@@ -151,44 +172,60 @@ func TestChaosDispatcherKillLoop(t *testing.T) {
 		if s.soak {
 			kills = 12
 		}
+		killed := 0
 		for range kills {
-			r.eventually(30*time.Second, "the restarted dispatcher runs a job", victim.ranSince)
+			if !r.await(completeWithin, "the restarted dispatcher runs a job", victim.ranSince) {
+				break
+			}
 			time.Sleep(time.Duration(mrand.IntN(300)) * time.Millisecond) // where the kill lands: the fault itself
 			victim.kill()
 			victim.start()
+			killed++
 		}
 		stop()
-		r.note("dispatcher killed %d times and restarted with its UUID", kills)
+		r.note("dispatcher killed %d times and restarted with its UUID", killed)
 		r.put(s.jobs(10))
 		r.finish()
 	})
 }
 
 // A Redis Cluster of three masters and three replicas (cluster-node-timeout 1 s): with jobs
-// running, the master serving the queue's slot is killed, and its replica takes over.
+// running, the master serving the queue's slot is killed, and its replica takes over. The
+// killed node is then restarted (it comes back as the new master's replica) and, once it has
+// synchronised, the new master is killed in turn.
 func TestChaosClusterFailover(t *testing.T) {
 	drill(t, func(t *testing.T, n int, s settings) {
 		r := newRound(t, "cluster-failover", n, true)
 		a := r.startNode("failover-a", r.redisArgs())
 		b := r.startNode("failover-b", r.redisArgs())
 		r.waitActivated(a, b)
-		r.put(s.jobs(80))
-		r.waitCompleted(s.jobs(20))
+		r.put(s.jobs(100))
 		slot, err := r.cluster.Slot("{" + r.queue + "}")
 		if err != nil {
 			t.Fatal(err)
 		}
-		master, err := r.cluster.MasterOf(slot)
-		if err != nil {
-			t.Fatal(err)
+		for k := range faults {
+			if !r.reach(s.faultPoint(k)) {
+				break
+			}
+			master, err := r.cluster.MasterOf(slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			master.Kill()
+			killed := time.Now()
+			if err := r.cluster.WaitHealthy(r.ctx, []*redisproc.Server{master}); err != nil {
+				t.Fatal(err)
+			}
+			r.note("master %s of slot %d killed; the cluster was healthy again %s later",
+				master.Addr(), slot, time.Since(killed).Round(time.Millisecond))
+			if err := master.Restart(r.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.cluster.WaitHealthy(r.ctx, nil); err != nil {
+				t.Fatal(err)
+			}
 		}
-		master.Kill()
-		killed := time.Now()
-		if err := r.cluster.WaitHealthy(r.ctx, []*redisproc.Server{master}); err != nil {
-			t.Fatal(err)
-		}
-		r.note("master %s of slot %d killed; the cluster was healthy again %s later",
-			master.Addr(), slot, time.Since(killed).Round(time.Millisecond))
 		r.put(s.jobs(20))
 		r.finish()
 	})
@@ -206,7 +243,10 @@ func TestChaosClusterMigration(t *testing.T) {
 		b := r.startNode("migration-b", r.redisArgs())
 		r.waitActivated(a, b)
 		r.put(s.jobs(80))
-		r.waitCompleted(s.jobs(15))
+		if !r.reach(s.jobs(15)) {
+			r.finish()
+			return
+		}
 		slot, err := r.cluster.Slot("{" + r.queue + "}")
 		if err != nil {
 			t.Fatal(err)

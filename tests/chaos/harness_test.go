@@ -249,6 +249,21 @@ func (r *round) waitActivated(nodes ...*node) {
 	})
 }
 
+// await polls cond until it holds and reports true; after d it notes that it did not and
+// reports false, so that the drill can go on to count and diagnose the jobs.
+func (r *round) await(d time.Duration, what string, cond func() bool) bool {
+	r.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.note("not within %s: %s", d, what)
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	return true
+}
+
 // eventually polls cond until it holds, failing the round after d.
 func (r *round) eventually(d time.Duration, what string, cond func() bool) {
 	r.t.Helper()
@@ -357,14 +372,23 @@ func (r *round) observe() (completed, put int) {
 	return len(r.first), put
 }
 
-// waitCompleted waits until at least n jobs are completed: the point of the drain at which
-// a drill applies its fault.
-func (r *round) waitCompleted(n int) {
+// reach waits until at least n jobs are completed: the point of the drain at which a drill
+// applies its fault. If the drain stalls short of it for completeWithin, it notes that and
+// returns false, and the drill goes straight to finish, which diagnoses the jobs left.
+func (r *round) reach(n int) bool {
 	r.t.Helper()
-	r.eventually(60*time.Second, fmt.Sprintf("%d jobs completed, before the fault", n), func() bool {
+	deadline := time.Now().Add(completeWithin)
+	for {
 		c, _ := r.observe()
-		return c >= n
-	})
+		if c >= n {
+			return true
+		}
+		if time.Now().After(deadline) {
+			r.note("the drain stalled at %d completed jobs, short of the %d at which the next fault was due", c, n)
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // polling the records with a deadline
+	}
 }
 
 // waitHeld waits until the node's agent holds at least one job.
