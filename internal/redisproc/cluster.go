@@ -303,6 +303,7 @@ func (c *Cluster) MigrateSlot(ctx context.Context, slot int, src, dst *Server, b
 		args = append(args, keys...)
 		if _, err := Command(src.Addr(), 10*time.Second, args...); err != nil {
 			var e errReply
+			// MIGRATE relays the target's refusal: "ERR Target instance replied with error: BUSYKEY …".
 			if errors.As(err, &e) && strings.Contains(string(e), "BUSYKEY") {
 				return fmt.Errorf("%w: slot %d, one of %v: %v", ErrBusyKey, slot, keys, err)
 			}
@@ -313,7 +314,6 @@ func (c *Cluster) MigrateSlot(ctx context.Context, slot int, src, dst *Server, b
 			moved(total)
 		}
 	}
-	// (The error reads "ERR Target instance replied with error: BUSYKEY …".)
 	// The target first, then the source, then everyone else, as the Redis manual says, so
 	// that no client is sent back and forth between them.
 	order := []*Server{dst, src}
