@@ -394,10 +394,26 @@ func (r *round) reach(n int) bool {
 // waitHeld waits until the node's agent holds at least one job.
 func (r *round) waitHeld(n *node) {
 	r.t.Helper()
-	r.eventually(30*time.Second, "node "+n.uuid+" holds a job", func() bool {
-		held, err := r.store.AgentJobs(r.ctx, r.queue, persistence.Owner{Dispatcher: n.uuid, Agent: "main"})
-		return err == nil && len(held) > 0
-	})
+	r.eventually(30*time.Second, "node "+n.uuid+" holds a job", func() bool { return r.holds(n) })
+}
+
+// holds reports whether the node's agent holds a job with the node as its owner: a job it
+// claimed, not one left in its agent by a sibling's cleaning.
+func (r *round) holds(n *node) bool {
+	held, err := r.store.AgentJobs(r.ctx, r.queue, persistence.Owner{Dispatcher: n.uuid, Agent: "main"})
+	if err != nil || len(held) == 0 {
+		return false
+	}
+	recs, err := r.store.GetMany(r.ctx, r.queue, held)
+	if err != nil {
+		return false
+	}
+	for _, rec := range recs {
+		if rec != nil && rec.Owner.Dispatcher == n.uuid && rec.Status == persistence.StatusActive {
+			return true
+		}
+	}
+	return false
 }
 
 // tally is a round's count.
