@@ -120,6 +120,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	return bench(args, stdout, stderr, benchHooks{})
 }
 
+// bench is runBench with hooks for the tests.
 func bench(args []string, stdout, stderr io.Writer, hooks benchHooks) error {
 	fs := flags("bench", "[--jobs N] [--concurrency C] [--payload BYTES] [--queues Q] [--producers P] [--batch] [--redis URL] [--stats] [--cpuprofile FILE] [--memprofile FILE]", stderr)
 	var s benchShape
