@@ -55,7 +55,7 @@ func zasync(t *testing.T, env []string, args ...string) (string, string, int) {
 }
 
 // benchLine is what ../shared/bench/compare.sh reads.
-var benchLine = regexp.MustCompile(`^zasync n=(\d+) c=(\d+) enqueue=\d+ jobs/s drain=\d+ jobs/s pickup p50=\S+ p99=\S+\n$`)
+var benchLine = regexp.MustCompile(`^zasync n=(\d+) c=(\d+)( payload=\d+)?( queues=\d+)?( producers=\d+)? enqueue=\d+ jobs/s drain=\d+ jobs/s pickup p50=\S+ p99=\S+\n$`)
 
 func TestBench(t *testing.T) {
 	t.Parallel()
@@ -82,6 +82,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"nope"}, 2, `unknown command "nope"`},
 		{[]string{"bench", "--jobs", "x"}, 2, `invalid value "x" for flag -jobs`},
 		{[]string{"bench", "--jobs", "0"}, 2, "must be at least 1"},
+		{[]string{"bench", "--payload", "-1"}, 2, "--payload must be between 0 and"},
+		{[]string{"bench", "--queues", "0"}, 2, "--queues must be between 1 and --concurrency (8), not 0"},
+		{[]string{"bench", "--queues", "5", "--concurrency", "4"}, 2, "--queues must be between 1 and --concurrency (4), not 5"},
+		{[]string{"bench", "--producers", "0"}, 2, "--producers must be at least 1"},
+		{[]string{"bench", "--producers", "-3"}, 2, "--producers must be at least 1"},
 		{[]string{"bench", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"bench", "--redis", "http://nope"}, 2, "malformed Redis URL"},
 		{[]string{"bench", "--redis", "redis://127.0.0.1:1/0"}, 1, "cannot reach Redis at 127.0.0.1:1"},
