@@ -11,7 +11,7 @@ import (
 )
 
 // finishCallbacks runs the callbacks of parent (in CALLBACKS, held by this run) one after
-// another, then completes it; callbacks added meanwhile run too (reference §1.2).
+// another, then completes it; callbacks added meanwhile run too, as in zc.async.
 func (e *executor) finishCallbacks(ctx context.Context, parent *persistence.Job) Result {
 	seen := 0
 	for {
@@ -45,8 +45,8 @@ func (e *executor) finishCallbacks(ctx context.Context, parent *persistence.Job)
 // taken away: the parent's run must stop too.
 var errParentLost = errors.New("the parent's run was taken away")
 
-// runCallback runs one callback of parent according to its status (reference §1.2,
-// resumeCallbacks): a new one is run, one interrupted while ACTIVE is asked to its retry
+// runCallback runs one callback of parent according to its status, as zc.async's
+// resumeCallbacks does: a new one is run, one interrupted while ACTIVE is asked to its retry
 // policy, one in CALLBACKS has its own callbacks resumed, a completed one is skipped.
 func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id string) Result {
 	var cb *persistence.Job

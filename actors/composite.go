@@ -10,7 +10,8 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Handlers of composite jobs (reference §1.8), run by the executor itself.
+// Handlers of composite jobs (Serial, Parallel and their postprocess), run by the executor
+// itself.
 const (
 	// HandlerSerial runs its sub-jobs one after another, then its postprocess.
 	HandlerSerial = persistence.SystemPrefix + "serial"

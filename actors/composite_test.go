@@ -261,7 +261,7 @@ func TestArgumentOrder(t *testing.T) {
 	}
 }
 
-// Scenario 37 (reference §1.8): a serial composite's job list grows while it runs. Its first
+// Scenario 37: a serial composite's job list grows while it runs. Its first
 // sub-job appends a second from its handler and gives that second a callback which, running
 // before the second's completion moves the composite on, appends a third. All three run in
 // order, and the postprocess receives the three outcomes.

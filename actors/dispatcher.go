@@ -264,8 +264,8 @@ func (d *dispatcherActor) drain(c actor.Context) {
 	d.cancelGrace = d.sched.SendOnce(d.o.ShutdownGrace, c.Self(), &messages.GraceOver{})
 }
 
-// finishDrain deactivates the dispatcher's records, which cleans its agents (reference §2.2:
-// assigned jobs back to the queue, active ones to handleInterrupt jobs, jobs in callbacks to
+// finishDrain deactivates the dispatcher's records, which cleans its agents (assigned jobs
+// back to the queue, active ones to handleInterrupt jobs, jobs in callbacks to
 // resumeCallbacks jobs), and answers the drain.
 func (d *dispatcherActor) finishDrain(c actor.Context) {
 	if d.drainReply == nil {

@@ -10,10 +10,10 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// This file is a node's introspection (reference §3.1): what its dispatcher polled and what
-// it ran, kept in memory, process-local and never persisted. Both histories are
-// bounded, so that a node's memory stays flat however long it runs (zc.async 1.2 learnt this
-// the hard way with per-period statistics).
+// This file is a node's introspection, as zc.async's dispatcher offers it: what its
+// dispatcher polled and what it ran, kept in memory, process-local and never persisted. Both
+// histories are bounded, so that a node's memory stays flat however long it runs (zc.async
+// 1.2 learnt this the hard way with per-period statistics).
 
 // PollHistorySize is how many polls a node remembers: the newest 400 (zc.async's polls_size).
 const PollHistorySize = 400
@@ -657,9 +657,9 @@ func (d *dispatcherActor) pollAgents(q *queueState, check bool) (QueuePoll, map[
 	return out, unrun
 }
 
-// checkRuns marks as reassigned the runs of an agent whose jobs the store no
-// longer lists under the agent (reference §2.4: a sibling presumed this dispatcher dead and
-// cleaned it). It returns how many jobs the store lists, or -1 when that read failed.
+// checkRuns marks as reassigned the runs of an agent whose jobs the store no longer lists
+// under the agent (a sibling presumed this dispatcher dead and cleaned it). It returns how
+// many jobs the store lists, or -1 when that read failed.
 //
 // A run that has just completed or rescheduled its job also leaves the agent's list before
 // its run reports the end, so such a job is read once more: it was taken away when it

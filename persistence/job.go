@@ -226,7 +226,7 @@ func ValidateQuotaNames(names []string) error {
 }
 
 // Change is a change to a job that is not yet running; nil fields are left alone. The rules
-// of reference §1.2 apply: the call and begin_after may change only while NEW, begin_by and
+// of zc.async apply: the call and begin_after may change only while NEW, begin_by and
 // quota names while NEW or PENDING.
 type Change struct {
 	Call       *Call

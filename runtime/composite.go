@@ -167,8 +167,8 @@ func (q *Queue) addPart(ctx context.Context, parent persistence.Ref, part Call) 
 
 // AddSubJob appends a job running call to composite, a job put as Serial or Parallel, and
 // returns it: the composite's job list may grow before it starts, from one of its sub-jobs
-// while it runs, or from a callback of a sub-job (reference §1.8; a list that keeps growing
-// makes an endless loop, as in zc.async).
+// while it runs, or from a callback of a sub-job (a list that keeps growing makes an endless
+// loop, as in zc.async).
 //
 // Inside a sub-job's handler the composite is reached with JobFrom and Job.Composite; inside
 // a callback of a sub-job, with JobFrom, Job.Parent and the parent's Composite.

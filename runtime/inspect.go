@@ -15,7 +15,7 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Queries of the jobs stored in Redis (zc.async's asyncdb monitor command, reference §3.3):
+// Queries of the jobs stored in Redis (zc.async's asyncdb monitor command):
 // Count, Jobs, JobStats, NextPending, LastCompleted, UUIDs, QueueStatus, and Job.Summary and
 // Job.Traceback. Unlike StatusInfo and Statistics, which describe this process's dispatcher
 // from memory, they read what every process shares, so any process can ask them, a program

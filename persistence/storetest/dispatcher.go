@@ -13,8 +13,8 @@ import (
 )
 
 // Group "Dispatcher": dispatcher records (register, activate, deactivate, reactivate,
-// configure), pings and the death rule, siblings, claims by agents (reference §2.1, §2.2, §4
-// and scenarios 39 to 44 of §5), and the cleaning of a dead dispatcher's agents.
+// configure), pings and the death rule, siblings, claims by agents (zc.async's
+// scenarios 39 to 44), and the cleaning of a dead dispatcher's agents.
 func init() {
 	register("Dispatcher",
 		testCase{"RegisterTwice", dspRegisterTwice},
@@ -783,7 +783,8 @@ func dspSiblingDeath(t *testing.T, h Harness) {
 
 	// zc.async queued the system jobs at the end ([E, A, B.handleInterrupt,
 	// C.resumeCallbacks]); they go to the head here, so that a dead dispatcher's work never
-	// waits behind the backlog (the recovery bound of DESIGN.md §7).
+	// waits behind the backlog (ARCHITECTURE.md, "What good means": a dead dispatcher's work
+	// runs elsewhere within ping_death_interval plus two poll intervals).
 	p := b.pending(Queue)
 	if len(p) != 4 || p[2] != je.ID || p[3] != ja.ID {
 		t.Fatalf("queue after cleaning: %v, want [B.handleInterrupt C.resumeCallbacks E=%s A=%s]", p, je.ID, ja.ID)
