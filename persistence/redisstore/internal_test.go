@@ -406,6 +406,7 @@ func TestOwnConnectionIsGivenBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	f.s.ownIdle = time.Hour // a busy machine may leave more than ownConnIdle between two puts
 	put()
 	first := f.s.own.conn
 	put()
@@ -416,6 +417,12 @@ func TestOwnConnectionIsGivenBack(t *testing.T) {
 	put()
 	if f.s.own.conn == first {
 		t.Fatal("own connection kept past ownFor: want it given back and another taken")
+	}
+	second := f.s.own.conn
+	f.s.ownFor, f.s.ownIdle = time.Hour, 0
+	put()
+	if f.s.own.conn == second {
+		t.Fatal("own connection kept though unused for ownIdle: want it given back and another taken")
 	}
 	if n := f.rdb.PoolStats().TotalConns; n > 2 {
 		t.Fatalf("%d connections in the pool: want the one given back reused", n)

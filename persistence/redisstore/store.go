@@ -62,6 +62,7 @@ type Store struct {
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
 	own     ownConn
 	ownFor  time.Duration // ownConnFor, but for tests
+	ownIdle time.Duration // ownConnIdle, but for tests
 
 	tickMu   sync.Mutex
 	lastTick int64 // the last queue position given to a due job, µs (see tick)
@@ -97,7 +98,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Store{rdb: rdb, cluster: cluster, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention,
-		maxRetries: opts.MaxTxRetries, ownFor: ownConnFor}, nil
+		maxRetries: opts.MaxTxRetries, ownFor: ownConnFor, ownIdle: ownConnIdle}, nil
 }
 
 // Close releases the store's own connection (see use); the client is not the store's to close.
@@ -119,16 +120,27 @@ func (s *Store) Close() error {
 // (RESP3) also peeks with a system call before every command on a connection that has not
 // been back in its pool for five seconds, so a connection kept for good would cost more
 // than the pool.
+//
+// The pool's check is also what keeps a connection the server has closed (Redis restarted)
+// from being used: a write sent on it fails with EOF, and nothing may send it again, since
+// nothing tells that it was not applied. So a connection left unused for ownConnIdle goes
+// back to the pool too, and the call takes a checked one: a restart leaves the connection
+// unused for longer than that, and a busy store, whose calls follow one another, keeps it.
 type ownConn struct {
 	mu     sync.Mutex
 	conn   *redis.Conn
 	taken  time.Time // when conn was taken from the pool
+	used   time.Time // when conn's last call ended
 	closed bool
 }
 
 // ownConnFor is how long the store keeps its own connection before giving it back to the
 // pool and taking one again (see ownConn).
 const ownConnFor = 4 * time.Second
+
+// ownConnIdle is how long the store's own connection may stay unused before a call takes a
+// checked one from the pool instead (see ownConn).
+const ownConnIdle = 5 * time.Millisecond
 
 // use runs call through the store's own connection when it is free, else through the client.
 // A connection that failed (not a Redis error reply) is dropped; the next call takes a new one.
@@ -141,14 +153,16 @@ func (s *Store) use(call func(c redis.Cmdable) error) error {
 	if s.own.closed {
 		return call(s.rdb)
 	}
-	if s.own.conn != nil && time.Since(s.own.taken) >= s.ownFor {
-		s.own.conn.Close() // back to the pool, which counts it as checked
+	now := time.Now()
+	if s.own.conn != nil && (now.Sub(s.own.taken) >= s.ownFor || now.Sub(s.own.used) >= s.ownIdle) {
+		s.own.conn.Close() // back to the pool, which checks it when it is taken again
 		s.own.conn = nil
 	}
 	if s.own.conn == nil {
-		s.own.conn, s.own.taken = client.Conn(), time.Now()
+		s.own.conn, s.own.taken = client.Conn(), now
 	}
 	err := call(s.own.conn)
+	s.own.used = time.Now()
 	var reply redis.Error
 	if err != nil && !errors.As(err, &reply) && !errors.Is(err, redis.Nil) {
 		s.own.conn.Close()
