@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -13,8 +14,10 @@ import (
 
 // agentActor claims jobs from one queue for one agent of its dispatcher, up to its size, and
 // runs each on a goroutine of its own (job.go, runners.go). A finished job frees a slot and the agent
-// claims again at once, so a busy queue does not wait for polls. It handles its messages on
-// their senders' goroutines (see agentProps): nothing it does may block or wait.
+// claims again at once, so a busy queue does not wait for polls. After each poll it is told
+// which jobs the store lists under it with no run recorded (Reconcile), and answers with those
+// it holds without running them (Orphaned), for the dispatcher to recover. It handles its
+// messages on their senders' goroutines (see agentProps): nothing it does may block or wait.
 type agentActor struct {
 	exec  *executor
 	hist  *history
@@ -35,6 +38,16 @@ type agentActor struct {
 	// claims go through the node's committer, which makes them in its batches: asked here,
 	// answered as a claimed message.
 	claims *claimer
+	// handled counts the claims whose outcome the agent has handled (claims.claimsSent).
+	handled uint64
+	// suspects are jobs the store lists under the agent without a run here, to be reported
+	// orphaned once the claims started before they were read have all been handled
+	// (suspectsAfter of them): until then, one of those claims may still bring their runs.
+	suspects      []persistence.Fence
+	suspectsAfter uint64
+	// endedSince are the runs ended since the suspects were listed: their jobs left the
+	// store's list, or were left for the next list.
+	endedSince []runKey
 }
 
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *agentActor {
@@ -58,6 +71,8 @@ func (a *agentActor) Receive(c actor.Context) {
 		a.claimed(c, m)
 	case *messages.Claim:
 		a.claim(c)
+	case *messages.Reconcile:
+		a.reconcile(c, m.Jobs)
 	case *claimFreed:
 		a.claimQueued = false
 		a.claim(c)
@@ -83,6 +98,9 @@ func (a *agentActor) finished(c actor.Context, worker string) {
 	}
 	delete(a.running, worker)
 	a.claims.ended(a.runs[worker])
+	if a.suspects != nil {
+		a.endedSince = append(a.endedSince, a.runs[worker])
+	}
 	delete(a.runs, worker)
 	if a.draining {
 		a.reportIdle(c)
@@ -118,6 +136,16 @@ func (a *agentActor) claim(c actor.Context) {
 // agent drains were on their way when it was interrupted: they start, and are cancelled at
 // once, as the jobs it was running.
 func (a *agentActor) claimed(c actor.Context, m *claimed) {
+	a.handled++
+	if a.suspects != nil {
+		defer a.reportOrphans(c)
+	}
+	if m.retried { // asked again already
+		if a.draining {
+			a.reportIdle(c)
+		}
+		return
+	}
 	jobs, err := m.jobs, m.err
 	switch {
 	case errors.Is(err, persistence.ErrFull):
@@ -158,6 +186,42 @@ func (a *agentActor) claimed(c actor.Context, m *claimed) {
 	}
 	if a.draining {
 		a.reportIdle(c)
+	}
+}
+
+// reconcile takes the jobs the store listed under the agent at the last poll without a run
+// recorded for them, and reports those that are orphaned: no run of theirs goes on here, nor
+// will one, once every claim started by now has been handled. A job whose claim's reply was
+// lost is one; a job listed while its claim's reply is on its way is not. A newer list
+// replaces an older one.
+func (a *agentActor) reconcile(c actor.Context, jobs []persistence.Fence) {
+	if a.draining {
+		return // the drain's cleaning takes everything the agent holds
+	}
+	a.suspects, a.suspectsAfter = jobs, a.claims.claimsSent()
+	a.endedSince = a.endedSince[:0]
+	a.reportOrphans(c)
+}
+
+// reportOrphans tells the dispatcher which suspects are orphaned, once the claims that could
+// still bring their runs have been handled.
+func (a *agentActor) reportOrphans(c actor.Context) {
+	if a.handled < a.suspectsAfter || a.draining {
+		return
+	}
+	jobs := a.suspects
+	a.suspects = nil
+	known := make(map[runKey]bool, len(a.runs)+len(a.endedSince))
+	for _, k := range a.runs {
+		known[k] = true
+	}
+	for _, k := range a.endedSince {
+		known[k] = true
+	}
+	a.endedSince = a.endedSince[:0]
+	jobs = slices.DeleteFunc(jobs, func(f persistence.Fence) bool { return known[runKey{f.ID, f.Attempt}] })
+	if len(jobs) > 0 {
+		c.Send(c.Parent(), &messages.Orphaned{Queue: a.queue, Agent: a.spec.Name, Jobs: jobs})
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // finishCallbacks runs the callbacks of parent (in CALLBACKS, held by this run) one after
-// another, then completes it; callbacks added meanwhile run too (reference §1.2).
+// another, then completes it; callbacks added meanwhile run too, as in zc.async.
 func (e *executor) finishCallbacks(ctx context.Context, parent *persistence.Job) Result {
 	seen := 0
 	for {
@@ -35,7 +35,7 @@ func (e *executor) finishCallbacks(ctx context.Context, parent *persistence.Job)
 			continue
 		}
 		if err != nil {
-			return e.storeFailure(parent, err)
+			return e.storeFailure(ctx, parent, err)
 		}
 		return Result{Ending: Finished, Job: done}
 	}
@@ -45,16 +45,22 @@ func (e *executor) finishCallbacks(ctx context.Context, parent *persistence.Job)
 // taken away: the parent's run must stop too.
 var errParentLost = errors.New("the parent's run was taken away")
 
-// runCallback runs one callback of parent according to its status (reference §1.2,
-// resumeCallbacks): a new one is run, one interrupted while ACTIVE is asked to its retry
+// runCallback runs one callback of parent according to its status, as zc.async's
+// resumeCallbacks does: a new one is run, one interrupted while ACTIVE is asked to its retry
 // policy, one in CALLBACKS has its own callbacks resumed, a completed one is skipped.
 func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id string) Result {
 	var cb *persistence.Job
-	if err := e.persist("read a callback", func(ctx context.Context) (err error) {
+	err := e.persist("read a callback", func(ctx context.Context) (err error) {
 		cb, err = e.store.Get(ctx, parent.Ref.In(id))
 		return err
-	}); err != nil {
-		return e.storeFailure(parent, err)
+	})
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		// Nothing to run: skipped, so that its parent still completes.
+		e.events.Error(fmt.Sprintf("callback %s of %s does not exist; skipped", id, repr(parent)), "error", err)
+		return Result{Ending: Finished}
+	case err != nil:
+		return e.storeFailure(ctx, parent, err)
 	}
 	statuses := []persistence.Status{persistence.StatusNew, persistence.StatusPending, persistence.StatusAssigned}
 	switch cb.Status {
@@ -64,7 +70,7 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 		statuses = []persistence.Status{cb.Status}
 	}
 	var adopted *persistence.Job
-	err := e.persist("adopt a callback", func(ctx context.Context) (err error) {
+	err = e.persist("adopt a callback", func(ctx context.Context) (err error) {
 		adopted, err = e.store.Adopt(ctx, parent.Fence(), id, statuses...)
 		return err
 	})
@@ -75,7 +81,7 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 	case errors.Is(err, persistence.ErrBadStatus):
 		return Result{Ending: Finished, Job: cb} // it moved on meanwhile (completed by another run)
 	case err != nil:
-		return e.storeFailure(parent, err)
+		return e.storeFailure(ctx, parent, err)
 	}
 	switch adopted.Status {
 	case persistence.StatusCallbacks:
@@ -88,7 +94,7 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 		now, err = e.store.Now(ctx)
 		return err
 	}); err != nil {
-		return e.storeFailure(adopted, err)
+		return e.storeFailure(ctx, adopted, err)
 	}
 	if adopted.Expired(now) {
 		e.events.Error(fmt.Sprintf("failing expired callback %s to %s", repr(adopted), repr(parent)))
@@ -117,7 +123,7 @@ func (e *executor) callbackInterrupted(ctx context.Context, cb, parent *persiste
 	if d.Retries() {
 		cb.Retry = counts
 		if err := e.saveRetry(cb, counts); err != nil {
-			return e.storeFailure(cb, err)
+			return e.storeFailure(ctx, cb, err)
 		}
 		return e.callback(ctx, cb, parent)
 	}
@@ -139,7 +145,7 @@ func (e *executor) failWith(ctx context.Context, j *persistence.Job, err error) 
 		failed, ferr = e.store.Fail(ctx, j.Ref, &fence, persistence.NewFailure(err, ""))
 		return ferr
 	}); ferr != nil {
-		return e.storeFailure(j, ferr)
+		return e.storeFailure(ctx, j, ferr)
 	}
 	e.logOutcome(failed)
 	return e.finishCallbacks(ctx, failed)
@@ -151,7 +157,7 @@ func (e *executor) failWith(ctx context.Context, j *persistence.Job, err error) 
 func (e *executor) resumeOuter(ctx context.Context, cb, inner *persistence.Job) Result {
 	started, err := e.start(cb)
 	if err != nil {
-		return e.storeFailure(cb, err)
+		return e.storeFailure(ctx, cb, err)
 	}
 	var outer *persistence.Job
 	err = e.persist("adopt the waiting job", func(ctx context.Context) (err error) {
@@ -170,7 +176,7 @@ func (e *executor) resumeOuter(ctx context.Context, cb, inner *persistence.Job) 
 		// interrupted and its new run has not started waiting (it will find this inner job
 		// completed and resume itself).
 	default:
-		return e.storeFailure(started, err)
+		return e.storeFailure(ctx, started, err)
 	}
 	return e.commit(ctx, started, persistence.RetryCommonForever, persistence.Outcome{Result: []byte("null"), Complete: true})
 }
@@ -179,7 +185,7 @@ func (e *executor) resumeOuter(ctx context.Context, cb, inner *persistence.Job) 
 func (e *executor) system(ctx context.Context, sys *persistence.Job) Result {
 	started, err := e.start(sys)
 	if err != nil {
-		return e.storeFailure(sys, err)
+		return e.storeFailure(ctx, sys, err)
 	}
 	statuses := map[string][]persistence.Status{
 		persistence.HandlerHandleInterrupt: {persistence.StatusActive, persistence.StatusCallbacks},
@@ -198,7 +204,7 @@ func (e *executor) system(ctx context.Context, sys *persistence.Job) Result {
 		e.events.Error("job already completed?", "job", repr(sys), "error", err)
 		r = Result{Ending: Finished}
 	case err != nil:
-		return e.storeFailure(started, err)
+		return e.storeFailure(ctx, started, err)
 	case target.Status == persistence.StatusCallbacks:
 		r = e.finishCallbacks(ctx, target)
 	case sys.Call.Handler == persistence.HandlerFail:
@@ -206,7 +212,12 @@ func (e *executor) system(ctx context.Context, sys *persistence.Job) Result {
 	default:
 		r = e.interrupted(ctx, target)
 	}
-	if r.Ending == Interrupted || r.Ending == Failed {
+	switch {
+	case r.Ending == Failed && r.Err != nil && e.base.Err() == nil && !transient(r.Err):
+		// What the store refused would be refused to any run of this job again: fail it,
+		// saying why, instead of leaving it held to be recovered over and over.
+		return e.giveUp(ctx, started, r.Err)
+	case r.Ending == Interrupted || r.Ending == Failed:
 		return Result{Ending: r.Ending, Job: started, Err: r.Err}
 	}
 	return e.commit(ctx, started, persistence.RetryCommonForever, persistence.Outcome{Result: []byte("null"), Complete: true})
@@ -223,9 +234,9 @@ func (e *executor) interrupted(ctx context.Context, j *persistence.Job) Result {
 	e.observeRetry(j, d, RetryReasonInterrupt)
 	switch d.Action {
 	case persistence.ActionRetryNow:
-		return e.reschedule(j, persistence.RetryAfter(0), counts) // due now: put back at the front
+		return e.reschedule(ctx, j, persistence.RetryAfter(0), counts) // due now: put back at the front
 	case persistence.ActionReschedule:
-		return e.reschedule(j, d, counts)
+		return e.reschedule(ctx, j, d, counts)
 	}
 	return e.abort(ctx, j, counts)
 }

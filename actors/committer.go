@@ -137,6 +137,7 @@ type claimer struct {
 	busy   int             // runs whose handler has not returned
 	want   bool            // the agent asked to claim
 	closed bool            // the agent claims no more: it drains, or it stopped
+	sent   uint64          // claims started so far, each delivered to the agent in turn
 }
 
 // runKey names a run: its job and the attempt its claim gave it (a job taken from an agent and
@@ -153,6 +154,9 @@ func (a *claimer) free() int { return a.params.Size - a.queued - a.busy }
 type claimed struct {
 	jobs []*persistence.Job
 	err  error
+	// retried: the claim lost its race and is asked again; there is nothing to do with it
+	// but count it (see claimsSent).
+	retried bool
 }
 
 // register adds an agent whose claims params describe (its Max is the committer's to set);
@@ -251,6 +255,16 @@ func (a *claimer) unregister() {
 			break
 		}
 	}
+}
+
+// claimsSent is how many claims were started for the agent so far. Each one's outcome is
+// delivered to the agent, in the order they were started (an agent has one claim on its way
+// at a time): once it has handled that many outcomes, any job these claims gave it is in its
+// runs.
+func (a *claimer) claimsSent() uint64 {
+	a.c.mu.Lock()
+	defer a.c.mu.Unlock()
+	return a.sent
 }
 
 // claiming reports whether jobs claimed for the agent are on their way to it.
@@ -401,6 +415,7 @@ func (c *committer) flush(batch []*commitReq) {
 		}
 		a.queued += p.Max
 		a.trips++
+		a.sent++
 		claims, claimers = append(claims, p), append(claimers, a)
 	}
 	c.mu.Unlock()
@@ -431,7 +446,7 @@ func (c *committer) flush(batch []*commitReq) {
 			c.cohort[runKey{j.ID, j.Attempt}] = struct{}{}
 		}
 		c.qmu.Unlock()
-		c.claimDone(a, claims[k].Max, claimed{got[k], claimErrs[k]})
+		c.claimDone(a, claims[k].Max, claimed{jobs: got[k], err: claimErrs[k]})
 	}
 	c.handedOut = time.Now()
 	for i, r := range batch {
@@ -490,16 +505,18 @@ func (c *committer) claimAlone(a *claimer, p persistence.ClaimParams) {
 	}
 	a.queued += p.Max
 	a.trips++
+	a.sent++
 	go func() {
 		ctx, cancel := c.op()
 		jobs, err := c.store.Claim(ctx, p)
 		cancel()
-		c.claimDone(a, p.Max, claimed{jobs, err})
+		c.claimDone(a, p.Max, claimed{jobs: jobs, err: err})
 	}()
 }
 
 // claimDone releases what a claim of reserved slots did not fill and hands its jobs over; a
-// claim that lost its race to other claimers is asked again.
+// claim that lost its race to other claimers is asked again (and delivered as retried all the
+// same: the agent counts every claim's outcome).
 func (c *committer) claimDone(a *claimer, reserved int, r claimed) {
 	c.mu.Lock()
 	a.trips--
@@ -513,7 +530,6 @@ func (c *committer) claimDone(a *claimer, reserved int, r claimed) {
 	if again {
 		c.nudge()
 	}
-	if !conflict {
-		a.deliver(r)
-	}
+	r.retried = conflict
+	a.deliver(r)
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Handlers of composite jobs (reference §1.8), run by the executor itself.
+// Handlers of composite jobs (Serial, Parallel and their postprocess), run by the executor
+// itself.
 const (
 	// HandlerSerial runs its sub-jobs one after another, then its postprocess.
 	HandlerSerial = persistence.SystemPrefix + "serial"
@@ -72,6 +73,24 @@ func (e *executor) builtin(name string) (Handler, bool) {
 	return nil, false
 }
 
+// bookkeeping returns the context a builtin handler runs with: ctx's values without its
+// cancellation, ended only with the node. A clean stop cancels user handlers; a builtin only
+// reads and writes zasync's own records in a few short store calls, and cut half way it
+// leaves them half written: a part's step that queued the postprocess but was cancelled
+// before the part completed leaves the part in CALLBACKS, and the stop adds a
+// resumeCallbacks job to the handleInterrupt ones. Let run, it ends within the stop's grace
+// period. A store too slow for that is abandoned when the node stops: the part is then
+// recovered as before, and what the step still writes is harmless (it only queues jobs
+// still NEW) or fenced (its commit).
+func (e *executor) bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(e.base, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
 // runComposite runs a composite job: it queues what is due and waits, parked, for the
 // postprocess. Run again after an interruption, it skips finished sub-jobs and leaves those
 // in progress to their own recovery.
@@ -81,7 +100,7 @@ func (e *executor) runComposite(ctx context.Context, c *persistence.Call) (any, 
 	if err != nil {
 		return nil, err
 	}
-	if err := advance(ctx, e.store, r.Job.Ref); err != nil {
+	if err := advance(ctx, e.store, r.Job.Ref, false); err != nil {
 		return nil, err
 	}
 	return &Inner{Ref: r.Job.Ref.In(k.Postprocess)}, nil
@@ -93,7 +112,20 @@ func (e *executor) runComposite(ctx context.Context, c *persistence.Call) (any, 
 // or by such a callback is seen.
 func (e *executor) compositeNext(ctx context.Context, _ *persistence.Call) (any, error) {
 	r, _ := RunningFrom(ctx)
-	return nil, advance(ctx, e.store, r.Job.Ref.In(r.Job.Target))
+	return nil, advance(ctx, e.store, r.Job.Ref.In(r.Job.Target), true)
+}
+
+// awaitsRun reports whether composite c is to run again: queued, claimed and not started, or
+// interrupted (ACTIVE and held by no agent) with its recovery to come. Its next run begins
+// with a step of its own, which sees every part finished before it was claimed.
+func awaitsRun(c *persistence.Job) bool {
+	switch c.Status {
+	case persistence.StatusPending, persistence.StatusAssigned:
+		return true
+	case persistence.StatusActive:
+		return c.Holder.IsZero()
+	}
+	return false
 }
 
 // advance queues what the composite comp needs next, reading its record and its sub-jobs
@@ -107,11 +139,21 @@ func (e *executor) compositeNext(ctx context.Context, _ *persistence.Call) (any,
 // never added and forgotten. The postprocess is queued only while NEW, in the same
 // transaction that checks it, so that it is never queued twice however many steps race.
 // Every step only queues what is NEW, so running one more than needed is harmless.
-func advance(ctx context.Context, s persistence.Store, comp persistence.Ref) error {
+//
+// A part's step (fromPart) does nothing for a composite that is to run again (awaitsRun):
+// that run's own step queues what comes next. Otherwise, after a stop, the restarted
+// dispatcher recovers the composite and its interrupted part at once, and the part, put back
+// and run first, could start the postprocess while the composite still waits in its queue.
+// Nothing is missed: the composite's run is claimed after this read, which follows the part's
+// stored outcome, so its step sees the part done.
+func advance(ctx context.Context, s persistence.Store, comp persistence.Ref, fromPart bool) error {
 	for {
 		cj, err := s.Get(ctx, comp)
 		if err != nil {
 			return err
+		}
+		if fromPart && awaitsRun(cj) {
+			return nil
 		}
 		k, err := compositeOf(&cj.Call)
 		if err != nil {
@@ -260,7 +302,7 @@ func AddSubJob(ctx context.Context, s persistence.Store, comp persistence.Ref, s
 	if status != persistence.StatusActive {
 		return child, nil // the composite's own run queues it, when it starts
 	}
-	if err := advance(ctx, s, comp); err != nil {
+	if err := advance(ctx, s, comp, false); err != nil {
 		return child, fmt.Errorf("add a sub-job to %s: queue %s: %w", comp, child.ID, err)
 	}
 	return child, nil

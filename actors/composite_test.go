@@ -160,28 +160,21 @@ func TestCompositeInterruptedTwice(t *testing.T) {
 				normalID, pauseID = kids[1], kids[0]
 			}
 			post := func() string { c := f.get(comp.Ref); k, _ := compositeOf(&c.Call); return k.Postprocess }()
-			// The state the seed's assertions presume at each stop: the composite waits for
-			// its postprocess, and the sub-job whose completion moved it on has completed.
-			settled := func(done string) func() bool {
-				return func() bool {
-					c, d := f.get(comp.Ref), f.get(persistence.Ref{Queue: "q", ID: done})
-					// Parked is set by a live run's wait and cleared by cleaning: the composite
-					// is waiting in this run, not left waiting by the previous one.
-					return c.Status == persistence.StatusActive && c.WaitingOn == post && c.Parked && d.Status == persistence.StatusCompleted
-				}
-			}
-
-			// INTERRUPT 1: during pause_component.
+			// INTERRUPT 1: during pause_component, stopped as soon as it has started (in
+			// parallel, once normal_component has completed), as the seed does.
 			n := f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
+			if kind == HandlerParallel {
+				f.eventually("normal_component completed", func() bool {
+					return f.get(comp.Ref.In(normalID)).Status == persistence.StatusCompleted
+				})
+			}
 			<-componentStarted
-			f.eventually("the composite waits and normal_component completed", settled(normalID))
 			f.stopNode(n)
 			f.wantTwoInterrupts(comp.ID, pauseID)
 
-			// INTERRUPT 2: during the postprocess.
+			// INTERRUPT 2: during the postprocess, stopped as soon as it has started.
 			n = f.startNode(f.nodeOptions("n1", 3, 50*time.Millisecond))
 			<-postStarted
-			f.eventually("the composite waits again and pause_component completed", settled(pauseID))
 			f.stopNode(n)
 			f.wantTwoInterrupts(comp.ID, post)
 
@@ -203,30 +196,28 @@ func TestCompositeInterruptedTwice(t *testing.T) {
 	}
 }
 
-// wantTwoInterrupts checks that the queue holds exactly two handleInterrupt jobs, one for the
-// composite and one for inner, and that both are ACTIVE. (Their order is the order in which
-// the agent claimed the two jobs, which concurrent claims make either way.)
+// wantTwoInterrupts checks that the queue holds exactly the seed's two jobs: a
+// handleInterrupt job for the composite, then one for inner (the order in which the stopped
+// agent claimed them), and that both targets are ACTIVE.
 func (f *execFixture) wantTwoInterrupts(composite, inner string) {
 	f.t.Helper()
 	pending, err := f.store.Pending(f.ctx, "q", 0, 10)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	jobs, _ := f.store.GetMany(f.ctx, "q", pending)
-	var targets []string
-	for _, j := range jobs {
-		if j.Call.Handler != persistence.HandlerHandleInterrupt {
-			f.t.Fatalf("queue holds %s, want only handleInterrupt jobs", j.Call.String())
-		}
-		targets = append(targets, j.Target)
+	jobs, err := f.store.GetMany(f.ctx, "q", pending)
+	if err != nil {
+		f.t.Fatal(err)
 	}
-	slices.Sort(targets)
-	want := []string{composite, inner}
-	slices.Sort(want)
-	if !slices.Equal(targets, want) {
-		f.t.Fatalf("handleInterrupt jobs for %v, want exactly [composite %s, %s]", targets, composite, inner)
+	got := make([]string, len(jobs))
+	for i, j := range jobs {
+		got[i] = j.Call.Handler + "(" + j.Target + ")"
 	}
-	for _, id := range targets {
+	want := []string{persistence.HandlerHandleInterrupt + "(" + composite + ")", persistence.HandlerHandleInterrupt + "(" + inner + ")"}
+	if !slices.Equal(got, want) {
+		f.t.Fatalf("the queue holds %v, want exactly %v", got, want)
+	}
+	for _, id := range []string{composite, inner} {
 		if j := f.get(persistence.Ref{Queue: "q", ID: id}); j.Status != persistence.StatusActive {
 			f.t.Fatalf("job %s is %s, want ACTIVE", id, j.Status)
 		}
@@ -270,7 +261,7 @@ func TestArgumentOrder(t *testing.T) {
 	}
 }
 
-// Scenario 37 (reference §1.8): a serial composite's job list grows while it runs. Its first
+// Scenario 37: a serial composite's job list grows while it runs. Its first
 // sub-job appends a second from its handler and gives that second a callback which, running
 // before the second's completion moves the composite on, appends a third. All three run in
 // order, and the postprocess receives the three outcomes.
@@ -424,7 +415,7 @@ func TestAddSubJobRacesTheHandOver(t *testing.T) {
 		start := make(chan struct{})
 		var stepErr, addErr error
 		var wg sync.WaitGroup
-		wg.Go(func() { <-start; stepErr = advance(f.ctx, f.store, comp.Ref) })
+		wg.Go(func() { <-start; stepErr = advance(f.ctx, f.store, comp.Ref, false) })
 		wg.Go(func() {
 			<-start
 			spec := persistence.JobSpec{Call: callTo("one")}
@@ -455,4 +446,117 @@ func TestAddSubJobRacesTheHandOver(t *testing.T) {
 			t.Fatalf("round %d: append: %v", round, addErr)
 		}
 	}
+}
+
+// A clean stop cancels the run of a part whose handler has returned while the part's own
+// step (zasync.compositeNext) is under way: the step still runs to its end, so the part
+// completes and the postprocess is queued, rather than the part being left in CALLBACKS
+// for a resumeCallbacks job.
+func TestCompositeStepOutlivesAnInterrupt(t *testing.T) {
+	f := newExecFixture(t)
+	f.h["one"] = func(context.Context, *persistence.Call) (any, error) { return 1, nil } // done before it sees the stop
+	comp := f.putComposite(HandlerParallel, []persistence.Call{callTo("one")}, persistence.Call{Handler: HandlerCollect})
+	if r := f.runNext(comp.ID); r.Ending != Waiting {
+		t.Fatalf("the composite's run: %v (%v), want waiting", r.Ending, r.Err)
+	}
+	part := f.get(comp.Ref).Children[0]
+	stopped, cancel := context.WithCancel(f.ctx)
+	cancel()
+	if r := f.exec.run(stopped, f.claim(part)); r.Ending != Finished {
+		t.Fatalf("the part's run, interrupted: %v (%v), want finished", r.Ending, r.Err)
+	}
+	if s := f.get(comp.Ref.In(part)).Status; s != persistence.StatusCompleted {
+		t.Fatalf("the part is %s, want COMPLETED", s)
+	}
+	k, _ := compositeOf(&comp.Call)
+	if s := f.get(comp.Ref.In(k.Postprocess)).Status; s != persistence.StatusPending {
+		t.Fatalf("the postprocess is %s, want PENDING", s)
+	}
+}
+
+// After a stop, the restarted dispatcher recovers a composite and its interrupted part at
+// once. A part that finishes before the composite runs again leaves the composite's next
+// step to that run, whether the composite is still interrupted or already back in its
+// queue: the postprocess never starts while the composite waits to run, and the composite
+// completes all the same.
+func TestCompositeStepLeavesTheNextStepToTheCompositesRun(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status persistence.Status // the composite's when its part finishes
+	}{
+		{"interrupted", persistence.StatusActive},
+		{"put back", persistence.StatusPending},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newExecFixture(t)
+			f.h["one"] = func(context.Context, *persistence.Call) (any, error) { return 1, nil }
+			comp := f.putComposite(HandlerSerial, []persistence.Call{callTo("one")}, persistence.Call{Handler: HandlerCollect})
+			k, _ := compositeOf(&comp.Call)
+			post := comp.Ref.In(k.Postprocess)
+			if r := f.runNext(comp.ID); r.Ending != Waiting {
+				t.Fatalf("the composite's run: %v (%v), want waiting", r.Ending, r.Err)
+			}
+			part := f.get(comp.Ref).Children[0]
+			if _, err := f.store.Start(f.ctx, f.claim(part).Fence()); err != nil { // interrupted as it starts
+				t.Fatal(err)
+			}
+			report, err := f.store.Deactivate(f.ctx, "q", "d1")
+			if err != nil || len(report.SystemJobs) != 2 {
+				t.Fatalf("stop: %+v %v, want two handleInterrupt jobs", report, err)
+			}
+			if _, err := f.store.Activate(f.ctx, "q", "d1"); err != nil {
+				t.Fatal(err)
+			}
+			// The two recoveries, claimed together, the composite's first.
+			recoverComp, recoverPart := f.claim(report.SystemJobs[0]), f.claim(report.SystemJobs[1])
+			if tc.status == persistence.StatusPending {
+				if r := f.exec.run(f.ctx, recoverComp); r.Ending != Finished {
+					t.Fatalf("recovering the composite: %v (%v)", r.Ending, r.Err)
+				}
+			}
+			if r := f.exec.run(f.ctx, recoverPart); r.Ending != Finished {
+				t.Fatalf("recovering the part: %v (%v)", r.Ending, r.Err)
+			}
+			if r := f.exec.run(f.ctx, f.claimOnly(part)); r.Ending != Finished {
+				t.Fatalf("the part's second run: %v (%v)", r.Ending, r.Err)
+			}
+			if s := f.get(comp.Ref).Status; s != tc.status {
+				t.Fatalf("the composite is %s when its part finishes, want %s", s, tc.status)
+			}
+			if s := f.get(post).Status; s != persistence.StatusNew {
+				t.Fatalf("the postprocess is %s before the composite runs again, want NEW", s)
+			}
+
+			if tc.status == persistence.StatusActive {
+				if r := f.exec.run(f.ctx, recoverComp); r.Ending != Finished {
+					t.Fatalf("recovering the composite: %v (%v)", r.Ending, r.Err)
+				}
+			}
+			if r := f.runNext(comp.ID); r.Ending != Waiting {
+				t.Fatalf("the composite's second run: %v (%v), want waiting", r.Ending, r.Err)
+			}
+			if r := f.runNext(post.ID); r.Ending != Finished {
+				t.Fatalf("the postprocess: %v (%v)", r.Ending, r.Err)
+			}
+			done := f.get(comp.Ref)
+			if done.Status != persistence.StatusCompleted {
+				t.Fatalf("the composite is %s, want COMPLETED", done.Status)
+			}
+			var outs []SubJob
+			if err := json.Unmarshal(done.Result, &outs); err != nil || len(outs) != 1 || string(outs[0].Result) != "1" {
+				t.Fatalf("the composite's result %s (%v), want the part's outcome 1", done.Result, err)
+			}
+		})
+	}
+}
+
+// claimOnly claims job id for d1/main, whatever waits before it in the queue.
+func (f *execFixture) claimOnly(id string) *persistence.Job {
+	f.t.Helper()
+	jobs, err := f.store.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: f.agent.Dispatcher, Agent: f.agent.Agent,
+		Size: 10, Max: 1, Filter: func(j *persistence.Job) bool { return j.ID == id }})
+	if err != nil || len(jobs) != 1 {
+		f.t.Fatalf("claim %s: %v %v, want it", id, jobs, err)
+	}
+	return jobs[0]
 }

@@ -15,7 +15,9 @@ import (
 // dispatcherActor is one dispatcher: in each queue it serves it registers and activates its
 // record, pings before claiming (so that slow claims never make it look dead), and lets each
 // of its agents claim, at every poll and at once when a job is put. Polls run on a timer
-// re-armed at each tick. A drain interrupts the running jobs, waits for them up to the grace
+// re-armed at each tick. At each poll it also checks its agents' runs against what the store
+// lists under them (see checkRuns), and recovers the jobs an agent reports it holds without
+// running them (Orphaned). A drain interrupts the running jobs, waits for them up to the grace
 // period, then deactivates its records, which cleans its agents.
 type dispatcherActor struct {
 	o      Options
@@ -40,6 +42,7 @@ type queueState struct {
 	spec      QueueSpec
 	activated bool
 	agents    []*actor.PID
+	byName    map[string]*actor.PID // the agents by name
 }
 
 func newDispatcher(exec *executor, hist *history, o Options) *dispatcherActor {
@@ -65,6 +68,8 @@ func (d *dispatcherActor) Receive(c actor.Context) {
 				c.Send(a, &messages.Claim{})
 			}
 		}
+	case *messages.Orphaned:
+		d.recover(m)
 	case *messages.Drain:
 		d.drain(c)
 	case *messages.AgentIdle:
@@ -95,6 +100,10 @@ func (d *dispatcherActor) started(c actor.Context) {
 				continue
 			}
 			q.agents = append(q.agents, pid)
+			if q.byName == nil {
+				q.byName = map[string]*actor.PID{}
+			}
+			q.byName[a.Name] = pid
 		}
 	}
 	sup := actor.PropsFromProducer(func() actor.Actor { return newSupervisor(d.exec, d.o.UUID, d.o.PingDeathInterval) })
@@ -147,14 +156,20 @@ func (d *dispatcherActor) poll(c actor.Context) {
 			continue
 		case err != nil:
 			d.exec.events.Warn("ping failed", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
-			polled[q.spec.Name] = d.pollAgents(q, false)
+			polled[q.spec.Name], _ = d.pollAgents(q, false)
 			continue
 		case res.Reactivated:
 			d.exec.events.Log(ctx, persistence.LevelCritical, fmt.Sprintf("Dispatcher %s not activated prior to ping. This can indicate that "+
 				"the dispatcher's ping_death_interval is set too short, or that some transactions in the system are taking too long "+
 				"to commit. Activating.", d.o.UUID), "queue", q.spec.Name)
 		}
-		polled[q.spec.Name] = d.pollAgents(q, true)
+		var unrun map[string][]persistence.Fence
+		polled[q.spec.Name], unrun = d.pollAgents(q, true)
+		for name, jobs := range unrun {
+			if pid := q.byName[name]; pid != nil {
+				c.Send(pid, &messages.Reconcile{Jobs: jobs})
+			}
+		}
 		claimers = append(claimers, q.agents...)
 		if d.supervisor != nil {
 			c.Send(d.supervisor, &messages.Supervise{Queue: q.spec.Name})
@@ -163,6 +178,28 @@ func (d *dispatcherActor) poll(c actor.Context) {
 	d.hist.recordPoll(polled)
 	for _, a := range claimers {
 		c.Send(a, &messages.Claim{})
+	}
+}
+
+// recover recovers the jobs an agent holds in the store and does not run, as the cleaning of
+// a stopped dispatcher would: an ACTIVE job gets a handleInterrupt job (its retry policy
+// counts an interruption), a job in CALLBACKS a resumeCallbacks job, an ASSIGNED one goes back
+// to its queue. The store cleans each only while it is still the run its fence names, so a
+// job that moved on meanwhile is left alone. A drain cleans them all anyway.
+func (d *dispatcherActor) recover(m *messages.Orphaned) {
+	if d.draining {
+		return
+	}
+	ctx, cancel := d.exec.op()
+	defer cancel()
+	report, err := d.exec.store.CleanJobs(ctx, m.Jobs)
+	if report != nil && report.Len() > 0 {
+		d.exec.events.Warn("recovered jobs an agent held without running them", "queue", m.Queue, "agent", m.Agent,
+			"uuid", d.o.UUID, "requeued", report.Requeued, "interrupted", report.Interrupted, "resumed", report.Resumed)
+	}
+	if err != nil {
+		d.exec.events.Warn("cannot recover jobs an agent holds without running them; trying again at the next poll",
+			"queue", m.Queue, "agent", m.Agent, "error", err)
 	}
 }
 
@@ -227,8 +264,8 @@ func (d *dispatcherActor) drain(c actor.Context) {
 	d.cancelGrace = d.sched.SendOnce(d.o.ShutdownGrace, c.Self(), &messages.GraceOver{})
 }
 
-// finishDrain deactivates the dispatcher's records, which cleans its agents (reference §2.2:
-// assigned jobs back to the queue, active ones to handleInterrupt jobs, jobs in callbacks to
+// finishDrain deactivates the dispatcher's records, which cleans its agents (assigned jobs
+// back to the queue, active ones to handleInterrupt jobs, jobs in callbacks to
 // resumeCallbacks jobs), and answers the drain.
 func (d *dispatcherActor) finishDrain(c actor.Context) {
 	if d.drainReply == nil {

@@ -104,6 +104,9 @@ func repr(j *persistence.Job) string {
 // run runs a job claimed by an agent (or adopted), to the end of what this process does with
 // it. ctx is cancelled to interrupt the handler.
 func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
+	if j.Corrupt != nil {
+		return e.failCorrupt(ctx, j)
+	}
 	switch j.Call.Handler {
 	case persistence.HandlerHandleInterrupt, persistence.HandlerResumeCallbacks, persistence.HandlerFail:
 		e.observeRun(j)
@@ -119,9 +122,25 @@ func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
 		parent, err = e.store.Get(ctx, j.Ref.In(j.Parent))
 		return err
 	}); err != nil {
-		return e.storeFailure(j, err)
+		return e.storeFailure(ctx, j, err)
 	}
 	return e.callback(ctx, j, parent)
+}
+
+// failCorrupt fails a job whose record could not be read whole (persistence.Job.Corrupt):
+// nothing can run it, and its failure, committed by the run that holds it, frees its slot at
+// once and lets its callbacks and its waiters go on.
+func (e *executor) failCorrupt(ctx context.Context, j *persistence.Job) Result {
+	e.events.Error("the job's record cannot be read; the job fails", "job", j.Ref.String(), "error", j.Corrupt)
+	failure := persistence.NewFailure(j.Corrupt, "")
+	if j.Status != persistence.StatusActive {
+		started, err := e.start(j)
+		if err != nil {
+			return e.storeFailure(ctx, j, err)
+		}
+		j = started
+	}
+	return e.commit(ctx, j, e.policy(j), persistence.Outcome{Failure: failure, Complete: true})
 }
 
 // execute runs one job of fence j.Fence(): a queued job, or a callback (parent set) adopted
@@ -130,10 +149,11 @@ func (e *executor) run(ctx context.Context, j *persistence.Job) Result {
 // callbacks.
 func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *persistence.Job) Result {
 	if j.Status != persistence.StatusActive {
-		var err error
-		if j, err = e.start(j); err != nil {
-			return e.storeFailure(j, err)
+		started, err := e.start(j)
+		if err != nil {
+			return e.storeFailure(ctx, j, err)
 		}
+		j = started
 	}
 	policy := e.policy(j)
 	counts := maps.Clone(j.Retry) // nil until a policy counts something: most runs count nothing
@@ -167,14 +187,14 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 			switch d.Action {
 			case persistence.ActionRetryNow:
 				if err := e.saveRetry(j, counts); err != nil {
-					return e.storeFailure(j, err)
+					return e.storeFailure(ctx, j, err)
 				}
 				if !sleep(ctx, d.Delay) {
 					return Result{Ending: Interrupted, Job: j}
 				}
 				continue
 			case persistence.ActionReschedule:
-				return e.reschedule(j, d, counts)
+				return e.reschedule(ctx, j, d, counts)
 			}
 			out = persistence.Outcome{Failure: failureOf(err)}
 			break
@@ -286,7 +306,11 @@ func resultOutcome(v any) (persistence.Outcome, error) {
 // invoke runs the handler of call in its own goroutine, turning a panic into a failure.
 func (e *executor) invoke(ctx context.Context, j *persistence.Job, call persistence.Call, parent *persistence.Job) (value any, err error) {
 	h, ok := e.builtin(call.Handler)
-	if !ok {
+	if ok {
+		var cancel context.CancelFunc
+		ctx, cancel = e.bookkeeping(ctx)
+		defer cancel()
+	} else {
 		h, ok = e.handlers.Handler(call.Handler)
 	}
 	if !ok {
@@ -354,7 +378,7 @@ func (e *executor) saveRetry(j *persistence.Job, counts persistence.RetryCounts)
 }
 
 // reschedule puts j back in its queue as d says.
-func (e *executor) reschedule(j *persistence.Job, d persistence.Decision, counts persistence.RetryCounts) Result {
+func (e *executor) reschedule(ctx context.Context, j *persistence.Job, d persistence.Decision, counts persistence.RetryCounts) Result {
 	var r *persistence.Job
 	err := e.persist("reschedule", func(ctx context.Context) error {
 		now, err := e.store.Now(ctx)
@@ -366,7 +390,7 @@ func (e *executor) reschedule(j *persistence.Job, d persistence.Decision, counts
 		return err
 	})
 	if err != nil {
-		return e.storeFailure(j, err)
+		return e.storeFailure(ctx, j, err)
 	}
 	return Result{Ending: Rescheduled, Job: r}
 }
@@ -392,8 +416,20 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 		if e.base.Err() != nil {
 			return Result{Ending: Failed, Job: j, Err: err}
 		}
+		if errors.Is(err, persistence.ErrBadStatus) || errors.Is(err, persistence.ErrCorrupt) {
+			// The job is in a state no retry of this run can commit (its record lost or
+			// changed under it): end the run, freeing its slot. The job is this agent's to
+			// recover at its next poll if the store still lists it there.
+			e.events.Error(fmt.Sprintf("cannot commit %s: the store refuses it for good; the run ends and the job is left for recovery", repr(j)), "error", err)
+			return Result{Ending: Failed, Job: j, Err: err}
+		}
 		if out.Failure != nil && out.Failure.Type == "CommitError" {
-			// A failure to commit must itself commit: retry forever, backing off.
+			if !transient(err) {
+				e.events.Error(fmt.Sprintf("cannot commit the commit error of %s either; the run ends and the job is left for recovery", repr(j)), "error", err)
+				return Result{Ending: Failed, Job: j, Err: err}
+			}
+			// A failure to commit must itself commit: retry while the store is out of
+			// reach or busy, backing off.
 			sleep(e.base, time.Duration(min(attempt, 60))*time.Second)
 			continue
 		}
@@ -402,6 +438,10 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 			out.Retry = counts // a commit tried again carries what the policy counted
 		}
 		d := e.decide(j, policy.CommitError(err, counts), err)
+		if errors.Is(err, persistence.ErrInvalid) && d.Retries() {
+			// The same outcome would be refused again: store the commit error instead.
+			d = persistence.Stop()
+		}
 		e.observeRetry(j, d, RetryReasonCommit)
 		switch d.Action {
 		case persistence.ActionRetryNow:
@@ -409,7 +449,7 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 			continue
 		case persistence.ActionReschedule:
 			if !j.Holder.IsZero() {
-				return e.reschedule(j, d, counts)
+				return e.reschedule(ctx, j, d, counts)
 			}
 		}
 		if succeeded {
@@ -452,14 +492,51 @@ func (e *executor) reassigned(j *persistence.Job, err error) Result {
 	return Result{Ending: Reassigned, Job: j, Err: err}
 }
 
-// storeFailure ends a run on a store error: reassignment is logged as such; anything else
-// leaves the job where it is for recovery.
-func (e *executor) storeFailure(j *persistence.Job, err error) Result {
+// storeFailure ends a run on a store error: reassignment is logged as such. An error the
+// store gives for this job whatever the retries (invalid, corrupt, not found, bad status) fails
+// the run's job when it is ACTIVE (giveUp); anything else leaves the job where it is, for its
+// agent to recover at its next poll (or its dispatcher's cleaning).
+func (e *executor) storeFailure(ctx context.Context, j *persistence.Job, err error) Result {
 	if errors.Is(err, persistence.ErrReassigned) {
 		return e.reassigned(j, err)
 	}
+	if j.Status == persistence.StatusActive && e.base.Err() == nil && !transient(err) {
+		return e.giveUp(ctx, j, err)
+	}
 	e.events.Error("store error; the job is left for recovery", "job", j.Ref.String(), "error", err)
 	return Result{Ending: Failed, Job: j, Err: err}
+}
+
+// transient tells the store errors that retrying may cure: the store out of reach, or a race
+// lost. (Store calls of a run retry them until the node stops: see persist.)
+func transient(err error) bool {
+	return errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, persistence.ErrConflict) || errors.Is(err, errStopping)
+}
+
+// giveUp fails j, ACTIVE in this run, with err, a store error that no retry of this run would
+// cure (a system job without a valid target, an inner job that does not exist, a record that
+// cannot be read): the job ends FAILED with that failure, its callbacks run, and its slot is
+// free, rather than the job staying ACTIVE and held. It is not retried: the failure says why.
+func (e *executor) giveUp(ctx context.Context, j *persistence.Job, err error) Result {
+	e.events.Error(fmt.Sprintf("%s cannot run: the store refuses it for good; failing it", repr(j)), "error", err)
+	out := persistence.Outcome{Failure: persistence.NewFailure(fmt.Errorf("zasync: the job cannot run: %w", err), ""), Complete: true}
+	var done *persistence.Job
+	cerr := e.persist("fail a job that cannot run", func(context.Context) (cerr error) {
+		done, cerr = e.commits.commit(j, out)
+		return cerr
+	})
+	switch {
+	case errors.Is(cerr, persistence.ErrReassigned) || errors.Is(cerr, persistence.ErrNotFound):
+		return e.reassigned(j, cerr)
+	case cerr != nil:
+		e.events.Error("cannot fail the job either; it is left for recovery", "job", j.Ref.String(), "error", cerr, "cause", err)
+		return Result{Ending: Failed, Job: j, Err: err}
+	}
+	e.logOutcome(done)
+	if done.Status == persistence.StatusCallbacks {
+		return e.finishCallbacks(ctx, done)
+	}
+	return Result{Ending: Finished, Job: done}
 }
 
 // wait parks j until inner completes: inner gets a callback that resumes j with inner's
@@ -474,7 +551,7 @@ func (e *executor) wait(ctx context.Context, j *persistence.Job, inner *Inner) R
 		waiting, err = e.store.Wait(ctx, j.Fence(), inner.Ref.ID, true)
 		return err
 	}); err != nil {
-		return e.storeFailure(j, err)
+		return e.storeFailure(ctx, j, err)
 	}
 	spec := persistence.JobSpec{Call: persistence.Call{Handler: persistence.HandlerResumeOuter}, Target: j.ID}
 	var cb *persistence.Job
@@ -483,7 +560,7 @@ func (e *executor) wait(ctx context.Context, j *persistence.Job, inner *Inner) R
 		cb, status, err = e.store.AddCallback(ctx, inner.Ref, spec)
 		return err
 	}); err != nil {
-		return e.storeFailure(waiting, err)
+		return e.storeFailure(ctx, waiting, err)
 	}
 	if status == persistence.StatusCompleted {
 		// The inner job was done already: queue the callback, a dispatcher runs it at once.
@@ -491,7 +568,7 @@ func (e *executor) wait(ctx context.Context, j *persistence.Job, inner *Inner) R
 			_, err := e.store.Enqueue(ctx, cb.Ref)
 			return err
 		}); err != nil {
-			return e.storeFailure(waiting, err)
+			return e.storeFailure(ctx, waiting, err)
 		}
 	}
 	return Result{Ending: Waiting, Job: waiting}

@@ -10,10 +10,10 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// This file is a node's introspection (reference §3.1): what its dispatcher polled and what
-// it ran, kept in memory, process-local and never persisted. Both histories are
-// bounded, so that a node's memory stays flat however long it runs (zc.async 1.2 learnt this
-// the hard way with per-period statistics).
+// This file is a node's introspection, as zc.async's dispatcher offers it: what its
+// dispatcher polled and what it ran, kept in memory, process-local and never persisted. Both
+// histories are bounded, so that a node's memory stays flat however long it runs (zc.async
+// 1.2 learnt this the hard way with per-period statistics).
 
 // PollHistorySize is how many polls a node remembers: the newest 400 (zc.async's polls_size).
 const PollHistorySize = 400
@@ -635,22 +635,31 @@ func cut(s string) string {
 // runs whose jobs were taken away.
 
 // pollAgents describes q's agents for a poll. With check, it also reads what the store lists
-// under each agent and marks the runs whose jobs were taken away (checkRuns).
-func (d *dispatcherActor) pollAgents(q *queueState, check bool) QueuePoll {
+// under each agent, marks the runs whose jobs were taken away, and returns, by agent, the jobs
+// the store lists with no run recorded, for the agents to reconcile (checkRuns).
+func (d *dispatcherActor) pollAgents(q *queueState, check bool) (QueuePoll, map[string][]persistence.Fence) {
 	out := QueuePoll{Agents: make(map[string]AgentPoll, len(q.spec.Agents))}
+	var unrun map[string][]persistence.Fence
 	for _, a := range q.spec.Agents {
 		held := -1
 		if check {
-			held = d.checkRuns(q.spec.Name, a.Name)
+			var fences []persistence.Fence
+			held, fences = d.checkRuns(q.spec.Name, a.Name)
+			if len(fences) > 0 {
+				if unrun == nil {
+					unrun = map[string][]persistence.Fence{}
+				}
+				unrun[a.Name] = fences
+			}
 		}
 		out.Agents[a.Name] = AgentPoll{Size: a.Size, Len: held}
 	}
-	return out
+	return out, unrun
 }
 
-// checkRuns marks as reassigned the runs of an agent whose jobs the store no
-// longer lists under the agent (reference §2.4: a sibling presumed this dispatcher dead and
-// cleaned it). It returns how many jobs the store lists, or -1 when that read failed.
+// checkRuns marks as reassigned the runs of an agent whose jobs the store no longer lists
+// under the agent (a sibling presumed this dispatcher dead and cleaned it). It returns how
+// many jobs the store lists, or -1 when that read failed.
 //
 // A run that has just completed or rescheduled its job also leaves the agent's list before
 // its run reports the end, so such a job is read once more: it was taken away when it
@@ -658,14 +667,20 @@ func (d *dispatcherActor) pollAgents(q *queueState, check bool) QueuePoll {
 // longer this agent while it is not back in its queue (a run's own reschedule clears the
 // owner and leaves the job PENDING with its attempt, as cleaning an ASSIGNED job does; that
 // one run is left to its fenced start, which ends it as reassigned).
-func (d *dispatcherActor) checkRuns(queue, agent string) int {
+//
+// The other way round, it returns the fences of the jobs the store lists under the agent, held
+// and owned by it and not parked, while no run of theirs is recorded: their claims' replies
+// may still be on their way, or they are orphans, which the agent tells apart (see
+// agentActor.reconcile).
+func (d *dispatcherActor) checkRuns(queue, agent string) (int, []persistence.Fence) {
 	runs := d.hist.runs(queue, agent) // before the store's list: a run claimed later is listed
 	ctx, cancel := d.exec.op()
 	defer cancel()
-	held, err := d.exec.store.AgentJobs(ctx, queue, persistence.Owner{Dispatcher: d.o.UUID, Agent: agent})
+	o := persistence.Owner{Dispatcher: d.o.UUID, Agent: agent}
+	held, err := d.exec.store.AgentJobs(ctx, queue, o)
 	if err != nil {
 		d.exec.events.Warn("cannot read an agent's jobs", "queue", queue, "agent", agent, "error", err)
-		return -1
+		return -1, nil
 	}
 	var suspects []runRef
 	for _, r := range runs {
@@ -673,24 +688,43 @@ func (d *dispatcherActor) checkRuns(queue, agent string) int {
 			suspects = append(suspects, r)
 		}
 	}
-	if len(suspects) == 0 {
-		return len(held)
+	var unrun []string
+	if len(held) > 0 {
+		recorded := make(map[string]bool, len(runs))
+		for _, r := range runs {
+			recorded[r.id] = true
+		}
+		for _, id := range held {
+			if !recorded[id] {
+				unrun = append(unrun, id)
+			}
+		}
 	}
-	ids := make([]string, len(suspects))
-	for i, r := range suspects {
-		ids[i] = r.id
+	if len(suspects) == 0 && len(unrun) == 0 {
+		return len(held), nil
 	}
+	ids := make([]string, 0, len(suspects)+len(unrun))
+	for _, r := range suspects {
+		ids = append(ids, r.id)
+	}
+	ids = append(ids, unrun...)
 	jobs, err := d.exec.store.GetMany(ctx, queue, ids)
 	if err != nil {
 		d.exec.events.Warn("cannot read jobs missing from an agent", "queue", queue, "agent", agent, "error", err)
-		return len(held)
+		return len(held), nil
 	}
-	for i, j := range jobs {
-		if lost(j, suspects[i]) {
-			d.hist.markReassigned(suspects[i].worker)
+	for i, r := range suspects {
+		if lost(jobs[i], r) {
+			d.hist.markReassigned(r.worker)
 		}
 	}
-	return len(held)
+	var fences []persistence.Fence
+	for _, j := range jobs[len(suspects):] {
+		if j != nil && j.Owner == o && j.Holder == o && !j.Parked {
+			fences = append(fences, j.Fence())
+		}
+	}
+	return len(held), fences
 }
 
 // lost tells whether job j, as stored, was taken from run r.

@@ -93,7 +93,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// JobInfo describes the newest run of job id by this node (reference §3.1, getJobInfo), if
+// JobInfo describes the newest run of job id by this node (zc.async's getJobInfo), if
 // the node remembers it: the JobHistorySize runs claimed last, and every run still going.
 func (n *Node) JobInfo(id string) (JobInfo, bool) { return n.hist.jobInfo(id) }
 

@@ -11,14 +11,15 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// supervisorActor judges a dispatcher's siblings (reference §2.1). After each of the
-// dispatcher's pings in a queue it reads the next activated sibling in UUID order (a ring, as
-// in zc.async, so that every dispatcher is watched by exactly one other) and buries it when it
-// is dead: deactivated, and its agents cleaned so that its jobs run elsewhere. Once per
-// ping_death_interval it also sweeps the queue for jobs held by agents whose dispatcher record
-// is gone, deactivated or dead, which the ring cannot see (a record removed by hand, a cleaner
-// that stopped half-way, several dead dispatchers next to each other in the ring), and once an
-// hour it forgets the dispatchers stopped for longer than the store's retention.
+// supervisorActor judges a dispatcher's siblings by the death rule (ARCHITECTURE.md,
+// "Semantics to keep"). After each of the dispatcher's pings in a queue it reads the next
+// activated sibling in UUID order (a ring, as in zc.async, so that every dispatcher is watched
+// by exactly one other) and buries it when it is dead: deactivated, and its agents cleaned so
+// that its jobs run elsewhere. Once per ping_death_interval it also sweeps the queue for jobs
+// held by agents whose dispatcher record is gone, deactivated or dead, which the ring cannot
+// see (a record removed by hand, a cleaner that stopped half-way, several dead dispatchers next
+// to each other in the ring), and once an hour it forgets the dispatchers stopped for longer
+// than the store's retention.
 //
 // It is an actor of its own so that cleaning a dead dispatcher with many jobs never delays the
 // dispatcher's polls and pings.

@@ -1,8 +1,26 @@
 package messages
 
+import "github.com/zasync/zasync/persistence"
+
 // Claim asks an agent to claim jobs for its free slots.
 type Claim struct{}
 
 // Interrupt asks an agent to stop claiming and to cancel its running jobs' handlers; it
 // answers with AgentIdle once none runs.
 type Interrupt struct{}
+
+// Reconcile tells an agent, after a poll, which jobs the store lists under it while the node
+// records no run of them (as their fences read then, parked jobs left out). Those whose runs
+// are not on their way either were claimed and forgotten (a claim whose reply was lost) or
+// left by a run that ended on a store error: the agent answers with Orphaned for them.
+type Reconcile struct {
+	Jobs []persistence.Fence
+}
+
+// Orphaned tells the dispatcher which of the jobs an agent was asked about in Reconcile it
+// holds in the store and does not run, nor will: the dispatcher recovers them as a cleaning
+// would, as interrupted jobs.
+type Orphaned struct {
+	Queue, Agent string
+	Jobs         []persistence.Fence
+}

@@ -71,6 +71,11 @@ func TestParseTime(t *testing.T) {
 		{in: "1.5M", err: "neither"},
 		{in: "99999999999D", err: "too long"},
 		{in: "99999999999999999999H", err: "too long"},
+		// The zero time means "no bound" to the runtime: naming it, or earlier, is an error.
+		{in: "0001-01-01T00:00:00Z", err: "out of range"},
+		{in: "0000-12-31T23:00:00-01:00", err: "out of range"},
+		{in: "0000-06-01T00:00:00Z", err: "out of range"},
+		{in: "0001-01-01T00:00:00.000001Z", want: time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)},
 	} {
 		got, err := parseTime(tc.in, now)
 		switch {

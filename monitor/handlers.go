@@ -55,7 +55,7 @@ var endpoints = []endpoint{
 
 // timeHelp explains the time parameters, in the index.
 const timeHelp = "at, before and since take a poll key (an integer), an interval meaning that long ago " +
-	"([nD][nH][nM][nS], such as 1H30M or 20S) or an RFC 3339 time; at and before exclude each other"
+	"([nD][nH][nM][nS], such as 1H30M or 20S) or an RFC 3339 time (after year 1); at and before exclude each other"
 
 func newMux(m *monitor) *http.ServeMux {
 	mux := http.NewServeMux()
@@ -350,6 +350,9 @@ func parseTime(s string, now time.Time) (*timeParam, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return nil, fmt.Errorf("%q is neither a poll key, an interval ([nD][nH][nM][nS]) nor an RFC 3339 time", s)
+	}
+	if !t.After(time.Time{}) { // the zero time would mean no bound at all
+		return nil, fmt.Errorf("%s is out of range: a time must be after %s", s, time.Time{}.Format(time.RFC3339))
 	}
 	return &timeParam{time: t}, nil
 }

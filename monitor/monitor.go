@@ -21,8 +21,9 @@
 // ago ([nD][nH][nM][nS], such as 1H30M or 20S), or an RFC 3339 time. A bad parameter gives
 // 400 and an unknown job or poll 404, each with {"error": "…"}.
 //
-// The monitor reads the process's memory (reference §3.1): it answers about the dispatcher
-// of this process only, and nothing from Redis except the metrics' gauges. It has no
+// The monitor reads the process's memory, as zc.async's dispatcher introspection does: it
+// answers about the dispatcher of this process only, and nothing from Redis except the
+// metrics' gauges. It has no
 // authentication: Listen serves it on loopback addresses only, unless told otherwise.
 package monitor
 

@@ -11,6 +11,22 @@ import (
 // MaxHandlerLen is the longest handler name accepted.
 const MaxHandlerLen = 200
 
+// Limits of a call as stored: its JSON, {"handler":…,"args":[…],"kwargs":{…}}, which is what
+// every reader decodes. Validate checks that JSON, not each argument alone: the call's own
+// object and its argument list add two levels to an argument's, and a callback's pair of
+// calls one more (see CallbackChoice).
+const (
+	// MaxCallDepth is the deepest nesting of JSON arrays and objects in a stored call or
+	// pair of calls, counting their own levels: an argument may nest two levels less (three
+	// in a pair). It is far below encoding/json's own limit (10,000), so that whatever is
+	// accepted is read back by every reader.
+	MaxCallDepth = 1000
+	// MaxCallSize is the most bytes of a stored call or pair of calls, arguments included:
+	// a call travels with every claim of its job, so it is kept to what a claim can carry
+	// many of. Put large data elsewhere and pass its key.
+	MaxCallSize = 16 << 20
+)
+
 // SystemPrefix starts the names of handlers zasync itself runs (interrupt recovery, callback
 // resumption, timeouts, composites). User handlers may not use it.
 const SystemPrefix = "zasync."
@@ -52,18 +68,58 @@ func (c *Call) Validate() error {
 	}
 	for i, a := range c.Args {
 		if !json.Valid(a) {
-			return invalidf("argument %d of %s is not JSON: %.40q", i, c.Handler, a)
+			return invalidf("argument %d of %q is not JSON: %.40q", i, c.Handler, a)
 		}
 	}
 	for k, v := range c.Kwargs {
 		if k == "" || !utf8.ValidString(k) {
-			return invalidf("keyword argument name %q of %s is empty or not valid UTF-8", k, c.Handler)
+			return invalidf("keyword argument name %q of %q is empty or not valid UTF-8", k, c.Handler)
 		}
 		if !json.Valid(v) {
-			return invalidf("keyword argument %s of %s is not JSON: %.40q", k, c.Handler, v)
+			return invalidf("keyword argument %q of %q is not JSON: %.40q", k, c.Handler, v)
 		}
 	}
+	if len(c.Args) == 0 && len(c.Kwargs) == 0 {
+		return nil // {"handler":"…"}: one level, a few bytes
+	}
+	return CheckStored("call of "+c.Handler, c)
+}
+
+// CheckStored checks the JSON of v, a call or a pair of calls as a store writes it, against
+// MaxCallDepth and MaxCallSize. what names it in the error.
+func CheckStored(what string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return invalidf("%s does not encode to JSON: %v", what, err)
+	}
+	if len(b) > MaxCallSize {
+		return invalidf("%s is %d bytes as stored, more than %d", what, len(b), MaxCallSize)
+	}
+	if d := jsonDepth(b); d > MaxCallDepth {
+		return invalidf("%s nests %d levels deep as stored, more than %d", what, d, MaxCallDepth)
+	}
 	return nil
+}
+
+// jsonDepth returns the deepest nesting of arrays and objects in b, valid JSON.
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++ // the escaped byte cannot end the string
+				}
+			}
+		case '[', '{':
+			depth++
+			deepest = max(deepest, depth)
+		case ']', '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // IsSystem reports whether the call runs one of zasync's own handlers.

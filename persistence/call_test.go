@@ -114,3 +114,53 @@ func TestCallRejectsInvalidUTF8Names(t *testing.T) {
 		}
 	}
 }
+
+// nested returns a JSON array nested depth levels deep.
+func nested(depth int) json.RawMessage {
+	return json.RawMessage(strings.Repeat("[", depth) + strings.Repeat("]", depth))
+}
+
+// What is checked is the call as stored, not each argument alone: an argument that encoding/json
+// accepts alone (9,999 levels) but that the stored call nests past every reader's limit is
+// refused, and everything accepted reads back.
+func TestCallValidateChecksWhatIsStored(t *testing.T) {
+	t.Parallel()
+	big := json.RawMessage(`"` + strings.Repeat("x", MaxCallSize) + `"`)
+	for _, tc := range []struct {
+		name string
+		spec JobSpec
+		want string // in the error; "" means accepted
+	}{
+		{"argument at the limit", JobSpec{Call: Call{Handler: "h", Args: []json.RawMessage{nested(MaxCallDepth - 2)}}}, ""},
+		{"argument past the limit", JobSpec{Call: Call{Handler: "h", Args: []json.RawMessage{nested(MaxCallDepth - 1)}}}, "nests 1001 levels deep as stored"},
+		{"argument valid alone", JobSpec{Call: Call{Handler: "h", Args: []json.RawMessage{nested(9999)}}}, "nests 10001 levels deep as stored"},
+		{"keyword at the limit", JobSpec{Call: Call{Handler: "h", Kwargs: map[string]json.RawMessage{"k": nested(MaxCallDepth - 2)}}}, ""},
+		{"keyword past the limit", JobSpec{Call: Call{Handler: "h", Kwargs: map[string]json.RawMessage{"k": nested(MaxCallDepth - 1)}}}, "nests 1001"},
+		{"brackets in strings do not count", JobSpec{Call: Call{Handler: "h", Args: []json.RawMessage{json.RawMessage(`"` + strings.Repeat(`[\"`, 2000) + `"`)}}}, ""},
+		{"pair of calls at the limit", JobSpec{Choice: &CallbackChoice{Success: &Call{Handler: "h", Args: []json.RawMessage{nested(MaxCallDepth - 3)}}}}, ""},
+		{"pair of calls past the limit", JobSpec{Choice: &CallbackChoice{Failure: &Call{Handler: "h", Args: []json.RawMessage{nested(MaxCallDepth - 2)}}}}, "pair of callbacks nests 1001"},
+		{"too big", JobSpec{Call: Call{Handler: "h", Args: []json.RawMessage{big}}}, "more than 16777216"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.spec.Validate()
+			if tc.want != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Validate: %v, want ErrInvalid with %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			var stored any = &tc.spec.Call
+			if tc.spec.Choice != nil {
+				stored = tc.spec.Choice
+			}
+			b, _ := json.Marshal(stored)
+			if err := json.Unmarshal(b, stored); err != nil {
+				t.Fatalf("accepted, but its stored form does not read back: %v", err)
+			}
+		})
+	}
+}

@@ -30,10 +30,10 @@ func (c *DispatcherConfig) Validate() error {
 			return err
 		}
 		if a.Size < 0 {
-			return invalidf("agent %s has negative size %d", a.Name, a.Size)
+			return invalidf("agent %q has negative size %d", a.Name, a.Size)
 		}
 		if seen[a.Name] {
-			return invalidf("agent %s given twice", a.Name)
+			return invalidf("agent %q given twice", a.Name)
 		}
 		seen[a.Name] = true
 	}

@@ -153,6 +153,28 @@ var ErrMoreCallbacks error = &kindError{"MoreCallbacksError", "zasync: callbacks
 // something other than zasync.
 var ErrCorrupt error = &kindError{"CorruptRecordError", "zasync: corrupt record"}
 
+// CorruptError reports a stored job record some of whose fields cannot be read back (a
+// record written by something other than zasync, or by a version that stored what this one
+// cannot read). It matches ErrCorrupt. A store reading such a record for a claim, a fenced
+// transition or a listing does not stop at it: it reads what it can, leaves the rest zero,
+// and sets Job.Corrupt, so that the job can be failed with this error as its failure and a
+// query of the queue lists it, instead of the whole claim or query failing.
+type CorruptError struct {
+	Ref    Ref
+	Fields []string // the fields that could not be read, as the store names them
+	Err    error    // why the first of them could not
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("zasync: corrupt record: job %s, field %s: %v", e.Ref, strings.Join(e.Fields, ", "), e.Err)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// FailureType reports the name stored in a Failure made from this error.
+func (e *CorruptError) FailureType() string { return "CorruptRecordError" }
+
 // ErrNoHandler is the failure of a job whose handler no process serving its queue has
 // registered. It is not retried.
 var ErrNoHandler error = &kindError{"NoHandlerError", "zasync: no handler registered"}

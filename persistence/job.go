@@ -121,6 +121,12 @@ type Job struct {
 	ActiveStart time.Time // zero until it starts
 	ActiveEnd   time.Time // zero until its result is stored
 	Completed   time.Time // zero until its callbacks are done
+
+	// Corrupt is set on a job read from a record some of whose fields could not be read
+	// (see CorruptError): those fields are zero here, and the store leaves them as they are
+	// stored when it writes the job. Nothing can run such a job: a claimer fails it with
+	// Corrupt as its failure.
+	Corrupt *CorruptError
 }
 
 // Fence returns the fence of the job's current run.
@@ -155,7 +161,8 @@ func (j *Job) Policy(policies *RetryPolicies) (RetryPolicy, error) {
 type JobSpec struct {
 	Call Call
 	// BeginAfter: not claimed before this. Zero means now. Any time zone is accepted and
-	// stored as UTC. A time in the past means now: the job goes to the end of the queue.
+	// stored as UTC. A time in the past means now: the job goes to the end of the queue. A
+	// time before the zero time or after MaxTime is invalid.
 	BeginAfter time.Time
 	// BeginBy: if set, the job fails with TimeoutError when it has not started by
 	// BeginAfter+BeginBy. Negative is invalid.
@@ -188,11 +195,17 @@ func (s *JobSpec) Validate() error {
 				}
 			}
 		}
+		if err := CheckStored("pair of callbacks", s.Choice); err != nil {
+			return err
+		}
 	} else if err := s.Call.Validate(); err != nil {
 		return err
 	}
 	if s.BeginBy < 0 {
 		return invalidf("negative begin_by %s", s.BeginBy)
+	}
+	if err := ValidateTime("begin_after", s.BeginAfter); err != nil {
+		return err
 	}
 	return ValidateQuotaNames(s.QuotaNames)
 }
@@ -213,7 +226,7 @@ func ValidateQuotaNames(names []string) error {
 }
 
 // Change is a change to a job that is not yet running; nil fields are left alone. The rules
-// of reference §1.2 apply: the call and begin_after may change only while NEW, begin_by and
+// of zc.async apply: the call and begin_after may change only while NEW, begin_by and
 // quota names while NEW or PENDING.
 type Change struct {
 	Call       *Call

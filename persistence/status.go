@@ -38,7 +38,7 @@ func ParseStatus(name string) (Status, error) {
 	return 0, invalidf("unknown status %q", name)
 }
 
-// Statuses in which each mutable part of a job may change (reference §1.2). Outside them the
+// Statuses in which each mutable part of a job may change, as in zc.async. Outside them the
 // change fails with a *BadStatusError.
 var (
 	// CallMutable: the call (handler and arguments) and begin_after.

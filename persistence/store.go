@@ -267,6 +267,14 @@ type Dispatchers interface {
 	// and alive (checked in each job's transaction): ErrActivated then, with what was cleaned
 	// before. Without a record, or with one deactivated or dead, it cleans everything.
 	CleanAgent(ctx context.Context, queue string, agent Owner) (*CleanReport, error)
+	// CleanJobs cleans the jobs fences name out of the agents that hold them, as CleanAgent
+	// does (one transaction per job), for a live dispatcher recovering the jobs one of its own
+	// agents holds in the store but does not run (a claim whose reply was lost, a run that
+	// ended on a store error). Each fence's Owner is the agent. A job is cleaned only while it
+	// is still the run its fence names (same owner and attempt), held by that agent and not
+	// parked; any other job is left alone, and so is a job the agent no longer holds. The
+	// dispatcher's state is not checked: it is the caller's own.
+	CleanJobs(ctx context.Context, fences []Fence) (*CleanReport, error)
 	// ForgetStopped removes what dispatchers that stopped long ago left in a queue, so that
 	// processes starting with a new UUID each time do not grow the store without bound. A
 	// dispatcher is forgotten when its record is deactivated (or gone), its last sign of life

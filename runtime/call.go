@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -38,7 +39,7 @@ func NewCall(handler string, args ...any) Call {
 	for i, a := range args {
 		b, err := json.Marshal(a)
 		if err != nil {
-			c.err = invalidf("argument %d of %s: %w", i, handler, err)
+			c.err = invalidf("argument %d of %q: %w", i, handler, err)
 			continue
 		}
 		c.Args[i] = b
@@ -53,7 +54,7 @@ func (c Call) Kwarg(name string, v any) Call {
 	b, err := json.Marshal(v)
 	if err != nil {
 		if c.err == nil {
-			c.err = invalidf("keyword argument %s of %s: %w", name, c.Handler, err)
+			c.err = invalidf("keyword argument %q of %q: %w", name, c.Handler, err)
 		}
 		return c
 	}
@@ -69,10 +70,10 @@ func (c Call) Kwarg(name string, v any) Call {
 // the built-in retry policies do not retry: returned from a handler, it fails the job.
 func (c *Call) Arg(i int, v any) error {
 	if i < 0 || i >= len(c.Args) {
-		return invalidf("%s has %d positional arguments, no argument %d", c.Handler, len(c.Args), i)
+		return invalidf("%q has %d positional arguments, no argument %d", c.Handler, len(c.Args), i)
 	}
 	if err := json.Unmarshal(c.Args[i], v); err != nil {
-		return invalidf("argument %d of %s: %w", i, c.Handler, err)
+		return invalidf("argument %d of %q: %w", i, c.Handler, err)
 	}
 	return nil
 }
@@ -86,7 +87,7 @@ func (c *Call) KwargValue(name string, v any) (bool, error) {
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return true, invalidf("keyword argument %s of %s: %w", name, c.Handler, err)
+		return true, invalidf("keyword argument %q of %q: %w", name, c.Handler, err)
 	}
 	return true, nil
 }
@@ -98,8 +99,20 @@ func (c Call) String() string {
 }
 
 // persistent returns the call as stored, or the error NewCall or Kwarg kept, or why it is
-// not a valid call.
+// not a valid call. It is for the calls a program gives: the names of zasync's own handlers
+// ("zasync." and anything after it) are refused, as Handle refuses them, since no process
+// runs such a job as the program means it (a system job without its target would hold its
+// agent's slot for good).
 func (c Call) persistent() (persistence.Call, error) {
+	if strings.HasPrefix(c.Handler, persistence.SystemPrefix) {
+		return persistence.Call{}, invalidf("handler name %q: names starting with %q are reserved for zasync", c.Handler, persistence.SystemPrefix)
+	}
+	return c.system()
+}
+
+// system is persistent for a call of zasync's own (a composite, its default postprocess),
+// which may have a reserved name.
+func (c Call) system() (persistence.Call, error) {
 	if c.err != nil {
 		return persistence.Call{}, c.err
 	}

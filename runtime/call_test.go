@@ -30,10 +30,10 @@ func TestNewCall(t *testing.T) {
 		{"raw JSON taken as is", NewCall("f", json.RawMessage(`{"a": 1}`)), `f({"a":1})`, ""},
 		{"keyword", NewCall("f", 1).Kwarg("b", "x").Kwarg("a", 2), `f(1, a=2, b="x")`, ""},
 		{"keyword replaced", NewCall("f").Kwarg("a", 1).Kwarg("a", 2), `f(a=2)`, ""},
-		{"unmarshalable argument", NewCall("f", 1, make(chan int)), "", "argument 1 of f"},
-		{"unmarshalable keyword", NewCall("f").Kwarg("k", func() {}), "", "keyword argument k of f"},
-		{"first error kept", NewCall("f", make(chan int)).Kwarg("k", func() {}), "", "argument 0 of f"},
-		{"invalid raw JSON", NewCall("f", json.RawMessage(`{`)), "", "argument 0 of f"},
+		{"unmarshalable argument", NewCall("f", 1, make(chan int)), "", `argument 1 of "f"`},
+		{"unmarshalable keyword", NewCall("f").Kwarg("k", func() {}), "", `keyword argument "k" of "f"`},
+		{"first error kept", NewCall("f", make(chan int)).Kwarg("k", func() {}), "", `argument 0 of "f"`},
+		{"invalid raw JSON", NewCall("f", json.RawMessage(`{`)), "", `argument 0 of "f"`},
 		{"empty handler", NewCall(""), "", "empty handler name"},
 		{"handler with spaces around", NewCall(" f"), "", "surrounding spaces"},
 	}
@@ -102,9 +102,9 @@ func TestArgAndKwargValue(t *testing.T) {
 	}{
 		{"index past the end", call.Arg(3, &n), "has 3 positional arguments, no argument 3"},
 		{"negative index", call.Arg(-1, &n), "no argument -1"},
-		{"type mismatch", call.Arg(1, &n), "argument 1 of f"},
-		{"not a pointer", call.Arg(0, n), "argument 0 of f"},
-		{"keyword type mismatch", func() error { _, err := call.KwargValue("n", &s); return err }(), "keyword argument n of f"},
+		{"type mismatch", call.Arg(1, &n), `argument 1 of "f"`},
+		{"not a pointer", call.Arg(0, n), `argument 0 of "f"`},
+		{"keyword type mismatch", func() error { _, err := call.KwargValue("n", &s); return err }(), `keyword argument "n" of "f"`},
 	}
 	for _, tt := range errTests {
 		if !errors.Is(tt.err, ErrInvalid) || !strings.Contains(tt.err.Error(), tt.want) {
@@ -158,14 +158,14 @@ func TestTypedAdapters(t *testing.T) {
 		{"Func1", one, NewCall("one", point{2, 3}), 5, nil, ""},
 		{"Func2", add, NewCall("add", 40, 2), 42, nil, ""},
 		{"Func3", join, NewCall("join", "-", []string{"a", "b"}, true), "a-b", nil, ""},
-		{"Func0 given one", zero, NewCall("zero", 1), nil, ErrInvalid, "zero takes 0 arguments, the call has 1"},
-		{"Func2 given one", add, NewCall("add", 1), nil, ErrInvalid, "add takes 2 arguments, the call has 1"},
-		{"Func2 given three", add, NewCall("add", 1, 2, 3), nil, ErrInvalid, "add takes 2 arguments, the call has 3"},
+		{"Func0 given one", zero, NewCall("zero", 1), nil, ErrInvalid, `"zero" takes 0 arguments, the call has 1`},
+		{"Func2 given one", add, NewCall("add", 1), nil, ErrInvalid, `"add" takes 2 arguments, the call has 1`},
+		{"Func2 given three", add, NewCall("add", 1, 2, 3), nil, ErrInvalid, `"add" takes 2 arguments, the call has 3`},
 		{"Func2 given a keyword", add, NewCall("add", 1, 2).Kwarg("c", 3), nil, ErrInvalid, "takes no keyword arguments"},
-		{"Func2 given a string", add, NewCall("add", 1, "2"), nil, ErrInvalid, "argument 1 of add"},
-		{"Func2 given a float", add, NewCall("add", 1.5, 2), nil, ErrInvalid, "argument 0 of add"},
-		{"Func3 given a bad second", join, NewCall("join", "-", "ab", true), nil, ErrInvalid, "argument 1 of join"},
-		{"Func1 given a bad struct", one, NewCall("one", []int{1}), nil, ErrInvalid, "argument 0 of one"},
+		{"Func2 given a string", add, NewCall("add", 1, "2"), nil, ErrInvalid, `argument 1 of "add"`},
+		{"Func2 given a float", add, NewCall("add", 1.5, 2), nil, ErrInvalid, `argument 0 of "add"`},
+		{"Func3 given a bad second", join, NewCall("join", "-", "ab", true), nil, ErrInvalid, `argument 1 of "join"`},
+		{"Func1 given a bad struct", one, NewCall("one", []int{1}), nil, ErrInvalid, `argument 0 of "one"`},
 		{"the function's error, result dropped", failing, NewCall("failing", 7), nil, boom, "boom"},
 	}
 	for _, tt := range tests {

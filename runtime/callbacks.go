@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -18,9 +20,10 @@ const addCallbackAttempts = 3
 type CallbackOption func(*callbackSettings)
 
 type callbackSettings struct {
-	retry RetryPolicy
-	level *slog.Level
-	err   error
+	retry   RetryPolicy
+	level   *slog.Level
+	beginBy time.Duration
+	err     error
 }
 
 // CallbackRetry sets the callback's retry policy. Default RetryCommonForever: a callback
@@ -40,6 +43,19 @@ func CallbackFailureLevel(l slog.Level) CallbackOption {
 	return func(s *callbackSettings) { s.level = &l }
 }
 
+// CallbackBeginBy fails the callback with a TimeoutError, instead of running it, if it has not
+// started within d of being added (its begin_after is the time it was added): for work that
+// is pointless once late, after a parent that may run long. Its failure is the callback's
+// outcome, as any other. Default: no deadline. Negative is invalid.
+func CallbackBeginBy(d time.Duration) CallbackOption {
+	return func(s *callbackSettings) {
+		s.beginBy = d
+		if d < 0 && s.err == nil {
+			s.err = invalidf("negative CallbackBeginBy %s", d)
+		}
+	}
+}
+
 // AddCallback adds a callback to the job: a job running call with the job's outcome after the
 // call's own arguments (the result, or the *Failure as JSON), run right after the job finishes,
 // after the callbacks added before it. It returns the callback's own job, to wait on or to
@@ -52,9 +68,9 @@ func CallbackFailureLevel(l slog.Level) CallbackOption {
 func (j *Job) AddCallback(ctx context.Context, call Call, opts ...CallbackOption) (*Job, error) {
 	pc, err := call.persistent()
 	if err != nil {
-		return nil, fmt.Errorf("add callback %s to %s: %w", call.Handler, j.ref, err)
+		return nil, fmt.Errorf("add callback %q to %s: %w", call.Handler, j.ref, err)
 	}
-	return j.addCallback(ctx, persistence.JobSpec{Call: pc}, call.Handler, opts)
+	return j.addCallback(ctx, persistence.JobSpec{Call: pc}, "callback "+strconv.Quote(call.Handler), opts)
 }
 
 // AddCallbacks adds a callback that picks its call by the job's outcome: success when the
@@ -97,6 +113,7 @@ func (j *Job) addCallback(ctx context.Context, spec persistence.JobSpec, what st
 		spec.RetryPolicy = name
 	}
 	spec.FailureLogLevel = s.level
+	spec.BeginBy = s.beginBy
 	spec.Assigner = j.rt.assigner()
 
 	var (

@@ -70,17 +70,17 @@ func newComposite(kind string, items []Call) Call {
 // composite parts), and only then puts it in q: it never runs without all its parts.
 func (q *Queue) putComposite(ctx context.Context, call Call, opts []PutOption) (*Job, error) {
 	fail := func(err error) (*Job, error) {
-		return nil, fmt.Errorf("put %s into %s: %w", call.Handler, q.name, err)
+		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
 	if err := validComposite(call); err != nil {
 		return fail(err)
 	}
-	specs, err := q.specs(ctx, []Call{{Handler: call.Handler}}, opts)
+	base, err := q.spec(ctx, opts)
 	if err != nil {
 		return fail(err)
 	}
 	comp, err := q.build(ctx, call, func(pc persistence.Call) (*persistence.Job, error) {
-		spec := specs[0]
+		spec := base
 		spec.Call = pc
 		return q.rt.store.Create(ctx, q.name, spec)
 	})
@@ -124,11 +124,10 @@ func validComposite(call Call) error {
 // itself with create, given its call, then its parts as its children. create makes the
 // composite a job of q (the outer one) or a child of another composite (a composite part).
 func (q *Queue) build(ctx context.Context, call Call, create func(persistence.Call) (*persistence.Job, error)) (*persistence.Job, error) {
-	post := Call{Handler: actors.HandlerCollect}
+	pc, err := Call{Handler: actors.HandlerCollect}.system()
 	if call.composite.post != nil {
-		post = *call.composite.post
+		pc, err = call.composite.post.persistent()
 	}
-	pc, err := post.persistent()
 	if err != nil {
 		return nil, err
 	}
@@ -168,8 +167,8 @@ func (q *Queue) addPart(ctx context.Context, parent persistence.Ref, part Call) 
 
 // AddSubJob appends a job running call to composite, a job put as Serial or Parallel, and
 // returns it: the composite's job list may grow before it starts, from one of its sub-jobs
-// while it runs, or from a callback of a sub-job (reference §1.8; a list that keeps growing
-// makes an endless loop, as in zc.async).
+// while it runs, or from a callback of a sub-job (a list that keeps growing makes an endless
+// loop, as in zc.async).
 //
 // Inside a sub-job's handler the composite is reached with JobFrom and Job.Composite; inside
 // a callback of a sub-job, with JobFrom, Job.Parent and the parent's Composite.
@@ -192,10 +191,10 @@ func (q *Queue) addPart(ctx context.Context, parent persistence.Ref, part Call) 
 // queues it.
 func AddSubJob(ctx context.Context, composite *Job, call Call) (*Job, error) {
 	if composite == nil {
-		return nil, invalidf("add sub-job %s to a nil composite", call.Handler)
+		return nil, invalidf("add sub-job %q to a nil composite", call.Handler)
 	}
 	fail := func(err error) (*Job, error) {
-		return nil, fmt.Errorf("add sub-job %s to %s: %w", call.Handler, composite.ref, err)
+		return nil, fmt.Errorf("add sub-job %q to %s: %w", call.Handler, composite.ref, err)
 	}
 	switch {
 	case call.composite != nil:
@@ -213,7 +212,7 @@ func AddSubJob(ctx context.Context, composite *Job, call Call) (*Job, error) {
 		return fail(err)
 	}
 	if err != nil {
-		return rt.Job(child.Ref), fmt.Errorf("add sub-job %s to %s: %w", call.Handler, composite.ref, err)
+		return rt.Job(child.Ref), fmt.Errorf("add sub-job %q to %s: %w", call.Handler, composite.ref, err)
 	}
 	return rt.Job(child.Ref), nil
 }

@@ -212,20 +212,20 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config: %w", err)
 		}
 		if queues[q.Name] {
-			return invalidf("config: queue %s listed twice", q.Name)
+			return invalidf("config: queue %q listed twice", q.Name)
 		}
 		queues[q.Name] = true
 		agents := make(map[string]bool, len(q.Agents))
 		for _, a := range q.Agents {
 			if err := persistence.ValidateName("agent", a.Name); err != nil {
-				return fmt.Errorf("config: queue %s: %w", q.Name, err)
+				return fmt.Errorf("config: queue %q: %w", q.Name, err)
 			}
 			if agents[a.Name] {
-				return invalidf("config: queue %s: agent %s listed twice", q.Name, a.Name)
+				return invalidf("config: queue %q: agent %q listed twice", q.Name, a.Name)
 			}
 			agents[a.Name] = true
 			if a.Size < 1 {
-				return invalidf("config: queue %s: agent %s has size %d, below 1", q.Name, a.Name, a.Size)
+				return invalidf("config: queue %q: agent %q has size %d, below 1", q.Name, a.Name, a.Size)
 			}
 		}
 	}

@@ -82,10 +82,10 @@ func Func3[A, B, C, R any](f func(ctx context.Context, a A, b B, c C) (R, error)
 // mistake in the caller.
 func arity(call *Call, n int) error {
 	if len(call.Args) != n {
-		return invalidf("%s takes %d arguments, the call has %d", call.Handler, n, len(call.Args))
+		return invalidf("%q takes %d arguments, the call has %d", call.Handler, n, len(call.Args))
 	}
 	if len(call.Kwargs) > 0 {
-		return invalidf("%s takes no keyword arguments, the call has %d", call.Handler, len(call.Kwargs))
+		return invalidf("%q takes no keyword arguments, the call has %d", call.Handler, len(call.Kwargs))
 	}
 	return nil
 }
@@ -156,7 +156,7 @@ func (rt *Runtime) Handler(name string) (actors.Handler, bool) {
 		}
 		if j, ok := res.(*Job); ok {
 			if j == nil {
-				return nil, invalidf("%s returned a nil *Job", pc.Handler)
+				return nil, invalidf("%q returned a nil *Job", pc.Handler)
 			}
 			return &actors.Inner{Ref: j.ref}, nil
 		}

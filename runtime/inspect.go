@@ -15,7 +15,7 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Queries of the jobs stored in Redis (zc.async's asyncdb monitor command, reference §3.3):
+// Queries of the jobs stored in Redis (zc.async's asyncdb monitor command):
 // Count, Jobs, JobStats, NextPending, LastCompleted, UUIDs, QueueStatus, and Job.Summary and
 // Job.Traceback. Unlike StatusInfo and Statistics, which describe this process's dispatcher
 // from memory, they read what every process shares, so any process can ask them, a program
@@ -79,7 +79,8 @@ func stateNames() string {
 const ThisDispatcher = "THIS"
 
 // Window is a time range [Since, Before); a zero end leaves that side open. A query's window
-// on a time a job does not have yet (the start of a pending job) excludes the job.
+// on a time a job does not have yet (the start of a pending job) excludes the job. A bound
+// before the zero time or after the end of year 9999 is invalid.
 type Window struct {
 	Since  time.Time
 	Before time.Time
@@ -244,6 +245,14 @@ func (rt *Runtime) plan(ctx context.Context, q Query, def, allowed selection) (*
 		name string
 		w    Window
 	}{{"requested start", q.RequestedStart}, {"start", q.Start}, {"end", q.End}, {"callbacks completed", q.CallbacksCompleted}} {
+		for _, t := range []struct {
+			side string
+			t    time.Time
+		}{{"since", w.w.Since}, {"before", w.w.Before}} {
+			if err := persistence.ValidateTime("query: "+w.name+" window: "+t.side, t.t); err != nil {
+				return nil, err
+			}
+		}
 		if !w.w.Since.IsZero() && !w.w.Before.IsZero() && !w.w.Since.Before(w.w.Before) {
 			return nil, invalidf("query: %s window: since %s is not before %s", w.name,
 				w.w.Since.Format(time.RFC3339), w.w.Before.Format(time.RFC3339))

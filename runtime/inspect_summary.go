@@ -69,6 +69,10 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 	if j.Choice != nil && j.Call.Handler == "" {
 		s.Call = choiceString(j.Choice)
 	}
+	if j.Corrupt != nil {
+		// Listed all the same, saying what could not be read (its claimer fails it).
+		s.Call += " [corrupt record: " + strings.Join(j.Corrupt.Fields, ", ") + " unreadable]"
+	}
 	s.Active, _ = activeOf(j, now)
 	if j.Failed() {
 		s.Traceback = formatTraceback(j, TracebackBrief)

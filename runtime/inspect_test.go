@@ -672,6 +672,10 @@ func TestQueryBadInput(t *testing.T) {
 		{"empty window", Query{States: states(StateActive), Start: Window{Since: now, Before: now}}, "start window"},
 		{"reversed window", Query{States: states(StateActive), RequestedStart: Window{Since: now, Before: now.Add(-time.Hour)}}, "requested start window"},
 		{"negative limit", Query{States: states(StateActive), Limit: -1}, "negative limit"},
+		// Bounds in microseconds since 1970 overflow past year 294,247 (and before -290,308).
+		{"window past year 9999", Query{States: states(StateCompleted), End: Window{Before: time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)}}, "end window: before 300000-01-01T00:00:00Z is out of range"},
+		{"window before the zero time", Query{States: states(StateFailed), Start: Window{Since: time.Date(-300000, 1, 1, 0, 0, 0, 0, time.UTC)}}, "start window: since"},
+		{"pending window past year 9999", Query{States: states(StatePending), RequestedStart: Window{Since: persistence.MaxTime.Add(time.Microsecond)}}, "out of range"},
 	} {
 		_, err := rt.Count(ctx, c.q)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {

@@ -121,7 +121,7 @@ func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
 		return nil, j.waitErr(ctx, err)
 	}
 	defer sub.Close()
-	rec, err := j.rt.store.Get(ctx, j.ref)
+	rec, err := j.record(ctx)
 	if err != nil {
 		return nil, j.waitErr(ctx, err)
 	}
@@ -148,7 +148,7 @@ func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
 			}
 		case <-ticker.C:
 		}
-		rec, err := j.rt.store.Get(ctx, j.ref)
+		rec, err := j.record(ctx)
 		switch {
 		case err == nil && rec.Status == persistence.StatusCompleted:
 			return outcome(rec), nil
@@ -160,6 +160,18 @@ func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
 			return nil, j.waitErr(ctx, err)
 		}
 	}
+}
+
+// record reads the job for Wait. A record read in part will do (persistence.Job.Corrupt):
+// a job that could not be read whole is failed with a CorruptRecordError, and its waiter
+// must see that outcome, which is readable, not the fields that are not.
+func (j *Job) record(ctx context.Context) (*persistence.Job, error) {
+	rec, err := j.rt.store.Get(ctx, j.ref)
+	var corrupt *persistence.CorruptError
+	if rec != nil && rec.Corrupt != nil && errors.As(err, &corrupt) {
+		return rec, nil
+	}
+	return rec, err
 }
 
 // waitErr wraps an error that ends a Wait. When ctx has ended, the error is ctx's whatever
@@ -223,7 +235,7 @@ func detached(store persistence.Store) *Runtime {
 func (j *Job) SetAnnotation(ctx context.Context, name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return invalidf("annotation %s of %s: %w", name, j.ref, err)
+		return invalidf("annotation %q of %s: %w", name, j.ref, err)
 	}
 	if err := j.rt.store.SetAnnotation(ctx, j.ref, name, b); err != nil {
 		return fmt.Errorf("annotate %s: %w", j.ref, err)
@@ -236,13 +248,13 @@ func (j *Job) SetAnnotation(ctx context.Context, name string, v any) error {
 func (j *Job) Annotation(ctx context.Context, name string, v any) (bool, error) {
 	raw, ok, err := j.rt.store.Annotation(ctx, j.ref, name)
 	if err != nil {
-		return false, fmt.Errorf("annotation %s of %s: %w", name, j.ref, err)
+		return false, fmt.Errorf("annotation %q of %s: %w", name, j.ref, err)
 	}
 	if !ok {
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return true, invalidf("annotation %s of %s: %w", name, j.ref, err)
+		return true, invalidf("annotation %q of %s: %w", name, j.ref, err)
 	}
 	return true, nil
 }

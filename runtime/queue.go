@@ -39,8 +39,9 @@ type putSettings struct {
 	err        error
 }
 
-// BeginAfter keeps the job from being claimed before t. A time in the past means now. The
-// last of BeginAfter and BeginIn wins.
+// BeginAfter keeps the job from being claimed before t. A time in the past means now; a time
+// before the zero time or after the end of year 9999 is invalid (ErrInvalid). The last of
+// BeginAfter and BeginIn wins.
 func BeginAfter(t time.Time) PutOption {
 	return func(s *putSettings) { s.beginAfter, s.beginIn = t, nil }
 }
@@ -89,12 +90,34 @@ func FailureLevel(l slog.Level) PutOption {
 // specs turns calls and options into job specs, reading the store's clock once if BeginIn
 // asks for it.
 func (q *Queue) specs(ctx context.Context, calls []Call, opts []PutOption) ([]persistence.JobSpec, error) {
+	pcs := make([]persistence.Call, len(calls))
+	for i := range calls {
+		var err error
+		if pcs[i], err = calls[i].persistent(); err != nil {
+			return nil, err
+		}
+	}
+	spec, err := q.spec(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	specs := make([]persistence.JobSpec, len(calls))
+	for i := range calls {
+		specs[i] = spec
+		specs[i].Call = pcs[i]
+	}
+	return specs, nil
+}
+
+// spec turns options into a job spec without its call, reading the store's clock if BeginIn
+// asks for it.
+func (q *Queue) spec(ctx context.Context, opts []PutOption) (persistence.JobSpec, error) {
 	var s putSettings
 	for _, o := range opts {
 		o(&s)
 	}
 	if s.err != nil {
-		return nil, s.err
+		return persistence.JobSpec{}, s.err
 	}
 	spec := persistence.JobSpec{
 		BeginAfter:      s.beginAfter,
@@ -106,32 +129,24 @@ func (q *Queue) specs(ctx context.Context, calls []Call, opts []PutOption) ([]pe
 	if s.retry != nil {
 		name, err := q.rt.retryPolicy(s.retry)
 		if err != nil {
-			return nil, err
+			return persistence.JobSpec{}, err
 		}
 		spec.RetryPolicy = name
 	}
 	if s.beginIn != nil {
 		now, err := q.rt.store.Now(ctx)
 		if err != nil {
-			return nil, err
+			return persistence.JobSpec{}, err
 		}
 		spec.BeginAfter = now.Add(*s.beginIn)
 	}
-	specs := make([]persistence.JobSpec, len(calls))
-	for i := range calls {
-		pc, err := calls[i].persistent()
-		if err != nil {
-			return nil, err
-		}
-		specs[i] = spec
-		specs[i].Call = pc
-	}
-	return specs, nil
+	return spec, nil
 }
 
 // Put puts a job running call into the queue, PENDING: a dispatcher serving the queue will
 // claim and run it, at once or after BeginAfter. The returned Job is a handle to wait on,
-// read, or add callbacks to. A bad call or option gives ErrInvalid and writes nothing.
+// read, or add callbacks to. A bad call or option gives ErrInvalid and writes nothing; so
+// does a handler name starting with "zasync.", which names zasync's own jobs (as for Handle).
 func (q *Queue) Put(ctx context.Context, call Call, opts ...PutOption) (*Job, error) {
 	if call.composite != nil {
 		job, err := q.putComposite(ctx, call, opts)
@@ -142,11 +157,11 @@ func (q *Queue) Put(ctx context.Context, call Call, opts ...PutOption) (*Job, er
 	}
 	specs, err := q.specs(ctx, []Call{call}, opts)
 	if err != nil {
-		return nil, fmt.Errorf("put %s into %s: %w", call.Handler, q.name, err)
+		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
 	rec, err := q.rt.store.Put(ctx, q.name, specs[0])
 	if err != nil {
-		return nil, fmt.Errorf("put %s into %s: %w", call.Handler, q.name, err)
+		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
 	q.rt.metrics.puts(q.name, 1)
 	return q.rt.Job(rec.Ref), nil
@@ -160,11 +175,11 @@ func (q *Queue) PutMany(ctx context.Context, calls []Call, opts ...PutOption) ([
 	}
 	specs, err := q.specs(ctx, calls, opts)
 	if err != nil {
-		return nil, fmt.Errorf("put %d jobs into %s: %w", len(calls), q.name, err)
+		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
 	}
 	recs, err := q.rt.store.PutMany(ctx, q.name, specs)
 	if err != nil {
-		return nil, fmt.Errorf("put %d jobs into %s: %w", len(calls), q.name, err)
+		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
 	}
 	q.rt.metrics.puts(q.name, len(recs))
 	jobs := make([]*Job, len(recs))
@@ -181,7 +196,7 @@ type QuotaInfo = persistence.QuotaInfo
 // Quotas) run at once, across every process. ErrInvalid if it exists already.
 func (q *Queue) CreateQuota(ctx context.Context, name string, size int) error {
 	if err := q.rt.store.CreateQuota(ctx, q.name, name, size); err != nil {
-		return fmt.Errorf("create quota %s in %s: %w", name, q.name, err)
+		return fmt.Errorf("create quota %q in %q: %w", name, q.name, err)
 	}
 	return nil
 }
@@ -189,7 +204,7 @@ func (q *Queue) CreateQuota(ctx context.Context, name string, size int) error {
 // RemoveQuota removes a quota; jobs that still name it then ignore the name.
 func (q *Queue) RemoveQuota(ctx context.Context, name string) error {
 	if err := q.rt.store.RemoveQuota(ctx, q.name, name); err != nil {
-		return fmt.Errorf("remove quota %s from %s: %w", name, q.name, err)
+		return fmt.Errorf("remove quota %q from %q: %w", name, q.name, err)
 	}
 	return nil
 }
@@ -198,7 +213,7 @@ func (q *Queue) RemoveQuota(ctx context.Context, name string) error {
 // new ones until fewer than size run.
 func (q *Queue) ResizeQuota(ctx context.Context, name string, size int) error {
 	if err := q.rt.store.ResizeQuota(ctx, q.name, name, size); err != nil {
-		return fmt.Errorf("resize quota %s of %s: %w", name, q.name, err)
+		return fmt.Errorf("resize quota %q of %q: %w", name, q.name, err)
 	}
 	return nil
 }
@@ -207,7 +222,7 @@ func (q *Queue) ResizeQuota(ctx context.Context, name string, size int) error {
 func (q *Queue) Quota(ctx context.Context, name string) (*QuotaInfo, error) {
 	info, err := q.rt.store.Quota(ctx, q.name, name)
 	if err != nil {
-		return nil, fmt.Errorf("quota %s of %s: %w", name, q.name, err)
+		return nil, fmt.Errorf("quota %q of %q: %w", name, q.name, err)
 	}
 	return info, nil
 }

@@ -1,9 +1,11 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,9 +125,13 @@ func TestPutErrors(t *testing.T) {
 		{"negative BeginBy", "default", NewCall("f"), []PutOption{BeginBy(-time.Second)}, ErrInvalid, "negative begin_by"},
 		{"unknown quota", "default", NewCall("f"), []PutOption{Quotas("nope")}, ErrUnknownQuota, "nope"},
 		{"quota twice", "default", NewCall("f"), []PutOption{Quotas("a", "a")}, ErrInvalid, "given twice"},
-		{"unmarshalable argument", "default", NewCall("f", make(chan int)), nil, ErrInvalid, "argument 0 of f"},
+		{"unmarshalable argument", "default", NewCall("f", make(chan int)), nil, ErrInvalid, `argument 0 of "f"`},
 		{"empty handler", "default", NewCall(""), nil, ErrInvalid, "empty handler name"},
 		{"bad queue name", "a b", NewCall("f"), nil, ErrInvalid, "queue name"},
+		// Past year 294,247 the microseconds since 1970 wrapped round into the past: due at once.
+		{"BeginAfter in year 294,248", "default", NewCall("f"), []PutOption{BeginAfter(time.Date(294248, 1, 1, 0, 0, 0, 0, time.UTC))}, ErrInvalid, "begin_after 294248-01-01T00:00:00Z is out of range"},
+		{"BeginAfter past year 9999", "default", NewCall("f"), []PutOption{BeginAfter(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))}, ErrInvalid, "out of range"},
+		{"BeginAfter before year 1", "default", NewCall("f"), []PutOption{BeginAfter(time.Date(-300000, 1, 1, 0, 0, 0, 0, time.UTC))}, ErrInvalid, "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,5 +243,94 @@ func TestQueueStats(t *testing.T) {
 	st, err := q.Stats(ctx)
 	if err != nil || st.Due != 1 || st.Scheduled != 1 || st.Held != 0 {
 		t.Fatalf("Stats: %+v %v, want one due and one scheduled", st, err)
+	}
+}
+
+// The latest begin_after accepted is stored as given and keeps the job scheduled: it does
+// not wrap round into the past.
+func TestPutBeginAfterMaxTime(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	job, err := rt.Queue(DefaultQueue).Put(ctx, NewCall("f"), BeginAfter(persistence.MaxTime))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := job.Summary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.BeginAfter.Equal(persistence.MaxTime) {
+		t.Errorf("begin_after %s, want %s", s.BeginAfter, persistence.MaxTime)
+	}
+	if _, err := json.Marshal(s); err != nil {
+		t.Errorf("the summary does not marshal: %v", err)
+	}
+	stats, err := rt.store.Stats(ctx, DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Due != 0 || stats.Scheduled != 1 {
+		t.Errorf("stats %+v, want the job scheduled, not due", stats)
+	}
+}
+
+// No public path stores a call of zasync's own handlers: such a job runs as nothing the
+// program meant (a system job without its target held its agent's slot for good). Each
+// path refuses the name with ErrInvalid, says why, and writes nothing.
+func TestReservedHandlerNamesRefused(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	parent, err := rt.Queue("other").Put(ctx, NewCall("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	composite, err := rt.Queue("other").Put(ctx, Serial(NewCall("a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := composite.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := NewCall("ok")
+	for _, name := range []string{persistence.HandlerFail, persistence.HandlerHandleInterrupt, persistence.HandlerResumeCallbacks,
+		persistence.HandlerResumeOuter, "zasync.serial", "zasync.collect", "zasync.", "zasync.anything"} {
+		bad := NewCall(name, 1)
+		paths := map[string]func() error{
+			"Put": func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, bad); return err },
+			"PutMany": func() error {
+				_, err := rt.Queue(DefaultQueue).PutMany(ctx, []Call{ok, bad})
+				return err
+			},
+			"Serial part":        func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Serial(ok, bad)); return err },
+			"Parallel part":      func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Parallel(Serial(ok, bad))); return err },
+			"Postprocess":        func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Serial(ok, Postprocess(bad))); return err },
+			"AddCallback":        func() error { _, err := parent.AddCallback(ctx, bad); return err },
+			"AddCallbacks":       func() error { _, err := parent.AddCallbacks(ctx, &ok, &bad); return err },
+			"AddSubJob":          func() error { _, err := AddSubJob(ctx, composite, bad); return err },
+			"Put a Call literal": func() error { _, err := rt.Queue(DefaultQueue).Put(ctx, Call{Handler: name}); return err },
+		}
+		for path, put := range paths {
+			err := put()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "reserved for zasync") ||
+				!strings.Contains(err.Error(), strconv.Quote(name)) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s of %s: %v, want ErrInvalid saying the name is reserved, on one line", path, name, err)
+			}
+		}
+	}
+	stats, err := rt.store.Stats(ctx, DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Due+stats.Scheduled != 0 {
+		t.Fatalf("refused puts wrote jobs: %+v", stats)
+	}
+	if rec, err := parent.Info(ctx); err != nil || len(rec.Callbacks) != 0 {
+		t.Fatalf("refused callbacks were added: %v %v", rec.Callbacks, err)
+	}
+	if after, err := composite.Info(ctx); err != nil || len(after.Children) != len(before.Children) {
+		t.Fatalf("a refused sub-job was added: %v, had %v (%v)", after.Children, before.Children, err)
 	}
 }

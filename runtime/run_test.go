@@ -119,7 +119,7 @@ func TestRunComposites(t *testing.T) {
 }
 
 // Inside a handler, JobFrom gives the running job, and live annotations are visible to others
-// while it runs (reference §1.9, scenario 54).
+// while it runs (scenario 54).
 func TestRunJobFromAndAnnotations(t *testing.T) {
 	t.Parallel()
 	seen := make(chan string, 1)

@@ -15,7 +15,7 @@ type QueueStats = persistence.QueueStats
 func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
 	st, err := q.rt.store.Stats(ctx, q.name)
 	if err != nil {
-		return QueueStats{}, fmt.Errorf("stats of %s: %w", q.name, err)
+		return QueueStats{}, fmt.Errorf("stats of %q: %w", q.name, err)
 	}
 	return st, nil
 }

@@ -77,13 +77,13 @@ func (d *demo) say(format string, args ...any) {
 }
 
 func (d *demo) run(ctx context.Context) error {
-	conn, err := connect(ctx, "", io.Discard)
+	conn, err := connect(ctx, &redisFlags{}, io.Discard)
 	if err != nil {
 		return err
 	}
 	d.conn = conn
 	d.ranOn = map[string]int{}
-	d.say("zasync demo: an embedded Redis at %s (in memory; gone when the demo ends)", conn.url)
+	d.say("zasync demo: an embedded Redis at %s (in memory; gone when the demo ends)", redactURL(conn.url))
 
 	// Dispatcher A, here; its warnings (a sibling declared dead, jobs recovered) are part of the story.
 	rt, err := runtime.New(runtime.Config{

@@ -3,7 +3,9 @@
 // Usage: zasync <command> [flags]. Run `zasync help` for the commands and
 // `zasync <command> --help` for a command's flags. The Redis to use comes from --redis or
 // ZASYNC_REDIS (redis://, rediss:// with TLS, user, password and database number); without
-// either, commands that need one start an embedded in-memory Redis.
+// either, commands that need one start an embedded in-memory Redis. Over TLS, --tls-ca,
+// --tls-cert and --tls-key name a private CA and a client certificate. A Redis URL is never
+// printed with its password.
 package main
 
 import (
@@ -65,8 +67,15 @@ type quietRedis struct{}
 func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // run runs the command line args and returns the exit status: 0, 1 for a failure, 2 for
-// bad usage. Errors are one line on stderr, never a stack trace.
+// bad usage. Errors are one line on stderr, never a stack trace. On a terminal, what comes
+// from jobs (results, tracebacks, arguments) is shown escaped: a job must not be able to
+// drive the terminal of whoever looks at it.
 func run(args []string, stdout, stderr io.Writer) int {
+	if isTerminal(stdout) {
+		ew := &escapingWriter{w: stdout}
+		defer ew.flush()
+		stdout = ew
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		help(stdout)
 		return 0
@@ -100,7 +109,8 @@ func help(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nThe Redis to use: --redis URL or ZASYNC_REDIS (redis://user:password@host:port/db, rediss:// for TLS);")
-	fmt.Fprintln(w, "without either, an embedded in-memory Redis that keeps nothing after exit.")
+	fmt.Fprintln(w, "without either, an embedded in-memory Redis that keeps nothing after exit. Over TLS, --tls-ca trusts a")
+	fmt.Fprintln(w, "private CA (or set SSL_CERT_FILE), --tls-cert and --tls-key present a client certificate.")
 }
 
 // flagSet is a command's flags and how to print its usage for --help.
@@ -139,8 +149,9 @@ func parse(fs *flagSet, args []string) error {
 	return nil
 }
 
-// oneLine keeps the first line of an error message.
+// oneLine writes an error message on one line, whole: its newlines (a queue's or a
+// handler's name may hold one, a failure's message often does) and anything else that could
+// drive the terminal are escaped.
 func oneLine(s string) string {
-	first, _, _ := strings.Cut(s, "\n")
-	return first
+	return escapeText(strings.TrimRight(s, " \n"), false)
 }

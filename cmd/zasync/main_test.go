@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/alicebob/miniredis/v2"
 )
 
 // zasyncBin is the command built once for the tests, run as a user runs it.
@@ -50,8 +54,9 @@ func zasync(t *testing.T, env []string, args ...string) (string, string, int) {
 	return "", "", 0
 }
 
-// benchLine is what ../shared/bench/compare.sh reads.
-var benchLine = regexp.MustCompile(`^zasync n=(\d+) c=(\d+) enqueue=\d+ jobs/s drain=\d+ jobs/s pickup p50=\S+ p99=\S+\n$`)
+// benchLine is the summary line of zasync bench. Scripts that compare zasync with other job
+// queues parse it: keep its format.
+var benchLine = regexp.MustCompile(`^zasync n=(\d+) c=(\d+)( payload=\d+)?( queues=\d+)?( producers=\d+)? enqueue=\d+ jobs/s drain=\d+ jobs/s pickup p50=\S+ p99=\S+\n$`)
 
 func TestBench(t *testing.T) {
 	t.Parallel()
@@ -78,6 +83,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"nope"}, 2, `unknown command "nope"`},
 		{[]string{"bench", "--jobs", "x"}, 2, `invalid value "x" for flag -jobs`},
 		{[]string{"bench", "--jobs", "0"}, 2, "must be at least 1"},
+		{[]string{"bench", "--payload", "-1"}, 2, "--payload must be between 0 and"},
+		{[]string{"bench", "--queues", "0"}, 2, "--queues must be between 1 and --concurrency (8), not 0"},
+		{[]string{"bench", "--queues", "5", "--concurrency", "4"}, 2, "--queues must be between 1 and --concurrency (4), not 5"},
+		{[]string{"bench", "--producers", "0"}, 2, "--producers must be at least 1"},
+		{[]string{"bench", "--producers", "-3"}, 2, "--producers must be at least 1"},
 		{[]string{"bench", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"bench", "--redis", "http://nope"}, 2, "malformed Redis URL"},
 		{[]string{"bench", "--redis", "redis://127.0.0.1:1/0"}, 1, "cannot reach Redis at 127.0.0.1:1"},
@@ -102,5 +112,22 @@ func TestHelp(t *testing.T) {
 	_, errOut, code := zasync(t, nil, "bench", "--help")
 	if code != 0 || !strings.Contains(errOut, "-concurrency") {
 		t.Fatalf("bench --help: exit %d, %q", code, errOut)
+	}
+}
+
+// put refuses the names of zasync's own handlers, as the library does: one line, exit
+// status 2, and no job in the queue.
+func TestPutReservedName(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	for _, name := range []string{"zasync.fail", "zasync.handleInterrupt", "zasync.resumeCallbacks", "zasync.other"} {
+		out, errOut, code := zasync(t, nil, "put", "--redis", "redis://"+m.Addr(), name, "1")
+		want := fmt.Sprintf("handler name %q: names starting with \"zasync.\" are reserved for zasync", name)
+		if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("put %s 1: exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", name, code, out, errOut, want)
+		}
+	}
+	if keys := m.Keys(); slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(k, ":job:") }) {
+		t.Fatalf("refused puts wrote jobs: %v", keys)
 	}
 }

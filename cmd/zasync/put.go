@@ -16,7 +16,7 @@ import (
 // prints its result (exit status 1 when it failed).
 func runPut(args []string, stdout, stderr io.Writer) error {
 	fs := flags("put", "HANDLER [ARG…] [flags]   (each ARG a JSON value: 42, '\"text\"', '[1,2]')", stderr)
-	url := fs.String("redis", "", redisURLHelp)
+	rflags := addRedisFlags(fs, redisURLHelp)
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis")
 	queue := fs.String("queue", runtime.DefaultQueue, "the queue to put the job in")
 	var kwargs, quotas listFlag
@@ -46,7 +46,7 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	conn, err := connectExisting(ctx, *url, stderr)
+	conn, err := connectExisting(ctx, rflags, stderr)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 // runWait waits for a job already put and prints its result.
 func runWait(args []string, stdout, stderr io.Writer) error {
 	fs := flags("wait", "JOB [flags]   (JOB as put prints it: queue/id)", stderr)
-	url := fs.String("redis", "", redisURLHelp)
+	rflags := addRedisFlags(fs, redisURLHelp)
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis")
 	timeout := fs.Duration("timeout", 0, "give up waiting after this long (0: no limit)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -91,7 +91,7 @@ func runWait(args []string, stdout, stderr io.Writer) error {
 		return usagef("wait needs exactly one JOB (queue/id, as put prints it)")
 	}
 	ctx := context.Background()
-	conn, err := connectExisting(ctx, *url, stderr)
+	conn, err := connectExisting(ctx, rflags, stderr)
 	if err != nil {
 		return err
 	}

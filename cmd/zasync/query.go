@@ -40,13 +40,13 @@ Filters:
   --requested-start, --start, --end and --callbacks-completed take a WINDOW on begin_after,
   the start, the result and the completion: sinceWHEN, beforeWHEN or sinceWHEN,beforeWHEN,
   where WHEN is a duration meaning that long ago (90s, 5m, 1h30m, 2d) or an RFC 3339 time
-  (2026-11-22T15:04:05Z). since is inclusive, before exclusive: --start since1h,before5m
-  selects the jobs that started between an hour and five minutes ago.
+  after 0001-01-01T00:00:00Z (2026-11-22T15:04:05Z). since is inclusive, before exclusive:
+  --start since1h,before5m selects the jobs that started between an hour and five minutes ago.
 `
 
 // queryEnv is what every query command shares: where Redis is, the key prefix, JSON output.
 type queryEnv struct {
-	url    *string
+	redis  *redisFlags
 	prefix *string
 	json   *bool
 }
@@ -56,7 +56,7 @@ type queryEnv struct {
 func queryFlagSet(name, synopsis, extra string, stderr io.Writer) (*flagSet, *queryEnv) {
 	fs := flags(name, synopsis, stderr)
 	env := &queryEnv{
-		url:    fs.String("redis", "", redisURLHelp+" (required: queries read an existing Redis)"),
+		redis:  addRedisFlags(fs, redisURLHelp+" (required: queries read an existing Redis)"),
 		prefix: fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis"),
 		json:   fs.Bool("json", false, "print JSON instead of text"),
 	}
@@ -70,7 +70,7 @@ func queryFlagSet(name, synopsis, extra string, stderr io.Writer) (*flagSet, *qu
 // open connects to the Redis a query reads and returns a runtime over it (it serves nothing)
 // and how to close both.
 func (e *queryEnv) open(ctx context.Context, stderr io.Writer) (*runtime.Runtime, func(), error) {
-	conn, err := connectExisting(ctx, *e.url, stderr)
+	conn, err := connectExisting(ctx, e.redis, stderr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -217,6 +217,11 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, errors.New("no time given")
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		// The zero time means "no bound" to the runtime: a user who names it, or an earlier
+		// time, surely means something else.
+		if !t.After(time.Time{}) {
+			return time.Time{}, fmt.Errorf("%s is out of range: WHEN must be after %s", s, time.Time{}.Format(time.RFC3339))
+		}
 		return t, nil
 	}
 	var ago time.Duration

@@ -291,6 +291,10 @@ func TestQueryCommandsBadInput(t *testing.T) {
 		{[]string{"count", "pending", "--start", "yesterday"}, 2, `invalid value "yesterday" for flag -start`},
 		{[]string{"count", "pending", "--start", "since1h,since2h"}, 2, "want sinceWHEN"},
 		{[]string{"count", "pending", "--start", "since5m,before1h"}, 2, "since must be earlier than before"},
+		// The zero time and earlier are out of range: "before year 1" does not mean "no limit".
+		{[]string{"count", "completed", "--end", "before0001-01-01T00:00:00Z"}, 2, "0001-01-01T00:00:00Z is out of range: WHEN must be after 0001-01-01T00:00:00Z"},
+		{[]string{"count", "completed", "--end", "before0000-12-31T22:00:00-02:00"}, 2, "is out of range"},
+		{[]string{"jobs", "failed", "--start", "since0000-06-01T00:00:00Z"}, 2, "0000-06-01T00:00:00Z is out of range"},
 		{[]string{"count", "pending", "--callable", "[a"}, 2, "callable glob"},
 		{[]string{"count", "pending", "--limit", "-1"}, 2, "--limit must not be negative"},
 		{[]string{"jobs", "pending", "--display", "fancy"}, 2, `--display "fancy"`},

@@ -27,7 +27,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // cleanly; a second signal stops it at once.
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := flags("serve", "[flags]", stderr)
-	url := fs.String("redis", "", redisURLHelp+"; without one, an embedded Redis whose URL is printed")
+	rflags := addRedisFlags(fs, redisURLHelp+"; without one, an embedded Redis whose URL is printed")
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis")
 	var queues, agents listFlag
 	fs.Var(&queues, "queue", "a queue to serve (repeatable; default "+runtime.DefaultQueue+")")
@@ -64,7 +64,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	conn, err := connect(ctx, *url, stderr)
+	conn, err := connect(ctx, rflags, stderr)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "zasync serve: monitor at %s/ (metrics at %s/metrics)\n", srv.URL(), srv.URL())
 	}
 	fmt.Fprintf(stderr, "zasync serve: dispatcher %s serving %s with %s on %s (poll %s, ping %s, death %s)\n",
-		rt.StatusInfo().UUID, strings.Join(queues, ", "), describeAgents(agentCfgs), conn.url, *poll, *ping, *death)
+		rt.StatusInfo().UUID, strings.Join(queues, ", "), describeAgents(agentCfgs), redactURL(conn.url), *poll, *ping, *death)
 
 	sig := <-signals
 	fmt.Fprintf(stderr, "zasync serve: %s: stopping cleanly (running jobs are cancelled; waiting up to %s for them to return); signal again to stop at once\n", sig, *grace)

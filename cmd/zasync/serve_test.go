@@ -56,7 +56,13 @@ type serveProc struct {
 // The process is killed at the end of the test if it still runs.
 func startServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
-	p := launchServe(t, args...)
+	return startServeEnv(t, nil, args...)
+}
+
+// startServeEnv is startServe with env added to the process's environment.
+func startServeEnv(t *testing.T, env []string, args ...string) *serveProc {
+	t.Helper()
+	p := launchServeEnv(t, env, args...)
 	m := p.waitLine(serveLine)
 	p.uuid, p.redisURL = m[1], m[2]
 	for _, a := range args {
@@ -70,10 +76,16 @@ func startServe(t *testing.T, args ...string) *serveProc {
 // launchServe starts `zasync serve args…` without waiting for it to serve.
 func launchServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
+	return launchServeEnv(t, nil, args...)
+}
+
+// launchServeEnv is launchServe with env added to the process's environment.
+func launchServeEnv(t *testing.T, env []string, args ...string) *serveProc {
+	t.Helper()
 	p := &serveProc{t: t, dir: t.TempDir(), changed: make(chan struct{}, 1), exited: make(chan struct{})}
 	p.cmd = exec.Command(zasyncBin, append([]string{"serve"}, args...)...)
 	p.cmd.Dir = p.dir
-	p.cmd.Env = append(os.Environ(), "ZASYNC_REDIS=", "ZASYNC_UUID=")
+	p.cmd.Env = append(append(os.Environ(), "ZASYNC_REDIS=", "ZASYNC_UUID="), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -206,10 +207,19 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		if len(claimed) == free {
 			break
 		}
-		if j == nil || j.Status != persistence.StatusPending {
+		statusUnread := j != nil && j.Corrupt != nil && slices.Contains(j.Corrupt.Fields, fStatus)
+		if j == nil || j.Status != persistence.StatusPending && !statusUnread {
 			// Taken by a racing claimer since the queue was read (or an entry left without a
 			// pending job): drop the entry.
 			stale = append(stale, ids[i])
+			continue
+		}
+		if j.Corrupt != nil {
+			// A record that cannot be read whole (its status too, when the queue lists it) is
+			// claimed by whoever sees it, whatever the filter, the quotas and its deadline:
+			// nothing runs it, its claimer fails it at once (persistence.Job.Corrupt).
+			take(j, o, now, c.p.Start)
+			claimed, taken = append(claimed, j), append(taken, j)
 			continue
 		}
 		if c.p.Filter != nil && !c.p.Filter(j) {
@@ -267,7 +277,7 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 				p.LRem(ctx, s.k.putback(q), 0, j.ID)
 			}
 			for _, n := range j.QuotaNames {
-				if _, ok := sizes[n]; ok {
+				if _, ok := sizes[n]; ok && j.Corrupt == nil {
 					p.SAdd(ctx, s.k.quota(q, n), j.ID)
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,6 +147,13 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 	return set, del
 }
 
+// keptWhenCorrupt reports whether writeJob leaves field f of a job read in part as it is
+// stored: every field that could not be read, except those that decide a run, which a claim
+// or a transition sets (a claim of a record whose status cannot be read makes it ASSIGNED).
+func keptWhenCorrupt(j *persistence.Job, f string) bool {
+	return j.Corrupt != nil && f != fStatus && f != fAttempt && slices.Contains(j.Corrupt.Fields, f)
+}
+
 // writeJob queues the writes that store j. was is the hash j was read from, nil for a new
 // record: only the fields whose stored form changed are written, and only fields that were
 // set and are now empty are deleted, so a transition writes a few fields, not the record.
@@ -154,6 +163,16 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job, was map[string]string) {
 	key := s.k.job(j.Queue, j.ID)
 	set, del := encodeJob(j)
+	if j.Corrupt != nil {
+		kept := set[:0]
+		for i := 0; i < len(set); i += 2 {
+			if !keptWhenCorrupt(j, set[i].(string)) {
+				kept = append(kept, set[i], set[i+1])
+			}
+		}
+		set = kept
+		del = slices.DeleteFunc(del, func(f string) bool { return keptWhenCorrupt(j, f) })
+	}
 	if was != nil {
 		changed := make([]any, 0, len(set))
 		for i := 0; i < len(set); i += 2 {
@@ -180,7 +199,10 @@ func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.
 	}
 }
 
-// decodeJob reads a job hash; ok is false when the hash is empty (no such job).
+// decodeJob reads a job hash; ok is false when the hash is empty (no such job). A hash some
+// of whose fields cannot be read gives the job as far as it could be read, its Corrupt set,
+// with Corrupt as the error: a caller that needs the whole job stops at the error, one that
+// can do with part of it (a claim, a fenced transition, a listing) goes on (see partial).
 func decodeJob(ref persistence.Ref, h map[string]string) (j *persistence.Job, ok bool, err error) {
 	if len(h) == 0 {
 		return nil, false, nil
@@ -208,19 +230,21 @@ func decodePairs(ref persistence.Ref, kv []string) (j *persistence.Job, ok bool,
 	return d.done()
 }
 
-// jobDecoder fills a job from its hash fields, in any order. Unknown fields are ignored.
+// jobDecoder fills a job from its hash fields, in any order. Unknown fields are ignored. A
+// field that cannot be read is left zero and noted; the others are read all the same.
 type jobDecoder struct {
 	j         *persistence.Job
-	err       error // the first field that could not be read
+	corrupt   *persistence.CorruptError // the fields that could not be read
 	hasStatus bool
 	// Fields whose absence stands for a common value.
 	hasBeginAfter, hasPolicy, hasLevel, hasCompleted bool
 }
 
 func (d *jobDecoder) bad(f string, e error) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: job %s, field %s: %v", persistence.ErrCorrupt, d.j.Ref, f, e)
+	if d.corrupt == nil {
+		d.corrupt = &persistence.CorruptError{Ref: d.j.Ref, Err: e}
 	}
+	d.corrupt.Fields = append(d.corrupt.Fields, f)
 }
 
 func (d *jobDecoder) num(f, v string) int64 {
@@ -230,16 +254,20 @@ func (d *jobDecoder) num(f, v string) int64 {
 	n, e := strconv.ParseInt(v, 10, 64)
 	if e != nil {
 		d.bad(f, e)
+		return 0 // not the bound ParseInt gives for a number out of range
 	}
 	return n
 }
 
+// json decodes v into into, a pointer, which is left zero when v cannot be read (not half
+// filled, as json.Unmarshal may leave it).
 func (d *jobDecoder) json(f, v string, into any) {
 	if v == "" {
 		return
 	}
 	if e := json.Unmarshal([]byte(v), into); e != nil {
 		d.bad(f, e)
+		reflect.ValueOf(into).Elem().SetZero()
 	}
 }
 
@@ -320,9 +348,6 @@ func (d *jobDecoder) done() (*persistence.Job, bool, error) {
 		_, err := persistence.ParseStatus("")
 		d.bad(fStatus, err)
 	}
-	if d.err != nil {
-		return nil, false, d.err
-	}
 	if !d.hasBeginAfter {
 		d.j.BeginAfter = d.j.Created
 	}
@@ -335,7 +360,27 @@ func (d *jobDecoder) done() (*persistence.Job, bool, error) {
 	if !d.hasCompleted && d.j.Status == persistence.StatusCompleted {
 		d.j.Completed = d.j.ActiveEnd
 	}
+	if d.corrupt != nil {
+		d.j.Corrupt = d.corrupt
+		return d.j, true, d.corrupt
+	}
 	return d.j, true, nil
+}
+
+// partial is for the callers of decodeJob that can do with a job read in part: it drops the
+// error of a record that was read in part, which the job carries (Corrupt).
+func partial(j *persistence.Job, ok bool, err error) (*persistence.Job, bool, error) {
+	if j != nil && j.Corrupt != nil && err == error(j.Corrupt) {
+		return j, ok, nil
+	}
+	return j, ok, err
+}
+
+// fenceRead reports whether the fields that decide a run (its status and attempt; the
+// owner and holder are always read) of a job read in part were read: a fenced write may go
+// on with such a job.
+func fenceRead(j *persistence.Job) bool {
+	return j.Corrupt == nil || !slices.ContainsFunc(j.Corrupt.Fields, func(f string) bool { return f == fStatus || f == fAttempt })
 }
 
 // A call without arguments whose handler name is printable ASCII with nothing for JSON to

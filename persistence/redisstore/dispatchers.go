@@ -450,100 +450,137 @@ func (s *Store) cleanAgent(ctx context.Context, q string, o persistence.Owner, r
 	if err != nil {
 		return s.fail("clean", err)
 	}
-	agentKey := s.k.agent(q, o)
 	for _, id := range ids {
-		ref := persistence.Ref{Queue: q, ID: id}
-		var outcome *[]string
-		var sysID string
-		// The dispatcher's record and ping are watched and checked with each job: a job is
-		// never taken from a dispatcher that is activated and alive, however stale the
-		// cleaner's view (a sweep racing the dispatcher's own restart).
-		watch := []string{agentKey, s.k.job(q, id), s.k.dispatchers(q), s.k.ping(q, o.Dispatcher)}
-		err := s.transact(ctx, "clean", watch, func(t *txn) (writes, error) {
-			outcome, sysID = nil, ""
-			var held *redis.FloatCmd
-			var h *redis.MapStringStringCmd
-			var rec, ping *redis.StringCmd
-			if err := t.pipelined(ctx, func(p redis.Pipeliner) {
-				held, h = p.ZScore(ctx, agentKey, id), p.HGetAll(ctx, s.k.job(q, id))
-				rec, ping = p.HGet(ctx, s.k.dispatchers(q), o.Dispatcher), p.Get(ctx, s.k.ping(q, o.Dispatcher))
-			}); err != nil {
-				return nil, err
-			}
-			if held.Err() == redis.Nil {
-				return nil, nil // cleaned by someone else meanwhile
-			}
-			now, err2 := s.now(ctx)
-			if err2 != nil {
-				return nil, err2
-			}
-			if rec.Val() != "" {
-				d, err := decodeDispatcher(q, o.Dispatcher, rec.Val(), ping.Val())
-				if err != nil {
-					return nil, err
-				}
-				if d.IsActivated() && !d.IsDead(now) {
-					return nil, fmt.Errorf("clean: %w: dispatcher %s in queue %s is alive", persistence.ErrActivated, o.Dispatcher, q)
-				}
-			}
-			j, _, err := decodeJob(ref, h.Val())
+		if err := s.cleanJob(ctx, q, o, id, nil, report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CleanJobs cleans the jobs fences name out of their agents, as CleanAgent does, for a live
+// dispatcher's own use.
+func (s *Store) CleanJobs(ctx context.Context, fences []persistence.Fence) (*persistence.CleanReport, error) {
+	const op = "clean jobs"
+	for _, f := range fences {
+		if err := validRef(op, f.Ref); err != nil {
+			return nil, err
+		}
+		if err := validAgent(op, f.Queue, f.Owner); err != nil {
+			return nil, err
+		}
+	}
+	report := &persistence.CleanReport{}
+	for _, f := range fences {
+		if err := s.cleanJob(ctx, f.Queue, f.Owner, f.ID, &f, report); err != nil {
+			return report, err
+		}
+	}
+	return report, nil
+}
+
+// cleanJob takes job id out of agent o in one transaction, and records what it did in report.
+// A job no longer in the agent is skipped. Without a fence, the agent's dispatcher must not be
+// activated and alive (ErrActivated); with one, the job is cleaned only while it is still the
+// run the fence names, held by its owner and not parked, whatever the dispatcher's state.
+func (s *Store) cleanJob(ctx context.Context, q string, o persistence.Owner, id string, fence *persistence.Fence, report *persistence.CleanReport) error {
+	agentKey := s.k.agent(q, o)
+	ref := persistence.Ref{Queue: q, ID: id}
+	var outcome *[]string
+	var sysID string
+	// The dispatcher's record and ping are watched and checked with each job: a job is
+	// never taken from a dispatcher that is activated and alive, however stale the
+	// cleaner's view (a sweep racing the dispatcher's own restart).
+	watch := []string{agentKey, s.k.job(q, id), s.k.dispatchers(q), s.k.ping(q, o.Dispatcher)}
+	err := s.transact(ctx, "clean", watch, func(t *txn) (writes, error) {
+		outcome, sysID = nil, ""
+		var held *redis.FloatCmd
+		var h *redis.MapStringStringCmd
+		var rec, ping *redis.StringCmd
+		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
+			held, h = p.ZScore(ctx, agentKey, id), p.HGetAll(ctx, s.k.job(q, id))
+			rec, ping = p.HGet(ctx, s.k.dispatchers(q), o.Dispatcher), p.Get(ctx, s.k.ping(q, o.Dispatcher))
+		}); err != nil {
+			return nil, err
+		}
+		if held.Err() == redis.Nil {
+			return nil, nil // cleaned by someone else meanwhile
+		}
+		now, err2 := s.now(ctx)
+		if err2 != nil {
+			return nil, err2
+		}
+		if rec.Val() != "" && fence == nil {
+			d, err := decodeDispatcher(q, o.Dispatcher, rec.Val(), ping.Val())
 			if err != nil {
 				return nil, err
 			}
-			if j == nil { // a stale entry
-				return func(p redis.Pipeliner) error { p.ZRem(ctx, agentKey, id); return nil }, nil
+			if d.IsActivated() && !d.IsDead(now) {
+				return nil, fmt.Errorf("clean: %w: dispatcher %s in queue %s is alive", persistence.ErrActivated, o.Dispatcher, q)
 			}
-			old := *j
-			var sys *persistence.Job
-			switch j.Status {
-			case persistence.StatusActive, persistence.StatusCallbacks:
-				handler, list := persistence.HandlerHandleInterrupt, &report.Interrupted
-				if j.Status == persistence.StatusCallbacks {
-					handler, list = persistence.HandlerResumeCallbacks, &report.Resumed
-				}
-				sys = newJob(q, persistence.JobSpec{Call: persistence.Call{Handler: handler}, Target: id, Assigner: o.Dispatcher}, systemJob, now)
-				j.Owner, j.Holder, j.Parked = persistence.Owner{}, persistence.Owner{}, false
-				outcome, sysID = list, sys.ID
-			case persistence.StatusCompleted:
-				outcome = &report.Completed
-			default: // NEW, PENDING or ASSIGNED: back to the end of the queue
-				outcome = &report.Requeued
-			}
-			return func(p redis.Pipeliner) error {
-				p.ZRem(ctx, agentKey, id)
-				p.SRem(ctx, s.k.parked(q, o), id)
-				switch {
-				case sys != nil:
-					s.writeJob(ctx, p, j, h.Val())
-					// At the head of the queue, as an interrupted job retried now: a dead
-					// dispatcher's work must not wait behind the whole backlog.
-					sys.Status = persistence.StatusPending
-					s.writeJob(ctx, p, sys, nil)
-					p.RPush(ctx, s.k.putback(q), sys.ID)
-					p.Publish(ctx, s.k.wake(q), q)
-				case j.Status == persistence.StatusCompleted:
-					at := j.Completed
-					if at.IsZero() {
-						at = now
-					}
-					s.addHistory(ctx, p, q, o, id, at)
-				default:
-					s.release(ctx, p, &old, false)
-					s.enqueue(ctx, p, j, now, h.Val())
-					p.Publish(ctx, s.k.wake(q), q)
-				}
-				return nil
-			}, nil
-		})
+		}
+		// A record read in part is cleaned all the same (its status unread, it goes back
+		// to the queue), for the claim that takes it next to fail it.
+		j, _, err := partial(decodeJob(ref, h.Val()))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if outcome != nil {
-			*outcome = append(*outcome, id)
+		if j == nil { // a stale entry
+			return func(p redis.Pipeliner) error { p.ZRem(ctx, agentKey, id); return nil }, nil
 		}
-		if sysID != "" {
-			report.SystemJobs = append(report.SystemJobs, sysID)
+		if fence != nil && (j.Owner != fence.Owner || j.Holder != fence.Owner || j.Attempt != fence.Attempt || j.Parked) {
+			return nil, nil // another run's now, or parked: not the caller's to clean
 		}
+		old := *j
+		var sys *persistence.Job
+		switch j.Status {
+		case persistence.StatusActive, persistence.StatusCallbacks:
+			handler, list := persistence.HandlerHandleInterrupt, &report.Interrupted
+			if j.Status == persistence.StatusCallbacks {
+				handler, list = persistence.HandlerResumeCallbacks, &report.Resumed
+			}
+			sys = newJob(q, persistence.JobSpec{Call: persistence.Call{Handler: handler}, Target: id, Assigner: o.Dispatcher}, systemJob, now)
+			j.Owner, j.Holder, j.Parked = persistence.Owner{}, persistence.Owner{}, false
+			outcome, sysID = list, sys.ID
+		case persistence.StatusCompleted:
+			outcome = &report.Completed
+		default: // NEW, PENDING or ASSIGNED: back to the end of the queue
+			outcome = &report.Requeued
+		}
+		return func(p redis.Pipeliner) error {
+			p.ZRem(ctx, agentKey, id)
+			p.SRem(ctx, s.k.parked(q, o), id)
+			switch {
+			case sys != nil:
+				s.writeJob(ctx, p, j, h.Val())
+				// At the head of the queue, as an interrupted job retried now: a dead
+				// dispatcher's work must not wait behind the whole backlog.
+				sys.Status = persistence.StatusPending
+				s.writeJob(ctx, p, sys, nil)
+				p.RPush(ctx, s.k.putback(q), sys.ID)
+				p.Publish(ctx, s.k.wake(q), q)
+			case j.Status == persistence.StatusCompleted:
+				at := j.Completed
+				if at.IsZero() {
+					at = now
+				}
+				s.addHistory(ctx, p, q, o, id, at)
+			default:
+				s.release(ctx, p, &old, false)
+				s.enqueue(ctx, p, j, now, h.Val())
+				p.Publish(ctx, s.k.wake(q), q)
+			}
+			return nil
+		}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if outcome != nil {
+		*outcome = append(*outcome, id)
+	}
+	if sysID != "" {
+		report.SystemJobs = append(report.SystemJobs, sysID)
 	}
 	return nil
 }

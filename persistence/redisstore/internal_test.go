@@ -280,23 +280,40 @@ func TestPingDoesNotChurnTheRecord(t *testing.T) {
 	}
 }
 
-// A record that cannot be read back gives ErrCorrupt, not a panic or a half-read job.
+// A record that cannot be read back gives ErrCorrupt, not a panic. A fenced write of a job
+// whose fence cannot be read is refused; one whose fence can be read goes on, and leaves the
+// field it could not read as stored.
 func TestCorruptRecord(t *testing.T) {
-	f := newFixture(t)
-	j := f.running()
 	for field, value := range map[string]string{fStatus: "sideways", fAttempt: "x", fCall: "{nope"} {
-		f.m.HSet(f.s.k.job("q", j.ID), field, value)
-		if _, err := f.s.Get(f.ctx, j.Ref); !errors.Is(err, persistence.ErrCorrupt) {
-			t.Fatalf("Get with %s=%q: %v, want ErrCorrupt", field, value, err)
-		}
-		if _, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: json.RawMessage(`1`)}); !errors.Is(err, persistence.ErrCorrupt) {
-			t.Fatalf("Commit with %s=%q: %v, want ErrCorrupt", field, value, err)
-		}
-		f.m.HDel(f.s.k.job("q", j.ID), field)
-		if field == fStatus {
-			f.m.HSet(f.s.k.job("q", j.ID), fStatus, "active")
-		}
+		t.Run(field, func(t *testing.T) {
+			f := newFixture(t)
+			j := f.running()
+			f.m.HSet(f.s.k.job("q", j.ID), field, value)
+			got, err := f.s.Get(f.ctx, j.Ref)
+			var corrupt *persistence.CorruptError
+			if !errors.Is(err, persistence.ErrCorrupt) || !errors.As(err, &corrupt) || got == nil || got.Corrupt == nil ||
+				len(corrupt.Fields) != 1 || corrupt.Fields[0] != field {
+				t.Fatalf("Get with %s=%q: %v %v, want the job read in part and a CorruptError naming %s", field, value, got, err, field)
+			}
+			_, err = f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Failure: persistence.NewFailure(got.Corrupt, "")})
+			if field != fCall {
+				if !errors.Is(err, persistence.ErrCorrupt) {
+					t.Fatalf("Commit with %s=%q: %v, want ErrCorrupt", field, value, err)
+				}
+				if f.m.HGet(f.s.k.job("q", j.ID), fFailure) != "" {
+					t.Fatal("a commit of a job whose fence cannot be read wrote its failure")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Commit with %s=%q: %v, want it committed", field, value, err)
+			}
+			if v := f.m.HGet(f.s.k.job("q", j.ID), fCall); v != value {
+				t.Fatalf("the commit rewrote the field it could not read: %q", v)
+			}
+		})
 	}
+	f := newFixture(t)
 	f.m.HSet(f.s.k.dispatchers("q"), "d1", "{nope")
 	if _, err := f.s.Dispatcher(f.ctx, "q", "d1"); !errors.Is(err, persistence.ErrCorrupt) {
 		t.Fatalf("Dispatcher with a corrupt record: %v, want ErrCorrupt", err)
@@ -389,6 +406,7 @@ func TestOwnConnectionIsGivenBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	f.s.ownIdle = time.Hour // a busy machine may leave more than ownConnIdle between two puts
 	put()
 	first := f.s.own.conn
 	put()
@@ -399,6 +417,12 @@ func TestOwnConnectionIsGivenBack(t *testing.T) {
 	put()
 	if f.s.own.conn == first {
 		t.Fatal("own connection kept past ownFor: want it given back and another taken")
+	}
+	second := f.s.own.conn
+	f.s.ownFor, f.s.ownIdle = time.Hour, 0
+	put()
+	if f.s.own.conn == second {
+		t.Fatal("own connection kept though unused for ownIdle: want it given back and another taken")
 	}
 	if n := f.rdb.PoolStats().TotalConns; n > 2 {
 		t.Fatalf("%d connections in the pool: want the one given back reused", n)

@@ -100,7 +100,8 @@ func (s *Store) Create(ctx context.Context, q string, spec persistence.JobSpec) 
 }
 
 // readJob reads a job, and the hash it was read from (for writeJob): ErrNotFound when it does
-// not exist.
+// not exist. A record read in part gives the job as far as it was read, with its
+// *persistence.CorruptError.
 func (s *Store) readJob(ctx context.Context, r reader, ref persistence.Ref) (*persistence.Job, map[string]string, error) {
 	var h *redis.MapStringStringCmd
 	if err := r.pipelined(ctx, func(p redis.Pipeliner) { h = p.HGetAll(ctx, s.k.job(ref.Queue, ref.ID)) }); err != nil {
@@ -108,6 +109,23 @@ func (s *Store) readJob(ctx context.Context, r reader, ref persistence.Ref) (*pe
 	}
 	j, ok, err := decodeJob(ref, h.Val())
 	if err != nil {
+		return j, nil, err
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
+	}
+	return j, h.Val(), nil
+}
+
+// readRun is readJob for a fenced write, which may go on with a job read in part when its
+// fence could be read (see fenceRead).
+func (s *Store) readRun(ctx context.Context, r reader, ref persistence.Ref) (*persistence.Job, map[string]string, error) {
+	var h *redis.MapStringStringCmd
+	if err := r.pipelined(ctx, func(p redis.Pipeliner) { h = p.HGetAll(ctx, s.k.job(ref.Queue, ref.ID)) }); err != nil {
+		return nil, nil, err
+	}
+	j, ok, err := decodeJob(ref, h.Val())
+	if err != nil && !fenceRead(j) {
 		return nil, nil, err
 	}
 	if !ok {
@@ -116,7 +134,8 @@ func (s *Store) readJob(ctx context.Context, r reader, ref persistence.Ref) (*pe
 	return j, h.Val(), nil
 }
 
-// Get reads a job.
+// Get reads a job. A record that cannot be read whole gives a *persistence.CorruptError,
+// with the job as far as it could be read.
 func (s *Store) Get(ctx context.Context, ref persistence.Ref) (*persistence.Job, error) {
 	if err := validRef("get", ref); err != nil {
 		return nil, err
@@ -125,7 +144,8 @@ func (s *Store) Get(ctx context.Context, ref persistence.Ref) (*persistence.Job,
 	return j, s.fail("get", err)
 }
 
-// GetMany reads several jobs of one queue in one round trip; missing ones are nil.
+// GetMany reads several jobs of one queue in one round trip; missing ones are nil, and those
+// whose record cannot be read whole are read in part, their Corrupt set.
 func (s *Store) GetMany(ctx context.Context, q string, ids []string) ([]*persistence.Job, error) {
 	const op = "get many"
 	if err := validQueue(op, q); err != nil {
@@ -149,10 +169,12 @@ func (s *Store) GetMany(ctx context.Context, q string, ids []string) ([]*persist
 	return decodeMany(q, ids, cmds)
 }
 
+// decodeMany decodes the hashes of ids; a record read in part is returned with its Corrupt
+// set, so that one bad record does not hide the others.
 func decodeMany(q string, ids []string, cmds []*redis.MapStringStringCmd) ([]*persistence.Job, error) {
 	out := make([]*persistence.Job, len(ids))
 	for i, c := range cmds {
-		j, ok, err := decodeJob(persistence.Ref{Queue: q, ID: ids[i]}, c.Val())
+		j, ok, err := partial(decodeJob(persistence.Ref{Queue: q, ID: ids[i]}, c.Val()))
 		if err != nil {
 			return nil, err
 		}
@@ -227,6 +249,11 @@ func validChange(op string, ref persistence.Ref, c persistence.Change) error {
 	}
 	if c.BeginAfter != nil && c.BeginAfter.IsZero() {
 		return fmt.Errorf("%s: %w: zero begin_after", op, persistence.ErrInvalid)
+	}
+	if c.BeginAfter != nil {
+		if err := persistence.ValidateTime("begin_after", *c.BeginAfter); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
 	}
 	if c.BeginBy != nil && *c.BeginBy < 0 {
 		return fmt.Errorf("%s: %w: negative begin_by %s", op, persistence.ErrInvalid, *c.BeginBy)
@@ -370,7 +397,7 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 		return fmt.Errorf("%s: %w: empty annotation name", op, persistence.ErrInvalid)
 	}
 	if !json.Valid(value) {
-		return fmt.Errorf("%s: %w: value of %s is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
+		return fmt.Errorf("%s: %w: value of %q is not JSON: %.40q", op, persistence.ErrInvalid, name, value)
 	}
 	key := s.k.job(ref.Queue, ref.ID)
 	// The commit script is told to declare this job's annotations key (see commitCall).

@@ -127,12 +127,14 @@ func (s *Store) fencedMany(ctx context.Context, op string, fences []persistence.
 func (s *Store) fencedOne(op string, f persistence.Fence, h map[string]string, allowed []persistence.Status, now time.Time,
 	change func(now time.Time, j *persistence.Job) (writes, error)) (*persistence.Job, writes, error) {
 	j, ok, err := decodeJob(f.Ref, h)
-	if err != nil {
+	if err != nil && (j == nil || !fenceRead(j)) {
 		return nil, nil, err
 	}
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, f.Ref)
 	}
+	// A job read in part goes on when its fence could be read: the run that holds it fails
+	// it (see persistence.Job.Corrupt), and the fields it could not read stay as stored.
 	if err := checkRun(op, f, j, allowed); err != nil {
 		return nil, nil, err
 	}
@@ -397,7 +399,7 @@ func (s *Store) adopt(ctx context.Context, by persistence.Fence, target string, 
 		if err := persistence.CheckStatus("adopt a job", adopter.Status, persistence.StatusActive, persistence.StatusCallbacks); err != nil {
 			return nil, err
 		}
-		j, was, err := s.readJob(ctx, t, ref)
+		j, was, err := s.readRun(ctx, t, ref)
 		if err != nil {
 			return nil, err
 		}

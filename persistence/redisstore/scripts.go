@@ -61,8 +61,8 @@ import (
 // spaces, for the next claim to declare; then each claimed job as it was before the claim, for the caller to
 // change as the claim did; a hash is its fields and values joined by NUL bytes, which no
 // field holds (names are restricted, JSON escapes control characters). A claimed job whose
-// other fields cannot be read (a record corrupted by hand) is claimed all the same and the
-// claim answers ErrCorrupt: the job stays held, and is recovered with its agent.
+// other fields cannot be read (a record corrupted by hand) is claimed all the same and
+// handed out with its Corrupt set, for its claimer to fail it.
 var claimScript = redis.NewScript(`
 local uuid, owner = ARGV[1], ARGV[2]
 local size, maxn, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -247,7 +247,7 @@ return out
 // two values per run: every value a script returns costs Redis and the client alike.) A job
 // is its fields and values joined by NUL bytes, as the claim answers it. (A run whose other
 // fields cannot be read, a record corrupted by hand, is committed all the same and answered
-// ErrCorrupt.)
+// with its Corrupt set.)
 var commitScript = redis.NewScript(`
 local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 -- Completed records expire at an absolute time by the server's clock: Redis rewrites a
@@ -612,8 +612,9 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 	c.cands = h.candidates(c.want())
 	for i := 3; i < len(res); i += 2 {
 		id, _ := res[i].(string)
+		// A record read in part is claimed all the same: its claimer fails it.
 		j, err := decodeFlat(persistence.Ref{Queue: c.q, ID: id}, res[i+1])
-		if err != nil {
+		if err != nil && j == nil {
 			return done(fmt.Errorf("claim: %w", err))
 		}
 		take(j, c.o, now, c.p.Start) // as the script did
@@ -631,7 +632,8 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 }
 
 // decodeFlat decodes a job hash a script answered as its fields and values joined by NUL
-// bytes: ErrNotFound when it is empty.
+// bytes: ErrNotFound when it is empty. A hash read in part gives the job with its
+// *persistence.CorruptError, as decodeJob does.
 func decodeFlat(ref persistence.Ref, r any) (*persistence.Job, error) {
 	joined, ok := r.(string)
 	if !ok {
@@ -643,7 +645,7 @@ func decodeFlat(ref persistence.Ref, r any) (*persistence.Job, error) {
 	}
 	j, ok, err := decodePairs(ref, kv)
 	if err != nil {
-		return nil, err
+		return j, err
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
@@ -822,6 +824,9 @@ func (s *Store) commitAnswer(ctx context.Context, commits []persistence.Commit, 
 		}
 		j, err := decodeFlat(f.Ref, res[next])
 		next++
+		if err != nil && j != nil && fenceRead(j) {
+			err = nil // read in part: the run that holds it goes on (persistence.Job.Corrupt)
+		}
 		if code == 'O' {
 			if err == nil {
 				// The script wrote what the transaction would have: change j the same way.

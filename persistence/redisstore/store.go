@@ -56,11 +56,13 @@ type Store struct {
 	timeMu     sync.Mutex
 	offset     time.Duration // Redis TIME minus local time, at the last measure
 	measuredAt time.Time     // local time of the last measure; zero before the first
+	lastNow    time.Time     // the last time now returned: the next one is later
 
 	known   sync.Map // queue names already added to the queues set by this store
 	scripts sync.Map // *redis.Script → true once the server has run it (see runScripts)
 	own     ownConn
 	ownFor  time.Duration // ownConnFor, but for tests
+	ownIdle time.Duration // ownConnIdle, but for tests
 
 	heads heads    // the jobs each queue's next claim declares (claimScript)
 	topo  topology // a Cluster client's map of slots, reloaded after errors
@@ -102,7 +104,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	return &Store{rdb: rdb, cluster: cluster, k: keys{opts.Prefix}, clock: opts.Clock, retention: opts.Retention,
-		maxRetries: opts.MaxTxRetries, ownFor: ownConnFor}, nil
+		maxRetries: opts.MaxTxRetries, ownFor: ownConnFor, ownIdle: ownConnIdle}, nil
 }
 
 // Close releases the store's own connection (see use); the client is not the store's to close.
@@ -124,16 +126,27 @@ func (s *Store) Close() error {
 // (RESP3) also peeks with a system call before every command on a connection that has not
 // been back in its pool for five seconds, so a connection kept for good would cost more
 // than the pool.
+//
+// The pool's check is also what keeps a connection the server has closed (Redis restarted)
+// from being used: a write sent on it fails with EOF, and nothing may send it again, since
+// nothing tells that it was not applied. So a connection left unused for ownConnIdle goes
+// back to the pool too, and the call takes a checked one: a restart leaves the connection
+// unused for longer than that, and a busy store, whose calls follow one another, keeps it.
 type ownConn struct {
 	mu     sync.Mutex
 	conn   *redis.Conn
 	taken  time.Time // when conn was taken from the pool
+	used   time.Time // when conn's last call ended
 	closed bool
 }
 
 // ownConnFor is how long the store keeps its own connection before giving it back to the
 // pool and taking one again (see ownConn).
 const ownConnFor = 4 * time.Second
+
+// ownConnIdle is how long the store's own connection may stay unused before a call takes a
+// checked one from the pool instead (see ownConn).
+const ownConnIdle = 5 * time.Millisecond
 
 // use runs call through the store's own connection when it is free, else through the client.
 // A connection that failed (not a Redis error reply) is dropped; the next call takes a new one.
@@ -146,14 +159,16 @@ func (s *Store) use(call func(c redis.Cmdable) error) error {
 	if s.own.closed {
 		return call(s.rdb)
 	}
-	if s.own.conn != nil && time.Since(s.own.taken) >= s.ownFor {
-		s.own.conn.Close() // back to the pool, which counts it as checked
+	now := time.Now()
+	if s.own.conn != nil && (now.Sub(s.own.taken) >= s.ownFor || now.Sub(s.own.used) >= s.ownIdle) {
+		s.own.conn.Close() // back to the pool, which checks it when it is taken again
 		s.own.conn = nil
 	}
 	if s.own.conn == nil {
-		s.own.conn, s.own.taken = client.Conn(), time.Now()
+		s.own.conn, s.own.taken = client.Conn(), now
 	}
 	err := call(s.own.conn)
+	s.own.used = time.Now()
 	var reply redis.Error
 	if err != nil && !errors.As(err, &reply) && !errors.Is(err, redis.Nil) {
 		s.own.conn.Close()
@@ -166,19 +181,39 @@ func (s *Store) use(call func(c redis.Cmdable) error) error {
 func (s *Store) Now(ctx context.Context) (time.Time, error) { return s.serverNow(ctx) }
 
 // now returns the time for puts and claims: the injected clock, or the local clock corrected
-// by the offset to Redis TIME measured at most a second ago.
+// by the offset to Redis TIME measured at most a second ago, always later than the time it
+// returned before (see later).
 func (s *Store) now(ctx context.Context) (time.Time, error) {
 	if s.clock != nil {
 		return s.clock.Now().UTC(), nil
 	}
 	s.timeMu.Lock()
-	fresh := !s.measuredAt.IsZero() && time.Since(s.measuredAt) < time.Second
-	off := s.offset
-	s.timeMu.Unlock()
-	if fresh {
-		return time.Now().Add(off).UTC().Truncate(time.Microsecond), nil
+	if !s.measuredAt.IsZero() && time.Since(s.measuredAt) < time.Second {
+		t := s.later(time.Now().Add(s.offset).UTC().Truncate(time.Microsecond))
+		s.timeMu.Unlock()
+		return t, nil
 	}
-	return s.serverNow(ctx)
+	s.timeMu.Unlock()
+	t, err := s.serverNow(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	s.timeMu.Lock()
+	defer s.timeMu.Unlock()
+	return s.later(t), nil
+}
+
+// later returns t, or a microsecond after the time now returned last if t is not after it;
+// s.timeMu is held. Each measure of the offset is off by up to half its round trip, so a new
+// one may step the estimate back by as much, on a busy machine by milliseconds. An agent's
+// jobs are ordered by their claims' times, and a stopped dispatcher hands them back in that
+// order: two claims made one after the other must not swap.
+func (s *Store) later(t time.Time) time.Time {
+	if !t.After(s.lastNow) {
+		t = s.lastNow.Add(time.Microsecond)
+	}
+	s.lastNow = t
+	return t
 }
 
 // serverNow reads Redis TIME (or the injected clock) and re-measures the offset.
@@ -257,6 +292,11 @@ func (r plain) pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error 
 type txn struct {
 	tx      *redis.Tx
 	pending []string // keys to WATCH with the next read
+	// armed: a WATCH went with the reads and no EXEC has released it since. go-redis only
+	// releases the WATCHes it sent itself (Tx.Watch); this one is the transaction's to
+	// release, or the connection goes back to the pool still watching, and the next user
+	// of that connection fails its MULTI … EXEC whenever one of these keys has changed.
+	armed bool
 }
 
 // watch adds keys to WATCH; they are sent with the next read, before it.
@@ -272,11 +312,23 @@ func (t *txn) pipelined(ctx context.Context, fn func(p redis.Pipeliner)) error {
 			}
 			p.Do(ctx, args...)
 			t.pending = nil
+			t.armed = true
 		}
 		fn(p)
 		return nil
 	})
 	return pipelineErr(err)
+}
+
+// release sends UNWATCH when a WATCH of the reads is still armed: the transaction wrote
+// nothing, failed before its EXEC, or its EXEC may not have run. An UNWATCH that cannot be
+// sent fails on a broken connection, which go-redis drops instead of giving it back to the
+// pool: either way no WATCH outlives the transaction.
+func (t *txn) release(ctx context.Context) {
+	if t.armed {
+		t.tx.Unwatch(ctx)
+		t.armed = false
+	}
 }
 
 // transact runs one optimistic transaction: WATCH watch, then read (its reads, made through
@@ -300,6 +352,7 @@ func (s *Store) transactN(ctx context.Context, op string, tries int, watch []str
 		}
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			t.tx = tx
+			defer t.release(ctx)
 			w, err := read(t)
 			if err != nil || w == nil {
 				return err
@@ -313,6 +366,9 @@ func (s *Store) transactN(ctx context.Context, op string, tries int, watch []str
 				s.beforeExec(op)
 			}
 			_, err = tx.TxPipelined(ctx, w)
+			if err == nil || errors.Is(err, redis.TxFailedErr) || redis.IsExecAbortError(err) {
+				t.armed = false // EXEC ran, and released every WATCH
+			}
 			return err
 		}, first...)
 		if !errors.Is(err, redis.TxFailedErr) {

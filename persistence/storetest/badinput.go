@@ -77,6 +77,10 @@ func testBadPut(t *testing.T, h Harness) {
 		{"arg not JSON", persistence.JobSpec{Call: persistence.Call{Handler: "h", Args: []json.RawMessage{json.RawMessage("{nope")}}}, persistence.ErrInvalid},
 		{"kwarg not JSON", persistence.JobSpec{Call: persistence.Call{Handler: "h", Kwargs: map[string]json.RawMessage{"k": json.RawMessage("{nope")}}}, persistence.ErrInvalid},
 		{"negative begin_by", persistence.JobSpec{Call: call("h"), BeginBy: -time.Second}, persistence.ErrInvalid},
+		// Past year 294,247 the microseconds since 1970 overflow into the past: due at once.
+		{"begin_after past MaxTime", persistence.JobSpec{Call: call("h"), BeginAfter: persistence.MaxTime.Add(time.Microsecond)}, persistence.ErrInvalid},
+		{"begin_after in year 300,000", persistence.JobSpec{Call: call("h"), BeginAfter: time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)}, persistence.ErrInvalid},
+		{"begin_after before the zero time", persistence.JobSpec{Call: call("h"), BeginAfter: time.Date(-300000, 1, 1, 0, 0, 0, 0, time.UTC)}, persistence.ErrInvalid},
 		{"unknown quota", persistence.JobSpec{Call: call("h"), QuotaNames: []string{"nosuch"}}, persistence.ErrUnknownQuota},
 		{"quota named twice", persistence.JobSpec{Call: call("h"), QuotaNames: []string{"qa", "qa"}}, persistence.ErrInvalid},
 		{"bad quota name", persistence.JobSpec{Call: call("h"), QuotaNames: []string{"a b"}}, persistence.ErrInvalid},
@@ -103,6 +107,7 @@ func testBadPut(t *testing.T, h Harness) {
 // Update refuses bad values and changes nothing.
 func testBadUpdate(t *testing.T, h Harness) {
 	zero := time.Time{}
+	tooLate := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
 	negative := -time.Minute
 	empty := persistence.Call{}
 	notJSON := persistence.Call{Handler: "h", Args: []json.RawMessage{json.RawMessage("{nope")}}
@@ -115,6 +120,7 @@ func testBadUpdate(t *testing.T, h Harness) {
 		want    error
 	}{
 		{"zero begin_after", false, persistence.Change{BeginAfter: &zero}, persistence.ErrInvalid},
+		{"begin_after in year 300,000", false, persistence.Change{BeginAfter: &tooLate}, persistence.ErrInvalid},
 		{"empty handler", false, persistence.Change{Call: &empty}, persistence.ErrInvalid},
 		{"arg not JSON", false, persistence.Change{Call: &notJSON}, persistence.ErrInvalid},
 		{"negative begin_by, new", false, persistence.Change{BeginBy: &negative}, persistence.ErrInvalid},

@@ -11,7 +11,7 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Group "Callbacks": callbacks (reference §1.3) as the store keeps them: AddCallback creates a
+// Group "Callbacks": callbacks as the store keeps them: AddCallback creates a
 // NEW job appended to its parent's callbacks, Complete refuses to finish a parent whose
 // callbacks grew, a callback is run by adopting it; and live annotations, which never touch a
 // job's fenced state.

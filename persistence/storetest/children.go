@@ -12,7 +12,7 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Group "Children": a composite's sub-jobs as the store keeps them (reference §1.8). AddChild
+// Group "Children": a composite's sub-jobs as the store keeps them. AddChild
 // creates a NEW job appended to its parent's children in one transaction, so that children
 // added from many places at once are all kept, in order; SealChildren makes them final once
 // the composite hands their outcomes over, after which none can be added.

@@ -13,8 +13,8 @@ import (
 )
 
 // Group "Dispatcher": dispatcher records (register, activate, deactivate, reactivate,
-// configure), pings and the death rule, siblings, claims by agents (reference §2.1, §2.2, §4
-// and scenarios 39 to 44 of §5), and the cleaning of a dead dispatcher's agents.
+// configure), pings and the death rule, siblings, claims by agents (zc.async's
+// scenarios 39 to 44), and the cleaning of a dead dispatcher's agents.
 func init() {
 	register("Dispatcher",
 		testCase{"RegisterTwice", dspRegisterTwice},
@@ -39,6 +39,7 @@ func init() {
 		testCase{"RacingCleaners", dspRacingCleaners},
 		testCase{"HeldBy", dspHeldBy},
 		testCase{"CleanAgent", dspCleanAgent},
+		testCase{"CleanJobs", dspCleanJobs},
 		testCase{"BuryAlive", dspBuryAlive},
 		testCase{"BuryDead", dspBuryDead},
 		testCase{"RacingBurials", dspRacingBurials},
@@ -782,7 +783,8 @@ func dspSiblingDeath(t *testing.T, h Harness) {
 
 	// zc.async queued the system jobs at the end ([E, A, B.handleInterrupt,
 	// C.resumeCallbacks]); they go to the head here, so that a dead dispatcher's work never
-	// waits behind the backlog (the recovery bound of DESIGN.md §7).
+	// waits behind the backlog (ARCHITECTURE.md, "What good means": a dead dispatcher's work
+	// runs elsewhere within ping_death_interval plus two poll intervals).
 	p := b.pending(Queue)
 	if len(p) != 4 || p[2] != je.ID || p[3] != ja.ID {
 		t.Fatalf("queue after cleaning: %v, want [B.handleInterrupt C.resumeCallbacks E=%s A=%s]", p, je.ID, ja.ID)
@@ -1047,6 +1049,54 @@ func dspCleanAgent(t *testing.T, h Harness) {
 	}
 	if rep.Len() != 0 || len(rep.SystemJobs) != 0 {
 		t.Fatalf("CleanAgent of an agent without jobs: %+v, want an empty report", rep)
+	}
+}
+
+// dspCleanJobs: a live dispatcher cleans the jobs of its own agent that its fences name, as
+// CleanAgent would, and only those: not a parked job, not a job claimed again since (another
+// attempt), not a job its agent no longer holds.
+func dspCleanJobs(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o := b.dispatcher()
+	ja, jb, jc, jd := b.putCall("a"), b.putCall("b"), b.putCall("c"), b.putCall("d")
+	got := dspClaim(b, Queue, o, 4, 0)
+	if len(got) != 4 {
+		t.Fatalf("claim: %v, want 4 jobs", ids(got))
+	}
+	b.start(got[1].Fence())
+	b.start(got[2].Fence())
+	inner, err := b.s.Create(b.ctx, Queue, persistence.JobSpec{Call: call("inner")})
+	if err != nil {
+		t.Fatalf("Create(inner): %v", err)
+	}
+	if _, err := b.s.Wait(b.ctx, got[2].Fence(), inner.ID, true); err != nil {
+		t.Fatalf("Wait(park): %v", err)
+	}
+	stale := got[3].Fence()
+	stale.Attempt-- // an earlier run of d
+	rep, err := b.s.CleanJobs(b.ctx, []persistence.Fence{got[0].Fence(), got[1].Fence(), got[2].Fence(), stale})
+	if err != nil {
+		t.Fatalf("CleanJobs of a live dispatcher's own jobs: %v", err)
+	}
+	if !slices.Equal(rep.Requeued, []string{ja.ID}) || !slices.Equal(rep.Interrupted, []string{jb.ID}) || len(rep.SystemJobs) != 1 {
+		t.Fatalf("CleanJobs report %+v, want Requeued [%s] Interrupted [%s] and one system job", rep, ja.ID, jb.ID)
+	}
+	if held := dspAgentJobs(b, Queue, o); !dspSameSet(held, []string{jc.ID, jd.ID}) {
+		t.Fatalf("agent after CleanJobs: holds %v, want the parked %s and %s, claimed at another attempt", held, jc.ID, jd.ID)
+	}
+	if p := b.pending(Queue); !slices.Equal(p, []string{rep.SystemJobs[0], ja.ID}) {
+		t.Fatalf("queue after CleanJobs: %v, want [%s %s]", p, rep.SystemJobs[0], ja.ID)
+	}
+	if _, err := b.s.Start(b.ctx, got[0].Fence()); !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("Start of a cleaned job with its old fence: got %v, want ErrReassigned", err)
+	}
+	// Again: nothing is held under those fences any more.
+	rep, err = b.s.CleanJobs(b.ctx, []persistence.Fence{got[0].Fence(), got[1].Fence()})
+	if err != nil || rep.Len() != 0 || len(rep.SystemJobs) != 0 {
+		t.Fatalf("CleanJobs of jobs cleaned already: %+v, %v; want an empty report", rep, err)
+	}
+	if _, err := b.s.CleanJobs(b.ctx, []persistence.Fence{{Ref: ja.Ref}}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("CleanJobs without an agent: %v, want ErrInvalid", err)
 	}
 }
 

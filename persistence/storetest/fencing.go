@@ -11,7 +11,7 @@ import (
 
 // Fencing: once a job is taken from a run (cleaned as dead, reassigned, adopted), every write
 // of that run fails with ErrReassigned and changes nothing, and the current owner's state is
-// untouched (reference §2.4, DESIGN §4).
+// untouched (ARCHITECTURE.md, "State in Redis": fencing).
 func init() {
 	register("Fencing",
 		testCase{"ReassignedAfterDeath", testFencingReassignedAfterDeath},

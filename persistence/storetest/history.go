@@ -8,7 +8,7 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Group "History": the completed history of agents (reference §4: jobCompleted and the
+// Group "History": the completed history of agents (zc.async's jobCompleted and its
 // rotating completed collection), newest first, bounded by time and count, and trimmed after
 // the store's retention period (7 days by default).
 func init() {

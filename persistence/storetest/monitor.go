@@ -11,7 +11,7 @@ import (
 
 // Group "Monitor": what monitoring queries read without scanning whole collections: the
 // agents of a queue, and an agent's completed history paged by time with ties kept and
-// counted in O(log n) (reference §3.3, the asyncdb tools).
+// counted in O(log n) (what zc.async's asyncdb tools need).
 func init() {
 	register("Monitor",
 		testCase{"Agents", monAgents},

@@ -13,7 +13,7 @@ import (
 
 // The Queue group: putting, ordering, pulling and claiming jobs, begin_after and begin_by,
 // the mutation rules of a job that is not running, and the queue's monitoring reads
-// (reference §1.2, §1.5, §1.7 and the scenarios 1-9 of §5, at the store level).
+// (zc.async's scenarios 1-9, at the store level).
 func init() {
 	register("Queue",
 		testCase{"PutClaim", testQueuePutClaim},
@@ -524,7 +524,7 @@ func testQueueBeginByLongPast(t *testing.T, h Harness) {
 	b.qtWantPending(Queue, nil, "after the claim")
 }
 
-// Reference §1.2: the call and begin_after change only while NEW; begin_by and quota names
+// The call and begin_after change only while NEW; begin_by and quota names
 // while NEW or PENDING; a refused change changes nothing.
 func testQueueUpdateRules(t *testing.T, h Harness) {
 	b := setup(t, h)

@@ -11,7 +11,7 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Quota: strict per-queue limits on jobs naming a quota (reference §1.6, scenarios 10-14, 18
+// Quota: strict per-queue limits on jobs naming a quota (zc.async's scenarios 10-14, 18
 // and 19). A job takes a slot of each of its quotas that exists when it is claimed; the slot is
 // released when its outcome is committed, when it is failed, rescheduled for later or requeued
 // by cleaning, and kept when it is put back at the front of the queue.

@@ -11,7 +11,7 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Retry: interruptions and retry decisions applied through the store (reference §1.4, §2.2,
+// Retry: interruptions and retry decisions applied through the store (zc.async's
 // scenarios 15-17 and 25), and retry counters persisting in the job record.
 func init() {
 	register("Retry",

@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite every persistence.Store must pass. The Redis
 // store runs it against miniredis and, when ZASYNC_TEST_REDIS is set, against a real Redis.
 //
-// The suite works at the store and job-model level: the zc.async scenarios of reference §5
+// The suite works at the store and job-model level: the zc.async acceptance scenarios
 // that concern queues, quotas, retries, agents and dispatchers, plus concurrency, fencing and
 // bad-input checks. Each test gets a store of its own (its own key prefix) and a fake clock,
 // so time moves only when a test moves it and nothing depends on the speed of the machine.

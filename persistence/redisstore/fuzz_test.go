@@ -1,0 +1,110 @@
+package redisstore
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// No call that Put accepts fails to read back once stored: the job is encoded as the store
+// writes it and decoded as every reader reads it. (An argument valid alone could make a
+// stored call too deep to read, which wedged its job; see persistence.MaxCallDepth.)
+func FuzzStoredCallDecodes(f *testing.F) {
+	f.Add("h", `1`, `"x"`, "k", `{"a":[1,2]}`)
+	f.Add("h", strings.Repeat("[", 998)+strings.Repeat("]", 998), `null`, "", ``)
+	f.Add("h", strings.Repeat("[", 9999)+strings.Repeat("]", 9999), `0`, "", ``)
+	f.Add("h", `"`+strings.Repeat(`[\"`, 100)+`"`, `{"\u00e9":"\ud800"}`, "é", `[{}]`)
+	f.Add("zasync.other", `[]`, `{}`, "k", strings.Repeat("{\"a\":", 999)+"1"+strings.Repeat("}", 999))
+	f.Fuzz(func(t *testing.T, handler, arg1, arg2, kwarg, value string) {
+		call := persistence.Call{Handler: handler}
+		for _, a := range []string{arg1, arg2} {
+			if a != "" {
+				call.Args = append(call.Args, json.RawMessage(a))
+			}
+		}
+		if kwarg != "" {
+			call.Kwargs = map[string]json.RawMessage{kwarg: json.RawMessage(value)}
+		}
+		spec := persistence.JobSpec{Call: call}
+		if spec.Validate() != nil {
+			return
+		}
+		checkStoredDecodes(t, newJob("q", spec, queuedJob, time.UnixMicro(1700000000000000).UTC()))
+		// The same call as one side of a callback's pair, which nests it a level deeper.
+		pair := persistence.JobSpec{Choice: &persistence.CallbackChoice{Success: &call}}
+		if pair.Validate() == nil {
+			checkStoredDecodes(t, newJob("q", pair, callbackJob, time.UnixMicro(1700000000000000).UTC()))
+		}
+	})
+}
+
+// checkStoredDecodes encodes j as the store writes it and decodes it back: it must read
+// whole, with the same call.
+func checkStoredDecodes(t *testing.T, j *persistence.Job) {
+	t.Helper()
+	set, _ := encodeJob(j)
+	h := make(map[string]string, len(set)/2)
+	for i := 0; i < len(set); i += 2 {
+		h[set[i].(string)] = set[i+1].(string)
+	}
+	got, ok, err := decodeJob(j.Ref, h)
+	if err != nil || !ok {
+		t.Fatalf("accepted, but its stored record does not read back: %v", err)
+	}
+	want, _ := json.Marshal(j.Call)
+	have, _ := json.Marshal(got.Call)
+	if string(want) != string(have) {
+		t.Fatalf("call stored as %s, read back as %s", want, have)
+	}
+	if !reflect.DeepEqual(got.Choice != nil, j.Choice != nil) {
+		t.Fatalf("pair of calls lost: %+v", got.Choice)
+	}
+}
+
+// Decoding never panics on whatever bytes a job hash holds: a field that cannot be read
+// gives the job read in part with a *persistence.CorruptError naming the field, and the job
+// read in part can be written back.
+func FuzzDecodeStoredJob(f *testing.F) {
+	f.Add(`{"handler":"h","args":[1]}`, "active", "3", `{"interruptions":2}`, `["a"]`, `{"type":"X","message":"m"}`, `["c1"]`, "1700000000000000")
+	f.Add(`{"handler":"h","args":[`+strings.Repeat("[", 9999)+strings.Repeat("]", 9999)+`]}`, "pending", "", "", "", "", "", "")
+	f.Add("{nope", "sideways", "x", "[", "{", "nope", "{}", "9999999999999999999999")
+	f.Add(`{"handler":"h"}`, "", "-1", "null", "null", "null", "null", "-1")
+	f.Fuzz(func(t *testing.T, call, status, attempt, retry, quotas, failure, callbacks, created string) {
+		ref := persistence.Ref{Queue: "q", ID: "id"}
+		h := map[string]string{}
+		for f, v := range map[string]string{fCall: call, fStatus: status, fAttempt: attempt, fRetry: retry,
+			fQuotas: quotas, fFailure: failure, fCallbacks: callbacks, fCreated: created, fChoice: failure, fChildren: callbacks,
+			fBeginAfter: attempt, fLevel: created} {
+			if v != "" {
+				h[f] = v
+			}
+		}
+		if len(h) == 0 {
+			return
+		}
+		j, ok, err := decodeJob(ref, h)
+		if !ok || j == nil {
+			t.Fatalf("a hash with fields read as no job: %v", err)
+		}
+		var corrupt *persistence.CorruptError
+		switch {
+		case err == nil && j.Corrupt != nil, err != nil && (!errors.As(err, &corrupt) || corrupt != j.Corrupt):
+			t.Fatalf("error %v with Corrupt %v: want both or neither", err, j.Corrupt)
+		case err != nil && !errors.Is(err, persistence.ErrCorrupt):
+			t.Fatalf("error %v is not ErrCorrupt", err)
+		}
+		encodeJob(j) // a job read in part can be written back
+		var kv []string
+		for f, v := range h {
+			kv = append(kv, f, v)
+		}
+		if _, err := decodeFlat(ref, strings.Join(kv, "\x00")); err != nil && !errors.Is(err, persistence.ErrCorrupt) {
+			t.Fatalf("decodeFlat: %v, want nil or ErrCorrupt", err)
+		}
+	})
+}
