@@ -720,7 +720,9 @@ func (d *dispatcherActor) checkRuns(queue, agent string) (int, []persistence.Fen
 	}
 	var fences []persistence.Fence
 	for _, j := range jobs[len(suspects):] {
-		if j != nil && j.Owner == o && j.Holder == o && !j.Parked {
+		// Read after the store: a job adopted when the store was read is still adopted
+		// here, or its adopting run is over (and the fence of its cleaning tells).
+		if j != nil && j.Owner == o && j.Holder == o && !j.Parked && !d.exec.isAdopted(j.Ref) {
 			fences = append(fences, j.Fence())
 		}
 	}

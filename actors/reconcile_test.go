@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -186,5 +187,48 @@ func TestNodeParkedCompositeIsNotAnOrphan(t *testing.T) {
 	}
 	if r, ok := f.logs.Find(slog.LevelWarn, recoveredLog); ok {
 		t.Fatalf("jobs recovered as orphans: %v", r)
+	}
+}
+
+// A composite finished by its postprocess's step is adopted by that step's run, and stays
+// held by its agent, no longer parked, while its own callbacks run. That run is the
+// composite's: polls meanwhile must not take it for a job with no run and recover it (which
+// ran its callbacks a second time).
+func TestNodeAdoptedCompositeIsNotAnOrphan(t *testing.T) {
+	f := newExecFixture(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	f.h["mail"] = func(context.Context, *persistence.Call) (any, error) {
+		if calls.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return nil, nil
+	}
+	sub := f.completions()
+	comp := f.putComposite(HandlerSerial, []persistence.Call{callTo("n", 1)}, persistence.Call{Handler: HandlerCollect})
+	if _, _, err := f.store.AddCallback(f.ctx, comp.Ref, persistence.JobSpec{Call: callTo("mail")}); err != nil {
+		t.Fatal(err)
+	}
+	f.h["n"] = func(_ context.Context, c *persistence.Call) (any, error) { return json.RawMessage(c.Args[0]), nil }
+	n := f.startNode(f.nodeOptions("n1", 2, time.Millisecond))
+	defer f.stopNode(n)
+	<-started
+	// Polls that saw the composite held by the agent, in CALLBACKS, with no run of its own.
+	first := n.Polls(time.Time{}, time.Time{}, 1)
+	f.eventually("ten more polls", func() bool {
+		p := n.Polls(time.Time{}, time.Time{}, 1)
+		return len(first) == 1 && len(p) == 1 && p[0].ID >= first[0].ID+10
+	})
+	close(release)
+	done := f.waitDone(sub, comp.ID)[comp.ID]
+	if c := done.Retry[persistence.CountInterruptions]; c != 0 || done.Failed() {
+		t.Fatalf("composite %s (failure %v) interrupted %d times, want a success never interrupted", done.Result, done.Failure, c)
+	}
+	if r, ok := f.logs.Find(slog.LevelWarn, recoveredLog); ok {
+		t.Fatalf("jobs recovered as orphans: %v", r)
+	}
+	if c := calls.Load(); c != 1 {
+		t.Fatalf("the composite's callback ran %d times, want once", c)
 	}
 }
