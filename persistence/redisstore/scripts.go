@@ -550,9 +550,10 @@ func (c *claim) call(now time.Time) scriptCall {
 	if maxn > 0 {
 		maxn -= len(c.jobs) // taken by the earlier runs
 	}
+	ak := h.owner(o)
 	keys := make([]string, 7, 7+len(c.cands))
-	keys[0], keys[1], keys[2], keys[3] = s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.agent(q, o), s.k.parked(q, o)
-	keys[4], keys[5], keys[6] = s.k.putback(q), s.k.pending(q), s.k.agents(q)
+	keys[0], keys[1], keys[2], keys[3] = h.fixed[0], ak.ping, ak.agent, ak.parked
+	keys[4], keys[5], keys[6] = h.fixed[1], h.fixed[2], h.fixed[3]
 	for _, k := range c.cands {
 		// An entry of the queue that is not a valid id would make a key outside the queue's
 		// slot: it is left undeclared, and the transaction deals with it.
@@ -560,7 +561,7 @@ func (c *claim) call(now time.Time) scriptCall {
 			keys = append(keys, k)
 		}
 	}
-	return scriptCall{script: claimScript, keys: keys, args: []any{o.Dispatcher, o.String(), c.p.Size, maxn, c.scanLimit,
+	return scriptCall{script: claimScript, keys: keys, args: []any{o.Dispatcher, ak.text, c.p.Size, maxn, c.scanLimit,
 		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg}}
 }
 
@@ -702,19 +703,21 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 			expireAt = strconv.FormatInt(now.Add(s.retention).UnixMilli(), 10)
 		}
 	}
-	args = append(args, s.k.base(q), micros(now), retention, oldest, expireAt, s.k.done(q), n, len(agents))
-	// The runs of a batch mostly share an owner (and holder): render it once, as one value.
+	h := s.heads.get(q, s.k)
+	args = append(args, h.base, micros(now), retention, oldest, expireAt, h.done, n, len(agents))
+	// The runs of a batch mostly share an owner (and holder): its name is one value, made once.
 	var lastOwner persistence.Owner
 	var lastText any
 	owner := func(o persistence.Owner) any {
 		if lastText == nil || o != lastOwner {
-			lastOwner, lastText = o, o.String()
+			lastOwner, lastText = o, h.owner(o).text
 		}
 		return lastText
 	}
 	for _, o := range agents {
-		keys = append(keys, s.k.agent(q, o), s.k.parked(q, o), s.k.completed(q, o))
-		args = append(args, owner(o))
+		ak := h.owner(o)
+		keys = append(keys, ak.agent, ak.parked, ak.completed)
+		args = append(args, ak.text)
 	}
 	args = append(args, len(quotas))
 	for _, name := range quotas {
@@ -723,7 +726,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 	}
 	var flags [7]byte
 	for i, c := range commits {
-		keys[i] = s.k.job(q, c.Fence.ID)
+		keys[i] = h.prefix + c.Fence.ID
 		flags = [7]byte{'-', '-', 'r', '-', '0', '0', '-'}
 		// Forgotten once declared: if this commit does not go through, the next one falls
 		// back to the transaction for it.
@@ -767,10 +770,26 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		if flags != commonFlags {
 			f = string(flags[:])
 		}
-		args = append(args, owner(c.Fence.Owner), strconv.FormatInt(c.Fence.Attempt, 10), f, outcome)
+		args = append(args, owner(c.Fence.Owner), attemptArg(c.Fence.Attempt), f, outcome)
 		args = append(args, extra...)
 	}
 	return scriptCall{script: commitScript, keys: keys, args: args}
+}
+
+// attemptArgs are the attempts most runs have, made script arguments once.
+var attemptArgs = func() (a [16]any) {
+	for i := range a {
+		a[i] = strconv.Itoa(i)
+	}
+	return a
+}()
+
+// attemptArg is attempt as a script argument.
+func attemptArg(attempt int64) any {
+	if attempt >= 0 && attempt < int64(len(attemptArgs)) {
+		return attemptArgs[attempt]
+	}
+	return strconv.FormatInt(attempt, 10)
 }
 
 // The flags of most runs: completed with a result by the run that knows its job, which its
