@@ -89,24 +89,37 @@ local free = size - (held - parked)
 if maxn > 0 and maxn < free then free = maxn end
 if free <= 0 then return {'full', held, parked} end
 
--- The declared ids: id → the index of its job key in KEYS.
+-- keyAt returns the index in KEYS of the job key of id, or nil when it is not declared. The
+-- caller declares the head in queue order, so the next key in KEYS is tried first, compared
+-- in place (a Lua string made per key costs about as much as a field read); the others are
+-- indexed by id the first time that fails. (Every declared job key starts with the prefix:
+-- the caller declares no other.)
 local jobPrefix = ARGV[10]
-local declared = {}
-for i = 8, #KEYS do declared[string.sub(KEYS[i], #jobPrefix + 1)] = i end
+local plen = #jobPrefix
+local nextKey, declared = 8, nil
+local function keyAt(id)
+  local k = KEYS[nextKey]
+  if k and #k == plen + #id and string.find(k, id, plen + 1, true) == plen + 1 then
+    nextKey = nextKey + 1
+    return nextKey - 1
+  end
+  if not declared then
+    declared = {}
+    for i = 8, #KEYS do declared[string.sub(KEYS[i], plen + 1)] = i end
+  end
+  return declared[id]
+end
 
 -- The head of the queue: put-back ids, then due ids in position order, read in windows a
 -- little larger than what this claim and the next one need, as the walk below goes. Every
 -- read comes before every write.
 local window = math.min(scan, free + headn)
-local head, fromPutback = {}, {}
+local head = {} -- the put-back ids read come first: head[1…pbRead]
 local pbRead, pbEnd, pdRead, pdEnd = 0, false, 0, false
 local function readMore()
   if not pbEnd then
     local got = redis.call('LRANGE', KEYS[5], pbRead, pbRead + window - 1)
-    for _, id in ipairs(got) do
-      head[#head + 1] = id
-      fromPutback[#head] = true
-    end
+    for _, id in ipairs(got) do head[#head + 1] = id end
     pbRead = pbRead + #got
     pbEnd = #got < window
     if #got > 0 then return true end
@@ -129,7 +142,7 @@ while #ids < free and examined < scan do
   if n > #head and not readMore() then break end
   local id = head[n]
   if not seen[id] then
-    local at = declared[id]
+    local at = keyAt(id)
     if not at then more = true; break end
     seen[id] = true
     examined = examined + 1
@@ -161,28 +174,31 @@ while #ids < free and examined < scan do
       seen[id] = at
     end
   end
-  if fromPutback[n] then pbUsed = n end
+  if n <= pbRead then pbUsed = n end
   n = n + 1
 end
 
--- The head after what was examined, for the next claim to declare.
+-- The head after what was examined, for the next claim to declare: its ids made keys by one
+-- concatenation of them all, not one string per key.
 local rest, inRest = {}, {}
 while #rest < headn do
   if n > #head and not readMore() then break end
   local id = head[n]
-  if not seen[id] and not inRest[id] then
+  -- (Only the put-back list may repeat an id; a zset's entries are unique.)
+  if not seen[id] and (pbRead == 0 or not inRest[id]) then
     inRest[id] = true
-    rest[#rest + 1] = jobPrefix .. id
+    rest[#rest + 1] = id
   end
   n = n + 1
 end
+if #rest > 0 then rest = jobPrefix .. table.concat(rest, ' ' .. jobPrefix) else rest = '' end
 
 -- The writes, one command per key (the records one by one), after every read: no key is
 -- touched again after a write that may have emptied it.
 if pbUsed > 0 then redis.call('LTRIM', KEYS[5], pbUsed, -1) end
 local gone, scored = {}, {}
 for _, id in ipairs(stale) do gone[#gone + 1] = id end
-local out = {'ok', more and '1' or '0', table.concat(rest, ' ')}
+local out = {'ok', more and '1' or '0', rest}
 for n, id in ipairs(ids) do
   gone[#gone + 1] = id
   if start then
