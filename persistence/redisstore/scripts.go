@@ -581,17 +581,22 @@ func (c *claim) call(now time.Time) scriptCall {
 		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg}}
 }
 
-// headLen is how many ids of the head of the queue a claim asks the script for: enough for
-// this agent's next claim to find declared the jobs it takes (its window).
-func (c *claim) headLen() int { return min(c.scanLimit, c.p.Size+4) }
+// headSpare is how many ids a claim declares past those it may take, for entries it may
+// find stale (a job forgotten, a claim after a crash). Few: each id declared costs the
+// script about as much as reading a field, and a stale entry is rare; a claim that meets
+// more of them runs the script again with the ids it met.
+const headSpare = 1
 
-// want is how many ids of the head a claim declares: those it may take, and a few more for
-// entries it may find stale. Each id declared costs the script a little.
+// headLen is how many ids of the head of the queue a claim asks the script for: enough for
+// this agent's next claim to find declared the jobs it takes (its want).
+func (c *claim) headLen() int { return min(c.scanLimit, c.p.Size+headSpare) }
+
+// want is how many ids of the head a claim declares: those it may take, and headSpare more.
 func (c *claim) want() int {
 	if c.p.Max > 0 {
-		return c.p.Max - len(c.jobs) + 4
+		return c.p.Max - len(c.jobs) + headSpare
 	}
-	return c.p.Size + 4
+	return c.p.Size + headSpare
 }
 
 // answer reads claimScript's answer to call(now). The jobs claimed by every run so far are
