@@ -130,7 +130,11 @@ local function readMore()
   end
   if pdEnd then return false end
   local got = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', due, 'LIMIT', pdRead, window)
-  for _, id in ipairs(got) do head[#head + 1] = id end
+  if #head == 0 then
+    head = got -- the common case: no put-back entry, one window
+  else
+    for _, id in ipairs(got) do head[#head + 1] = id end
+  end
   pdRead = pdRead + #got
   pdEnd = #got < window
   return #got > 0
