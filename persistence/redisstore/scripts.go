@@ -187,19 +187,26 @@ while #ids < free and examined < scan do
 end
 
 -- The head after what was examined, for the next claim to declare: its ids made keys by one
--- concatenation of them all, not one string per key.
-local rest, inRest = {}, {}
-while #rest < headn do
-  if n > #head and not readMore() then break end
-  local id = head[n]
-  -- (Only the put-back list may repeat an id; a zset's entries are unique.)
-  if not seen[id] and (pbRead == 0 or not inRest[id]) then
-    inRest[id] = true
-    rest[#rest + 1] = id
+-- concatenation of them all, not one string per key. Without put-back entries the head is
+-- the zset's entries, each once, none after n examined: the rest is a slice of it.
+local rest, sep = '', ' ' .. jobPrefix
+if pbEnd and pbRead == 0 then
+  while #head < n + headn - 1 and readMore() do end
+  local last = math.min(#head, n + headn - 1)
+  if last >= n then rest = jobPrefix .. table.concat(head, sep, n, last) end
+else
+  local restIds, inRest = {}, {}
+  while #restIds < headn do
+    if n > #head and not readMore() then break end
+    local id = head[n]
+    if not seen[id] and not inRest[id] then
+      inRest[id] = true
+      restIds[#restIds + 1] = id
+    end
+    n = n + 1
   end
-  n = n + 1
+  if #restIds > 0 then rest = jobPrefix .. table.concat(restIds, sep) end
 end
-if #rest > 0 then rest = jobPrefix .. table.concat(rest, ' ' .. jobPrefix) else rest = '' end
 
 -- The writes, one command per key (the records one by one), after every read: no key is
 -- touched again after a write that may have emptied it.
