@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -21,8 +22,38 @@ func (h *heads) get(q string, k keys) *queueHead {
 		return v.(*queueHead)
 	}
 	prefix := k.job(q, "")
-	v, _ := h.m.LoadOrStore(q, &queueHead{prefix: prefix, prefixArg: prefix})
+	base := k.base(q)
+	v, _ := h.m.LoadOrStore(q, &queueHead{prefix: prefix, prefixArg: prefix, k: k, q: q, base: base,
+		fixed: [4]string{k.dispatchers(q), k.putback(q), k.pending(q), k.agents(q)}, done: k.done(q)})
 	return v.(*queueHead)
+}
+
+// maxOwnerKeys bounds how many agents' keys a queueHead keeps: a queue claimed by more
+// agents over a store's life (dispatchers restarted many times) builds the others' per call.
+const maxOwnerKeys = 256
+
+// ownerKeys are one agent's keys in a queue and its name as a script argument, made once:
+// building them for every claim and commit was a few allocations a batch.
+type ownerKeys struct {
+	text                           any // "uuid/agent"
+	ping, agent, parked, completed string
+}
+
+// owner returns the keys of agent o in the queue.
+func (h *queueHead) owner(o persistence.Owner) *ownerKeys {
+	if v, ok := h.owners.Load(o); ok {
+		return v.(*ownerKeys)
+	}
+	ok := &ownerKeys{text: o.String(), ping: h.k.ping(h.q, o.Dispatcher), agent: h.k.agent(h.q, o),
+		parked: h.k.parked(h.q, o), completed: h.k.completed(h.q, o)}
+	if h.nOwners.Load() >= maxOwnerKeys {
+		return ok
+	}
+	if v, loaded := h.owners.LoadOrStore(o, ok); loaded {
+		return v.(*ownerKeys)
+	}
+	h.nOwners.Add(1)
+	return ok
 }
 
 // queueHead is what a store knows of the head of one queue: the jobs the last claim's script
@@ -32,6 +63,15 @@ func (h *heads) get(q string, k keys) *queueHead {
 type queueHead struct {
 	prefix    string // the queue's job keys start with it
 	prefixArg any    // prefix, made a script argument once
+
+	// The queue's keys the scripts are given on every call, made once.
+	k       keys
+	q       string
+	base    string    // the queue's key prefix
+	fixed   [4]string // dispatchers, putback, pending, agents
+	done    string    // the done channel
+	owners  sync.Map  // persistence.Owner → *ownerKeys
+	nOwners atomic.Int32
 
 	mu       sync.Mutex
 	ids      []string // the head after the last claim, in queue order

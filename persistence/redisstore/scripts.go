@@ -64,6 +64,10 @@ import (
 // other fields cannot be read (a record corrupted by hand) is claimed all the same and
 // handed out with its Corrupt set, for its claimer to fail it.
 var claimScript = redis.NewScript(`
+-- Globals made locals once: reading a global in a script goes through the sandbox's
+-- protected globals table, a noticeable part of a script's cost per job.
+local KEYS, ARGV, redis, string, table, math = KEYS, ARGV, redis, string, table, math
+local tonumber, tostring, ipairs, unpack, pcall, type, cjson = tonumber, tostring, ipairs, unpack, pcall, type, cjson
 local uuid, owner = ARGV[1], ARGV[2]
 local size, maxn, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now, due, start, headn = tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1', tonumber(ARGV[9])
@@ -89,31 +93,48 @@ local free = size - (held - parked)
 if maxn > 0 and maxn < free then free = maxn end
 if free <= 0 then return {'full', held, parked} end
 
--- The declared ids: id → the index of its job key in KEYS.
+-- keyAt returns the index in KEYS of the job key of id, or nil when it is not declared. The
+-- caller declares the head in queue order, so the next key in KEYS is tried first, compared
+-- in place (a Lua string made per key costs about as much as a field read); the others are
+-- indexed by id the first time that fails. (Every declared job key starts with the prefix:
+-- the caller declares no other.)
 local jobPrefix = ARGV[10]
-local declared = {}
-for i = 8, #KEYS do declared[string.sub(KEYS[i], #jobPrefix + 1)] = i end
+local plen = #jobPrefix
+local nextKey, declared = 8, nil
+local function keyAt(id)
+  local k = KEYS[nextKey]
+  if k and #k == plen + #id and string.find(k, id, plen + 1, true) == plen + 1 then
+    nextKey = nextKey + 1
+    return nextKey - 1
+  end
+  if not declared then
+    declared = {}
+    for i = 8, #KEYS do declared[string.sub(KEYS[i], plen + 1)] = i end
+  end
+  return declared[id]
+end
 
 -- The head of the queue: put-back ids, then due ids in position order, read in windows a
 -- little larger than what this claim and the next one need, as the walk below goes. Every
 -- read comes before every write.
 local window = math.min(scan, free + headn)
-local head, fromPutback = {}, {}
+local head = {} -- the put-back ids read come first: head[1…pbRead]
 local pbRead, pbEnd, pdRead, pdEnd = 0, false, 0, false
 local function readMore()
   if not pbEnd then
     local got = redis.call('LRANGE', KEYS[5], pbRead, pbRead + window - 1)
-    for _, id in ipairs(got) do
-      head[#head + 1] = id
-      fromPutback[#head] = true
-    end
+    for _, id in ipairs(got) do head[#head + 1] = id end
     pbRead = pbRead + #got
     pbEnd = #got < window
     if #got > 0 then return true end
   end
   if pdEnd then return false end
   local got = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', due, 'LIMIT', pdRead, window)
-  for _, id in ipairs(got) do head[#head + 1] = id end
+  if #head == 0 then
+    head = got -- the common case: no put-back entry, one window
+  else
+    for _, id in ipairs(got) do head[#head + 1] = id end
+  end
   pdRead = pdRead + #got
   pdEnd = #got < window
   return #got > 0
@@ -129,7 +150,7 @@ while #ids < free and examined < scan do
   if n > #head and not readMore() then break end
   local id = head[n]
   if not seen[id] then
-    local at = declared[id]
+    local at = keyAt(id)
     if not at then more = true; break end
     seen[id] = true
     examined = examined + 1
@@ -161,20 +182,30 @@ while #ids < free and examined < scan do
       seen[id] = at
     end
   end
-  if fromPutback[n] then pbUsed = n end
+  if n <= pbRead then pbUsed = n end
   n = n + 1
 end
 
--- The head after what was examined, for the next claim to declare.
-local rest, inRest = {}, {}
-while #rest < headn do
-  if n > #head and not readMore() then break end
-  local id = head[n]
-  if not seen[id] and not inRest[id] then
-    inRest[id] = true
-    rest[#rest + 1] = jobPrefix .. id
+-- The head after what was examined, for the next claim to declare: its ids made keys by one
+-- concatenation of them all, not one string per key. Without put-back entries the head is
+-- the zset's entries, each once, none after n examined: the rest is a slice of it.
+local rest, sep = '', ' ' .. jobPrefix
+if pbEnd and pbRead == 0 then
+  while #head < n + headn - 1 and readMore() do end
+  local last = math.min(#head, n + headn - 1)
+  if last >= n then rest = jobPrefix .. table.concat(head, sep, n, last) end
+else
+  local restIds, inRest = {}, {}
+  while #restIds < headn do
+    if n > #head and not readMore() then break end
+    local id = head[n]
+    if not seen[id] and not inRest[id] then
+      inRest[id] = true
+      restIds[#restIds + 1] = id
+    end
+    n = n + 1
   end
-  n = n + 1
+  if #restIds > 0 then rest = jobPrefix .. table.concat(restIds, sep) end
 end
 
 -- The writes, one command per key (the records one by one), after every read: no key is
@@ -182,7 +213,7 @@ end
 if pbUsed > 0 then redis.call('LTRIM', KEYS[5], pbUsed, -1) end
 local gone, scored = {}, {}
 for _, id in ipairs(stale) do gone[#gone + 1] = id end
-local out = {'ok', more and '1' or '0', table.concat(rest, ' ')}
+local out = {'ok', more and '1' or '0', rest}
 for n, id in ipairs(ids) do
   gone[#gone + 1] = id
   if start then
@@ -249,6 +280,10 @@ return out
 // fields cannot be read, a record corrupted by hand, is committed all the same and answered
 // with its Corrupt set.)
 var commitScript = redis.NewScript(`
+-- Globals made locals once: reading a global in a script goes through the sandbox's
+-- protected globals table, a noticeable part of a script's cost per job.
+local KEYS, ARGV, redis, string, table, math = KEYS, ARGV, redis, string, table, math
+local tonumber, tostring, ipairs, unpack, pcall, type, cjson = tonumber, tostring, ipairs, unpack, pcall, type, cjson
 local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 -- Completed records expire at an absolute time by the server's clock: Redis rewrites a
 -- relative PEXPIRE as a PEXPIREAT for its replicas, about 2 % of the server's work per job.
@@ -550,9 +585,10 @@ func (c *claim) call(now time.Time) scriptCall {
 	if maxn > 0 {
 		maxn -= len(c.jobs) // taken by the earlier runs
 	}
+	ak := h.owner(o)
 	keys := make([]string, 7, 7+len(c.cands))
-	keys[0], keys[1], keys[2], keys[3] = s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.agent(q, o), s.k.parked(q, o)
-	keys[4], keys[5], keys[6] = s.k.putback(q), s.k.pending(q), s.k.agents(q)
+	keys[0], keys[1], keys[2], keys[3] = h.fixed[0], ak.ping, ak.agent, ak.parked
+	keys[4], keys[5], keys[6] = h.fixed[1], h.fixed[2], h.fixed[3]
 	for _, k := range c.cands {
 		// An entry of the queue that is not a valid id would make a key outside the queue's
 		// slot: it is left undeclared, and the transaction deals with it.
@@ -560,21 +596,26 @@ func (c *claim) call(now time.Time) scriptCall {
 			keys = append(keys, k)
 		}
 	}
-	return scriptCall{script: claimScript, keys: keys, args: []any{o.Dispatcher, o.String(), c.p.Size, maxn, c.scanLimit,
+	return scriptCall{script: claimScript, keys: keys, args: []any{o.Dispatcher, ak.text, c.p.Size, maxn, c.scanLimit,
 		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg}}
 }
 
-// headLen is how many ids of the head of the queue a claim asks the script for: enough for
-// this agent's next claim to find declared the jobs it takes (its window).
-func (c *claim) headLen() int { return min(c.scanLimit, c.p.Size+4) }
+// headSpare is how many ids a claim declares past those it may take, for entries it may
+// find stale (a job forgotten, a claim after a crash). Few: each id declared costs the
+// script about as much as reading a field, and a stale entry is rare; a claim that meets
+// more of them runs the script again with the ids it met.
+const headSpare = 1
 
-// want is how many ids of the head a claim declares: those it may take, and a few more for
-// entries it may find stale. Each id declared costs the script a little.
+// headLen is how many ids of the head of the queue a claim asks the script for: enough for
+// this agent's next claim to find declared the jobs it takes (its want).
+func (c *claim) headLen() int { return min(c.scanLimit, c.p.Size+headSpare) }
+
+// want is how many ids of the head a claim declares: those it may take, and headSpare more.
 func (c *claim) want() int {
 	if c.p.Max > 0 {
-		return c.p.Max - len(c.jobs) + 4
+		return c.p.Max - len(c.jobs) + headSpare
 	}
-	return c.p.Size + 4
+	return c.p.Size + headSpare
 }
 
 // answer reads claimScript's answer to call(now). The jobs claimed by every run so far are
@@ -702,19 +743,21 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 			expireAt = strconv.FormatInt(now.Add(s.retention).UnixMilli(), 10)
 		}
 	}
-	args = append(args, s.k.base(q), micros(now), retention, oldest, expireAt, s.k.done(q), n, len(agents))
-	// The runs of a batch mostly share an owner (and holder): render it once, as one value.
+	h := s.heads.get(q, s.k)
+	args = append(args, h.base, micros(now), retention, oldest, expireAt, h.done, n, len(agents))
+	// The runs of a batch mostly share an owner (and holder): its name is one value, made once.
 	var lastOwner persistence.Owner
 	var lastText any
 	owner := func(o persistence.Owner) any {
 		if lastText == nil || o != lastOwner {
-			lastOwner, lastText = o, o.String()
+			lastOwner, lastText = o, h.owner(o).text
 		}
 		return lastText
 	}
 	for _, o := range agents {
-		keys = append(keys, s.k.agent(q, o), s.k.parked(q, o), s.k.completed(q, o))
-		args = append(args, owner(o))
+		ak := h.owner(o)
+		keys = append(keys, ak.agent, ak.parked, ak.completed)
+		args = append(args, ak.text)
 	}
 	args = append(args, len(quotas))
 	for _, name := range quotas {
@@ -723,7 +766,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 	}
 	var flags [7]byte
 	for i, c := range commits {
-		keys[i] = s.k.job(q, c.Fence.ID)
+		keys[i] = h.prefix + c.Fence.ID
 		flags = [7]byte{'-', '-', 'r', '-', '0', '0', '-'}
 		// Forgotten once declared: if this commit does not go through, the next one falls
 		// back to the transaction for it.
@@ -767,10 +810,26 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		if flags != commonFlags {
 			f = string(flags[:])
 		}
-		args = append(args, owner(c.Fence.Owner), strconv.FormatInt(c.Fence.Attempt, 10), f, outcome)
+		args = append(args, owner(c.Fence.Owner), attemptArg(c.Fence.Attempt), f, outcome)
 		args = append(args, extra...)
 	}
 	return scriptCall{script: commitScript, keys: keys, args: args}
+}
+
+// attemptArgs are the attempts most runs have, made script arguments once.
+var attemptArgs = func() (a [16]any) {
+	for i := range a {
+		a[i] = strconv.Itoa(i)
+	}
+	return a
+}()
+
+// attemptArg is attempt as a script argument.
+func attemptArg(attempt int64) any {
+	if attempt >= 0 && attempt < int64(len(attemptArgs)) {
+		return attemptArgs[attempt]
+	}
+	return strconv.FormatInt(attempt, 10)
 }
 
 // The flags of most runs: completed with a result by the run that knows its job, which its
