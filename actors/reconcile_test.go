@@ -175,19 +175,9 @@ func TestNodeParkedCompositeIsNotAnOrphan(t *testing.T) {
 	defer f.stopNode(n)
 	<-started
 	// Polls that saw the composite parked, with no run, while its sub-job runs.
-	first := n.Polls(time.Time{}, time.Time{}, 1)
-	f.eventually("ten more polls", func() bool {
-		p := n.Polls(time.Time{}, time.Time{}, 1)
-		return len(first) == 1 && len(p) == 1 && p[0].ID >= first[0].ID+10
-	})
+	f.waitPolls(n, 10)
 	close(release)
-	done := f.waitDone(sub, comp.ID)[comp.ID]
-	if c := done.Retry[persistence.CountInterruptions]; c != 0 || done.Failed() {
-		t.Fatalf("composite %s (failure %v) interrupted %d times, want a success never interrupted", done.Result, done.Failure, c)
-	}
-	if r, ok := f.logs.Find(slog.LevelWarn, recoveredLog); ok {
-		t.Fatalf("jobs recovered as orphans: %v", r)
-	}
+	f.neverRecovered(f.waitDone(sub, comp.ID)[comp.ID])
 }
 
 // A composite finished by its postprocess's step is adopted by that step's run, and stays
@@ -215,20 +205,32 @@ func TestNodeAdoptedCompositeIsNotAnOrphan(t *testing.T) {
 	defer f.stopNode(n)
 	<-started
 	// Polls that saw the composite held by the agent, in CALLBACKS, with no run of its own.
-	first := n.Polls(time.Time{}, time.Time{}, 1)
-	f.eventually("ten more polls", func() bool {
-		p := n.Polls(time.Time{}, time.Time{}, 1)
-		return len(first) == 1 && len(p) == 1 && p[0].ID >= first[0].ID+10
-	})
+	f.waitPolls(n, 10)
 	close(release)
-	done := f.waitDone(sub, comp.ID)[comp.ID]
-	if c := done.Retry[persistence.CountInterruptions]; c != 0 || done.Failed() {
-		t.Fatalf("composite %s (failure %v) interrupted %d times, want a success never interrupted", done.Result, done.Failure, c)
-	}
-	if r, ok := f.logs.Find(slog.LevelWarn, recoveredLog); ok {
-		t.Fatalf("jobs recovered as orphans: %v", r)
-	}
+	f.neverRecovered(f.waitDone(sub, comp.ID)[comp.ID])
 	if c := calls.Load(); c != 1 {
 		t.Fatalf("the composite's callback ran %d times, want once", c)
+	}
+}
+
+// waitPolls waits until node n has polled count more times than it had when called.
+func (f *execFixture) waitPolls(n *Node, count int64) {
+	f.t.Helper()
+	first := n.Polls(time.Time{}, time.Time{}, 1)
+	f.eventually(fmt.Sprintf("%d more polls", count), func() bool {
+		p := n.Polls(time.Time{}, time.Time{}, 1)
+		return len(first) == 1 && len(p) == 1 && p[0].ID >= first[0].ID+count
+	})
+}
+
+// neverRecovered fails the test unless composite done succeeded uninterrupted and no job was
+// recovered as an orphan.
+func (f *execFixture) neverRecovered(done *persistence.Job) {
+	f.t.Helper()
+	if c := done.Retry[persistence.CountInterruptions]; c != 0 || done.Failed() {
+		f.t.Fatalf("composite %s (failure %v) interrupted %d times, want a success never interrupted", done.Result, done.Failure, c)
+	}
+	if r, ok := f.logs.Find(slog.LevelWarn, recoveredLog); ok {
+		f.t.Fatalf("jobs recovered as orphans: %v", r)
 	}
 }
