@@ -402,6 +402,9 @@ func TestNodeActiveJobIDs(t *testing.T) {
 	sub := f.completions()
 	j := f.put("block")
 	<-started
+	// An agent starts a run before it writes the run into its history: the handler may be
+	// running a moment before the job is listed.
+	f.eventually("the job listed active", func() bool { return len(n.ActiveJobIDs("", "")) == 1 })
 	for _, tc := range []struct {
 		queue, agent string
 		want         []string
