@@ -72,6 +72,9 @@ type Options struct {
 	PingInterval      time.Duration
 	PingDeathInterval time.Duration
 	ShutdownGrace     time.Duration
+	// Root is zasync's root actor the dispatcher is spawned under; nil: the node makes a root
+	// in an actor system of its own, and stops both with the node.
+	Root *Root
 	// Observer hears the node's claims, outcomes, retries, interruptions, reassignments and
 	// polls, for metrics; nil hears nothing.
 	Observer Observer

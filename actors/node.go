@@ -12,11 +12,14 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// Node is a running dispatcher with its agents, in its own actor system. Its introspection
+// Node is a running dispatcher with its agents, under zasync's root actor (Options.Root) or,
+// without one, in an actor system of its own. Its introspection
 // methods (JobInfo, ActiveJobIDs, Statistics, Polls, PollInfo, StatusInfo) read what this
 // process saw, kept in memory; they are safe for concurrent use, also after Stop.
 type Node struct {
-	sys        *actor.ActorSystem
+	root       *Root
+	ownRoot    bool // StartNode made root: Stop stops it
+	stopped    bool
 	dispatcher *actor.PID
 	grace      time.Duration
 	cancel     context.CancelFunc // ends the executor's base context: abandons store calls
@@ -36,15 +39,26 @@ func StartNode(o Options) (*Node, error) {
 	base, cancel := context.WithCancel(context.Background())
 	exec := newExecutor(base, o)
 	hist := newHistory(o.UUID, o.PollInterval, nil)
-	sys := NewSystem(o.Logger)
-	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, hist, o) })
-	pid, err := sys.Root.SpawnNamed(props, "dispatcher/"+o.UUID)
+	root, own := o.Root, false
+	if root == nil {
+		var err error
+		if root, err = StartRoot(nil, "", o.Logger); err != nil {
+			cancel()
+			return nil, err
+		}
+		own = true
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, hist, o) },
+		actor.WithSupervisor(supervision(exec.events, "dispatcher")))
+	pid, err := root.Spawn(props, "dispatcher/"+o.UUID)
 	if err != nil {
 		cancel()
-		sys.Shutdown()
+		if own {
+			root.Stop()
+		}
 		return nil, fmt.Errorf("start dispatcher %s: %w", o.UUID, err)
 	}
-	return &Node{sys: sys, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist}, nil
+	return &Node{root: root, ownRoot: own, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist}, nil
 }
 
 func (o *Options) validate() error {
@@ -65,10 +79,11 @@ func (o *Options) validate() error {
 // handler still running after that is abandoned: if it later tries to commit, the fence
 // refuses it. ctx bounds the whole wait.
 func (n *Node) Stop(ctx context.Context) error {
-	if n.sys == nil {
+	if n.stopped {
 		return ErrStopped
 	}
-	defer func() { n.sys = nil }()
+	n.stopped = true
+	sys := n.root.System()
 	// From now on it polls no more: its status reads STOPPED.
 	n.hist.stop()
 	wait := n.grace + time.Minute // the grace period, then the cleaning's store calls
@@ -76,7 +91,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		wait = time.Until(d)
 	}
 	var err error
-	res, ferr := n.sys.Root.RequestFuture(n.dispatcher, &messages.Drain{}, max(wait, time.Millisecond)).Result()
+	res, ferr := sys.Root.RequestFuture(n.dispatcher, &messages.Drain{}, max(wait, time.Millisecond)).Result()
 	switch {
 	case ferr != nil:
 		err = fmt.Errorf("stop dispatcher: %w", ferr)
@@ -85,11 +100,15 @@ func (n *Node) Stop(ctx context.Context) error {
 			err = d.Err
 		}
 	}
-	if perr := n.sys.Root.PoisonFuture(n.dispatcher).Wait(); perr != nil && err == nil {
+	if perr := sys.Root.PoisonFuture(n.dispatcher).Wait(); perr != nil && err == nil {
 		err = fmt.Errorf("stop dispatcher: %w", perr)
 	}
 	n.cancel()
-	n.sys.Shutdown()
+	if n.ownRoot {
+		if rerr := n.root.Stop(); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
 	return err
 }
 

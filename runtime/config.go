@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/zasync/zasync/actors"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -110,6 +112,19 @@ type Config struct {
 	// added, which Runtime.Metrics returns for serving (the monitor package does).
 	Metrics prometheus.Registerer
 
+	// ActorSystem is a protoactor-go actor system of the program's own for zasync's actors.
+	// They all run below one root actor named ActorName, which Close stops, children first;
+	// the system itself keeps running, as do the program's actors in it.
+	//
+	// Default: nil, an actor system of zasync's own, made when first needed (Start, or an
+	// actor-facing call) and shut down by Close.
+	ActorSystem *actor.ActorSystem
+
+	// ActorName names zasync's root actor in its actor system: 1 to 100 ASCII letters,
+	// digits, '.', '_' and '-'. Two runtimes sharing one ActorSystem need two names.
+	// Default "zasync".
+	ActorName string
+
 	// uuidDir is the directory uuid.txt is read from and created in: "" is the working
 	// directory. Tests set it so as not to change the process's working directory.
 	uuidDir string
@@ -174,6 +189,9 @@ func (c Config) withDefaults() Config {
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
 	}
+	if c.ActorName == "" {
+		c.ActorName = actors.DefaultRootName
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -205,6 +223,9 @@ func (c *Config) validate() error {
 		if err := persistence.ValidateUUID(c.UUID); err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
+	}
+	if err := persistence.ValidateName("actor", c.ActorName); err != nil {
+		return fmt.Errorf("config: ActorName: %w", err)
 	}
 	queues := make(map[string]bool, len(c.Queues))
 	for _, q := range c.Queues {

@@ -286,7 +286,7 @@ func TestRuntimeResolvesUUIDOnStart(t *testing.T) {
 		t.Errorf("assigner %q before start, want none", a)
 	}
 
-	id := rt.nodeOptions().UUID
+	id := rt.nodeOptions(nil).UUID
 	b, err := os.ReadFile(filepath.Join(dir, UUIDFile))
 	if err != nil || strings.TrimSpace(string(b)) != id || id == "" {
 		t.Fatalf("uuid.txt holds %q (%v), nodeOptions UUID %q", b, err, id)

@@ -462,7 +462,7 @@ func TestNodeOptions(t *testing.T) {
 	if err := rt.Handle("add", Func2(func(_ context.Context, a, b int) (int, error) { return a + b, nil })); err != nil {
 		t.Fatal(err)
 	}
-	o := rt.nodeOptions()
+	o := rt.nodeOptions(nil)
 
 	if o.Store != rt.store || o.Policies != rt.policies || o.Logger != logger || o.UUID != "node-1" ||
 		o.PollInterval != 100*time.Millisecond || o.PingInterval != time.Second ||

@@ -42,6 +42,10 @@ type Runtime struct {
 	uuidMu sync.Mutex
 	uuid   string // the dispatcher UUID once resolved; see dispatcherUUID
 
+	rootMu sync.Mutex
+	root   *actors.Root // zasync's root actor, once made (see actorRoot); guarded by rootMu
+	closed bool         // Close has stopped the root; guarded by rootMu
+
 	nodeMu sync.Mutex
 	node   *actors.Node // the running dispatcher, between Start and Stop
 	// live is node too, for introspection, which must not wait on nodeMu: Stop holds it
@@ -113,6 +117,9 @@ func (rt *Runtime) Close() error {
 		if err := rt.stopForClose(); err != nil {
 			errs = append(errs, err)
 		}
+		if err := rt.stopRoot(); err != nil {
+			errs = append(errs, err)
+		}
 		if rt.store != nil {
 			errs = append(errs, rt.store.Close())
 		}
@@ -127,6 +134,41 @@ func (rt *Runtime) Close() error {
 		}
 	})
 	return rt.closeErr
+}
+
+// ErrClosed reports a use of a closed runtime that needs its actors.
+var ErrClosed = errors.New("zasync: runtime closed")
+
+// actorRoot returns zasync's root actor, making it on first use in Config.ActorSystem or in an
+// actor system of the runtime's own. Made lazily: a program that only puts and waits never
+// needs an actor system.
+func (rt *Runtime) actorRoot() (*actors.Root, error) {
+	rt.rootMu.Lock()
+	defer rt.rootMu.Unlock()
+	if rt.closed {
+		return nil, ErrClosed
+	}
+	if rt.root == nil {
+		r, err := actors.StartRoot(rt.cfg.ActorSystem, rt.cfg.ActorName, rt.logger)
+		if err != nil {
+			return nil, fmt.Errorf("zasync: %w", err)
+		}
+		rt.root = r
+	}
+	return rt.root, nil
+}
+
+// stopRoot stops the root actor and everything below it, for good.
+func (rt *Runtime) stopRoot() error {
+	rt.rootMu.Lock()
+	defer rt.rootMu.Unlock()
+	rt.closed = true
+	if rt.root == nil {
+		return nil
+	}
+	r := rt.root
+	rt.root = nil
+	return r.Stop()
 }
 
 // dispatcherUUID returns this process's dispatcher UUID, resolving it on first use as
@@ -159,7 +201,7 @@ func (rt *Runtime) assigner() string {
 // the queues with their agents and filters, and the intervals. The UUID is resolved here if
 // it was not before; Start calls dispatcherUUID first to report a failure, which leaves it
 // empty here.
-func (rt *Runtime) nodeOptions() actors.Options {
+func (rt *Runtime) nodeOptions(root *actors.Root) actors.Options {
 	id, _ := rt.dispatcherUUID()
 	queues := make([]actors.QueueSpec, len(rt.cfg.Queues))
 	for i, q := range rt.cfg.Queues {
@@ -181,6 +223,7 @@ func (rt *Runtime) nodeOptions() actors.Options {
 		PingDeathInterval: rt.cfg.PingDeathInterval,
 		ShutdownGrace:     rt.cfg.ShutdownGrace,
 		Observer:          rt.metrics.observer(),
+		Root:              root,
 	}
 }
 

@@ -31,7 +31,11 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	if _, err := rt.dispatcherUUID(); err != nil {
 		return err
 	}
-	n, err := actors.StartNode(rt.nodeOptions())
+	root, err := rt.actorRoot()
+	if err != nil {
+		return err
+	}
+	n, err := actors.StartNode(rt.nodeOptions(root))
 	if err != nil {
 		return fmt.Errorf("zasync: start: %w", err)
 	}
