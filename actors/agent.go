@@ -1,10 +1,10 @@
 package actors
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -13,28 +13,39 @@ import (
 )
 
 // agentActor claims jobs from one queue for one agent of its dispatcher, up to its size, and
-// runs each on a goroutine of its own (job.go, runners.go). A finished job frees a slot and the agent
-// claims again at once, so a busy queue does not wait for polls. After each poll it is told
-// which jobs the store lists under it with no run recorded (Reconcile), and answers with those
-// it holds without running them (Orphaned), for the dispatcher to recover. It handles its
-// messages on their senders' goroutines (see agentProps): nothing it does may block or wait.
+// spawns a job actor for each (job.go), which runs it. A job actor's end frees a slot and the
+// agent claims again at once, so a busy queue does not wait for polls. After each poll it is
+// told which jobs the store lists under it with no run recorded (Reconcile), and answers with
+// those it holds without running them (Orphaned), for the dispatcher to recover. It handles
+// its messages on their senders' goroutines (see agentProps): nothing it does may block or
+// wait.
+//
+// Takes Claim, Reconcile, Interrupt (from the dispatcher), Claimed (a claim's outcome, from
+// the committer), ClaimFreed (its own reminder to claim for freed slots), JobFinished (from
+// its job actors) and Terminated (a job actor stopped); sends Interrupt to its job actors,
+// AgentIdle and Orphaned to the dispatcher.
 type agentActor struct {
 	exec  *executor
 	hist  *history
 	queue string
 	owner persistence.Owner
 	spec  AgentSpec
-	// running: run id → what cancels the run's handler. Keyed by run, not by job: a job taken
-	// from this agent and claimed back while its first run still goes on runs twice.
-	running map[string]context.CancelFunc
+	// running: run id (its job actor's PID id) → its job actor. Keyed by run, not by job: a
+	// job taken from this agent and claimed back while its first run still goes on runs twice.
+	running map[string]*actor.PID
+	// jobProps make the agent's job actors; nextJob is the job the next one takes (see jobProps).
+	jobProps *actor.Props
+	nextJob  *persistence.Job
 	// runs: run id → the run (its job and attempt as claimed).
 	runs map[string]runKey
 	// draining: the dispatcher is shutting down; no more claims, report when idle.
 	draining bool
 	// claimQueued: a claimFreed is on its way, for the slots freed meanwhile.
 	claimQueued bool
-	// named: runs started so far; the n-th is named "<agent's PID id>/run<n>".
-	named int
+	// named: runs started so far by this agent, across its restarts; the n-th job actor is
+	// named run<n>. Never reused: a run that outlives its job actor reports its end to that
+	// name, which must not reach another run.
+	named *int
 	// claims go through the node's committer, which makes them in its batches: asked here,
 	// answered as a claimed message.
 	claims *claimer
@@ -50,9 +61,11 @@ type agentActor struct {
 	endedSince []runKey
 }
 
-func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *agentActor {
-	return &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
-		running: map[string]context.CancelFunc{}, runs: map[string]runKey{}}
+func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec, named *int) *agentActor {
+	a := &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
+		running: map[string]*actor.PID{}, runs: map[string]runKey{}, named: named}
+	a.jobProps = jobProps(exec, &a.nextJob)
+	return a
 }
 
 func (a *agentActor) Receive(c actor.Context) {
@@ -62,29 +75,41 @@ func (a *agentActor) Receive(c actor.Context) {
 		a.claims = a.exec.commits.register(persistence.ClaimParams{
 			Queue: a.queue, Dispatcher: a.owner.Dispatcher, Agent: a.owner.Agent, Size: a.spec.Size, Filter: a.spec.Filter,
 			Start: true, // every job claimed is run at once: start it in the claim's transaction
-		}, func(r claimed) { root.Send(self, &r) })
-	case *actor.Stopping:
+		}, func(r *messages.Claimed) { root.Send(self, r) })
+	case *actor.Stopping, *actor.Restarting:
+		// Its job actors stop with it, and cancel their runs.
 		if a.claims != nil {
 			a.claims.unregister()
 		}
-	case *claimed:
+	case *messages.Claimed:
 		a.claimed(c, m)
 	case *messages.Claim:
 		a.claim(c)
 	case *messages.Reconcile:
 		a.reconcile(c, m.Jobs)
-	case *claimFreed:
+	case *messages.ClaimFreed:
 		a.claimQueued = false
 		a.claim(c)
 	case *messages.JobFinished:
-		a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
-		a.exec.observeEnding(a.queue, a.spec.Name, m.Ending)
-		a.finished(c, m.Worker)
+		if pid, ok := a.running[m.Worker]; ok {
+			a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
+			a.exec.observeEnding(a.queue, a.spec.Name, m.Ending)
+			a.finished(c, m.Worker)
+			c.Stop(pid)
+		}
+	case *actor.Terminated:
+		// A job actor stopped before its run ended: it panicked. Its run is cancelled; its
+		// job, held with no run, is recovered at the next poll.
+		if _, ok := a.running[m.Who.Id]; ok {
+			a.hist.ended(m.Who.Id, Interrupted.String(), true, errJobActorStopped.Error(), time.Now())
+			a.exec.observeEnding(a.queue, a.spec.Name, Interrupted.String())
+			a.finished(c, m.Who.Id)
+		}
 	case *messages.Interrupt:
 		a.draining = true
 		a.claims.close()
-		for _, cancel := range a.running {
-			cancel()
+		for _, pid := range a.running {
+			c.Send(pid, m)
 		}
 		a.reportIdle(c)
 	}
@@ -108,12 +133,12 @@ func (a *agentActor) finished(c actor.Context, worker string) {
 	}
 	if !a.claimQueued {
 		a.claimQueued = true
-		c.Send(c.Self(), &claimFreed{})
+		c.Send(c.Self(), claimFreed)
 	}
 }
 
-// claimFreed claims for the slots freed since it was sent.
-type claimFreed struct{}
+// claimFreed is the agent's reminder to itself; one value serves every agent.
+var claimFreed = &messages.ClaimFreed{}
 
 // reportIdle tells the dispatcher, during a drain, that no job runs any more (nor will: no
 // claim is on its way).
@@ -135,18 +160,18 @@ func (a *agentActor) claim(c actor.Context) {
 // claimed starts a run for each job claimed for the agent. Jobs claimed while the
 // agent drains were on their way when it was interrupted: they start, and are cancelled at
 // once, as the jobs it was running.
-func (a *agentActor) claimed(c actor.Context, m *claimed) {
+func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 	a.handled++
 	if a.suspects != nil {
 		defer a.reportOrphans(c)
 	}
-	if m.retried { // asked again already
+	if m.Retried { // asked again already
 		if a.draining {
 			a.reportIdle(c)
 		}
 		return
 	}
-	jobs, err := m.jobs, m.err
+	jobs, err := m.Jobs, m.Err
 	switch {
 	case errors.Is(err, persistence.ErrFull):
 		// the store counts parked and held jobs
@@ -164,22 +189,22 @@ func (a *agentActor) claimed(c actor.Context, m *claimed) {
 	}
 	a.hist.claimError(a.queue, a.spec.Name, nil)
 	a.exec.observe(Event{Kind: EventClaimed, Queue: a.queue, Agent: a.spec.Name, N: len(jobs)})
-	self, root := c.Self(), c.ActorSystem().Root
 	for _, j := range jobs {
 		at := a.hist.now()
-		a.named++
-		run := self.Id + "/run" + strconv.Itoa(a.named)
-		// A context per run: cancelled when the run ends, it ends what the run started and
-		// left waiting on it.
-		ctx, cancel := context.WithCancel(a.exec.base)
-		a.running[run], a.runs[run] = cancel, runKey{j.ID, j.Attempt}
+		*a.named++
+		a.nextJob = j
+		pid, err := c.SpawnNamed(a.jobProps, "run"+strconv.Itoa(*a.named))
+		if err != nil { // names are never reused: a bug. The job is recovered at the next poll.
+			a.nextJob = nil
+			a.exec.events.Error("cannot start a job's actor", "job", j.Ref.String(), "error", err)
+			continue
+		}
+		run := pid.Id
+		a.running[run], a.runs[run] = pid, runKey{j.ID, j.Attempt}
 		a.claims.started(a.runs[run])
 		if a.draining {
-			cancel()
+			c.Send(pid, interrupt)
 		}
-		a.exec.runners.start(func() {
-			runJob(a.exec, ctx, cancel, j, run, func(m *messages.JobFinished) { root.Send(self, m) })
-		})
 		// The history last: the run starts sooner, and its end, reported to this agent, is
 		// handled after this message all the same.
 		a.hist.claimed(a.queue, a.spec.Name, j, run, at)
@@ -231,9 +256,23 @@ func (a *agentActor) reportOrphans(c actor.Context) {
 // per job (the committer's claims, the runs' ends). Starting and waking a goroutine for each
 // cost a busy node about a tenth of its throughput.
 func agentProps(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, hist, queue, uuid, spec) },
-		actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput)))
+	opts := []actor.PropsOption{
+		actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput)),
+		actor.WithSupervisor(jobSupervision(exec.events, "agent/"+queue+"/"+spec.Name)),
+	}
+	if agentMiddleware != nil {
+		opts = append(opts, actor.WithReceiverMiddleware(agentMiddleware))
+	}
+	named := new(int) // one count for the agent's every incarnation
+	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, hist, queue, uuid, spec, named) }, opts...)
 }
+
+// agentMiddleware, when set (by tests, before a node starts), sees every message of the
+// agents: how a test makes one fail.
+var agentMiddleware actor.ReceiverMiddleware
+
+// interrupt is the Interrupt an agent passes on to its job actors.
+var interrupt = &messages.Interrupt{}
 
 // agentThroughput is how many messages an agent handles before it lets other goroutines
 // run: protoactor's default.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -129,7 +130,7 @@ var commitReqs = sync.Pool{New: func() any { return &commitReq{reply: make(chan 
 type claimer struct {
 	c       *committer
 	params  persistence.ClaimParams // the agent's claim, Max aside
-	deliver func(claimed)           // hands a claim's outcome to the agent
+	deliver func(*messages.Claimed) // hands a claim's outcome to the agent
 	// Guarded by c.mu:
 	queued int             // slots reserved by claims on their way, or taken by jobs not handed over yet
 	trips  int             // claims on their way
@@ -150,19 +151,10 @@ type runKey struct {
 // free is how many jobs the agent may claim now. Guarded by c.mu.
 func (a *claimer) free() int { return a.params.Size - a.queued - a.busy }
 
-// claimed is the outcome of a claim made for an agent.
-type claimed struct {
-	jobs []*persistence.Job
-	err  error
-	// retried: the claim lost its race and is asked again; there is nothing to do with it
-	// but count it (see claimsSent).
-	retried bool
-}
-
 // register adds an agent whose claims params describe (its Max is the committer's to set);
 // deliver hands it each claim's outcome, and must not block. An agent registered again (it
 // was restarted) replaces its former self.
-func (c *committer) register(params persistence.ClaimParams, deliver func(claimed)) *claimer {
+func (c *committer) register(params persistence.ClaimParams, deliver func(*messages.Claimed)) *claimer {
 	a := &claimer{c: c, params: params, deliver: deliver, runs: map[runKey]bool{}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -446,7 +438,7 @@ func (c *committer) flush(batch []*commitReq) {
 			c.cohort[runKey{j.ID, j.Attempt}] = struct{}{}
 		}
 		c.qmu.Unlock()
-		c.claimDone(a, claims[k].Max, claimed{jobs: got[k], err: claimErrs[k]})
+		c.claimDone(a, claims[k].Max, &messages.Claimed{Jobs: got[k], Err: claimErrs[k]})
 	}
 	c.handedOut = time.Now()
 	for i, r := range batch {
@@ -510,18 +502,18 @@ func (c *committer) claimAlone(a *claimer, p persistence.ClaimParams) {
 		ctx, cancel := c.op()
 		jobs, err := c.store.Claim(ctx, p)
 		cancel()
-		c.claimDone(a, p.Max, claimed{jobs: jobs, err: err})
+		c.claimDone(a, p.Max, &messages.Claimed{Jobs: jobs, Err: err})
 	}()
 }
 
 // claimDone releases what a claim of reserved slots did not fill and hands its jobs over; a
 // claim that lost its race to other claimers is asked again (and delivered as retried all the
 // same: the agent counts every claim's outcome).
-func (c *committer) claimDone(a *claimer, reserved int, r claimed) {
+func (c *committer) claimDone(a *claimer, reserved int, r *messages.Claimed) {
 	c.mu.Lock()
 	a.trips--
-	a.queued -= reserved - len(r.jobs)
-	conflict := errors.Is(r.err, persistence.ErrConflict) && !a.closed
+	a.queued -= reserved - len(r.Jobs)
+	conflict := errors.Is(r.Err, persistence.ErrConflict) && !a.closed
 	if conflict {
 		a.want = true
 	}
@@ -530,6 +522,6 @@ func (c *committer) claimDone(a *claimer, reserved int, r claimed) {
 	if again {
 		c.nudge()
 	}
-	r.retried = conflict
+	r.Retried = conflict
 	a.deliver(r)
 }

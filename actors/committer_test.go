@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -89,7 +90,7 @@ type committerFixture struct {
 	t      *testing.T
 	c      *committer
 	agent  *claimer
-	claims chan claimed
+	claims chan *messages.Claimed
 	seen   chan batchCall
 }
 
@@ -102,9 +103,9 @@ func newCommitterFixture(t *testing.T, s persistence.Store, seen chan batchCall,
 	t.Cleanup(cancel)
 	op := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, time.Minute) }
 	c := startCommitter(base, s, op, linger)
-	f := &committerFixture{t: t, c: c, claims: make(chan claimed, 10), seen: seen}
+	f := &committerFixture{t: t, c: c, claims: make(chan *messages.Claimed, 10), seen: seen}
 	f.agent = c.register(persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: size, Start: true},
-		func(r claimed) { f.claims <- r })
+		func(r *messages.Claimed) { f.claims <- r })
 	return f
 }
 
@@ -113,7 +114,7 @@ func (f *committerFixture) nextCall() batchCall {
 	return receive(f.t, f.seen, "no call reached the store")
 }
 
-func (f *committerFixture) nextClaim() claimed {
+func (f *committerFixture) nextClaim() *messages.Claimed {
 	f.t.Helper()
 	return receive(f.t, f.claims, "no claim was handed over")
 }
@@ -162,7 +163,7 @@ func TestCommitterBatchesACohort(t *testing.T) {
 	if call := f.nextCall(); len(call.commits) != 0 || len(call.claims) != 1 || call.claims[0].Max != 4 {
 		t.Fatalf("first call: %d commits, claims %+v; want a claim of 4", len(call.commits), call.claims)
 	}
-	cohort := f.nextClaim().jobs
+	cohort := f.nextClaim().Jobs
 	for round := range 3 {
 		f.start(cohort)
 		f.commitAll(cohort)
@@ -173,7 +174,7 @@ func TestCommitterBatchesACohort(t *testing.T) {
 		for _, j := range cohort {
 			f.agent.ended(runKey{j.ID, j.Attempt})
 		}
-		cohort = f.nextClaim().jobs
+		cohort = f.nextClaim().Jobs
 	}
 }
 
@@ -184,7 +185,7 @@ func TestCommitterCountsSlotsByHandler(t *testing.T) {
 	f := newCommitterFixture(t, s, s.seen, 3, time.Millisecond)
 	f.agent.ask()
 	f.nextCall()
-	jobs := f.nextClaim().jobs
+	jobs := f.nextClaim().Jobs
 	f.start(jobs)
 	// One run returns and commits; the two others still run (one of them may have been taken
 	// from the agent by a sibling: the store would not count it).
@@ -192,7 +193,7 @@ func TestCommitterCountsSlotsByHandler(t *testing.T) {
 	if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 1 {
 		t.Fatalf("claims %+v with two handlers running, want at most 1", call.claims)
 	}
-	more := f.nextClaim().jobs
+	more := f.nextClaim().Jobs
 	f.start(more)
 	f.agent.ended(runKey{jobs[0].ID, jobs[0].Attempt})
 	// A run that ends without committing (its job was taken away) frees its slot when the
@@ -214,7 +215,7 @@ func TestCommitterReleasesUnfilledReservations(t *testing.T) {
 	if call := f.nextCall(); call.claims[0].Max != 4 {
 		t.Fatalf("claim of %d, want 4", call.claims[0].Max)
 	}
-	got := f.nextClaim().jobs
+	got := f.nextClaim().Jobs
 	f.start(got)
 	f.agent.ask()
 	if call := f.nextCall(); call.claims[0].Max != 3 {
@@ -231,7 +232,7 @@ func TestCommitterWithoutBatch(t *testing.T) {
 	if call := f.nextCall(); len(call.claims) != 1 {
 		t.Fatalf("first call: %+v, want a claim", call)
 	}
-	jobs := f.nextClaim().jobs
+	jobs := f.nextClaim().Jobs
 	f.start(jobs)
 	f.commitAll(jobs)
 	commits := f.nextCall()
@@ -268,11 +269,11 @@ func TestCommitterStopsWhileLingering(t *testing.T) {
 	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := startCommitter(base, s, func() (context.Context, context.CancelFunc) { return context.WithCancel(base) }, time.Hour)
-	claims := make(chan claimed, 1)
+	claims := make(chan *messages.Claimed, 1)
 	agent := c.register(persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 2, Start: true},
-		func(r claimed) { claims <- r })
+		func(r *messages.Claimed) { claims <- r })
 	agent.ask()
-	cohort := receive(t, claims, "no claim was handed over").jobs
+	cohort := receive(t, claims, "no claim was handed over").Jobs
 	if len(cohort) != 2 {
 		t.Fatalf("claimed %d jobs, want 2", len(cohort))
 	}

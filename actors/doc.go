@@ -1,22 +1,24 @@
-// Package actors is zasync's node: one dispatcher with its agents, on protoactor-go. Actors
-// talk to persistence.Store, never to go-redis, and exchange the messages of package
-// messages. ARCHITECTURE.md ("Actors") describes the tree and where it is heading.
+// Package actors is zasync's actors on protoactor-go: a runtime's root, and the node (one
+// dispatcher with its agents). Actors talk to persistence.Store, never to go-redis, and
+// exchange the messages of package messages. ARCHITECTURE.md ("Actors") describes the tree
+// and where it is heading.
 //
-// A Node runs in an actor system of its own, with three kinds of actor, one file each:
+// One actor kind a file:
 //
-//	dispatcher/<uuid>            dispatcherActor (dispatcher.go): activation, pings, polls,
-//	                             wake-ups, reconciliation of its agents' runs, the drain
-//	├── supervisor               supervisorActor (supervisor.go): buries dead siblings and
-//	│                            sweeps for jobs held by agents of dispatchers that are gone
-//	└── agent/<queue>/<name>     agentActor (agent.go): claims up to its size and hands each
-//	                             claimed job to a run
+//	zasync                       rootActor (root.go): the runtime's actors are its children;
+//	│                            stopping it stops them all
+//	└── dispatcher/<uuid>        dispatcherActor (dispatcher.go): activation, pings, polls,
+//	    │                        wake-ups, reconciliation of its agents' runs, the drain
+//	    ├── supervisor           supervisorActor (supervisor.go): buries dead siblings and
+//	    │                        sweeps for jobs held by agents of dispatchers that are gone
+//	    └── agent/<queue>/<name> agentActor (agent.go): claims up to its size and spawns a
+//	        └── run<n>           jobActor (job.go) per claimed job, which runs it on a runner
+//	                             goroutine (runners.go) and reports its end
 //
-// The rest is not an actor. A run of a job goes on one of the node's runner goroutines
-// (job.go, runners.go) and reports its end to its agent as a message; its agent cancels its
-// context to interrupt it. The executor (exec.go, callbacks.go, composite.go) takes a job
-// through its life over the store and is shared, stateless, by every run. The committer
-// (committer.go) is a goroutine that batches the node's commits and claims into one store
-// call: runs call it and wait for its reply, agents get their claims back as messages. The
-// history (history.go), what the node polled and ran, is shared by the dispatcher, the agents
-// and the Node behind a mutex.
+// supervision.go says how parents treat a child that panics. The rest is not an actor: the
+// executor (exec.go, callbacks.go, composite.go) takes a job through its life over the store
+// on its run's goroutine; the committer (committer.go) is a goroutine that batches the node's
+// commits and claims into one store call (runs call it and wait for its reply, agents get
+// their claims back as Claimed messages); the history (history.go), what the node polled and
+// ran, is shared by the dispatcher, the agents and the Node behind a mutex.
 package actors

@@ -32,16 +32,27 @@ func supervision(events *slog.Logger, parent string) actor.SupervisorStrategy {
 	}
 }
 
+// jobSupervision is an agent's strategy for its job actors: one that panics is stopped,
+// never restarted, since a restart would start its run again while the first may still go
+// on. Its job is recovered as an interruption (see jobActor).
+func jobSupervision(events *slog.Logger, parent string) actor.SupervisorStrategy {
+	return &loggedStrategy{
+		inner:  actor.NewOneForOneStrategy(0, restartWindow, func(any) actor.Directive { return actor.StopDirective }),
+		events: events, parent: parent, stops: true,
+	}
+}
+
 // loggedStrategy logs each failure, then lets inner decide.
 type loggedStrategy struct {
 	inner  actor.SupervisorStrategy
 	events *slog.Logger
 	parent string
+	stops  bool // inner stops every child that fails
 }
 
 func (s *loggedStrategy) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, message any) {
 	decision := "restarted"
-	if rs.NumberOfFailures(restartWindow) >= maxRestarts {
+	if s.stops || rs.NumberOfFailures(restartWindow) >= maxRestarts {
 		decision = "stopped"
 	}
 	s.events.Error("an actor panicked", "actor", child.Id, "parent", s.parent, "panic", fmt.Sprint(reason),

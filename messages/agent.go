@@ -24,3 +24,18 @@ type Orphaned struct {
 	Queue, Agent string
 	Jobs         []persistence.Fence
 }
+
+// Claimed is the outcome of a claim made for an agent, which the node's committer hands to
+// it: the jobs claimed (each already started, its run the agent's to make), or why none was.
+type Claimed struct {
+	Jobs []*persistence.Job
+	Err  error
+	// Retried: the claim lost its race and is asked again; there is nothing to do with it
+	// but count it (an agent counts every claim's outcome, to know when a job the store lists
+	// under it can no longer be on its way).
+	Retried bool
+}
+
+// ClaimFreed is an agent's reminder to itself to claim for the slots its ended runs freed,
+// sent once for all the runs that end while it is on its way.
+type ClaimFreed struct{}

@@ -2,15 +2,16 @@ package messages
 
 import "time"
 
-// JobFinished tells an agent that one of its jobs' run ended (however it ended): its slot is
-// free. Ending is the run's ending (finished, rescheduled, waiting, interrupted, reassigned,
+// JobFinished tells a job actor, from the goroutine that ran its job, that the run ended
+// (however it ended); the job actor passes it on to its agent, whose slot is then free.
+// Ending is the run's ending (finished, rescheduled, waiting, interrupted, reassigned,
 // failed) as its name. Worker, Failed, Result and At are for the node's job history.
 type JobFinished struct {
 	ID     string
 	Ending string
 	Err    error
-	// Worker names the run: a job reassigned and then claimed back by the same agent may
-	// have two runs at once.
+	// Worker names the run: its job actor's PID id. A job reassigned and then claimed back
+	// by the same agent may have two runs at once.
 	Worker string
 	// Failed: the run stored a failure, or could not use the store.
 	Failed bool

@@ -1,0 +1,114 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// explode makes the job actor that receives it panic (see TestJobActorPanicRecoversItsJob).
+type explode struct{}
+
+// A job actor that panics is stopped by its agent, logged, and its run cancelled; its job,
+// held with no run, is recovered as an interruption at the next poll and runs again to the
+// end. The agent goes on claiming.
+func TestJobActorPanicRecoversItsJob(t *testing.T) {
+	jobMiddleware = func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			if _, ok := env.Message.(*explode); ok {
+				panic("job actor broken on purpose")
+			}
+			next(c, env)
+		}
+	}
+	defer func() { jobMiddleware = nil }()
+	f := newExecFixture(t)
+	started := make(chan string, 10)
+	cancelled := make(chan struct{}, 10)
+	f.h["block"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+		r, _ := RunningFrom(ctx)
+		if r.Job.Attempt > 1 { // the run after the recovery
+			return "second run", nil
+		}
+		started <- r.Job.ID
+		<-ctx.Done()
+		cancelled <- struct{}{}
+		return nil, ctx.Err()
+	}
+	f.h["quick"] = func(context.Context, *persistence.Call) (any, error) { return "quick", nil }
+	sub := f.completions()
+	n := f.startNode(f.nodeOptions("n1", 2, 30*time.Millisecond))
+	defer f.stopNode(n)
+	j := f.put("block")
+	id := receive(t, started, "the job never started")
+	info, ok := n.JobInfo(id)
+	if !ok {
+		t.Fatal("the node does not know the running job")
+	}
+	// The run's name is its job actor's PID id.
+	n.root.System().Root.Send(actor.NewPID(n.root.System().Address(), info.Worker), &explode{})
+	receive(t, cancelled, "the panicking job actor's run was not cancelled")
+	if _, ok := f.logs.Find(slog.LevelError, "an actor panicked"); !ok {
+		t.Error("the panic was not logged")
+	}
+	quick := f.put("quick")
+	done := f.waitDone(sub, j.ID, quick.ID)
+	if got := string(done[j.ID].Result); got != `"second run"` {
+		t.Fatalf("the recovered job's result is %s, want \"second run\"", got)
+	}
+	if c := done[j.ID].Retry[persistence.CountInterruptions]; c != 1 {
+		t.Fatalf("the recovered job counts %d interruptions, want 1", c)
+	}
+}
+
+// An agent that panics is restarted by its dispatcher, logged; its job actors stop with it
+// and cancel their runs, and the jobs they held are recovered as interruptions at the next
+// poll. The restarted agent claims and runs them again.
+func TestAgentPanicRestartsItAndRecoversItsJobs(t *testing.T) {
+	agentMiddleware = func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			if _, ok := env.Message.(*explode); ok {
+				panic("agent broken on purpose")
+			}
+			next(c, env)
+		}
+	}
+	defer func() { agentMiddleware = nil }()
+	f := newExecFixture(t)
+	started := make(chan string, 10)
+	cancelled := make(chan struct{}, 10)
+	f.h["block"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
+		r, _ := RunningFrom(ctx)
+		if r.Job.Attempt > 1 {
+			return "again", nil
+		}
+		started <- r.Job.ID
+		<-ctx.Done()
+		cancelled <- struct{}{}
+		return nil, ctx.Err()
+	}
+	sub := f.completions()
+	n := f.startNode(f.nodeOptions("n1", 2, 30*time.Millisecond))
+	defer f.stopNode(n)
+	a, b := f.put("block"), f.put("block")
+	receive(t, started, "the first job never started")
+	receive(t, started, "the second job never started")
+	sys := n.root.System()
+	sys.Root.Send(actor.NewPID(sys.Address(), n.dispatcher.Id+"/agent/q/main"), &explode{})
+	receive(t, cancelled, "a run of the restarted agent was not cancelled")
+	receive(t, cancelled, "a run of the restarted agent was not cancelled")
+	if _, ok := f.logs.Find(slog.LevelError, "an actor panicked"); !ok {
+		t.Error("the panic was not logged")
+	}
+	done := f.waitDone(sub, a.ID, b.ID)
+	for _, j := range done {
+		if string(j.Result) != `"again"` || j.Retry[persistence.CountInterruptions] != 1 {
+			t.Fatalf("job %s: result %s after %d interruptions, want \"again\" after 1", j.ID, j.Result, j.Retry[persistence.CountInterruptions])
+		}
+	}
+}
