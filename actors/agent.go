@@ -33,18 +33,18 @@ type agentActor struct {
 	// running: run id (its job actor's PID id) → its job actor. Keyed by run, not by job: a
 	// job taken from this agent and claimed back while its first run still goes on runs twice.
 	running map[string]*actor.PID
-	// jobProps make the agent's job actors; nextJob is the job the next one takes (see jobProps).
+	// jobProps make the agent's job actors; idle are those that hold no job now.
 	jobProps *actor.Props
-	nextJob  *persistence.Job
+	idle     []*actor.PID
 	// runs: run id → the run (its job and attempt as claimed).
 	runs map[string]runKey
 	// draining: the dispatcher is shutting down; no more claims, report when idle.
 	draining bool
 	// claimQueued: a claimFreed is on its way, for the slots freed meanwhile.
 	claimQueued bool
-	// named: runs started so far by this agent, across its restarts; the n-th job actor is
-	// named run<n>. Never reused: a run that outlives its job actor reports its end to that
-	// name, which must not reach another run.
+	// named: job actors started so far by this agent, across its restarts; the n-th is
+	// named job<n>. Never reused: a run that outlives its job actor reports its end to that
+	// name, which must not reach another job actor.
 	named *int
 	// claims go through the node's committer, which makes them in its batches: asked here,
 	// answered as a claimed message.
@@ -64,7 +64,7 @@ type agentActor struct {
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec, named *int) *agentActor {
 	a := &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
 		running: map[string]*actor.PID{}, runs: map[string]runKey{}, named: named}
-	a.jobProps = jobProps(exec, &a.nextJob)
+	a.jobProps = jobProps(exec)
 	return a
 }
 
@@ -94,12 +94,13 @@ func (a *agentActor) Receive(c actor.Context) {
 		if pid, ok := a.running[m.Worker]; ok {
 			a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
 			a.exec.observeEnding(a.queue, a.spec.Name, m.Ending)
+			a.idle = append(a.idle, pid)
 			a.finished(c, m.Worker)
-			c.Stop(pid)
 		}
 	case *actor.Terminated:
-		// A job actor stopped before its run ended: it panicked. Its run is cancelled; its
-		// job, held with no run, is recovered at the next poll.
+		// A job actor stopped, which only a panic makes it do. Its run, if it held a job, is
+		// cancelled; the job, held with no run, is recovered at the next poll.
+		a.idle = slices.DeleteFunc(a.idle, func(p *actor.PID) bool { return p.Id == m.Who.Id })
 		if _, ok := a.running[m.Who.Id]; ok {
 			a.hist.ended(m.Who.Id, Interrupted.String(), true, errJobActorStopped.Error(), time.Now())
 			a.exec.observeEnding(a.queue, a.spec.Name, Interrupted.String())
@@ -191,17 +192,14 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 	a.exec.observe(Event{Kind: EventClaimed, Queue: a.queue, Agent: a.spec.Name, N: len(jobs)})
 	for _, j := range jobs {
 		at := a.hist.now()
-		*a.named++
-		a.nextJob = j
-		pid, err := c.SpawnNamed(a.jobProps, "run"+strconv.Itoa(*a.named))
-		if err != nil { // names are never reused: a bug. The job is recovered at the next poll.
-			a.nextJob = nil
-			a.exec.events.Error("cannot start a job's actor", "job", j.Ref.String(), "error", err)
+		pid := a.jobActor(c)
+		if pid == nil { // the job is recovered at the next poll
 			continue
 		}
 		run := pid.Id
 		a.running[run], a.runs[run] = pid, runKey{j.ID, j.Attempt}
 		a.claims.started(a.runs[run])
+		c.Send(pid, &messages.RunJob{Job: j})
 		if a.draining {
 			c.Send(pid, interrupt)
 		}
@@ -212,6 +210,22 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 	if a.draining {
 		a.reportIdle(c)
 	}
+}
+
+// jobActor returns an idle job actor of the agent, or a new one.
+func (a *agentActor) jobActor(c actor.Context) *actor.PID {
+	if n := len(a.idle); n > 0 {
+		pid := a.idle[n-1]
+		a.idle = a.idle[:n-1]
+		return pid
+	}
+	*a.named++
+	pid, err := c.SpawnNamed(a.jobProps, "job"+strconv.Itoa(*a.named))
+	if err != nil { // names are never reused: a bug
+		a.exec.events.Error("cannot start a job actor", "agent", a.owner.String(), "error", err)
+		return nil
+	}
+	return pid
 }
 
 // reconcile takes the jobs the store listed under the agent at the last poll without a run

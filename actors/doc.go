@@ -11,9 +11,9 @@
 //	    │                        wake-ups, reconciliation of its agents' runs, the drain
 //	    ├── supervisor           supervisorActor (supervisor.go): buries dead siblings and
 //	    │                        sweeps for jobs held by agents of dispatchers that are gone
-//	    └── agent/<queue>/<name> agentActor (agent.go): claims up to its size and spawns a
-//	        └── run<n>           jobActor (job.go) per claimed job, which runs it on a runner
-//	                             goroutine (runners.go) and reports its end
+//	    └── agent/<queue>/<name> agentActor (agent.go): claims up to its size and hands each
+//	        └── job<n>           job to a jobActor (job.go), which runs it on a runner
+//	                             goroutine (runners.go), reports its end and takes the next
 //
 // supervision.go says how parents treat a child that panics. The rest is not an actor: the
 // executor (exec.go, callbacks.go, composite.go) takes a job through its life over the store

@@ -120,7 +120,8 @@ type JobInfo struct {
 	// Ending is how the run ended (finished, rescheduled, waiting, interrupted, reassigned,
 	// failed), empty while it runs.
 	Ending string
-	// Worker names the run: the agent's id and a run number.
+	// Worker names the run: the id of the job actor that held the job (an agent's job
+	// actors hold one job after another).
 	Worker string
 }
 

@@ -13,62 +13,60 @@ import (
 )
 
 // jobActor holds one job this process claimed, from the claim to the end of its run (its
-// fenced commit, its callbacks). Its agent spawns it for each job a claim gives it, named
-// run<n> below the agent. On Started it starts the run on one of the node's runner
-// goroutines (runners.go): the handler never runs in a mailbox. It keeps the run's context,
-// so that an interrupt cancels the handler; the run's end comes back to it, and it tells its
-// agent, which frees the slot and stops it. If it stops before the run ends (its agent
-// stops or restarts, or it panics and its agent stops it), it cancels the run: the job,
-// still held in the store with no run, is recovered as an interruption at the next poll.
+// fenced commit, its callbacks). Its agent hands it the job (RunJob); it starts the run on one
+// of the node's runner goroutines (runners.go): the handler never runs in a mailbox. It keeps
+// the run's context, so that an interrupt cancels the handler; the run's end comes back to it
+// and it tells its agent, which frees the slot. If it stops while it holds a job (its agent
+// stops or restarts, or it panics and its agent stops it), it cancels the run: the job, still
+// held in the store with no run, is recovered as an interruption at the next poll.
 //
-// Takes Started, Interrupt (from its agent), JobFinished (from its run), Stopping; sends
+// Takes RunJob, Interrupt (from its agent), JobFinished (from its run), Stopping; sends
 // JobFinished to its agent.
 //
-// It is cheap on purpose: props made once per agent, the synchronized dispatcher (its
-// messages are handled on the sender's goroutine, no mailbox goroutine is started), and its
-// job handed over at spawn instead of in a message.
+// It is cheap on purpose. An agent keeps its job actors once their runs end and hands them
+// the next jobs, so that a job costs two messages, not a spawn and a stop (an actor spawned
+// and stopped per job cost about 20 allocations and a registry entry each): an agent has at
+// most as many job actors as its size, named job<n> below it. They run on the synchronized
+// dispatcher: their messages are handled on the sender's goroutine, with no mailbox goroutine.
 type jobActor struct {
 	exec   *executor
-	job    *persistence.Job
+	job    *persistence.Job // the job held, nil between jobs
 	cancel context.CancelFunc
-	ended  bool // the run has reported its end
 }
 
 func (j *jobActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
-	case *actor.Started:
+	case *messages.RunJob:
 		ctx, cancel := context.WithCancel(j.exec.base)
-		j.cancel = cancel
-		self, root, exec, job := c.Self(), c.ActorSystem().Root, j.exec, j.job
+		j.job, j.cancel = m.Job, cancel
+		self, root, exec, job := c.Self(), c.ActorSystem().Root, j.exec, m.Job
 		exec.runners.start(func() {
 			runJob(exec, ctx, cancel, job, self.Id, func(m *messages.JobFinished) { root.Send(self, m) })
 		})
 	case *messages.Interrupt:
-		j.cancel()
+		if j.job != nil {
+			j.cancel()
+		}
 	case *messages.JobFinished:
-		j.ended = true
-		c.Send(c.Parent(), m)
+		if j.job != nil && m.ID == j.job.ID {
+			j.job, j.cancel = nil, nil
+			c.Send(c.Parent(), m)
+		}
 	case *actor.Stopping:
-		if !j.ended {
+		if j.job != nil {
 			j.cancel()
 		}
 	}
 }
 
-// jobProps are the props of an agent's job actors, made once per agent. Each spawn takes its
-// job from *next, which the agent sets just before (the producer runs within the spawn, on
-// the agent's goroutine). Job actors are never restarted (see jobSupervision), so the
-// producer runs once per job actor.
-func jobProps(exec *executor, next **persistence.Job) *actor.Props {
+// jobProps are the props of an agent's job actors, made once per agent. Job actors are never
+// restarted (see jobSupervision): a restart would lose the job it holds while its run goes on.
+func jobProps(exec *executor) *actor.Props {
 	opts := []actor.PropsOption{actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput))}
 	if jobMiddleware != nil {
 		opts = append(opts, actor.WithReceiverMiddleware(jobMiddleware))
 	}
-	return actor.PropsFromProducer(func() actor.Actor {
-		j := &jobActor{exec: exec, job: *next}
-		*next = nil
-		return j
-	}, opts...)
+	return actor.PropsFromProducer(func() actor.Actor { return &jobActor{exec: exec} }, opts...)
 }
 
 // jobMiddleware, when set (by tests, before a node starts), sees every message of the job

@@ -1,6 +1,10 @@
 package messages
 
-import "time"
+import (
+	"time"
+
+	"github.com/zasync/zasync/persistence"
+)
 
 // JobFinished tells a job actor, from the goroutine that ran its job, that the run ended
 // (however it ended); the job actor passes it on to its agent, whose slot is then free.
@@ -10,8 +14,8 @@ type JobFinished struct {
 	ID     string
 	Ending string
 	Err    error
-	// Worker names the run: its job actor's PID id. A job reassigned and then claimed back
-	// by the same agent may have two runs at once.
+	// Worker names the run: its job actor's PID id (a job actor holds one job at a time). A
+	// job reassigned and then claimed back by the same agent may have two runs at once.
 	Worker string
 	// Failed: the run stored a failure, or could not use the store.
 	Failed bool
@@ -19,4 +23,9 @@ type JobFinished struct {
 	Result string
 	// At is when the run ended.
 	At time.Time
+}
+
+// RunJob hands a job actor the job its agent claimed for it: the job actor runs it.
+type RunJob struct {
+	Job *persistence.Job
 }
