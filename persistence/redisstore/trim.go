@@ -38,8 +38,7 @@ func (s *Store) TrimCompleted(ctx context.Context, q string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Exclusive, as a completion's own trim: an entry exactly one retention old is kept, as
-	// its record is until that millisecond has passed.
+	// Exclusive, as a completion's own trim: an entry exactly one retention old is kept.
 	cutoff := "(" + strconv.FormatInt(micros(now.Add(-s.retention)), 10)
 	var removed int64
 	for batch := range slices.Chunk(agents, trimBatch) {
