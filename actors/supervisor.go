@@ -18,8 +18,9 @@ import (
 // that its jobs run elsewhere. Once per ping_death_interval it also sweeps the queue for jobs
 // held by agents whose dispatcher record is gone, deactivated or dead, which the ring cannot
 // see (a record removed by hand, a cleaner that stopped half-way, several dead dispatchers next
-// to each other in the ring), and once an hour it forgets the dispatchers stopped for longer
-// than the store's retention.
+// to each other in the ring), and trims every agent's completed history of the jobs whose
+// records have expired; once an hour it forgets the dispatchers stopped for longer than the
+// store's retention.
 //
 // It is an actor of its own so that cleaning a dead dispatcher with many jobs never delays the
 // dispatcher's polls and pings.
@@ -43,6 +44,7 @@ func (s *supervisorActor) Receive(c actor.Context) {
 	s.checkSibling(m.Queue)
 	if time.Since(s.swept[m.Queue]) >= s.interval {
 		s.sweep(m.Queue)
+		s.trim(m.Queue)
 		s.swept[m.Queue] = time.Now()
 	}
 	if last, ok := s.forgot[m.Queue]; !ok || time.Since(last) >= forgetEvery {
@@ -67,6 +69,21 @@ func (s *supervisorActor) forget(q string) {
 	}
 	if err != nil {
 		s.exec.events.Warn("cannot forget long-stopped dispatchers", "queue", q, "error", err)
+	}
+}
+
+// trim removes from the completed histories of q's agents the entries whose jobs' records
+// have expired. A completion trims only its own agent's history, so an agent that completes
+// nothing any more (idle, or its dispatcher stopped or dead) would keep them for ever.
+func (s *supervisorActor) trim(q string) {
+	ctx, cancel := s.exec.op()
+	defer cancel()
+	n, err := s.exec.store.TrimCompleted(ctx, q)
+	if err != nil {
+		s.exec.events.Warn("cannot trim completed histories", "queue", q, "error", err)
+	}
+	if n > 0 {
+		s.exec.trace.Debug(fmt.Sprintf("trimmed %d expired entries from completed histories", n), "queue", q)
 	}
 }
 

@@ -305,6 +305,13 @@ type History interface {
 	// Completed lists the ids an agent completed in [since, before) (zero: unbounded), newest
 	// first, at most limit (0: 100).
 	Completed(ctx context.Context, queue string, agent Owner, since, before time.Time, limit int) ([]string, error)
+	// TrimCompleted removes, from the completed history of every agent that ever claimed in
+	// a queue (whatever became of its dispatcher), the entries older than the store's
+	// retention at the store's time: the jobs whose records have expired. A completion trims
+	// its own agent's history; this trims the agents that complete nothing any more. It
+	// returns how many entries it removed. A store that keeps completed jobs forever removes
+	// nothing.
+	TrimCompleted(ctx context.Context, queue string) (int64, error)
 }
 
 // Monitor answers monitoring queries without scanning whole queues.

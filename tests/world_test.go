@@ -28,6 +28,7 @@ type world struct {
 	client redis.UniversalClient
 	prefix string
 	store  persistence.Store
+	mini   *miniredis.Miniredis // nil on a real Redis
 }
 
 // backends runs fn once per Redis the tests use.
@@ -41,14 +42,15 @@ func backends(t *testing.T, fn func(t *testing.T, w *world)) {
 func newWorld(t *testing.T, addr string) *world {
 	t.Helper()
 	var c *redis.Client
+	var m *miniredis.Miniredis
 	if addr == "" {
-		m := miniredis.RunT(t)
+		m = miniredis.RunT(t)
 		c = redis.NewClient(&redis.Options{Addr: m.Addr()})
 	} else {
 		c = redis.NewClient(&redis.Options{Addr: addr})
 	}
 	t.Cleanup(func() { c.Close() })
-	w := &world{t: t, client: c, prefix: testredis.Prefix("e2e")}
+	w := &world{t: t, client: c, prefix: testredis.Prefix("e2e"), mini: m}
 	if addr != "" {
 		testredis.DeleteAtCleanup(t, addr, w.prefix)
 	}

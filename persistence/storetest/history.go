@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ func init() {
 		testCase{"NewestFirst", hstNewestFirst},
 		testCase{"PerAgent", hstPerAgent},
 		testCase{"Retention", hstRetention},
+		testCase{"TrimWithoutCompletions", hstTrim},
 	)
 }
 
@@ -131,5 +133,77 @@ func hstRetention(t *testing.T, h Harness) {
 	if hist := dspHistory(b, Queue, o); !slices.Equal(hist, []string{recent.ID, mid.ID}) {
 		t.Fatalf("history after a completion at 7 days + 1 s: %v, want [%s %s] (%s trimmed, %s kept)",
 			hist, recent.ID, mid.ID, old.ID, mid.ID)
+	}
+}
+
+// hstTrim: TrimCompleted removes, from the history of every agent that ever claimed in the
+// queue, the entries older than the retention (their records have expired), without any
+// further completion: an agent that went idle, one whose dispatcher stopped, and one whose
+// dispatcher's record is gone. An entry exactly one retention old is kept, as a completion's
+// own trim keeps it, and so is a newer one.
+func hstTrim(t *testing.T, h Harness) {
+	b := setup(t, h)
+	const week = 7 * 24 * time.Hour
+	trim := func(when string, want int64) {
+		t.Helper()
+		n, err := b.s.TrimCompleted(b.ctx, Queue)
+		if err != nil || n != want {
+			t.Fatalf("TrimCompleted %s: %d, %v; want %d entries removed", when, n, err, want)
+		}
+	}
+	idle := newUUID()
+	c := DefaultConfig()
+	c.Agents = append(c.Agents, persistence.AgentSpec{Name: "other", Size: 3})
+	b.activate(Queue, idle, c)
+	main, other := persistence.Owner{Dispatcher: idle, Agent: "main"}, persistence.Owner{Dispatcher: idle, Agent: "other"}
+	stopped, unregistered := b.dispatcher(), b.dispatcher()
+	for range 5 {
+		b.putCall("job")
+	}
+	jm := dspClaim(b, Queue, main, 3, 2)
+	jo := dspClaim(b, Queue, other, 3, 1)
+	js := dspClaim(b, Queue, stopped, 3, 1)
+	ju := dspClaim(b, Queue, unregistered, 3, 1)
+	if len(jm) != 2 || len(jo) != 1 || len(js) != 1 || len(ju) != 1 {
+		t.Fatalf("claims: %v %v %v %v, want 2, 1, 1 and 1 jobs", ids(jm), ids(jo), ids(js), ids(ju))
+	}
+	hstCompleteAt(b, jm[0], Epoch)
+	hstCompleteAt(b, js[0], Epoch)
+	hstCompleteAt(b, ju[0], Epoch)
+	hstCompleteAt(b, jm[1], Epoch.Add(time.Second))
+	for _, o := range []persistence.Owner{stopped, unregistered} {
+		if _, err := b.s.Deactivate(b.ctx, Queue, o.Dispatcher); err != nil {
+			t.Fatalf("Deactivate(%s): %v", o.Dispatcher, err)
+		}
+	}
+	if err := b.s.Unregister(b.ctx, Queue, unregistered.Dispatcher); err != nil {
+		t.Fatalf("Unregister: %v", err)
+	}
+	hstCompleteAt(b, jo[0], Epoch.Add(6*24*time.Hour))
+
+	trim("within the retention", 0)
+	b.clock.Set(Epoch.Add(week))
+	trim("exactly one retention after the first completions", 0)
+	if hist := dspHistory(b, Queue, main); !slices.Equal(hist, []string{jm[1].ID, jm[0].ID}) {
+		t.Fatalf("history of %s at the retention: %v, want [%s %s]", main, hist, jm[1].ID, jm[0].ID)
+	}
+	b.clock.Set(Epoch.Add(week + time.Microsecond))
+	trim("one retention and a microsecond later", 3)
+	want := map[persistence.Owner][]string{main: {jm[1].ID}, other: {jo[0].ID}, stopped: nil, unregistered: nil}
+	for o, w := range want {
+		if hist := dspHistory(b, Queue, o); !slices.Equal(hist, w) {
+			t.Fatalf("history of %s after the trim: %v, want %v", o, hist, w)
+		}
+	}
+	b.clock.Set(Epoch.Add(14 * 24 * time.Hour))
+	trim("14 days on", 2)
+	for o := range want {
+		if n, err := b.s.CountCompleted(b.ctx, Queue, o, time.Time{}, time.Time{}); err != nil || n != 0 {
+			t.Fatalf("CountCompleted(%s) 14 days on: %d, %v; want 0", o, n, err)
+		}
+	}
+	trim("again", 0)
+	if _, err := b.s.TrimCompleted(b.ctx, "bad:queue"); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("TrimCompleted of a bad queue name: %v, want ErrInvalid", err)
 	}
 }
