@@ -85,6 +85,13 @@ func (a *agentActor) Receive(c actor.Context) {
 		a.claimed(c, m)
 	case *messages.Claim:
 		a.claim(c)
+	case *messages.ListRuns:
+		runs := make([]messages.Run, 0, len(a.runs))
+		for w, k := range a.runs {
+			runs = append(runs, messages.Run{Worker: w, Fence: persistence.Fence{
+				Ref: persistence.Ref{Queue: a.queue, ID: k.id}, Owner: a.owner, Attempt: k.attempt}})
+		}
+		c.Respond(&messages.Runs{Runs: runs})
 	case *messages.Reconcile:
 		a.reconcile(c, m.Jobs)
 	case *messages.ClaimFreed:

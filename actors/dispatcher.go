@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,6 +20,10 @@ import (
 // lists under them (see checkRuns), and recovers the jobs an agent reports it holds without
 // running them (Orphaned). A drain interrupts the running jobs, waits for them up to the grace
 // period, then deactivates its records, which cleans its agents.
+//
+// Takes Poll (its timer), Wake (from the wake-up listener), Orphaned and AgentIdle (from its
+// agents), Drain and GraceOver; sends Claim, ListRuns (answered with Runs), Reconcile and
+// Interrupt to its agents, Supervise to its supervisor, Drained to whoever asked for the drain.
 type dispatcherActor struct {
 	o      Options
 	exec   *executor
@@ -156,7 +161,7 @@ func (d *dispatcherActor) poll(c actor.Context) {
 			continue
 		case err != nil:
 			d.exec.events.Warn("ping failed", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
-			polled[q.spec.Name], _ = d.pollAgents(q, false)
+			polled[q.spec.Name], _ = d.pollAgents(c, q, false)
 			continue
 		case res.Reactivated:
 			d.exec.events.Log(ctx, persistence.LevelCritical, fmt.Sprintf("Dispatcher %s not activated prior to ping. This can indicate that "+
@@ -164,7 +169,7 @@ func (d *dispatcherActor) poll(c actor.Context) {
 				"to commit. Activating.", d.o.UUID), "queue", q.spec.Name)
 		}
 		var unrun map[string][]persistence.Fence
-		polled[q.spec.Name], unrun = d.pollAgents(q, true)
+		polled[q.spec.Name], unrun = d.pollAgents(c, q, true)
 		for name, jobs := range unrun {
 			if pid := q.byName[name]; pid != nil {
 				c.Send(pid, &messages.Reconcile{Jobs: jobs})
@@ -319,3 +324,139 @@ func (d *dispatcherActor) agentCount() int {
 	}
 	return n
 }
+
+// At each poll the dispatcher describes its agents for the history, and checks their runs
+// against what the store lists under them.
+
+// pollAgents describes q's agents for a poll. With check, it also reads what the store lists
+// under each agent, marks the runs whose jobs were taken away, and returns, by agent, the jobs
+// the store lists with no run recorded, for the agents to reconcile (checkRuns).
+func (d *dispatcherActor) pollAgents(c actor.Context, q *queueState, check bool) (QueuePoll, map[string][]persistence.Fence) {
+	out := QueuePoll{Agents: make(map[string]AgentPoll, len(q.spec.Agents))}
+	var unrun map[string][]persistence.Fence
+	for _, a := range q.spec.Agents {
+		held := -1
+		if check {
+			var fences []persistence.Fence
+			held, fences = d.checkRuns(c, q, a.Name)
+			if len(fences) > 0 {
+				if unrun == nil {
+					unrun = map[string][]persistence.Fence{}
+				}
+				unrun[a.Name] = fences
+			}
+		}
+		out.Agents[a.Name] = AgentPoll{Size: a.Size, Len: held}
+	}
+	return out, unrun
+}
+
+// checkRuns marks as reassigned the runs of an agent whose jobs the store no longer lists
+// under the agent (a sibling presumed this dispatcher dead and cleaned it). It returns how
+// many jobs the store lists, or -1 when that read failed.
+//
+// A run that has just completed or rescheduled its job also leaves the agent's list before
+// its run reports the end, so such a job is read once more: it was taken away when it
+// is gone, when another claim or adoption has given it a new attempt, or when its owner is no
+// longer this agent while it is not back in its queue (a run's own reschedule clears the
+// owner and leaves the job PENDING with its attempt, as cleaning an ASSIGNED job does; that
+// one run is left to its fenced start, which ends it as reassigned).
+//
+// The other way round, it returns the fences of the jobs the store lists under the agent, held
+// and owned by it and not parked, while no run of theirs is recorded: their claims' replies
+// may still be on their way, or they are orphans, which the agent tells apart (see
+// agentActor.reconcile).
+func (d *dispatcherActor) checkRuns(c actor.Context, q *queueState, agent string) (int, []persistence.Fence) {
+	queue := q.spec.Name
+	// The agent's runs before the store's list: a run claimed later is listed.
+	runs, err := d.agentRuns(c, q, agent)
+	if err != nil {
+		d.exec.events.Warn("cannot list an agent's runs", "queue", queue, "agent", agent, "error", err)
+		return -1, nil
+	}
+	ctx, cancel := d.exec.op()
+	defer cancel()
+	o := persistence.Owner{Dispatcher: d.o.UUID, Agent: agent}
+	held, err := d.exec.store.AgentJobs(ctx, queue, o)
+	if err != nil {
+		d.exec.events.Warn("cannot read an agent's jobs", "queue", queue, "agent", agent, "error", err)
+		return -1, nil
+	}
+	var suspects []messages.Run
+	for _, r := range runs {
+		if !slices.Contains(held, r.Fence.ID) {
+			suspects = append(suspects, r)
+		}
+	}
+	var unrun []string
+	if len(held) > 0 {
+		recorded := make(map[string]bool, len(runs))
+		for _, r := range runs {
+			recorded[r.Fence.ID] = true
+		}
+		for _, id := range held {
+			if !recorded[id] {
+				unrun = append(unrun, id)
+			}
+		}
+	}
+	if len(suspects) == 0 && len(unrun) == 0 {
+		return len(held), nil
+	}
+	ids := make([]string, 0, len(suspects)+len(unrun))
+	for _, r := range suspects {
+		ids = append(ids, r.Fence.ID)
+	}
+	ids = append(ids, unrun...)
+	jobs, err := d.exec.store.GetMany(ctx, queue, ids)
+	if err != nil {
+		d.exec.events.Warn("cannot read jobs missing from an agent", "queue", queue, "agent", agent, "error", err)
+		return len(held), nil
+	}
+	for i, r := range suspects {
+		if lost(jobs[i], r.Fence) {
+			d.hist.markReassigned(r.Worker)
+		}
+	}
+	var fences []persistence.Fence
+	for _, j := range jobs[len(suspects):] {
+		// Read after the store: a job adopted when the store was read is still adopted
+		// here, or its adopting run is over (and the fence of its cleaning tells).
+		if j != nil && j.Owner == o && j.Holder == o && !j.Parked && !d.exec.isAdopted(j.Ref) {
+			fences = append(fences, j.Fence())
+		}
+	}
+	return len(held), fences
+}
+
+// lost tells whether job j, as stored, was taken from the run that claimed it with fence f.
+func lost(j *persistence.Job, f persistence.Fence) bool {
+	switch {
+	case j == nil || j.Attempt != f.Attempt:
+		return true
+	case j.Owner == f.Owner:
+		return false
+	default:
+		return j.Status != persistence.StatusPending
+	}
+}
+
+// agentRuns asks an agent of q for its runs going on.
+func (d *dispatcherActor) agentRuns(c actor.Context, q *queueState, agent string) ([]messages.Run, error) {
+	pid := q.byName[agent]
+	if pid == nil {
+		return nil, fmt.Errorf("agent %q did not start", agent)
+	}
+	res, err := c.RequestFuture(pid, listRuns, agentAnswerTimeout).Result()
+	if err != nil {
+		return nil, err
+	}
+	return res.(*messages.Runs).Runs, nil
+}
+
+// listRuns asks an agent for its runs; one value serves every request.
+var listRuns = &messages.ListRuns{}
+
+// agentAnswerTimeout bounds the wait for an agent's answer. An agent never blocks, so it
+// answers at once unless the process is starved: the check is then skipped until the next poll.
+const agentAnswerTimeout = 10 * time.Second

@@ -20,5 +20,5 @@
 // on its run's goroutine; the committer (committer.go) is a goroutine that batches the node's
 // commits and claims into one store call (runs call it and wait for its reply, agents get
 // their claims back as Claimed messages); the history (history.go), what the node polled and
-// ran, is shared by the dispatcher, the agents and the Node behind a mutex.
+// ran, is a recorder the dispatcher and the agents write to and only the Node reads.
 package actors

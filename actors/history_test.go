@@ -302,7 +302,7 @@ func TestHistoryReassignedByPoll(t *testing.T) {
 func TestHistoryLost(t *testing.T) {
 	t.Parallel()
 	me := persistence.Owner{Dispatcher: "u1", Agent: "main"}
-	run := runRef{id: "j", worker: "w", owner: me, attempt: 2}
+	run := persistence.Fence{Ref: persistence.Ref{Queue: "q", ID: "j"}, Owner: me, Attempt: 2}
 	for _, tc := range []struct {
 		name string
 		job  *persistence.Job

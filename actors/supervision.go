@@ -16,7 +16,7 @@ import (
 // What a restart costs is each actor's own business: an agent's job actors stop with it
 // (their handlers' contexts are cancelled), and the jobs they held stay listed under the
 // agent in the store with no run, so the dispatcher's next poll recovers them as
-// interruptions (see the reconciliation in history.go). A dispatcher restarted starts its
+// interruptions (see checkRuns in dispatcher.go). A dispatcher restarted starts its
 // agents and supervisor again; a stopped one leaves its records to its siblings, which bury
 // it once its pings stop, as if its process had died.
 const (

@@ -24,6 +24,8 @@ import (
 //
 // It is an actor of its own so that cleaning a dead dispatcher with many jobs never delays the
 // dispatcher's polls and pings.
+//
+// Takes Supervise (from its dispatcher); sends nothing.
 type supervisorActor struct {
 	exec     *executor
 	uuid     string

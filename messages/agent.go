@@ -39,3 +39,17 @@ type Claimed struct {
 // ClaimFreed is an agent's reminder to itself to claim for the slots its ended runs freed,
 // sent once for all the runs that end while it is on its way.
 type ClaimFreed struct{}
+
+// ListRuns asks an agent for the runs it has going on; it answers with Runs.
+type ListRuns struct{}
+
+// Runs answers ListRuns.
+type Runs struct {
+	Runs []Run
+}
+
+// Run is one run going on in an agent: its job actor (Worker) and the fence its claim gave it.
+type Run struct {
+	Worker string
+	Fence  persistence.Fence
+}
