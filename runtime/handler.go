@@ -159,9 +159,13 @@ func (rt *Runtime) registered(name string) bool {
 
 // Handler returns the handler registered under name, adapted for the actors that run jobs:
 // it hands the handler its call, makes JobFrom work in its context, and turns a returned
-// *Job into a wait for that job. It is how the runtime serves as actors.Handlers; programs
-// have no use for it.
+// *Job into a wait for that job. For actors.HandlerRemind, zasync's own, it returns the
+// delivery of a reminder. It is how the runtime serves as actors.Handlers; programs have no
+// use for it.
 func (rt *Runtime) Handler(name string) (actors.Handler, bool) {
+	if name == actors.HandlerRemind {
+		return rt.deliverReminder, true
+	}
 	rt.mu.RLock()
 	h, ok := rt.handlers[name]
 	rt.mu.RUnlock()
