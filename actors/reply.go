@@ -28,7 +28,7 @@ func newReplyAddress(sys *actor.ActorSystem) *replyAddress {
 	for {
 		// Ids come from the registry's counter, which never repeats; a clash would only be
 		// with a process named by hand, and the next id does not clash.
-		pid, ok := sys.ProcessRegistry.Add(replyProcess{c: r.c}, "zasync-reply$"+sys.ProcessRegistry.NextId())
+		pid, ok := sys.ProcessRegistry.Add(replyProcess{c: r.c}, "zasync-reply"+sys.ProcessRegistry.NextId())
 		if ok {
 			r.pid = pid
 			return r
