@@ -31,7 +31,8 @@ type handlerHost struct {
 	name   string
 	props  *actor.Props
 	events *slog.Logger
-	// runs: a child's id → the reply address of its run; replies: the other way round.
+	// runs: a child's id → the reply address of its run; children: a reply address's id →
+	// the run's actor.
 	runs     map[string]*actor.PID
 	children map[string]*actor.PID
 	stopping bool // Stopping or Restarting came: no more runs

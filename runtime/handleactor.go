@@ -13,9 +13,9 @@ import (
 
 // HandleActor registers, under name, a handler that is an actor: each run of a job naming it
 // gets an actor of its own, made from props below zasync's root actor
-// (<ActorName>/handler/<name>/<job id>-<attempt>) and stopped once the run is over. The
-// actor receives a *messages.RunJob (the job's ref and attempt, and its call's arguments as
-// JSON) whose sender is the run's reply address, and answers there with a
+// (<ActorName>/handler/<name, path-escaped>/<job id>-<attempt>) and stopped once the run is
+// over. The actor receives a *messages.RunJob (the job's ref and attempt, and its call's
+// arguments as JSON) whose sender is the run's reply address, and answers there with a
 // *messages.JobReply: its Value is the job's result (anything that marshals to JSON, a
 // json.RawMessage as it is, or a *Job to wait for, as a HandlerFunc may return), its Err the
 // run's error, which the job's retry policy answers. It may answer at once (c.Respond) or
