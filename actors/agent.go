@@ -206,7 +206,7 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 		run := pid.Id
 		a.running[run], a.runs[run] = pid, runKey{j.ID, j.Attempt}
 		a.claims.started(a.runs[run])
-		c.Send(pid, &messages.RunJob{Job: j})
+		c.Send(pid, &messages.TakeJob{Job: j})
 		if a.draining {
 			c.Send(pid, interrupt)
 		}

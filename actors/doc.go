@@ -5,20 +5,24 @@
 //
 // One actor kind a file:
 //
-//	zasync                       rootActor (root.go): the runtime's actors are its children;
-//	│                            stopping it stops them all
-//	└── dispatcher/<uuid>        dispatcherActor (dispatcher.go): activation, pings, polls,
-//	    │                        wake-ups, reconciliation of its agents' runs, the drain
-//	    ├── supervisor           supervisorActor (supervisor.go): buries dead siblings and
-//	    │                        sweeps for jobs held by agents of dispatchers that are gone
-//	    └── agent/<queue>/<name> agentActor (agent.go): claims up to its size and hands each
-//	        └── job<n>           job to a jobActor (job.go), which runs it on a runner
-//	                             goroutine (runners.go), reports its end and takes the next
+//	<root>                           rootActor (root.go): the runtime's actors are its
+//	│                                children; stopping it stops them all
+//	├── dispatcher/<uuid>            dispatcherActor (dispatcher.go): activation, pings, polls,
+//	│   │                            wake-ups, reconciliation of its agents' runs, the drain
+//	│   ├── supervisor               supervisorActor (supervisor.go): buries dead siblings and
+//	│   │                            sweeps for jobs held by agents of dispatchers that are gone
+//	│   └── agent/<queue>/<name>     agentActor (agent.go): claims up to its size and hands each
+//	│       └── job<n>               job to a jobActor (job.go), which runs it on a runner
+//	│                                goroutine (runners.go), reports its end and takes the next
+//	└── handler/<name>               handlerHost (handlerhost.go): the parent of the program's
+//	                                 actors that run the jobs of one HandleActor name, one per run
 //
 // supervision.go says how parents treat a child that panics. The rest is not an actor: the
 // executor (exec.go, callbacks.go, composite.go) takes a job through its life over the store
 // on its run's goroutine; the committer (committer.go) is a goroutine that batches the node's
 // commits and claims into one store call (runs call it and wait for its reply, agents get
 // their claims back as Claimed messages); the history (history.go), what the node polled and
-// ran, is a recorder the dispatcher and the agents write to and only the Node reads.
+// ran, is a recorder the dispatcher and the agents write to and only the Node reads. A
+// goroutine that waits for an actor's answer (a run handled by an actor, a reminder's
+// delivery, reminder.go) waits at a reply address (reply.go).
 package actors

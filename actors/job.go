@@ -13,14 +13,14 @@ import (
 )
 
 // jobActor holds one job this process claimed, from the claim to the end of its run (its
-// fenced commit, its callbacks). Its agent hands it the job (RunJob); it starts the run on one
+// fenced commit, its callbacks). Its agent hands it the job (TakeJob); it starts the run on one
 // of the node's runner goroutines (runners.go): the handler never runs in a mailbox. It keeps
 // the run's context, so that an interrupt cancels the handler; the run's end comes back to it
 // and it tells its agent, which frees the slot. If it stops while it holds a job (its agent
 // stops or restarts, or it panics and its agent stops it), it cancels the run: the job, still
 // held in the store with no run, is recovered as an interruption at the next poll.
 //
-// Takes RunJob, Interrupt (from its agent), JobFinished (from its run), Stopping; sends
+// Takes TakeJob, Interrupt (from its agent), JobFinished (from its run), Stopping; sends
 // JobFinished to its agent.
 //
 // It is cheap on purpose. An agent keeps its job actors once their runs end and hands them
@@ -36,7 +36,7 @@ type jobActor struct {
 
 func (j *jobActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
-	case *messages.RunJob:
+	case *messages.TakeJob:
 		ctx, cancel := context.WithCancel(j.exec.base)
 		j.job, j.cancel = m.Job, cancel
 		self, root, exec, job := c.Self(), c.ActorSystem().Root, j.exec, m.Job

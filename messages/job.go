@@ -25,7 +25,7 @@ type JobFinished struct {
 	At time.Time
 }
 
-// RunJob hands a job actor the job its agent claimed for it: the job actor runs it.
-type RunJob struct {
+// TakeJob hands a job actor the job its agent claimed for it: the job actor runs it.
+type TakeJob struct {
 	Job *persistence.Job
 }

@@ -56,7 +56,8 @@ type Config struct {
 	Prefix string
 
 	// Queues are the queues this process serves once started, each with its agents. Any
-	// queue can be put into whether it is listed here or not.
+	// queue can be put into whether it is listed here or not. Names starting with "zasync."
+	// are zasync's own (see HostReminders).
 	//
 	// Default: one queue "default" with one agent "main" of size 3. A queue listed with no
 	// agents gets that agent.
@@ -231,6 +232,11 @@ func (c *Config) validate() error {
 	for _, q := range c.Queues {
 		if err := persistence.ValidateName("queue", q.Name); err != nil {
 			return fmt.Errorf("config: %w", err)
+		}
+		if strings.HasPrefix(q.Name, persistence.SystemPrefix) {
+			// zasync's own queues (a reminder target's) are served by the processes that
+			// host their target: any other would claim what it cannot deliver.
+			return invalidf("config: queue %q: names starting with %q are reserved for zasync", q.Name, persistence.SystemPrefix)
 		}
 		if queues[q.Name] {
 			return invalidf("config: queue %q listed twice", q.Name)

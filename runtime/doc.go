@@ -22,6 +22,11 @@
 // failure are stored durably in Redis; any number of processes may put into and serve the
 // same queues.
 //
+// A program that runs protoactor-go actors gives the runtime its actor system
+// (Config.ActorSystem): a handler may then be an actor (HandleActor), and durable reminders
+// (Remind) are delivered to the actor hosting their target in a process that serves it
+// (HostReminders).
+//
 // Once started, a runtime also describes what its dispatcher does, from memory: StatusInfo,
 // JobInfo, ActiveJobIDs, Polls, PollInfo and Statistics (zc.async's dispatcher introspection).
 //

@@ -117,32 +117,55 @@ func result[R any](r R, err error) (any, error) {
 // (zasync's own jobs) or be registered already: each gives ErrInvalid. Handle may be called
 // while the runtime runs.
 func (rt *Runtime) Handle(name string, h HandlerFunc) error {
-	if name == "" {
-		return invalidf("handle: empty handler name")
-	}
-	if strings.HasPrefix(name, persistence.SystemPrefix) {
-		return invalidf("handle %q: names starting with %q are reserved for zasync", name, persistence.SystemPrefix)
-	}
-	if err := (&persistence.Call{Handler: name}).Validate(); err != nil {
+	if err := checkHandlerName("handle", name); err != nil {
 		return err
 	}
 	if h == nil {
 		return invalidf("handle %q: nil handler", name)
 	}
+	return rt.register("handle", name, h)
+}
+
+// checkHandlerName checks a name a handler is registered under; what names the call in the
+// error.
+func checkHandlerName(what, name string) error {
+	if name == "" {
+		return invalidf("%s: empty handler name", what)
+	}
+	if strings.HasPrefix(name, persistence.SystemPrefix) {
+		return invalidf("%s %q: names starting with %q are reserved for zasync", what, name, persistence.SystemPrefix)
+	}
+	return (&persistence.Call{Handler: name}).Validate()
+}
+
+// register adds h under name unless the name is taken.
+func (rt *Runtime) register(what, name string, h HandlerFunc) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if _, ok := rt.handlers[name]; ok {
-		return invalidf("handle %q: a handler is already registered under that name", name)
+		return invalidf("%s %q: a handler is already registered under that name", what, name)
 	}
 	rt.handlers[name] = h
 	return nil
 }
 
+// registered reports whether a handler is registered under name.
+func (rt *Runtime) registered(name string) bool {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	_, ok := rt.handlers[name]
+	return ok
+}
+
 // Handler returns the handler registered under name, adapted for the actors that run jobs:
 // it hands the handler its call, makes JobFrom work in its context, and turns a returned
-// *Job into a wait for that job. It is how the runtime serves as actors.Handlers; programs
-// have no use for it.
+// *Job into a wait for that job. For actors.HandlerRemind, zasync's own, it returns the
+// delivery of a reminder. It is how the runtime serves as actors.Handlers; programs have no
+// use for it.
 func (rt *Runtime) Handler(name string) (actors.Handler, bool) {
+	if name == actors.HandlerRemind {
+		return rt.deliverReminder, true
+	}
 	rt.mu.RLock()
 	h, ok := rt.handlers[name]
 	rt.mu.RUnlock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/zasync/zasync/actors"
@@ -45,6 +46,10 @@ type Runtime struct {
 	rootMu sync.Mutex
 	root   *actors.Root // zasync's root actor, once made (see actorRoot); guarded by rootMu
 	closed bool         // Close has stopped the root; guarded by rootMu
+
+	// reminders: the actor hosting each reminder target this process hosts (HostReminders).
+	remindMu  sync.RWMutex
+	reminders map[string]*actor.PID
 
 	nodeMu sync.Mutex
 	node   *actors.Node // the running dispatcher, between Start and Stop
@@ -198,9 +203,9 @@ func (rt *Runtime) assigner() string {
 
 // nodeOptions builds the options of this process's actors node from the Config: the store,
 // the runtime itself as the handler registry, the retry policies, the logger, the UUID and
-// the queues with their agents and filters, and the intervals. The UUID is resolved here if
-// it was not before; Start calls dispatcherUUID first to report a failure, which leaves it
-// empty here.
+// the queues with their agents and filters (and the reminder queues of the targets it
+// hosts), and the intervals. The UUID is resolved here if it was not before; Start calls
+// dispatcherUUID first to report a failure, which leaves it empty here.
 func (rt *Runtime) nodeOptions(root *actors.Root) actors.Options {
 	id, _ := rt.dispatcherUUID()
 	queues := make([]actors.QueueSpec, len(rt.cfg.Queues))
@@ -211,6 +216,7 @@ func (rt *Runtime) nodeOptions(root *actors.Root) actors.Options {
 		}
 		queues[i] = actors.QueueSpec{Name: q.Name, Agents: agents}
 	}
+	queues = append(queues, rt.reminderQueues()...)
 	return actors.Options{
 		Store:             rt.store,
 		Handlers:          rt,
