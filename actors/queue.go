@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,6 +181,13 @@ type putter struct {
 // carry makes a cohort's store call, answers its puts, and tells the actor.
 func (p *putter) carry(co *cohort) {
 	p.put(co.puts)
+	if len(co.puts) > 1 {
+		// The callers just answered are likely to put again at once: let them run before
+		// the actor hears that no call is on its way, so that their puts go together in the
+		// next call rather than the first of them alone and the others after it. A put that
+		// found the queue idle was alone and does not wait for this.
+		goruntime.Gosched()
+	}
 	p.flights.Done()
 	co.made.c = co
 	co.root.Send(co.self, &co.made)
@@ -241,10 +249,11 @@ func (p *putter) put(puts []queuedPut) {
 		return
 	}
 	for i, qp := range live {
-		p.answer(qp, jobs[i], errs[i])
+		// Heard before answered: a put is counted by the time its caller knows it is made.
 		if errs[i] == nil && len(jobs[i]) > 0 && p.onPut != nil {
 			p.onPut(jobs[i], qp.m.Notify)
 		}
+		p.answer(qp, jobs[i], errs[i])
 	}
 }
 
@@ -331,7 +340,7 @@ type QueueOptions struct {
 	Logger *slog.Logger
 	// OnPut, if not nil, hears of each put made, with its jobs and the PID the put named to
 	// be told of their completion (nil if none). It is called on the goroutine of the store
-	// call, after the put was answered: it must not block.
+	// call, just before the put is answered: it must not block.
 	OnPut func(jobs []*persistence.Job, notify *actor.PID)
 	// Queued, if not nil, is called (for tests) each time a put is held for the next cohort,
 	// with how many are held; in Receive, so it must not block.
