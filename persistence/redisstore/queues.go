@@ -136,9 +136,15 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 	}
 	err = s.use(func(c redis.Cmdable) error {
 		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for _, j := range all {
-				s.enqueue(ctx, p, j, now, nil)
+			// One ZADD for all the jobs: Redis's cost of a command is mostly its own, not
+			// its members'.
+			scored := make([]redis.Z, len(all))
+			for i, j := range all {
+				j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
+				s.writeJob(ctx, p, j, nil)
+				scored[i] = redis.Z{Score: s.position(j, now), Member: j.ID}
 			}
+			p.ZAdd(ctx, s.k.pending(q), scored...)
 			p.Publish(ctx, s.k.wake(q), wakePayload(q, all))
 			return nil
 		})
