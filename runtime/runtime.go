@@ -169,8 +169,8 @@ func (rt *Runtime) Close() error {
 var ErrClosed = actors.ErrClosed
 
 // actorRoot returns zasync's root actor, making it on first use in Config.ActorSystem or in an
-// actor system of the runtime's own. Made lazily: a program that only puts and waits never
-// needs an actor system.
+// actor system of the runtime's own. Made lazily: a program that only reads the database
+// (the queries, Job.Info) never needs an actor system, which costs milliseconds to make.
 func (rt *Runtime) actorRoot() (*actors.Root, error) {
 	rt.rootMu.Lock()
 	defer rt.rootMu.Unlock()
