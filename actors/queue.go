@@ -61,15 +61,15 @@ type localPut struct {
 	deadline  time.Time       // ctx's, zero if none
 	abandoned <-chan struct{} // ctx's Done
 	reply     chan any        // *messages.PutDone or *cohort; room for one, never more is sent
-	state     atomic.Int32    // waiting, handed or gone
+	state     atomic.Int32    // putWaiting, putHanded or putGone
 }
 
 // The states of a localPut: its caller waits, or carries its cohort, or has stopped waiting
 // (and carries nothing: its cohort goes to a goroutine of its own).
 const (
-	waiting int32 = iota
-	handed
-	gone
+	putWaiting int32 = iota
+	putHanded
+	putGone
 )
 
 // cohort is the puts sent in one store call.
@@ -78,7 +78,7 @@ type cohort struct {
 	// root and self send made back to the actor that sent the cohort.
 	root *actor.RootContext
 	self *actor.PID
-	made putsMade // made with the cohort, one allocation fewer per put
+	made putsMade // made with the cohort: one allocation fewer per cohort
 }
 
 // putsMade tells the queue actor that a cohort's store call returned and its puts were
@@ -148,7 +148,7 @@ func (q *queueActor) send(c actor.Context) {
 	q.flying = co
 	q.p.flights.Add(1)
 	for _, p := range co.puts {
-		if p.local != nil && p.local.state.CompareAndSwap(waiting, handed) {
+		if p.local != nil && p.local.state.CompareAndSwap(putWaiting, putHanded) {
 			p.local.reply <- co
 			return
 		}
@@ -259,7 +259,7 @@ func (p *putter) put(puts []queuedPut) {
 
 // abandonedAt says why the caller no longer waits for the put at now, if it does not.
 func (l *localPut) abandonedAt(now time.Time) error {
-	if l.state.Load() == gone {
+	if l.state.Load() == putGone {
 		return context.Canceled
 	}
 	if l.abandoned != nil {
@@ -414,7 +414,7 @@ func (q *Queue) Put(ctx context.Context, m *messages.Put) ([]persistence.Ref, er
 // own.
 func (q *Queue) leave(l *localPut, err error) ([]persistence.Ref, error) {
 	var r any
-	if l.state.CompareAndSwap(waiting, gone) {
+	if l.state.CompareAndSwap(putWaiting, putGone) {
 		select {
 		case r = <-l.reply:
 		default:

@@ -41,7 +41,7 @@ func TestQueueCallerLeavingHandsOnItsCohort(t *testing.T) {
 	qa := testQueue(t, store, nil)
 	other := &localPut{m: putOne("other"), ctx: context.Background(), reply: make(chan any, 1)}
 	leaving := &localPut{m: putOne("leaving"), ctx: context.Background(), reply: make(chan any, 1)}
-	leaving.state.Store(handed)
+	leaving.state.Store(putHanded)
 	co := &cohort{puts: []queuedPut{{m: leaving.m, local: leaving}, {m: other.m, local: other}},
 		root: qa.root, self: qa.pid}
 	qa.p.flights.Add(1)
