@@ -1,12 +1,14 @@
-// Package actors is zasync's actors on protoactor-go: a runtime's root, and the node (one
-// dispatcher with its agents). Actors talk to persistence.Store, never to go-redis, and
-// exchange the messages of package messages. ARCHITECTURE.md ("Actors") describes the tree
-// and where it is heading.
+// Package actors is zasync's actors on protoactor-go: a runtime's root, its queue actors,
+// and the node (one dispatcher with its agents). Actors talk to persistence.Store, never to
+// go-redis, and exchange the messages of package messages. ARCHITECTURE.md ("Actors")
+// describes the tree and where it is heading.
 //
 // One actor kind a file:
 //
 //	<root>                           rootActor (root.go): the runtime's actors are its
 //	│                                children; stopping it stops them all
+//	├── queue/<name>                 queueActor (queue.go): the puts of this process into one
+//	│                                queue, concurrent ones coalesced into one store call
 //	├── dispatcher/<uuid>            dispatcherActor (dispatcher.go): activation, pings, polls,
 //	│   │                            wake-ups, reconciliation of its agents' runs, the drain
 //	│   ├── supervisor               supervisorActor (supervisor.go): buries dead siblings and

@@ -1,11 +1,13 @@
 // Package messages holds the messages zasync's actors exchange, grouped by conversation:
-// root.go (asking zasync's root actor to start a child), dispatcher.go (the dispatcher's
-// timer, wake-ups, the drain and its answer, agents telling it they are idle), agent.go (the
-// dispatcher asking an agent to claim, to stop, for its runs, or about jobs held with no run,
-// and the agent's answers; a claim's outcome, Claimed; an agent's reminder to itself,
-// ClaimFreed), job.go (TakeJob, an agent handing a job to a job actor; JobFinished, a run's
-// end, from its goroutine to its job actor and on to its agent) and supervisor.go
-// (Supervise). They are plain structs with no logic; pointers are sent.
+// root.go (Spawn, to start an actor below zasync's root, answered with Spawned), queue.go
+// (Put, a put sent to a queue actor by a program's actor, answered with PutDone, and
+// JobCompleted, the outcome of a job whose put asked to be notified), dispatcher.go (the
+// dispatcher's timer, wake-ups, the drain and its answer, agents telling it they are idle),
+// agent.go (the dispatcher asking an agent to claim, to stop, for its runs, or about jobs
+// held with no run, and the agent's answers; a claim's outcome, Claimed; an agent's reminder
+// to itself, ClaimFreed), job.go (TakeJob, an agent handing a job to a job actor;
+// JobFinished, a run's end, from its goroutine to its job actor and on to its agent) and
+// supervisor.go (Supervise). They are plain structs with no logic; pointers are sent.
 //
 // Two conversations involve the program's own actors: handler.go, the runs of a handler that
 // is an actor (runtime.HandleActor: RunJob to the run's actor, answered with JobReply;
@@ -13,6 +15,8 @@
 // between the run and the handler's host actor), and reminder.go, durable reminders
 // (Reminder to the actor hosting a target, answered with ReminderAck).
 //
-// Runs and the committer still talk by function call and reply channel, not by message
-// (ARCHITECTURE.md, "Actors").
+// A few conversations of package actors do not go through here: a put from Queue.Put, which
+// carries the caller's reply channel and may hand the caller its cohort's store call to make,
+// and a queue actor's own reminder that its store call returned. Runs and the committer talk
+// by function call and reply channel, not by message (ARCHITECTURE.md, "Actors").
 package messages

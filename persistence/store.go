@@ -89,6 +89,15 @@ type Queues interface {
 	Put(ctx context.Context, queue string, spec JobSpec) (*Job, error)
 	// PutMany puts several jobs in one round trip, all or none.
 	PutMany(ctx context.Context, queue string, specs []JobSpec) ([]*Job, error)
+	// PutEach puts groups of jobs that have nothing to do with each other in one round trip:
+	// each group is put as PutMany would put it, all or none, and is checked on its own, so
+	// that one group's bad spec or unknown quota fails that group alone. errs[i] is what
+	// PutMany would have returned for groups[i] (nothing of that group is written), jobs[i]
+	// the group's jobs when errs[i] is nil. err is for the whole call (a bad queue name, the
+	// store unavailable); then jobs and errs are nil, and, as for any write whose reply is
+	// lost, the groups may or may not have been put. The jobs of all groups are ordered in
+	// the queue as if put one group after the other.
+	PutEach(ctx context.Context, queue string, groups [][]JobSpec) (jobs [][]*Job, errs []error, err error)
 	// Enqueue puts an existing NEW job in its queue (a pulled job, a sub-job). Other statuses
 	// give *BadStatusError ("cannot add already-assigned job").
 	Enqueue(ctx context.Context, ref Ref) (*Job, error)

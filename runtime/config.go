@@ -117,8 +117,8 @@ type Config struct {
 	// They all run below one root actor named ActorName, which Close stops, children first;
 	// the system itself keeps running, as do the program's actors in it.
 	//
-	// Default: nil, an actor system of zasync's own, made when first needed (Start, or an
-	// actor-facing call) and shut down by Close.
+	// Default: nil, an actor system of zasync's own, made when first needed (the first put,
+	// Start, or Queue.PID) and shut down by Close.
 	ActorSystem *actor.ActorSystem
 
 	// ActorName names zasync's root actor in its actor system: 1 to 100 ASCII letters,

@@ -226,6 +226,7 @@ func detached(store persistence.Store) *Runtime {
 		logger:      slog.New(slog.DiscardHandler),
 		handlers:    map[string]HandlerFunc{},
 		waitRecheck: waitRecheck,
+		isDetached:  true,
 	}
 }
 

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -36,6 +39,7 @@ type putSettings struct {
 	quotas     []string
 	retry      RetryPolicy
 	level      *slog.Level
+	notify     *actor.PID
 	err        error
 }
 
@@ -87,51 +91,52 @@ func FailureLevel(l slog.Level) PutOption {
 	return func(s *putSettings) { s.level = &l }
 }
 
-// specs turns calls and options into job specs, reading the store's clock once if BeginIn
-// asks for it.
-func (q *Queue) specs(ctx context.Context, calls []Call, opts []PutOption) ([]persistence.JobSpec, error) {
-	pcs := make([]persistence.Call, len(calls))
-	for i := range calls {
-		var err error
-		if pcs[i], err = calls[i].persistent(); err != nil {
-			return nil, err
+// Notify makes the runtime send pid a JobCompleted (the job's outcome) when the job
+// completes, as a message from the actor system of zasync's root (Config.ActorSystem, or
+// the runtime's own). With PutMany each job is notified on its own. The runtime waits for
+// the job as Job.Wait does, from this process: if the runtime is closed first, no
+// notification is sent (the outcome is still stored, for Job.Wait or Job.Info to read), and
+// so if this process stops. A nil pid is invalid.
+func Notify(pid *actor.PID) PutOption {
+	return func(s *putSettings) {
+		s.notify = pid
+		if pid == nil && s.err == nil {
+			s.err = invalidf("nil PID to notify")
 		}
 	}
-	spec, err := q.spec(ctx, opts)
+}
+
+// message turns calls and options into the message that puts them, without I/O: BeginIn
+// goes as its Delay, for the queue actor to resolve against the store's clock.
+func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
+	spec, s, err := q.settings(opts)
 	if err != nil {
 		return nil, err
 	}
-	specs := make([]persistence.JobSpec, len(calls))
-	for i := range calls {
-		specs[i] = spec
-		specs[i].Call = pcs[i]
+	m := &messages.Put{Specs: make([]persistence.JobSpec, len(calls)), Notify: s.notify}
+	if s.beginIn != nil {
+		m.Delay = *s.beginIn
 	}
-	return specs, nil
+	for i := range calls {
+		if calls[i].composite != nil {
+			return nil, invalidf("a composite cannot be put with other calls or by message; use Queue.Put")
+		}
+		pc, err := calls[i].persistent()
+		if err != nil {
+			return nil, err
+		}
+		m.Specs[i] = spec
+		m.Specs[i].Call = pc
+	}
+	return m, nil
 }
 
 // spec turns options into a job spec without its call, reading the store's clock if BeginIn
 // asks for it.
 func (q *Queue) spec(ctx context.Context, opts []PutOption) (persistence.JobSpec, error) {
-	var s putSettings
-	for _, o := range opts {
-		o(&s)
-	}
-	if s.err != nil {
-		return persistence.JobSpec{}, s.err
-	}
-	spec := persistence.JobSpec{
-		BeginAfter:      s.beginAfter,
-		BeginBy:         s.beginBy,
-		QuotaNames:      s.quotas,
-		FailureLogLevel: s.level,
-		Assigner:        q.rt.assigner(),
-	}
-	if s.retry != nil {
-		name, err := q.rt.retryPolicy(s.retry)
-		if err != nil {
-			return persistence.JobSpec{}, err
-		}
-		spec.RetryPolicy = name
+	spec, s, err := q.settings(opts)
+	if err != nil {
+		return persistence.JobSpec{}, err
 	}
 	if s.beginIn != nil {
 		now, err := q.rt.store.Now(ctx)
@@ -143,50 +148,190 @@ func (q *Queue) spec(ctx context.Context, opts []PutOption) (persistence.JobSpec
 	return spec, nil
 }
 
+// settings applies opts and turns them into a job spec without its call, BeginIn left to
+// the caller.
+func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, error) {
+	s := &putSettings{}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.err != nil {
+		return persistence.JobSpec{}, nil, s.err
+	}
+	spec := persistence.JobSpec{
+		BeginAfter:      s.beginAfter,
+		BeginBy:         s.beginBy,
+		QuotaNames:      s.quotas,
+		FailureLogLevel: s.level,
+		Assigner:        q.rt.assigner(),
+	}
+	if s.retry != nil {
+		name, err := q.rt.retryPolicy(s.retry)
+		if err != nil {
+			return persistence.JobSpec{}, nil, err
+		}
+		spec.RetryPolicy = name
+	}
+	return spec, s, nil
+}
+
 // Put puts a job running call into the queue, PENDING: a dispatcher serving the queue will
 // claim and run it, at once or after BeginAfter. The returned Job is a handle to wait on,
 // read, or add callbacks to. A bad call or option gives ErrInvalid and writes nothing; so
 // does a handler name starting with "zasync.", which names zasync's own jobs (as for Handle).
+//
+// Puts into one queue from any goroutines go through the queue's actor, which sends those
+// made while its last store call is on its way together, in one round trip: a program that
+// puts from many goroutines at once gets close to PutMany's speed. Each put still succeeds
+// or fails on its own. When ctx ends before the answer, Put returns ctx's error, and the job
+// may still have been put (as when any reply is lost); a ctx ended before the call writes
+// nothing. A composite is put directly, not through the queue's actor.
 func (q *Queue) Put(ctx context.Context, call Call, opts ...PutOption) (*Job, error) {
 	if call.composite != nil {
-		job, err := q.putComposite(ctx, call, opts)
-		if err == nil {
-			q.rt.metrics.puts(q.name, 1)
-		}
-		return job, err
+		return q.putCompositeNotified(ctx, call, opts)
 	}
-	specs, err := q.specs(ctx, []Call{call}, opts)
+	m, err := q.message([]Call{call}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
-	rec, err := q.rt.store.Put(ctx, q.name, specs[0])
+	refs, err := q.send(ctx, m)
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
-	q.rt.metrics.puts(q.name, 1)
-	return q.rt.Job(rec.Ref), nil
+	return q.rt.Job(refs[0]), nil
 }
 
 // PutMany puts a job for each call into the queue, all with the same options, in one round
-// trip to Redis: all of them or none. The jobs are returned in the order of calls.
+// trip to Redis: all of them or none. The jobs are returned in the order of calls. It goes
+// through the queue's actor as Put does, and may share its round trip with concurrent puts.
 func (q *Queue) PutMany(ctx context.Context, calls []Call, opts ...PutOption) ([]*Job, error) {
 	if len(calls) == 0 {
 		return nil, nil
 	}
-	specs, err := q.specs(ctx, calls, opts)
+	m, err := q.message(calls, opts)
 	if err != nil {
 		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
+	}
+	refs, err := q.send(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
+	}
+	jobs := make([]*Job, len(refs))
+	for i, r := range refs {
+		jobs[i] = q.rt.Job(r)
+	}
+	return jobs, nil
+}
+
+// putCompositeNotified puts a composite directly, and has its completion notified if the
+// options ask for it.
+func (q *Queue) putCompositeNotified(ctx context.Context, call Call, opts []PutOption) (*Job, error) {
+	_, s, err := q.settings(opts)
+	if err == nil && s.notify != nil && q.rt.isDetached {
+		err = errNotifyDetached
+	}
+	if err != nil {
+		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
+	}
+	job, err := q.putComposite(ctx, call, opts)
+	if err != nil {
+		return nil, err
+	}
+	q.rt.metrics.puts(q.name, 1)
+	if s.notify != nil {
+		if root, err := q.rt.actorRoot(); err == nil {
+			q.rt.notifyOnCompletion(root.System(), job.Ref(), s.notify)
+		}
+	}
+	return job, nil
+}
+
+// errNotifyDetached refuses what needs a runtime's actors (Notify, PID) where there are
+// none: in a handler whose context carries no runtime of the program's own.
+var errNotifyDetached = invalidf("no runtime's actors here: this handler's context carries no runtime of the program's own")
+
+// send puts m through the queue's actor, or directly into the store for a runtime that
+// owns no actors (see detached).
+func (q *Queue) send(ctx context.Context, m *messages.Put) ([]persistence.Ref, error) {
+	if q.rt.isDetached {
+		return q.putDirect(ctx, m)
+	}
+	qa, err := q.rt.queueActor(q.name)
+	if err != nil {
+		return nil, err
+	}
+	return qa.Put(ctx, m)
+}
+
+// putDirect puts m with one store call, for a detached runtime.
+func (q *Queue) putDirect(ctx context.Context, m *messages.Put) ([]persistence.Ref, error) {
+	if m.Notify != nil {
+		return nil, errNotifyDetached
+	}
+	specs := m.Specs
+	if m.Delay > 0 {
+		now, err := q.rt.store.Now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		specs = slices.Clone(specs)
+		for i := range specs {
+			specs[i].BeginAfter = now.Add(m.Delay)
+		}
 	}
 	recs, err := q.rt.store.PutMany(ctx, q.name, specs)
 	if err != nil {
-		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
+		return nil, err
 	}
-	q.rt.metrics.puts(q.name, len(recs))
-	jobs := make([]*Job, len(recs))
+	refs := make([]persistence.Ref, len(recs))
 	for i, r := range recs {
-		jobs[i] = q.rt.Job(r.Ref)
+		refs[i] = r.Ref
 	}
-	return jobs, nil
+	return refs, nil
+}
+
+// PutMessage is the message a program's actor sends to a queue's actor (Queue.PID) to put a
+// job; Queue.PutMessage builds it. Send it with Request, so that the answer, a PutDone,
+// comes back to the sender.
+type PutMessage = messages.Put
+
+// PutDone answers a PutMessage: the job's Ref (Jobs[0]), or why it was not put (Err).
+type PutDone = messages.PutDone
+
+// JobCompleted is the notification Notify asks for: a job's outcome once it completes.
+type JobCompleted = messages.JobCompleted
+
+// PID returns the PID of the queue's actor, which puts the jobs of this process into the
+// queue, starting it if it does not run yet: a program's actor puts a job by sending it a
+// PutMessage (see PutMessage). Only actors of the actor system zasync's root lives in
+// (Config.ActorSystem) can reach it. ErrClosed once the runtime is closed; ErrInvalid for a
+// bad queue name.
+func (q *Queue) PID() (*actor.PID, error) {
+	qa, err := q.rt.queueActor(q.name)
+	if err != nil {
+		return nil, fmt.Errorf("queue %q: %w", q.name, err)
+	}
+	return qa.PID(), nil
+}
+
+// PutMessage returns the message that puts a job running call into the queue with opts, for
+// a program's actor to send to the queue's actor (PID) with Request. The queue actor
+// answers the sender with a PutDone, and, with the Notify option, the job's outcome comes
+// as a JobCompleted at the PID Notify names once the job completes. The put is made as
+// Queue.Put makes it, coalesced with the other puts of this process into the queue; the
+// actor is never blocked while it waits. A bad call or option gives ErrInvalid, and so does
+// a composite call (Queue.Put puts those). A message is for one send: the queue actor
+// reads it after it is sent.
+//
+// If the runtime is closed before the queue actor has sent the put to the store, the put is
+// not made and is answered with ErrClosed, unless the message reaches the actor after it has
+// stopped: then it is not answered at all (a sender that must know waits with a timeout).
+func (q *Queue) PutMessage(call Call, opts ...PutOption) (*PutMessage, error) {
+	m, err := q.message([]Call{call}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
+	}
+	return m, nil
 }
 
 // QuotaInfo describes a quota: its size and the jobs holding its slots.

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/zasync/zasync/actors"
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 	"github.com/zasync/zasync/persistence/redisstore"
 )
@@ -46,6 +47,25 @@ type Runtime struct {
 	rootMu sync.Mutex
 	root   *actors.Root // zasync's root actor, once made (see actorRoot); guarded by rootMu
 	closed bool         // Close has stopped the root; guarded by rootMu
+	// isClosed is closed too, read without the lock by every put.
+	isClosed atomic.Bool
+
+	// queues are the queue actors this runtime puts through, by queue name (*actors.Queue),
+	// made once each under queuesMu.
+	queues   sync.Map
+	queuesMu sync.Mutex
+
+	// The goroutines that wait for jobs to complete, to notify actors (see Notify). Close
+	// cancels watchCtx and waits for them; watchClosed refuses new ones, under watchMu.
+	watchMu     sync.Mutex
+	watchers    sync.WaitGroup
+	watchCtx    context.Context
+	watchCancel context.CancelFunc
+	watchClosed bool
+
+	// isDetached: a runtime over a handler's store alone (see detached): it owns no actors,
+	// and puts go straight to the store.
+	isDetached bool
 
 	// reminders: the actor hosting each reminder target this process hosts (HostReminders).
 	remindMu  sync.RWMutex
@@ -62,6 +82,9 @@ type Runtime struct {
 	// onWaitSubscribed, if set (tests), runs once Wait is subscribed and has found its job
 	// not completed yet.
 	onWaitSubscribed func(persistence.Ref)
+	// onPutQueued, if set (tests), runs each time a queue actor holds a put for its next
+	// cohort, with how many it holds (actors.QueueOptions.Queued).
+	onPutQueued func(queue string, pending int)
 
 	// metrics count what this runtime does, for Prometheus (see Metrics).
 	metrics *metrics
@@ -88,6 +111,7 @@ func New(cfg Config) (*Runtime, error) {
 		handlers:    map[string]HandlerFunc{},
 		waitRecheck: waitRecheck,
 	}
+	rt.watchCtx, rt.watchCancel = context.WithCancel(context.Background())
 	rdb := cfg.Redis
 	if rdb == nil {
 		m, err := miniredis.Run()
@@ -122,7 +146,11 @@ func (rt *Runtime) Close() error {
 		if err := rt.stopForClose(); err != nil {
 			errs = append(errs, err)
 		}
+		rt.stopWatchers()
 		if err := rt.stopRoot(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := rt.waitQueues(); err != nil {
 			errs = append(errs, err)
 		}
 		if rt.store != nil {
@@ -141,12 +169,12 @@ func (rt *Runtime) Close() error {
 	return rt.closeErr
 }
 
-// ErrClosed reports a use of a closed runtime that needs its actors.
-var ErrClosed = errors.New("zasync: runtime closed")
+// ErrClosed reports a use of a closed runtime that needs its actors, a put among them.
+var ErrClosed = actors.ErrClosed
 
 // actorRoot returns zasync's root actor, making it on first use in Config.ActorSystem or in an
-// actor system of the runtime's own. Made lazily: a program that only puts and waits never
-// needs an actor system.
+// actor system of the runtime's own. Made lazily: a program that only reads the database
+// (the queries, Job.Info) never needs an actor system, which costs milliseconds to make.
 func (rt *Runtime) actorRoot() (*actors.Root, error) {
 	rt.rootMu.Lock()
 	defer rt.rootMu.Unlock()
@@ -168,12 +196,117 @@ func (rt *Runtime) stopRoot() error {
 	rt.rootMu.Lock()
 	defer rt.rootMu.Unlock()
 	rt.closed = true
+	rt.isClosed.Store(true)
 	if rt.root == nil {
 		return nil
 	}
 	r := rt.root
 	rt.root = nil
 	return r.Stop()
+}
+
+// queueActor returns the actor that puts this runtime's jobs into queue, starting it below
+// zasync's root on first use.
+func (rt *Runtime) queueActor(queue string) (*actors.Queue, error) {
+	if rt.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	if rt.isDetached {
+		return nil, errNotifyDetached
+	}
+	if qa, ok := rt.queues.Load(queue); ok {
+		return qa.(*actors.Queue), nil
+	}
+	rt.queuesMu.Lock()
+	defer rt.queuesMu.Unlock()
+	if qa, ok := rt.queues.Load(queue); ok {
+		return qa.(*actors.Queue), nil
+	}
+	// Checked before the root is made: a bad name must not start an actor system.
+	if err := persistence.ValidateName("queue", queue); err != nil {
+		return nil, err
+	}
+	root, err := rt.actorRoot()
+	if err != nil {
+		return nil, err
+	}
+	sys := root.System()
+	var queued func(int)
+	if f := rt.onPutQueued; f != nil {
+		queued = func(n int) { f(queue, n) }
+	}
+	qa, err := actors.StartQueue(root, actors.QueueOptions{Store: rt.store, Queue: queue, Logger: rt.logger, Queued: queued,
+		OnPut: func(jobs []*persistence.Job, notify *actor.PID) {
+			rt.metrics.puts(queue, len(jobs))
+			if notify != nil {
+				for _, j := range jobs {
+					rt.notifyOnCompletion(sys, j.Ref, notify)
+				}
+			}
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("zasync: %w", err)
+	}
+	rt.queues.Store(queue, qa)
+	return qa, nil
+}
+
+// notifyOnCompletion sends pid, from sys, a JobCompleted once job ref completes, waiting
+// for it on a goroutine of its own as Job.Wait does. Close ends the wait, and then nothing
+// is sent: the notification is lost with the process, the outcome is not.
+func (rt *Runtime) notifyOnCompletion(sys *actor.ActorSystem, ref persistence.Ref, pid *actor.PID) {
+	rt.watchMu.Lock()
+	defer rt.watchMu.Unlock()
+	if rt.watchClosed {
+		return
+	}
+	rt.watchers.Add(1)
+	go func() {
+		defer rt.watchers.Done()
+		out, err := rt.Job(ref).Wait(rt.watchCtx)
+		if rt.watchCtx.Err() != nil {
+			return
+		}
+		m := &messages.JobCompleted{Job: ref, Err: err}
+		if err == nil {
+			m.Status, m.Result, m.Failure = persistence.StatusCompleted, out.Result, out.Failure
+		}
+		sys.Root.Send(pid, m)
+	}()
+}
+
+// queueDrainTimeout bounds how long Close waits for the puts its queue actors sent to the
+// store: longer than a store call ever lasts unless its caller set a longer deadline.
+const queueDrainTimeout = time.Minute
+
+// waitQueues waits, once the root has stopped, until the puts the queue actors had sent to
+// the store are answered, so that the store is closed after them.
+func (rt *Runtime) waitQueues() error {
+	timeout := time.NewTimer(queueDrainTimeout)
+	defer timeout.Stop()
+	var err error
+	rt.queues.Range(func(name, qa any) bool {
+		select {
+		case <-qa.(*actors.Queue).Done():
+			return true
+		case <-timeout.C:
+			err = fmt.Errorf("puts into %q still on their way after %s", name, queueDrainTimeout)
+			return false
+		}
+	})
+	return err
+}
+
+// stopWatchers ends the waits for notifications, and refuses new ones, before the actor
+// system they send from may be shut down.
+func (rt *Runtime) stopWatchers() {
+	rt.watchMu.Lock()
+	rt.watchClosed = true
+	rt.watchMu.Unlock()
+	if rt.watchCancel != nil {
+		rt.watchCancel()
+	}
+	rt.watchers.Wait()
 }
 
 // dispatcherUUID returns this process's dispatcher UUID, resolving it on first use as

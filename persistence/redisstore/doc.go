@@ -16,7 +16,8 @@
 // migrates; a claim declares the jobs it expects at the head of the queue, and runs again at
 // once when the head has others (see claimScript).
 //
-// Round trips, on a single node: a put is one; a claim of all of an agent's free slots is one
+// Round trips, on a single node: a put is one, and so are many (PutMany, PutEach; two when
+// some name quotas, which are checked first); a claim of all of an agent's free slots is one
 // (two when the head of the queue holds jobs it did not expect, put by another process that
 // did not wake it; three when it needs the transaction: a filter, quotas, an expired job); a commit, or many,
 // is one; a batch of commits and claims is one; each other fenced transition (start,

@@ -63,55 +63,101 @@ func (s *Store) Put(ctx context.Context, q string, spec persistence.JobSpec) (*p
 // when some do (the quotas must exist; a quota removed right after the check is ignored at
 // claim time, as any removed quota is).
 func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSpec) ([]*persistence.Job, error) {
-	const op = "put"
-	if err := validQueue(op, q); err != nil {
+	jobs, errs, err := s.PutEach(ctx, q, [][]persistence.JobSpec{specs})
+	if err != nil {
 		return nil, err
 	}
+	return jobs[0], errs[0]
+}
+
+// PutEach puts groups of jobs in one transaction, each group checked on its own: one round
+// trip when none names a quota, two when some do, as for PutMany. A group refused is left
+// out of the transaction; the others are written together, in the order of groups.
+func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.JobSpec) ([][]*persistence.Job, []error, error) {
+	const op = "put"
+	if err := validQueue(op, q); err != nil {
+		return nil, nil, err
+	}
+	errs := make([]error, len(groups))
 	var quotaNames []string
-	for i := range specs {
-		if err := specs[i].Validate(); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+	for g, specs := range groups {
+		for i := range specs {
+			if err := specs[i].Validate(); err != nil {
+				errs[g] = fmt.Errorf("%s: %w", op, err)
+				break
+			}
 		}
-		quotaNames = append(quotaNames, specs[i].QuotaNames...)
+		if errs[g] == nil {
+			for i := range specs {
+				quotaNames = append(quotaNames, specs[i].QuotaNames...)
+			}
+		}
 	}
 	if len(quotaNames) > 0 {
 		sizes, err := s.quotaSizes(ctx, plain{s.rdb}, q)
 		if err != nil {
-			return nil, s.fail(op, err)
+			return nil, nil, s.fail(op, err)
 		}
-		if err := checkQuotas(quotaNames, sizes); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+		for g, specs := range groups {
+			for i := 0; errs[g] == nil && i < len(specs); i++ {
+				if err := checkQuotas(specs[i].QuotaNames, sizes); err != nil {
+					errs[g] = fmt.Errorf("%s: %w", op, err)
+				}
+			}
 		}
 	}
+	n := 0
+	for g, specs := range groups {
+		if errs[g] == nil {
+			n += len(specs)
+		}
+	}
+	out := make([][]*persistence.Job, len(groups))
+	if n == 0 {
+		return out, errs, nil
+	}
 	if err := s.rememberQueue(ctx, q); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now, err := s.now(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	jobs := make([]*persistence.Job, len(specs))
-	for i, spec := range specs {
-		jobs[i] = newJob(q, spec, queuedJob, now)
+	all := make([]*persistence.Job, 0, n)
+	for g, specs := range groups {
+		if errs[g] != nil {
+			continue
+		}
+		out[g] = make([]*persistence.Job, len(specs))
+		for i, spec := range specs {
+			out[g][i] = newJob(q, spec, queuedJob, now)
+			all = append(all, out[g][i])
+		}
 	}
 	err = s.use(func(c redis.Cmdable) error {
 		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for _, j := range jobs {
-				s.enqueue(ctx, p, j, now, nil)
+			// One ZADD for all the jobs: Redis's cost of a command is mostly its own, not
+			// its members'.
+			scored := make([]redis.Z, len(all))
+			for i, j := range all {
+				j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
+				s.writeJob(ctx, p, j, nil)
+				scored[i] = redis.Z{Score: s.position(j, now), Member: j.ID}
 			}
-			p.Publish(ctx, s.k.wake(q), wakePayload(q, jobs))
+			p.ZAdd(ctx, s.k.pending(q), scored...)
+			p.Publish(ctx, s.k.wake(q), wakePayload(q, all))
 			return nil
 		})
 		return err
 	})
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, nil, s.fail(op, err)
 	}
 	h := s.heads.get(q, s.k)
-	for _, j := range jobs[:min(len(jobs), maxExpected)] {
+	for _, j := range all[:min(len(all), maxExpected)] {
 		h.expect(s.k.job(q, j.ID))
 	}
-	return jobs, nil
+	return out, errs, nil
 }
 
 // Enqueue puts an existing NEW job in its queue.

@@ -58,6 +58,16 @@ func TestRoundTripBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	measure("PutEach of 16 puts and a bad one", 1, func() {
+		groups := make([][]persistence.JobSpec, 17)
+		for i := range 16 {
+			groups[i] = []persistence.JobSpec{spec}
+		}
+		groups[16] = []persistence.JobSpec{{}} // no handler: refused alone, before any round trip
+		if _, errs, err := f.s.PutEach(f.ctx, "q", groups); err != nil || errs[0] != nil || errs[16] == nil {
+			t.Fatalf("PutEach: %v, first group %v, bad group %v", err, errs[0], errs[16])
+		}
+	})
 	var jobs []*persistence.Job
 	measure("Claim of 3", 1, func() {
 		var err error

@@ -31,6 +31,8 @@ func init() {
 		testCase{"FailRules", testQueueFailRules},
 		testCase{"GetMany", testQueueGetMany},
 		testCase{"PutMany", testQueuePutMany},
+		testCase{"PutEach", testQueuePutEach},
+		testCase{"PutEachNoneValid", testQueuePutEachNoneValid},
 		testCase{"Stats", testQueueStats},
 		testCase{"Subscribe", testQueueSubscribe},
 		testCase{"Queues", testQueueQueues},
@@ -777,6 +779,79 @@ func testQueuePutMany(t *testing.T, h Harness) {
 	}
 	b.qtWantPending(Queue, []string{first.ID, jobs[0].ID, jobs[1].ID, jobs[3].ID, jobs[2].ID}, "after PutMany")
 	b.qtWantStats(Queue, persistence.QueueStats{Due: 4, Scheduled: 1}, "after PutMany")
+}
+
+// PutEach puts each group as PutMany would, all or none, in one call: a group with a bad spec
+// or an unknown quota fails alone and writes nothing, and the others are queued in the order
+// of the groups.
+func testQueuePutEach(t *testing.T, h Harness) {
+	b := setup(t, h)
+	if err := b.s.CreateQuota(b.ctx, Queue, "qa", 1); err != nil {
+		t.Fatalf("CreateQuota: %v", err)
+	}
+	first := b.putCall("first")
+	groups := [][]persistence.JobSpec{
+		{{Call: call("a")}},
+		{{Call: call("bad-group-1")}, {Call: persistence.Call{}}}, // no handler: the whole group fails
+		{{Call: call("b")}, {Call: call("c"), BeginAfter: qtAt(16, 0, 0)}},
+		{{Call: call("bad-group-3")}, {Call: call("d"), QuotaNames: []string{"nope"}}},
+		nil,
+		{{Call: call("e"), QuotaNames: []string{"qa"}}},
+	}
+	jobs, errs, err := b.s.PutEach(b.ctx, Queue, groups)
+	if err != nil {
+		t.Fatalf("PutEach: %v", err)
+	}
+	if len(jobs) != len(groups) || len(errs) != len(groups) {
+		t.Fatalf("PutEach: %d job groups and %d errors, want %d each", len(jobs), len(errs), len(groups))
+	}
+	qtWantErr(t, errs[1], persistence.ErrInvalid, "PutEach of a group with a spec with no handler")
+	qtWantErr(t, errs[3], persistence.ErrUnknownQuota, "PutEach of a group naming an unknown quota")
+	for _, g := range []int{1, 3} {
+		if jobs[g] != nil {
+			t.Fatalf("PutEach: group %d failed and has jobs %v", g, jobs[g])
+		}
+	}
+	for _, g := range []int{0, 2, 4, 5} {
+		if errs[g] != nil {
+			t.Fatalf("PutEach: group %d: %v", g, errs[g])
+		}
+		if len(jobs[g]) != len(groups[g]) {
+			t.Fatalf("PutEach: group %d has %d jobs, want %d", g, len(jobs[g]), len(groups[g]))
+		}
+		for i, j := range jobs[g] {
+			qtWantStatus(t, j, persistence.StatusPending, "PutEach")
+			if got := b.get(j.Ref); got.Call.String() != groups[g][i].Call.String() || got.Status != persistence.StatusPending {
+				t.Fatalf("Get(PutEach[%d][%d]) = %s %s, want %s PENDING", g, i, got.Call.String(), got.Status, groups[g][i].Call.String())
+			}
+		}
+	}
+	b.qtWantPending(Queue, []string{first.ID, jobs[0][0].ID, jobs[2][0].ID, jobs[5][0].ID, jobs[2][1].ID}, "after PutEach")
+	b.qtWantStats(Queue, persistence.QueueStats{Due: 4, Scheduled: 1}, "after PutEach")
+
+	_, _, err = b.s.PutEach(b.ctx, "bad:queue", groups)
+	qtWantErr(t, err, persistence.ErrInvalid, "PutEach into a bad queue name")
+	b.qtWantStats(Queue, persistence.QueueStats{Due: 4, Scheduled: 1}, "after PutEach into a bad queue name")
+}
+
+// PutEach whose every group is refused writes nothing at all, not even the queue's name.
+func testQueuePutEachNoneValid(t *testing.T, h Harness) {
+	b := setup(t, h)
+	jobs, errs, err := b.s.PutEach(b.ctx, Queue, [][]persistence.JobSpec{
+		{{Call: persistence.Call{}}},
+		{{Call: call("h"), BeginBy: -time.Second}},
+	})
+	if err != nil {
+		t.Fatalf("PutEach: %v", err)
+	}
+	for g := range 2 {
+		qtWantErr(t, errs[g], persistence.ErrInvalid, "PutEach of a bad spec")
+		if jobs[g] != nil {
+			t.Fatalf("PutEach: group %d failed and has jobs %v", g, jobs[g])
+		}
+	}
+	b.biWantUntouched(Queue, "after PutEach of bad specs")
+	b.biWantNoQueues("after PutEach of bad specs")
 }
 
 // Stats counts due, scheduled, put-back and held jobs, at the store's time.

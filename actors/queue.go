@@ -1,0 +1,433 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zasync/zasync/messages"
+	"github.com/zasync/zasync/persistence"
+)
+
+// queueActor puts jobs into one queue for this process: it is "queue/<name>" below zasync's
+// root, one per queue the runtime puts into. Puts from any number of goroutines and actors
+// are coalesced: a put that arrives when no store call of the queue is on its way is sent at
+// once, and the puts that arrive while one is on its way wait for it and go together in the
+// next one (a cohort), as one PutEach call, each put refused or made on its own. With at
+// most one call on its way, a busy queue's cohorts grow with its load and an idle queue adds
+// no wait to a put.
+//
+// Receive never waits on Redis: the store call of a cohort runs outside it, and its end comes
+// back as a message. It runs on the goroutine of one of the cohort's puts made through
+// Queue.Put, which waits for its answer anyway (see carry), or else on a goroutine of its
+// own. The actor handles its messages on its senders' goroutines (see queueProps).
+//
+// Takes messages.Put (from programs' actors), localPut (from Queue.Put, for Queue.Put and
+// Queue.PutMany) and putsMade (a cohort's end); sends messages.PutDone to each put's sender,
+// from the cohort's goroutine.
+type queueActor struct {
+	p *putter
+	// pending are the puts that arrived since the last cohort was sent, in their order.
+	pending []queuedPut
+	// flying is the cohort whose store call is on its way, nil when none is.
+	flying *cohort
+	// stopping: the actor stops; puts are refused from now on.
+	stopping bool
+}
+
+// queuedPut is a put waiting for its cohort, with whom to answer: its local caller, or the
+// actor that sent it (nil: no one).
+type queuedPut struct {
+	m      *messages.Put
+	local  *localPut
+	sender *actor.PID
+}
+
+// localPut is a put from a goroutine outside the actor system (Queue.Put), which waits for
+// its answer on reply. While it waits, it may be handed its cohort instead, to make the
+// store call on its own goroutine: then it gets the answer after that call.
+type localPut struct {
+	m *messages.Put
+	// ctx is the caller's: a cohort of this put alone makes its store call with it, as a
+	// direct call to the store would.
+	ctx       context.Context
+	deadline  time.Time       // ctx's, zero if none
+	abandoned <-chan struct{} // ctx's Done
+	reply     chan any        // *messages.PutDone or *cohort; room for one, never more is sent
+	state     atomic.Int32    // putWaiting, putHanded or putGone
+}
+
+// The states of a localPut: its caller waits, or carries its cohort, or has stopped waiting
+// (and carries nothing: its cohort goes to a goroutine of its own).
+const (
+	putWaiting int32 = iota
+	putHanded
+	putGone
+)
+
+// cohort is the puts sent in one store call.
+type cohort struct {
+	puts []queuedPut
+	// root and self send made back to the actor that sent the cohort.
+	root *actor.RootContext
+	self *actor.PID
+	made putsMade // made with the cohort: one allocation fewer per cohort
+}
+
+// putsMade tells the queue actor that a cohort's store call returned and its puts were
+// answered: the next cohort may go.
+type putsMade struct{ c *cohort }
+
+// ErrClosed reports a put refused because the runtime was closed: the queue actor stopped
+// before it could send the put to the store, and nothing was written.
+var ErrClosed = errors.New("zasync: runtime closed")
+
+// errRestarted refuses the puts a queue actor held when it panicked: unavailable, so that a
+// retry policy tries again, and nothing was written.
+var errRestarted = fmt.Errorf("%w: the queue actor restarted before sending the put", persistence.ErrUnavailable)
+
+// putTimeout bounds a store call whose puts have no deadline of their own.
+const putTimeout = time.Minute
+
+func (q *queueActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *localPut:
+		q.take(c, queuedPut{m: m.m, local: m})
+	case *messages.Put:
+		q.take(c, queuedPut{m: m, sender: c.Sender()})
+	case *putsMade:
+		if m.c != q.flying { // a cohort of the incarnation before a restart
+			return
+		}
+		q.flying = nil
+		if len(q.pending) > 0 && !q.stopping {
+			q.send(c)
+		}
+	case *actor.Restarting:
+		q.refuse(errRestarted)
+	case *actor.Stopping:
+		q.stopping = true
+		q.refuse(ErrClosed)
+	case *actor.Stopped:
+		q.refuse(ErrClosed)
+		// The cohorts on their way are answered with what the store did; Queue.Done tells
+		// when, so that the store is closed only after.
+		go func() {
+			q.p.flights.Wait()
+			close(q.p.stopped)
+		}()
+	}
+}
+
+// take queues a put, and sends it at once when no store call is on its way.
+func (q *queueActor) take(c actor.Context, p queuedPut) {
+	if q.stopping {
+		q.p.answer(p, nil, ErrClosed)
+		return
+	}
+	q.pending = append(q.pending, p)
+	if q.flying == nil {
+		q.send(c)
+	} else if q.p.queued != nil {
+		q.p.queued(len(q.pending))
+	}
+}
+
+// send starts the pending puts' store call, as one cohort: it hands the cohort to the first
+// local put whose caller still waits, or else to a goroutine of its own.
+func (q *queueActor) send(c actor.Context) {
+	co := &cohort{puts: q.pending, root: c.ActorSystem().Root, self: c.Self()}
+	q.pending = nil
+	q.flying = co
+	q.p.flights.Add(1)
+	for _, p := range co.puts {
+		if p.local != nil && p.local.state.CompareAndSwap(putWaiting, putHanded) {
+			p.local.reply <- co
+			return
+		}
+	}
+	go q.p.carry(co)
+}
+
+// refuse answers every pending put with err.
+func (q *queueActor) refuse(err error) {
+	for _, p := range q.pending {
+		q.p.answer(p, nil, err)
+	}
+	q.pending = nil
+}
+
+// putter makes the store calls of a queue actor. It is shared by the actor's incarnations
+// and by the goroutines that carry its cohorts, and never changes.
+type putter struct {
+	store   persistence.Store
+	queue   string
+	root    *actor.RootContext // sends the answers to actors
+	events  *slog.Logger
+	onPut   func(jobs []*persistence.Job, notify *actor.PID)
+	queued  func(pending int)
+	stopped chan struct{} // closed when the actor has stopped and its cohorts are answered
+	// flights counts the cohorts sent and not yet answered, of every incarnation.
+	flights sync.WaitGroup
+}
+
+// carry makes a cohort's store call, answers its puts, and tells the actor.
+func (p *putter) carry(co *cohort) {
+	p.put(co.puts)
+	if len(co.puts) > 1 {
+		// The callers just answered are likely to put again at once: let them run before
+		// the actor hears that no call is on its way, so that their puts go together in the
+		// next call rather than the first of them alone and the others after it. A put that
+		// found the queue idle was alone and does not wait for this.
+		goruntime.Gosched()
+	}
+	p.flights.Done()
+	co.made.c = co
+	co.root.Send(co.self, &co.made)
+}
+
+// put makes one cohort's puts in one store call and answers each. A put whose sender has
+// stopped waiting is left out: it is answered with why, and not written.
+func (p *putter) put(puts []queuedPut) {
+	now := time.Now()
+	deadline := time.Time{}
+	groups := make([][]persistence.JobSpec, 0, len(puts))
+	live := make([]queuedPut, 0, len(puts))
+	delayed := false
+	for _, qp := range puts {
+		d := time.Time{}
+		if l := qp.local; l != nil {
+			if err := l.abandonedAt(now); err != nil {
+				p.answer(qp, nil, err)
+				continue
+			}
+			d = l.deadline
+		}
+		live = append(live, qp)
+		groups = append(groups, qp.m.Specs)
+		if d.IsZero() {
+			d = now.Add(putTimeout)
+		}
+		if d.After(deadline) {
+			deadline = d
+		}
+		delayed = delayed || qp.m.Delay > 0
+	}
+	if len(live) == 0 {
+		return
+	}
+	var ctx context.Context
+	if len(live) == 1 && live[0].local != nil {
+		ctx = live[0].local.ctx
+	} else {
+		// Bounded by the latest of the callers' deadlines, and cancelled by none of them:
+		// the call is the others' too.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+	}
+	if delayed {
+		if err := p.delay(ctx, live, groups); err != nil {
+			for _, qp := range live {
+				p.answer(qp, nil, err)
+			}
+			return
+		}
+	}
+	jobs, errs, err := p.store.PutEach(ctx, p.queue, groups)
+	if err != nil {
+		for _, qp := range live {
+			p.answer(qp, nil, err)
+		}
+		return
+	}
+	for i, qp := range live {
+		// Heard before answered: a put is counted by the time its caller knows it is made.
+		if errs[i] == nil && len(jobs[i]) > 0 && p.onPut != nil {
+			p.onPut(jobs[i], qp.m.Notify)
+		}
+		p.answer(qp, jobs[i], errs[i])
+	}
+}
+
+// abandonedAt says why the caller no longer waits for the put at now, if it does not.
+func (l *localPut) abandonedAt(now time.Time) error {
+	if l.state.Load() == putGone {
+		return context.Canceled
+	}
+	if l.abandoned != nil {
+		select {
+		case <-l.abandoned:
+			return context.Canceled
+		default:
+		}
+	}
+	if !l.deadline.IsZero() && !now.Before(l.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// delay schedules the jobs of the puts with a Delay after the store's time, reading it once
+// for the cohort. The senders' specs are copied, not changed: a message is not the
+// receiver's to write.
+func (p *putter) delay(ctx context.Context, live []queuedPut, groups [][]persistence.JobSpec) error {
+	now, err := p.store.Now(ctx)
+	if err != nil {
+		return fmt.Errorf("put into %q: read the store's time for BeginIn: %w", p.queue, err)
+	}
+	for i, qp := range live {
+		if qp.m.Delay <= 0 {
+			continue
+		}
+		specs := make([]persistence.JobSpec, len(groups[i]))
+		for k, s := range groups[i] {
+			s.BeginAfter = now.Add(qp.m.Delay)
+			specs[k] = s
+		}
+		groups[i] = specs
+	}
+	return nil
+}
+
+// answer tells a put's sender what became of it: a local caller on its reply channel, which
+// has room for it, or the actor that sent it, as a message. A put with neither is answered
+// to no one.
+func (p *putter) answer(qp queuedPut, jobs []*persistence.Job, err error) {
+	done := &messages.PutDone{Err: err}
+	if err == nil {
+		done.Jobs = make([]persistence.Ref, len(jobs))
+		for i, j := range jobs {
+			done.Jobs[i] = j.Ref
+		}
+	}
+	switch {
+	case qp.local != nil:
+		select {
+		case qp.local.reply <- done:
+		default: // cannot happen: one answer per put, and a handed cohort is taken first
+			p.events.Error("a put's reply channel had no room for its answer", "queue", p.queue, "err", err)
+		}
+	case qp.sender != nil:
+		p.root.Send(qp.sender, done)
+	}
+}
+
+// queueProps runs a queue actor. Its messages are handled on the sender's goroutine (one
+// at a time all the same: the mailbox sees to it), as an agent's are (see agentProps): it
+// only keeps books and hands cohorts out, and a put would otherwise wake a goroutine of the
+// mailbox, which would wake the goroutine of the store call.
+func queueProps(p *putter) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &queueActor{p: p} },
+		actor.WithDispatcher(actor.NewSynchronizedDispatcher(queueThroughput)))
+}
+
+// queueThroughput is how many messages a queue actor handles before it lets other
+// goroutines run: protoactor's default.
+const queueThroughput = 300
+
+// QueueOptions configure a queue actor.
+type QueueOptions struct {
+	Store  persistence.Store
+	Queue  string
+	Logger *slog.Logger
+	// OnPut, if not nil, hears of each put made, with its jobs and the PID the put named to
+	// be told of their completion (nil if none). It is called on the goroutine of the store
+	// call, just before the put is answered: it must not block.
+	OnPut func(jobs []*persistence.Job, notify *actor.PID)
+	// Queued, if not nil, is called (for tests) each time a put is held for the next cohort,
+	// with how many are held; in Receive, so it must not block.
+	Queued func(pending int)
+}
+
+// Queue is a running queue actor: it puts jobs into its queue, coalescing concurrent puts.
+type Queue struct {
+	p    *putter
+	pid  *actor.PID
+	root *actor.RootContext
+}
+
+// StartQueue spawns the queue actor of o.Queue below root, named "queue/<name>". It stops
+// with the root: the puts that wait for their cohort are refused with ErrClosed, those on
+// their way are answered with what the store did (Done tells when they all are).
+func StartQueue(root *Root, o QueueOptions) (*Queue, error) {
+	if err := persistence.ValidateName("queue", o.Queue); err != nil {
+		return nil, err
+	}
+	if o.Store == nil {
+		return nil, fmt.Errorf("%w: a queue actor needs a store", persistence.ErrInvalid)
+	}
+	p := &putter{store: o.Store, queue: o.Queue, root: root.System().Root, events: eventsLogger(o.Logger).With("actor", "queue/"+o.Queue),
+		onPut: o.OnPut, queued: o.Queued, stopped: make(chan struct{})}
+	pid, err := root.Spawn(queueProps(p), "queue/"+o.Queue)
+	if err != nil {
+		return nil, err
+	}
+	return &Queue{p: p, pid: pid, root: root.System().Root}, nil
+}
+
+// PID is the queue actor's: a program's actor puts a job by sending it a messages.Put.
+func (q *Queue) PID() *actor.PID { return q.pid }
+
+// Done is closed once the queue actor has stopped and every put it sent to the store is
+// answered.
+func (q *Queue) Done() <-chan struct{} { return q.p.stopped }
+
+// Put sends m to the queue actor and waits for its answer, until ctx ends or the actor
+// stops. When ctx ends first, the put may still be made, as when the reply of any write is
+// lost; a ctx ended before Put is called writes nothing. m is not to be changed after.
+func (q *Queue) Put(ctx context.Context, m *messages.Put) ([]persistence.Ref, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l := &localPut{m: m, ctx: ctx, abandoned: ctx.Done(), reply: make(chan any, 1)}
+	if d, ok := ctx.Deadline(); ok {
+		l.deadline = d
+	}
+	q.root.Send(q.pid, l)
+	for {
+		select {
+		case r := <-l.reply:
+			if co, ok := r.(*cohort); ok {
+				q.p.carry(co) // its answer is in reply now
+				continue
+			}
+			d := r.(*messages.PutDone)
+			return d.Jobs, d.Err
+		case <-ctx.Done():
+			return q.leave(l, ctx.Err())
+		case <-q.p.stopped:
+			return q.leave(l, ErrClosed)
+		}
+	}
+}
+
+// leave ends a wait before its answer came, with err, unless the answer came meanwhile. A
+// cohort handed to the caller and not carried yet goes on without it, on a goroutine of its
+// own.
+func (q *Queue) leave(l *localPut, err error) ([]persistence.Ref, error) {
+	var r any
+	if l.state.CompareAndSwap(putWaiting, putGone) {
+		select {
+		case r = <-l.reply:
+		default:
+			return nil, err
+		}
+	} else {
+		// Handed: the cohort is in reply or about to be, or, once carried, the answer is.
+		r = <-l.reply
+	}
+	if co, ok := r.(*cohort); ok {
+		go q.p.carry(co)
+		return nil, err
+	}
+	d := r.(*messages.PutDone)
+	return d.Jobs, d.Err
+}

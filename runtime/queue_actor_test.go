@@ -1,0 +1,478 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zasync/zasync/persistence"
+)
+
+// gatedPuts is a store that counts its PutEach calls, with how many puts each carried, and
+// holds the first one until release is closed.
+type gatedPuts struct {
+	persistence.Store
+	entered chan struct{} // closed once the first call has begun
+	release chan struct{}
+	mu      sync.Mutex
+	calls   []int // the number of puts (groups) of each call, in order
+}
+
+func gate(rt *Runtime) *gatedPuts {
+	g := &gatedPuts{Store: rt.store, entered: make(chan struct{}), release: make(chan struct{})}
+	rt.store = g
+	return g
+}
+
+func (g *gatedPuts) PutEach(ctx context.Context, q string, groups [][]persistence.JobSpec) ([][]*persistence.Job, []error, error) {
+	g.mu.Lock()
+	first := len(g.calls) == 0
+	g.calls = append(g.calls, len(groups))
+	g.mu.Unlock()
+	if first {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Store.PutEach(ctx, q, groups)
+}
+
+func (g *gatedPuts) callSizes() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]int(nil), g.calls...)
+}
+
+// await waits for ch to deliver or close, failing the test when ctx ends first.
+func await[T any](t *testing.T, ctx context.Context, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		var zero T
+		return zero
+	}
+}
+
+// heldCounts makes rt report, on the returned channel, how many puts its queue actors hold
+// for their next cohort each time one more is held.
+func heldCounts(rt *Runtime) <-chan int {
+	held := make(chan int, 1024)
+	rt.onPutQueued = func(_ string, n int) { held <- n }
+	return held
+}
+
+// awaitHeld waits until the queue actor holds n puts.
+func awaitHeld(t *testing.T, ctx context.Context, held <-chan int, n int) {
+	t.Helper()
+	for got := 0; got < n; {
+		got = await(t, ctx, held, fmt.Sprintf("%d puts held", n))
+	}
+}
+
+// Puts made from many goroutines while a store call is on its way go together in the next
+// one, and each succeeds or fails on its own: a put naming an unknown quota fails alone.
+func TestPutsCoalesce(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	g := gate(rt)
+	held := heldCounts(rt)
+	q := rt.Queue(DefaultQueue)
+	if err := q.CreateQuota(ctx, "db", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := q.Put(ctx, NewCall("first"))
+		first <- err
+	}()
+	await(t, ctx, g.entered, "the first store call")
+
+	const n = 16
+	type result struct {
+		job *Job
+		err error
+	}
+	results := make([]chan result, n)
+	for i := range n {
+		results[i] = make(chan result, 1)
+		go func() {
+			var opts []PutOption
+			switch i % 4 {
+			case 1:
+				opts = append(opts, Quotas("db"))
+			case 3:
+				opts = append(opts, Quotas("missing"))
+			}
+			job, err := q.Put(ctx, NewCall("p", i), opts...)
+			results[i] <- result{job, err}
+		}()
+	}
+	awaitHeld(t, ctx, held, n)
+	close(g.release)
+
+	if err := await(t, ctx, first, "the first put"); err != nil {
+		t.Fatalf("first put: %v", err)
+	}
+	good := 0
+	for i := range n {
+		r := await(t, ctx, results[i], fmt.Sprintf("put %d", i))
+		if i%4 == 3 {
+			if !errors.Is(r.err, ErrUnknownQuota) || r.job != nil {
+				t.Errorf("put %d naming an unknown quota: %v, %v; want ErrUnknownQuota", i, r.job, r.err)
+			}
+			continue
+		}
+		if r.err != nil {
+			t.Fatalf("put %d: %v", i, r.err)
+		}
+		good++
+		rec := mustInfo(t, r.job)
+		if want := NewCall("p", i).String(); rec.Call.String() != want || rec.Status != StatusPending {
+			t.Errorf("put %d stored %s %s, want %s pending", i, rec.Call.String(), rec.Status, want)
+		}
+	}
+	if got := g.callSizes(); len(got) != 2 || got[0] != 1 || got[1] != n {
+		t.Errorf("store calls carried %v puts, want [1 %d]: the held puts in one call", got, n)
+	}
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Due != int64(1+good) {
+		t.Errorf("%d jobs due, want %d: a refused put wrote something", st.Due, 1+good)
+	}
+}
+
+// A put held behind a store call that does not return ends with its caller's deadline, and
+// its job is not written: the next cohort leaves it out.
+func TestPutWaitEndsWithContext(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	g := gate(rt)
+	held := heldCounts(rt)
+	q := rt.Queue(DefaultQueue)
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := q.Put(ctx, NewCall("first"))
+		first <- err
+	}()
+	await(t, ctx, g.entered, "the first store call")
+
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	late := make(chan error, 1)
+	go func() {
+		_, err := q.Put(short, NewCall("late"))
+		late <- err
+	}()
+	awaitHeld(t, ctx, held, 1)
+	if err := await(t, ctx, late, "the late put"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("put held past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := q.Put(short, NewCall("after the deadline")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("put with a context already ended: %v, want context.DeadlineExceeded", err)
+	}
+
+	close(g.release)
+	if err := await(t, ctx, first, "the first put"); err != nil {
+		t.Fatalf("first put: %v", err)
+	}
+	// A put made after the late one's cohort ends after it too.
+	last, err := q.Put(ctx, NewCall("last"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := g.callSizes(); len(got) != 2 || got[1] != 1 {
+		t.Errorf("store calls carried %v puts, want [1 1]: the late put left out", got)
+	}
+	ids, err := rt.store.Pending(ctx, DefaultQueue, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || ids[1] != last.ID() {
+		t.Errorf("pending %v, want the first job and %s", ids, last.ID())
+	}
+}
+
+// A program's actor puts jobs by message: each put is answered with a PutDone, and each job
+// it asked to be notified of comes back as a JobCompleted with its outcome. A Go caller can
+// ask for the notification too.
+func TestPutByMessage(t *testing.T) {
+	t.Parallel()
+	sys, _ := programSystem(t)
+	ctx := testCtx(t)
+	rt := newRuntime(t, Config{ActorSystem: sys, UUID: "put-by-message", PollInterval: 20 * time.Millisecond})
+	if err := rt.Handle("echo", Func1(func(_ context.Context, s string) (string, error) { return s, nil })); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Handle("fail", Func0(func(context.Context) (any, error) { return nil, errors.New("boom") })); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q := rt.Queue(DefaultQueue)
+	pid, err := q.PID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sys.ProcessRegistry.GetLocal("zasync/queue/" + DefaultQueue); !ok {
+		t.Fatal("no queue actor below zasync's root")
+	}
+
+	got := make(chan any, 16)
+	calls := []Call{NewCall("echo", "hi"), NewCall("fail"), NewCall("echo", "no quota")}
+	prog, err := sys.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *actor.Started:
+			for i, call := range calls {
+				opts := []PutOption{Notify(c.Self())}
+				if i == 2 {
+					opts = append(opts, Quotas("missing"))
+				}
+				msg, err := q.PutMessage(call, opts...)
+				if err != nil {
+					got <- err
+					return
+				}
+				c.Request(pid, msg)
+			}
+		case *PutDone, *JobCompleted:
+			got <- m
+		}
+	}), "putter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sys.Root.PoisonFuture(prog).Wait() })
+
+	// The answers come in the order of the puts; completions may come in between.
+	var refs []Ref
+	outcomes := map[Ref]*JobCompleted{}
+	for answered := 0; answered < len(calls); {
+		switch m := await(t, ctx, got, "a put's answer").(type) {
+		case *JobCompleted:
+			outcomes[m.Job] = m
+		case *PutDone:
+			if answered == 2 {
+				if !errors.Is(m.Err, ErrUnknownQuota) {
+					t.Fatalf("put naming an unknown quota answered %v, want ErrUnknownQuota", m.Err)
+				}
+			} else if m.Err != nil || len(m.Jobs) != 1 {
+				t.Fatalf("put %d answered %v, %v", answered, m.Jobs, m.Err)
+			} else {
+				refs = append(refs, m.Jobs[0])
+			}
+			answered++
+		default:
+			t.Fatalf("got %#v, want a PutDone or a JobCompleted", m)
+		}
+	}
+	goJob, err := q.Put(ctx, NewCall("echo", "from Go"), Notify(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs = append(refs, goJob.Ref())
+	for len(outcomes) < 3 {
+		m, ok := await(t, ctx, got, "a job's completion").(*JobCompleted)
+		if !ok {
+			t.Fatalf("got %#v, want a JobCompleted", m)
+		}
+		outcomes[m.Job] = m
+	}
+	for i, want := range []string{`"hi"`, "", `"from Go"`} {
+		m := outcomes[refs[i]]
+		switch {
+		case m == nil:
+			t.Errorf("no completion for %s", refs[i])
+		case m.Err != nil || m.Status != StatusCompleted:
+			t.Errorf("completion of %s: %s, %v", refs[i], m.Status, m.Err)
+		case want == "" && (m.Failure == nil || m.Failure.Message != "boom"):
+			t.Errorf("completion of the failing job: failure %v, want boom", m.Failure)
+		case want != "" && string(m.Result) != want:
+			t.Errorf("completion of %s: result %s, want %s", refs[i], m.Result, want)
+		}
+	}
+}
+
+// PutMessage refuses what Put refuses, and what it cannot send: a composite, a nil PID.
+func TestPutMessageBadInput(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	q := rt.Queue(DefaultQueue)
+	for name, put := range map[string]func() (*PutMessage, error){
+		"composite":    func() (*PutMessage, error) { return q.PutMessage(Serial(NewCall("a"))) },
+		"zasync name":  func() (*PutMessage, error) { return q.PutMessage(NewCall("zasync.x")) },
+		"nil notify":   func() (*PutMessage, error) { return q.PutMessage(NewCall("a"), Notify(nil)) },
+		"negative due": func() (*PutMessage, error) { return q.PutMessage(NewCall("a"), BeginIn(-time.Second)) },
+	} {
+		if m, err := put(); !errors.Is(err, ErrInvalid) || m != nil {
+			t.Errorf("%s: %v, %v; want ErrInvalid", name, m, err)
+		}
+	}
+	m, err := q.PutMessage(NewCall("a", 1), BeginIn(time.Hour))
+	if err != nil || len(m.Specs) != 1 || m.Delay != time.Hour || m.Specs[0].Call.String() != `a(1)` {
+		t.Fatalf("PutMessage: %+v, %v", m, err)
+	}
+	if _, err := rt.Queue("bad:name").PID(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("PID of a bad queue name: %v, want ErrInvalid", err)
+	}
+	if rt.root != nil {
+		t.Error("a bad queue name started zasync's actors")
+	}
+}
+
+// Close stops the queue actors with zasync's root, and puts after it are refused; the
+// notifications still awaited are dropped (goleak checks that their goroutines end).
+func TestCloseStopsQueueActors(t *testing.T) {
+	t.Parallel()
+	sys, prog := programSystem(t)
+	ctx := testCtx(t)
+	rt := newRuntime(t, Config{ActorSystem: sys, UUID: "close-queues"})
+	for _, name := range []string{"a", "b"} {
+		if _, err := rt.Queue(name).Put(ctx, NewCall("never run"), Notify(prog)); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := sys.ProcessRegistry.GetLocal("zasync/queue/" + name); !ok {
+			t.Fatalf("no queue actor for %s", name)
+		}
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, ok := sys.ProcessRegistry.GetLocal("zasync/queue/" + name); ok {
+			t.Errorf("queue actor %s still runs after Close", name)
+		}
+	}
+	if _, err := rt.Queue("a").Put(ctx, NewCall("late")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Put after Close: %v, want ErrClosed", err)
+	}
+	if _, err := rt.Queue("a").PID(); !errors.Is(err, ErrClosed) {
+		t.Errorf("PID after Close: %v, want ErrClosed", err)
+	}
+}
+
+// Close refuses the puts held for the next cohort (nothing written) and answers the put on
+// its way with what the store did, before it closes the store.
+func TestCloseAnswersHeldPuts(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	g := gate(rt)
+	held := heldCounts(rt)
+	q := rt.Queue(DefaultQueue)
+
+	type result struct {
+		job *Job
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		job, err := q.Put(ctx, NewCall("first"))
+		first <- result{job, err}
+	}()
+	await(t, ctx, g.entered, "the first store call")
+	const n = 3
+	refused := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := q.Put(ctx, NewCall("held", i))
+			refused <- err
+		}()
+	}
+	awaitHeld(t, ctx, held, n)
+
+	closed := make(chan error, 1)
+	go func() { closed <- rt.Close() }()
+	for range n {
+		if err := await(t, ctx, refused, "a held put's answer"); !errors.Is(err, ErrClosed) {
+			t.Errorf("held put at Close: %v, want ErrClosed", err)
+		}
+	}
+	close(g.release)
+	if r := await(t, ctx, first, "the put on its way"); r.err != nil || r.job == nil {
+		t.Errorf("the put on its way at Close: %v, %v; want its job", r.job, r.err)
+	}
+	if err := await(t, ctx, closed, "Close"); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.callSizes(); len(got) != 1 {
+		t.Errorf("store calls carried %v puts, want one call: the held puts refused", got)
+	}
+}
+
+// A job put with a BeginIn through the queue actor is scheduled by the store's clock.
+func TestPutBeginInThroughQueueActor(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	before, err := rt.store.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := rt.Queue(DefaultQueue).PutMany(ctx, []Call{NewCall("a"), NewCall("b")}, BeginIn(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		rec := mustInfo(t, j)
+		if d := rec.BeginAfter.Sub(before); d < time.Hour || d > time.Hour+time.Minute {
+			t.Errorf("%s begins %s after the put, want an hour", j, d)
+		}
+	}
+}
+
+// Callers that give up at any moment (before their put is held, while it is held, while they
+// are handed their cohort to carry, while they carry it) never wedge the queue: the puts of
+// those who wait are all made, and every put answered with a job was written.
+func TestPutCallersGivingUp(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	ctx := testCtx(t)
+	q := rt.Queue(DefaultQueue)
+	const producers, each = 8, 60
+	var mu sync.Mutex
+	var made []*Job
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range each {
+				// Deadlines from nothing to a few round trips, so that some end at each step.
+				pctx, cancel := context.WithTimeout(ctx, time.Duration((p*each+i)%23)*20*time.Microsecond)
+				job, err := q.Put(pctx, NewCall("p", p, i))
+				cancel()
+				switch {
+				case err == nil:
+					mu.Lock()
+					made = append(made, job)
+					mu.Unlock()
+				case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+					t.Errorf("put: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The queue still puts: no cohort was dropped with its caller.
+	if _, err := q.Put(ctx, NewCall("last")); err != nil {
+		t.Fatalf("put after callers gave up: %v", err)
+	}
+	for _, j := range made {
+		if rec := mustInfo(t, j); rec.Status != StatusPending {
+			t.Fatalf("%s answered as put is %s", j, rec.Status)
+		}
+	}
+	t.Logf("%d of %d puts made in time", len(made), producers*each)
+}
