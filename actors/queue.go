@@ -302,6 +302,9 @@ func (p *putter) delay(ctx context.Context, live []queuedPut, groups [][]persist
 // to no one.
 func (p *putter) answer(qp queuedPut, jobs []*persistence.Job, err error) {
 	done := &messages.PutDone{Err: err}
+	if qp.m != nil {
+		done.Tag = qp.m.Tag
+	}
 	if err == nil {
 		done.Jobs = make([]persistence.Ref, len(jobs))
 		for i, j := range jobs {

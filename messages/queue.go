@@ -22,12 +22,17 @@ type Put struct {
 	Delay time.Duration
 	// Notify, if not nil, is sent a JobCompleted for each job when it completes.
 	Notify *actor.PID
+	// Tag is the sender's own: PutDone carries it back, so that a sender with several puts
+	// on their way tells their answers apart.
+	Tag string
 }
 
-// PutDone answers Put: the jobs put, in the order of Put.Specs, or why none was.
+// PutDone answers Put: the jobs put, in the order of Put.Specs, or why none was; Tag is the
+// put's.
 type PutDone struct {
 	Jobs []persistence.Ref
 	Err  error
+	Tag  string
 }
 
 // JobCompleted tells the PID a Put named in Notify that one of its jobs completed (its

@@ -22,8 +22,9 @@ var invoiceActor = actor.PropsFromFunc(func(c actor.Context) {
 	}
 })
 
-// A program's own actor system hosts zasync: a handler that is one of the program's actors
-// (HandleActor) runs a job, and a reminder to another of its actors, set by the process
+// A program's own actor system hosts zasync: one of the program's actors puts a job by
+// message to the queue's actor and hears its outcome as a message; the job's handler is
+// another of the program's actors (HandleActor); and a reminder to another of its actors, set by the process
 // before it restarts, is delivered once after the restart, in the restarted process's new
 // actor system.
 func TestProgramActorSystemHostsZasync(t *testing.T) {
@@ -48,12 +49,54 @@ func TestProgramActorSystemHostsZasync(t *testing.T) {
 	if _, ok := sys.ProcessRegistry.GetLocal("zasync/handler/invoice"); !ok {
 		t.Fatal("no host of the invoice handler below zasync's root in the program's actor system")
 	}
-	job, err := rt.Queue(DefaultQueue).Put(ctx, NewCall("invoice", 1000))
+	// One of the program's actors puts the job by message and hears its outcome as one.
+	q := rt.Queue(DefaultQueue)
+	queuePID, err := q.PID()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := waitInt(t, job); n != 1200 {
-		t.Fatalf("invoice: %d, want 1200", n)
+	heard := make(chan any, 4)
+	clerk, err := sys.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *actor.Started:
+			put, err := q.PutMessage(NewCall("invoice", 1000), Notify(c.Self()))
+			if err != nil {
+				heard <- err
+				return
+			}
+			c.Request(queuePID, put)
+		case *PutDone, *JobCompleted:
+			heard <- m
+		}
+	}), "clerk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sys.Root.PoisonFuture(clerk).Wait() })
+	var job Ref
+	for done := false; !done; {
+		select {
+		case m := <-heard:
+			switch m := m.(type) {
+			case error:
+				t.Fatal(m)
+			case *PutDone:
+				if m.Err != nil || len(m.Jobs) != 1 {
+					t.Fatalf("the clerk's put: %+v", m)
+				}
+				job = m.Jobs[0]
+			case *JobCompleted:
+				if string(m.Result) != "1200" || m.Failure != nil || m.Job != job {
+					t.Fatalf("the clerk heard %+v, want job %s with 1200", m, job)
+				}
+				done = true
+			}
+		case <-ctx.Done():
+			t.Fatal("the clerk never heard of its invoice")
+		}
+	}
+	if n := waitInt(t, rt.Job(job)); n != 1200 {
+		t.Fatalf("invoice through Job.Wait: %d, want 1200", n)
 	}
 	now, err := rt.store.Now(ctx)
 	if err != nil {

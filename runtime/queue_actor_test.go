@@ -246,6 +246,7 @@ func TestPutByMessage(t *testing.T) {
 					got <- err
 					return
 				}
+				msg.Tag = fmt.Sprint("put ", i)
 				c.Request(pid, msg)
 			}
 		case *PutDone, *JobCompleted:
@@ -265,6 +266,9 @@ func TestPutByMessage(t *testing.T) {
 		case *JobCompleted:
 			outcomes[m.Job] = m
 		case *PutDone:
+			if want := fmt.Sprint("put ", answered); m.Tag != want {
+				t.Fatalf("answer %d tagged %q, want %q", answered, m.Tag, want)
+			}
 			if answered == 2 {
 				if !errors.Is(m.Err, ErrUnknownQuota) {
 					t.Fatalf("put naming an unknown quota answered %v, want ErrUnknownQuota", m.Err)
