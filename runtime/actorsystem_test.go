@@ -93,3 +93,22 @@ func TestActorNameIsChecked(t *testing.T) {
 		t.Fatalf("New with ActorName a/b: %v, want ErrInvalid", err)
 	}
 }
+
+// A runtime without Config.ActorSystem lends its own, for the program's actors, and refuses
+// after Close.
+func TestRuntimeLendsItsActorSystem(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	sys, err := rt.ActorSystem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sys.ProcessRegistry.GetLocal("zasync"); !ok {
+		t.Fatal("zasync's root is not in the actor system the runtime lends")
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.ActorSystem(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ActorSystem after Close: %v, want ErrClosed", err)
+	}
+}

@@ -68,8 +68,8 @@ func (rt *Runtime) Remind(ctx context.Context, target string, at time.Time, payl
 }
 
 // HostReminders makes this process deliver target's reminders to pid, an actor of the
-// runtime's actor system (Config.ActorSystem), which answers each *messages.Reminder with a
-// *messages.ReminderAck once it has handled it. A dispatcher started after it serves
+// runtime's actor system (Config.ActorSystem, or the one Runtime.ActorSystem lends), which
+// answers each *messages.Reminder with a *messages.ReminderAck once it has handled it. A dispatcher started after it serves
 // ReminderQueue(target), with one agent of DefaultAgentSize slots, next to Config.Queues:
 // so only processes that host a target ever claim its reminders, and a process that serves
 // other queues never consumes them.

@@ -191,6 +191,18 @@ func (rt *Runtime) actorRoot() (*actors.Root, error) {
 	return rt.root, nil
 }
 
+// ActorSystem returns the actor system zasync's actors live in: Config.ActorSystem, or the
+// runtime's own, made now if it was not yet. A program without an actor system of its own
+// spawns there the actors it gives HostReminders or that put by message. After Close it gives
+// ErrClosed.
+func (rt *Runtime) ActorSystem() (*actor.ActorSystem, error) {
+	r, err := rt.actorRoot()
+	if err != nil {
+		return nil, err
+	}
+	return r.System(), nil
+}
+
 // stopRoot stops the root actor and everything below it, for good.
 func (rt *Runtime) stopRoot() error {
 	rt.rootMu.Lock()
