@@ -187,27 +187,39 @@ type JobSpec struct {
 
 // Validate checks the spec before anything is written.
 func (s *JobSpec) Validate() error {
-	if s.Choice != nil {
-		for _, c := range []*Call{s.Choice.Success, s.Choice.Failure} {
-			if c != nil {
-				if err := c.Validate(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := CheckStored("pair of callbacks", s.Choice); err != nil {
-			return err
-		}
-	} else if err := s.Call.Validate(); err != nil {
-		return err
+	_, err := s.check(false)
+	return err
+}
+
+// EncodeCall checks the spec as Validate does and returns its call's JSON as stored
+// (Call.Encode), made in the same pass; nil for a pair of callbacks, which stores Choice.
+func (s *JobSpec) EncodeCall() ([]byte, error) {
+	return s.check(true)
+}
+
+// check is Validate, and EncodeCall when encode is set.
+func (s *JobSpec) check(encode bool) (call []byte, err error) {
+	switch {
+	case s.Choice != nil:
+		err = checkPair(s.Choice)
+	case encode:
+		call, err = s.Call.Encode()
+	default:
+		err = s.Call.Validate()
+	}
+	if err != nil {
+		return nil, err
 	}
 	if s.BeginBy < 0 {
-		return invalidf("negative begin_by %s", s.BeginBy)
+		return nil, invalidf("negative begin_by %s", s.BeginBy)
 	}
 	if err := ValidateTime("begin_after", s.BeginAfter); err != nil {
-		return err
+		return nil, err
 	}
-	return ValidateQuotaNames(s.QuotaNames)
+	if err := ValidateQuotaNames(s.QuotaNames); err != nil {
+		return nil, err
+	}
+	return call, nil
 }
 
 // ValidateQuotaNames checks each name of a quota list and that none repeats.

@@ -59,6 +59,12 @@ var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter,
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
+	return encodeJobCall(j, "")
+}
+
+// encodeJobCall is encodeJob with j's call already encoded (call), when it is not "": a put
+// encodes it as it checks it (persistence.JobSpec.EncodeCall), once.
+func encodeJobCall(j *persistence.Job, call string) (set []any, del []string) {
 	set, del = make([]any, 0, 2*len(jobFields)), make([]string, 0, len(jobFields))
 	put := func(f, v string) {
 		if v == "" {
@@ -85,7 +91,10 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 		}
 		put(f, string(b))
 	}
-	put(fCall, encodeCall(&j.Call))
+	if call == "" {
+		call = encodeCall(&j.Call)
+	}
+	put(fCall, call)
 	put(fStatus, j.Status.String())
 	put(fOwner, j.Owner.String())
 	num(fAttempt, j.Attempt)
@@ -161,8 +170,14 @@ func keptWhenCorrupt(j *persistence.Job, f string) bool {
 // notices, and miniredis does not count HDEL (a transition that only clears fields, such as
 // cleaning a job's owner away, would slip past a concurrent fenced write).
 func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job, was map[string]string) {
+	s.writeJobCall(ctx, p, j, was, "")
+}
+
+// writeJobCall is writeJob with j's call already encoded, when call is not "" (see
+// encodeJobCall).
+func (s *Store) writeJobCall(ctx context.Context, p redis.Pipeliner, j *persistence.Job, was map[string]string, call string) {
 	key := s.k.job(j.Queue, j.ID)
-	set, del := encodeJob(j)
+	set, del := encodeJobCall(j, call)
 	if j.Corrupt != nil {
 		kept := set[:0]
 		for i := 0; i < len(set); i += 2 {
@@ -276,7 +291,12 @@ func (d *jobDecoder) field(f, v string) {
 	switch f {
 	case fCall:
 		if !decodePlainCall(v, &j.Call) {
-			d.json(f, v, &j.Call)
+			// The arguments share the bytes of this one copy of the field.
+			c, err := persistence.DecodeCall([]byte(v))
+			if err != nil {
+				d.bad(f, err)
+			}
+			j.Call = c
 		}
 	case fStatus:
 		d.hasStatus = true
@@ -385,16 +405,21 @@ func fenceRead(j *persistence.Job) bool {
 
 // A call without arguments whose handler name is printable ASCII with nothing for JSON to
 // escape (most of them) is {"handler":"name"}: encodeCall and decodePlainCall write and read
-// it without encoding/json, which costs more than the rest of a put or a claim's decoding.
+// it as it is, which costs less than the rest of a put or a claim's decoding. Other calls go
+// through persistence's one-pass encoding (Call.Encode, DecodeCall).
 
 // encodeCall renders c as json.Marshal does.
 func encodeCall(c *persistence.Call) string {
 	if len(c.Args) == 0 && len(c.Kwargs) == 0 && plainName(c.Handler) {
 		return `{"handler":"` + c.Handler + `"}`
 	}
-	b, err := json.Marshal(c)
+	b, err := c.Encode()
 	if err != nil {
-		panic(fmt.Sprintf("zasync: encode %s: %v", fCall, err)) // only plain data types are encoded
+		// A call Put would refuse (a record written by hand, read and written back): as
+		// encoding/json writes it.
+		if b, err = json.Marshal(c); err != nil {
+			panic(fmt.Sprintf("zasync: encode %s: %v", fCall, err)) // only plain data types are encoded
+		}
 	}
 	return string(b)
 }
