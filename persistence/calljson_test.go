@@ -59,6 +59,17 @@ var jsonSeeds = []string{
 	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
 	`"` + strings.Repeat("x", 10240) + `"`,
 	`"` + strings.Repeat("abc<def", 300) + `"`,
+	// Stops past the first bytes of a string, found by the searches of a long run.
+	`"` + strings.Repeat("a", 20) + `\n` + strings.Repeat("b", 20) + `<` + strings.Repeat("c", 30) + `&>"`,
+	`"` + strings.Repeat("a", 40) + "\x01" + strings.Repeat("b", 40) + `"`,
+	`"` + strings.Repeat("a", 40) + "\x1f\"",
+	`["` + strings.Repeat("a", 40) + `","` + strings.Repeat("b", 40) + `<","` + strings.Repeat("\\\"", 30) + `"]`,
+	`{"` + strings.Repeat("k", 50) + `":"` + strings.Repeat("v", 50) + "\u2028\u2029\xe2\x82\xac" + `",` +
+		`"` + strings.Repeat("k", 60) + `>":[` + "\"\xe2\x80\"" + `]}`,
+	`"` + strings.Repeat("a", 30) + `\u00` + `"`,
+	`"` + strings.Repeat("a", 30) + `\`,
+	`"` + strings.Repeat("a", 30),
+	`["` + strings.Repeat("a", 30) + `"` + strings.Repeat(" ", 30) + `,` + strings.Repeat("\n", 20) + `"` + strings.Repeat("b", 30) + `"]`,
 }
 
 // Validate and Encode give what encoding/json gives: the same errors as the reference, and
