@@ -59,12 +59,13 @@ var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter,
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
-	return encodeJobCall(j, "")
+	return encodeJobCall(j, nil)
 }
 
-// encodeJobCall is encodeJob with j's call already encoded (call), when it is not "": a put
-// encodes it as it checks it (persistence.JobSpec.EncodeCall), once.
-func encodeJobCall(j *persistence.Job, call string) (set []any, del []string) {
+// encodeJobCall is encodeJob with j's call already encoded (call), when it is not nil: a put
+// encodes it as it checks it (persistence.JobSpec.EncodeCall), once, and it goes to Redis
+// as those bytes, not copied into a string.
+func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	set, del = make([]any, 0, 2*len(jobFields)), make([]string, 0, len(jobFields))
 	put := func(f, v string) {
 		if v == "" {
@@ -91,10 +92,11 @@ func encodeJobCall(j *persistence.Job, call string) (set []any, del []string) {
 		}
 		put(f, string(b))
 	}
-	if call == "" {
-		call = encodeCall(&j.Call)
+	if call != nil {
+		set = append(set, fCall, call)
+	} else {
+		put(fCall, encodeCall(&j.Call))
 	}
-	put(fCall, call)
 	put(fStatus, j.Status.String())
 	put(fOwner, j.Owner.String())
 	num(fAttempt, j.Attempt)
@@ -170,14 +172,8 @@ func keptWhenCorrupt(j *persistence.Job, f string) bool {
 // notices, and miniredis does not count HDEL (a transition that only clears fields, such as
 // cleaning a job's owner away, would slip past a concurrent fenced write).
 func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job, was map[string]string) {
-	s.writeJobCall(ctx, p, j, was, "")
-}
-
-// writeJobCall is writeJob with j's call already encoded, when call is not "" (see
-// encodeJobCall).
-func (s *Store) writeJobCall(ctx context.Context, p redis.Pipeliner, j *persistence.Job, was map[string]string, call string) {
 	key := s.k.job(j.Queue, j.ID)
-	set, del := encodeJobCall(j, call)
+	set, del := encodeJob(j)
 	if j.Corrupt != nil {
 		kept := set[:0]
 		for i := 0; i < len(set); i += 2 {
@@ -212,6 +208,13 @@ func (s *Store) writeJobCall(ctx context.Context, p redis.Pipeliner, j *persiste
 	if len(del) > 0 {
 		p.HDel(ctx, key, del...)
 	}
+}
+
+// writeNewJob queues the writes that store j, a new record, whose call is already encoded
+// (see encodeJobCall).
+func (s *Store) writeNewJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job, call []byte) {
+	set, _ := encodeJobCall(j, call)
+	p.HSet(ctx, s.k.job(j.Queue, j.ID), set...)
 }
 
 // decodeJob reads a job hash; ok is false when the hash is empty (no such job). A hash some

@@ -45,14 +45,15 @@ func (s *Store) dueUntil(now time.Time) int64 {
 
 // enqueue queues the writes that make j PENDING in its queue; was is as for writeJob.
 func (s *Store) enqueue(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time, was map[string]string) {
-	s.enqueueCall(ctx, p, j, now, was, "")
+	j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
+	s.writeJob(ctx, p, j, was)
+	p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
 }
 
-// enqueueCall is enqueue with j's call already encoded, when call is not "" (see
-// encodeJobCall).
-func (s *Store) enqueueCall(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time, was map[string]string, call string) {
-	j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
-	s.writeJobCall(ctx, p, j, was, call)
+// enqueueNew is enqueue for a new job whose call is already encoded (see encodeJobCall).
+func (s *Store) enqueueNew(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time, call []byte) {
+	j.Status = persistence.StatusPending
+	s.writeNewJob(ctx, p, j, call)
 	p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
 }
 
@@ -74,13 +75,12 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 		return nil, err
 	}
 	var quotaNames []string
-	calls := make([]string, len(specs)) // each checked and encoded in one pass
+	calls := make([][]byte, len(specs)) // each checked and encoded in one pass
 	for i := range specs {
-		call, err := specs[i].EncodeCall()
-		if err != nil {
+		var err error
+		if calls[i], err = specs[i].EncodeCall(); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
-		calls[i] = string(call)
 		quotaNames = append(quotaNames, specs[i].QuotaNames...)
 	}
 	if len(quotaNames) > 0 {
@@ -106,7 +106,7 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 	err = s.use(func(c redis.Cmdable) error {
 		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for i, j := range jobs {
-				s.enqueueCall(ctx, p, j, now, nil, calls[i])
+				s.enqueueNew(ctx, p, j, now, calls[i])
 			}
 			p.Publish(ctx, s.k.wake(q), wakePayload(q, jobs))
 			return nil

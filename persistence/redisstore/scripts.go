@@ -55,12 +55,14 @@ import (
 // deadline that passed, or has a status or attempt it cannot read; {"full", held, parked}
 // when the agent has no free slot (held jobs, parked ones among them). Otherwise it drops
 // the queue entries of jobs that are gone or no longer pending (a claim after a crash),
-// claims, and returns {"ok", more, head, id, hash, id, …}: more is "1" when it stopped at an
-// id that was not declared with slots still free; head is the keys of the jobs at the head
-// of the queue after those it examined (put-back ones first, then due ones), separated by
-// spaces, for the next claim to declare; then each claimed job as it was before the claim, for the caller to
-// change as the claim did; a hash is its fields and values joined by NUL bytes, which no
-// field holds (names are restricted, JSON escapes control characters). A claimed job whose
+// claims, and returns {"ok", more, head, id, hash, call, id, …}: more is "1" when it stopped
+// at an id that was not declared with slots still free; head is the keys of the jobs at the
+// head of the queue after those it examined (put-back ones first, then due ones), separated
+// by spaces, for the next claim to declare; then each claimed job as it was before the
+// claim, for the caller to change as the claim did: its id, its hash but for the call field,
+// and that field ("" when there is none). A hash is its fields and values joined by NUL
+// bytes, which no field holds (names are restricted, JSON escapes control characters). A
+// claimed job whose
 // other fields cannot be read (a record corrupted by hand) is claimed all the same and
 // handed out with its Corrupt set, for its claimer to fail it.
 var claimScript = redis.NewScript(`
@@ -144,7 +146,7 @@ local known = {new=true, assigned=true, active=true, callbacks=true, completed=t
 -- The jobs taken: ids, hashes as read, next attempts; stale entries; the key index of each
 -- id examined (true for a stale one); how many put-back entries were examined (they all
 -- leave the list, as its first entries).
-local ids, flats, attempts, stale, seen = {}, {}, {}, {}, {}
+local ids, flats, calls, attempts, stale, seen = {}, {}, {}, {}, {}, {}
 local examined, pbUsed, more, n = 0, 0, false, 1
 while #ids < free and examined < scan do
   if n > #head and not readMore() then break end
@@ -155,10 +157,11 @@ while #ids < free and examined < scan do
     seen[id] = true
     examined = examined + 1
     local flat = redis.call('HGETALL', KEYS[at])
-    local st, quotas, by, after, created, attempt
+    local st, quotas, by, after, created, attempt, callAt
     for i = 1, #flat, 2 do
       local f = flat[i]
       if f == 'status' then st = flat[i + 1]
+      elseif f == 'call' then callAt = i
       elseif f == 'quotas' then quotas = true
       elseif f == 'begin_by' then by = flat[i + 1]
       elseif f == 'begin_after' then after = flat[i + 1]
@@ -178,7 +181,16 @@ while #ids < free and examined < scan do
       attempt = tonumber(attempt or '0')
       if not attempt then return fallback end
       local k = #ids + 1
-      ids[k], flats[k], attempts[k] = id, flat, tostring(attempt + 1)
+      -- The call is answered apart, as it was read: joining it with the other fields would
+      -- copy it, and Redis's Lua hashes every byte of each string it makes, so a large
+      -- call would be hashed again, more than once.
+      local call = ''
+      if callAt then
+        call = flat[callAt + 1]
+        table.remove(flat, callAt + 1)
+        table.remove(flat, callAt)
+      end
+      ids[k], flats[k], calls[k], attempts[k] = id, flat, call, tostring(attempt + 1)
       seen[id] = at
     end
   end
@@ -225,6 +237,7 @@ for n, id in ipairs(ids) do
   scored[#scored + 1] = id
   out[#out + 1] = id
   out[#out + 1] = table.concat(flats[n], '\0')
+  out[#out + 1] = calls[n]
 end
 if #gone > 0 then redis.call('ZREM', KEYS[6], unpack(gone)) end
 if #ids > 0 then
@@ -643,7 +656,7 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 		}
 		return claimFallback
 	}
-	if len(res)%2 != 1 {
+	if len(res)%3 != 0 {
 		return done(fmt.Errorf("claim: %w: the script answered %d values", persistence.ErrCorrupt, len(res)))
 	}
 	more, _ := res[1].(string)
@@ -651,10 +664,10 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 	h := c.s.heads.get(c.q, c.s.k)
 	h.saw(strings.Fields(rest), c.cands)
 	c.cands = h.candidates(c.want())
-	for i := 3; i < len(res); i += 2 {
+	for i := 3; i < len(res); i += 3 {
 		id, _ := res[i].(string)
 		// A record read in part is claimed all the same: its claimer fails it.
-		j, err := decodeFlat(persistence.Ref{Queue: c.q, ID: id}, res[i+1])
+		j, err := decodeFlatCall(persistence.Ref{Queue: c.q, ID: id}, res[i+1], res[i+2])
 		if err != nil && j == nil {
 			return done(fmt.Errorf("claim: %w", err))
 		}
@@ -676,13 +689,23 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 // bytes: ErrNotFound when it is empty. A hash read in part gives the job with its
 // *persistence.CorruptError, as decodeJob does.
 func decodeFlat(ref persistence.Ref, r any) (*persistence.Job, error) {
+	return decodeFlatCall(ref, r, "")
+}
+
+// decodeFlatCall is decodeFlat for a hash answered without its call field, and that field
+// apart ("" when there is none), as claimScript answers them.
+func decodeFlatCall(ref persistence.Ref, r, call any) (*persistence.Job, error) {
 	joined, ok := r.(string)
-	if !ok {
-		return nil, fmt.Errorf("%w: a script answered %T for job %s", persistence.ErrCorrupt, r, ref)
+	c, ok2 := call.(string)
+	if !ok || !ok2 {
+		return nil, fmt.Errorf("%w: a script answered %T and %T for job %s", persistence.ErrCorrupt, r, call, ref)
 	}
 	var kv []string
 	if joined != "" {
 		kv = strings.Split(joined, "\x00")
+	}
+	if c != "" {
+		kv = append(kv, fCall, c)
 	}
 	j, ok, err := decodePairs(ref, kv)
 	if err != nil {

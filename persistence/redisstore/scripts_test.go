@@ -350,6 +350,14 @@ func TestScriptsMatchTransactions(t *testing.T) {
 				w.t.Fatal(err)
 			}
 		}},
+		{"calls with arguments, large ones too, are claimed whole", Options{}, func(w *twin) {
+			big := json.RawMessage(`"` + strings.Repeat("x", 10240) + `"`)
+			w.put(persistence.JobSpec{Call: persistence.Call{Handler: "h", Args: []json.RawMessage{big, json.RawMessage(` [1, "<&>"] `)}}})
+			w.put(persistence.JobSpec{Call: persistence.Call{Handler: "h", Kwargs: map[string]json.RawMessage{"b": big, "a": json.RawMessage(`{}`)}}})
+			w.put(persistence.JobSpec{})
+			jobs := w.claim(persistence.ClaimParams{Size: 3, Start: true})
+			w.commit(persistence.Commit{Fence: jobs[0].Fence(), Outcome: ok(`1`)})
+		}},
 		{"late, lost and repeated commits are refused", Options{}, func(w *twin) {
 			w.put(persistence.JobSpec{})
 			w.put(persistence.JobSpec{})
