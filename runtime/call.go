@@ -125,6 +125,20 @@ func (c Call) persistent() (persistence.Call, error) {
 	return c.system()
 }
 
+// forPut is persistent for the calls Put and PutMany hand straight to the store, which checks
+// their JSON, size and depth as it encodes them, in the same pass: only what the store does
+// not check (the error NewCall or Kwarg kept, the reserved names) is checked here, so that a
+// large argument is read once, not twice.
+func (c Call) forPut() (persistence.Call, error) {
+	if strings.HasPrefix(c.Handler, persistence.SystemPrefix) {
+		return persistence.Call{}, invalidf("handler name %q: names starting with %q are reserved for zasync", c.Handler, persistence.SystemPrefix)
+	}
+	if c.err != nil {
+		return persistence.Call{}, c.err
+	}
+	return persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs}, nil
+}
+
 // system is persistent for a call of zasync's own (a composite, its default postprocess),
 // which may have a reserved name.
 func (c Call) system() (persistence.Call, error) {

@@ -93,7 +93,7 @@ func (q *Queue) specs(ctx context.Context, calls []Call, opts []PutOption) ([]pe
 	pcs := make([]persistence.Call, len(calls))
 	for i := range calls {
 		var err error
-		if pcs[i], err = calls[i].persistent(); err != nil {
+		if pcs[i], err = calls[i].forPut(); err != nil {
 			return nil, err
 		}
 	}
