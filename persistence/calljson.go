@@ -24,6 +24,12 @@ const maxNesting = 10000
 // Encode checks the call as Validate does and returns its JSON as a store writes it: the
 // bytes json.Marshal gives, made in one pass over the arguments.
 func (c *Call) Encode() ([]byte, error) {
+	return c.AppendEncoded(nil)
+}
+
+// AppendEncoded is Encode appending to dst, which a caller may reuse once it is done with
+// the result.
+func (c *Call) AppendEncoded(dst []byte) ([]byte, error) {
 	n := len(c.Handler) + 32
 	for _, a := range c.Args {
 		n += len(a) + 1
@@ -31,9 +37,9 @@ func (c *Call) Encode() ([]byte, error) {
 	for k, v := range c.Kwargs {
 		n += len(k) + len(v) + 4
 	}
-	e := encoder{emit: true, out: make([]byte, 0, n)}
+	e := encoder{emit: true, out: slices.Grow(dst, n)}
 	if err := c.encode(&e); err != nil {
-		return nil, err
+		return dst, err
 	}
 	return e.out, nil
 }

@@ -187,37 +187,39 @@ type JobSpec struct {
 
 // Validate checks the spec before anything is written.
 func (s *JobSpec) Validate() error {
-	_, err := s.check(false)
+	_, err := s.check(nil, false)
 	return err
 }
 
-// EncodeCall checks the spec as Validate does and returns its call's JSON as stored
-// (Call.Encode), made in the same pass; nil for a pair of callbacks, which stores Choice.
-func (s *JobSpec) EncodeCall() ([]byte, error) {
-	return s.check(true)
+// AppendCall checks the spec as Validate does and appends its call's JSON as stored
+// (Call.Encode) to dst, made in the same pass; it appends nothing for a pair of callbacks,
+// which stores Choice.
+func (s *JobSpec) AppendCall(dst []byte) ([]byte, error) {
+	return s.check(dst, true)
 }
 
-// check is Validate, and EncodeCall when encode is set.
-func (s *JobSpec) check(encode bool) (call []byte, err error) {
+// check is Validate, and AppendCall when encode is set.
+func (s *JobSpec) check(dst []byte, encode bool) (call []byte, err error) {
+	call = dst
 	switch {
 	case s.Choice != nil:
 		err = checkPair(s.Choice)
 	case encode:
-		call, err = s.Call.Encode()
+		call, err = s.Call.AppendEncoded(dst)
 	default:
 		err = s.Call.Validate()
 	}
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	if s.BeginBy < 0 {
-		return nil, invalidf("negative begin_by %s", s.BeginBy)
+		return dst, invalidf("negative begin_by %s", s.BeginBy)
 	}
 	if err := ValidateTime("begin_after", s.BeginAfter); err != nil {
-		return nil, err
+		return dst, err
 	}
 	if err := ValidateQuotaNames(s.QuotaNames); err != nil {
-		return nil, err
+		return dst, err
 	}
 	return call, nil
 }

@@ -63,7 +63,7 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 }
 
 // encodeJobCall is encodeJob with j's call already encoded (call), when it is not nil: a put
-// encodes it as it checks it (persistence.JobSpec.EncodeCall), once, and it goes to Redis
+// encodes it as it checks it (persistence.JobSpec.AppendCall), once, and it goes to Redis
 // as those bytes, not copied into a string.
 func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	set, del = make([]any, 0, 2*len(jobFields)), make([]string, 0, len(jobFields))

@@ -57,6 +57,13 @@ func (s *Store) enqueueNew(ctx context.Context, p redis.Pipeliner, j *persistenc
 	p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
 }
 
+// callBuffers keeps buffers for encoded calls between puts.
+var callBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxCallBuffer is the largest buffer kept for another put: larger calls are rare, and a
+// buffer kept holds its memory.
+const maxCallBuffer = 1 << 20
+
 // Put creates a job and puts it in a queue.
 func (s *Store) Put(ctx context.Context, q string, spec persistence.JobSpec) (*persistence.Job, error) {
 	jobs, err := s.PutMany(ctx, q, []persistence.JobSpec{spec})
@@ -75,11 +82,26 @@ func (s *Store) PutMany(ctx context.Context, q string, specs []persistence.JobSp
 		return nil, err
 	}
 	var quotaNames []string
-	calls := make([][]byte, len(specs)) // each checked and encoded in one pass
+	// Each call is checked and encoded in one pass, into a buffer kept for the next puts once
+	// Redis has it (a call is as large as its arguments: a new one each time was most of what
+	// a put of large arguments gave the garbage collector to do).
+	calls, bufs := make([][]byte, len(specs)), make([]*[]byte, 0, len(specs))
+	defer func() {
+		for _, buf := range bufs {
+			if cap(*buf) <= maxCallBuffer {
+				callBuffers.Put(buf)
+			}
+		}
+	}()
 	for i := range specs {
+		buf := callBuffers.Get().(*[]byte)
+		bufs = append(bufs, buf)
 		var err error
-		if calls[i], err = specs[i].EncodeCall(); err != nil {
+		if *buf, err = specs[i].AppendCall((*buf)[:0]); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if len(*buf) > 0 { // else a pair of callbacks, which has no call of its own
+			calls[i] = *buf
 		}
 		quotaNames = append(quotaNames, specs[i].QuotaNames...)
 	}
