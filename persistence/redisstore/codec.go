@@ -235,7 +235,13 @@ func decodeJob(ref persistence.Ref, h map[string]string) (j *persistence.Job, ok
 // decodePairs reads a job hash given as field, value, field, value…; ok is false when it is
 // empty (no such job).
 func decodePairs(ref persistence.Ref, kv []string) (j *persistence.Job, ok bool, err error) {
-	if len(kv) == 0 {
+	return decodePairsCall(ref, kv, nil)
+}
+
+// decodePairsCall is decodePairs for a hash whose call field, when not nil, is given apart
+// as bytes the job may keep (its arguments are slices of them).
+func decodePairsCall(ref persistence.Ref, kv []string, call []byte) (j *persistence.Job, ok bool, err error) {
+	if len(kv) == 0 && call == nil {
 		return nil, false, nil
 	}
 	if len(kv)%2 != 0 {
@@ -244,6 +250,9 @@ func decodePairs(ref persistence.Ref, kv []string) (j *persistence.Job, ok bool,
 	d := jobDecoder{j: &persistence.Job{Ref: ref}}
 	for i := 0; i < len(kv); i += 2 {
 		d.field(kv[i], kv[i+1])
+	}
+	if call != nil {
+		d.call(call)
 	}
 	return d.done()
 }
@@ -289,17 +298,21 @@ func (d *jobDecoder) json(f, v string, into any) {
 	}
 }
 
+// call reads the call field from b, which the job's arguments keep.
+func (d *jobDecoder) call(b []byte) {
+	c, err := persistence.DecodeCall(b)
+	if err != nil {
+		d.bad(fCall, err)
+	}
+	d.j.Call = c
+}
+
 func (d *jobDecoder) field(f, v string) {
 	j := d.j
 	switch f {
 	case fCall:
 		if !decodePlainCall(v, &j.Call) {
-			// The arguments share the bytes of this one copy of the field.
-			c, err := persistence.DecodeCall([]byte(v))
-			if err != nil {
-				d.bad(f, err)
-			}
-			j.Call = c
+			d.call([]byte(v)) // one copy, which the arguments share
 		}
 	case fStatus:
 		d.hasStatus = true

@@ -723,19 +723,33 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 		id, _ := res[i].(string)
 		call := res[i+2]
 		if k := slices.Index(c.callKeys, h.prefix+id); k >= 0 && k < len(c.callReads) {
-			v, err := c.callReads[k].Result()
+			// Bytes, not a string: the reply's own buffer, which the job's arguments keep
+			// without a copy.
+			v, err := c.callReads[k].Bytes()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				// Claimed, but its call could not be read: it is not handed out, and stays
 				// held with no run, which the agent's next reconciliation recovers, as after
 				// a claim whose reply was lost.
 				continue
 			}
+			if len(v) == 0 {
+				v = nil // no call field, or an empty one: as the script answers them
+			}
 			call = v
 		}
-		if text, ok := call.(string); ok && len(text) >= largeCall {
-			large++
-		} else {
-			small++
+		switch text := call.(type) {
+		case string:
+			if len(text) >= largeCall {
+				large++
+			} else {
+				small++
+			}
+		case []byte:
+			if len(text) >= largeCall {
+				large++
+			} else {
+				small++
+			}
 		}
 		// A record read in part is claimed all the same: its claimer fails it.
 		j, err := decodeFlatCall(persistence.Ref{Queue: c.q, ID: id}, res[i+1], call)
@@ -768,21 +782,29 @@ func decodeFlat(ref persistence.Ref, r any) (*persistence.Job, error) {
 }
 
 // decodeFlatCall is decodeFlat for a hash answered without its call field, and that field
-// apart ("" when there is none), as claimScript answers them.
+// apart: a string as a script answers it ("" when there is none), or bytes read apart (nil
+// when there is none), which the job keeps.
 func decodeFlatCall(ref persistence.Ref, r, call any) (*persistence.Job, error) {
 	joined, ok := r.(string)
-	c, ok2 := call.(string)
-	if !ok || !ok2 {
-		return nil, fmt.Errorf("%w: a script answered %T and %T for job %s", persistence.ErrCorrupt, r, call, ref)
+	if !ok {
+		return nil, fmt.Errorf("%w: a script answered %T for job %s", persistence.ErrCorrupt, r, ref)
 	}
 	var kv []string
 	if joined != "" {
 		kv = strings.Split(joined, "\x00")
 	}
-	if c != "" {
-		kv = append(kv, fCall, c)
+	var raw []byte
+	switch c := call.(type) {
+	case string:
+		if c != "" {
+			kv = append(kv, fCall, c)
+		}
+	case []byte:
+		raw = c
+	default:
+		return nil, fmt.Errorf("%w: a script answered %T for the call of job %s", persistence.ErrCorrupt, call, ref)
 	}
-	j, ok, err := decodePairs(ref, kv)
+	j, ok, err := decodePairsCall(ref, kv, raw)
 	if err != nil {
 		return j, err
 	}

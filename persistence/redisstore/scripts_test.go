@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -358,7 +359,8 @@ func TestScriptsMatchTransactions(t *testing.T) {
 			w.put(persistence.JobSpec{})
 			jobs := w.claim(persistence.ClaimParams{Size: 3, Start: true})
 			w.commit(persistence.Commit{Fence: jobs[0].Fence(), Outcome: ok(`1`)})
-			// Most calls claimed were large: the next claims read them after the script.
+			// Most calls claimed were large: the next claims read them after the script, as
+			// many as the agent's last claim took.
 			for range 3 {
 				w.put(persistence.JobSpec{Call: persistence.Call{Handler: "h", Args: []json.RawMessage{big}}})
 			}
@@ -628,8 +630,8 @@ func TestClaimScriptReadsEveryFieldButTheCall(t *testing.T) {
 	}
 }
 
-// failCallReads fails, once on, every read of a call field in a pipeline, after Redis
-// answered it.
+// failCallReads fails, once on, every read of a call field in a pipeline that Redis
+// answered with a value.
 type failCallReads struct{ on *atomic.Bool }
 
 func (failCallReads) DialHook(next redis.DialHook) redis.DialHook          { return next }
@@ -641,7 +643,7 @@ func (h failCallReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 			if !h.on.Load() {
 				break
 			}
-			if args := c.Args(); c.Name() == "hget" && len(args) == 3 && args[2] == fCall {
+			if args := c.Args(); c.Name() == "hget" && len(args) == 3 && args[2] == fCall && c.Err() == nil {
 				c.SetErr(errors.New("connection reset by peer"))
 			}
 		}
@@ -651,8 +653,8 @@ func (h failCallReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 
 // A claim whose jobs' calls are read after its script, and whose reads fail, hands those
 // jobs out to no one: they stay held, with no run, as after a claim whose reply was lost,
-// for the agent's reconciliation to recover. The calls of the first claim of a queue go
-// through the script.
+// for the agent's reconciliation to recover. (The calls of the first claim of a queue go
+// through the script.)
 func TestClaimWithCallsReadApart(t *testing.T) {
 	// The hook is the client's before the store takes a connection of its own, which keeps
 	// the hooks its client had then.
@@ -692,10 +694,17 @@ func TestClaimWithCallsReadApart(t *testing.T) {
 	if _, errs, err := f.s.CommitMany(f.ctx, commits); err != nil || errors.Join(errs...) != nil {
 		t.Fatalf("commits: %v %v", errs, err)
 	}
+	// A record without a call (written by hand) is read apart as through the script: with
+	// no call, and not as unreadable.
+	f.rdb.HDel(f.ctx, f.s.k.job("q", put[2].ID), fCall)
+	want, err := f.s.Get(f.ctx, put[2].Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
 	failing.Store(true)
 	lost, err := f.s.Claim(f.ctx, p)
-	if err != nil || len(lost) != 0 {
-		t.Fatalf("claim whose call reads fail: %v %v, want no job handed out", lost, err)
+	if err != nil || len(lost) != 1 || lost[0].ID != put[2].ID || lost[0].Corrupt != nil || !reflect.DeepEqual(lost[0].Call, want.Call) {
+		t.Fatalf("claim whose call reads fail: %v %v, want only the job without a call handed out, as Get reads it", lost, err)
 	}
 	held, err := f.s.AgentJobs(f.ctx, "q", f.owner)
 	if err != nil || !slices.Equal(held, []string{put[2].ID, put[3].ID}) {
