@@ -187,27 +187,41 @@ type JobSpec struct {
 
 // Validate checks the spec before anything is written.
 func (s *JobSpec) Validate() error {
-	if s.Choice != nil {
-		for _, c := range []*Call{s.Choice.Success, s.Choice.Failure} {
-			if c != nil {
-				if err := c.Validate(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := CheckStored("pair of callbacks", s.Choice); err != nil {
-			return err
-		}
-	} else if err := s.Call.Validate(); err != nil {
-		return err
+	_, err := s.check(nil, false)
+	return err
+}
+
+// AppendCall checks the spec as Validate does and appends its call's JSON as stored
+// (Call.Encode) to dst, made in the same pass; it appends nothing for a pair of callbacks,
+// which stores Choice.
+func (s *JobSpec) AppendCall(dst []byte) ([]byte, error) {
+	return s.check(dst, true)
+}
+
+// check is Validate, and AppendCall when encode is set.
+func (s *JobSpec) check(dst []byte, encode bool) (call []byte, err error) {
+	call = dst
+	switch {
+	case s.Choice != nil:
+		err = checkPair(s.Choice)
+	case encode:
+		call, err = s.Call.AppendEncoded(dst)
+	default:
+		err = s.Call.Validate()
+	}
+	if err != nil {
+		return dst, err
 	}
 	if s.BeginBy < 0 {
-		return invalidf("negative begin_by %s", s.BeginBy)
+		return dst, invalidf("negative begin_by %s", s.BeginBy)
 	}
 	if err := ValidateTime("begin_after", s.BeginAfter); err != nil {
-		return err
+		return dst, err
 	}
-	return ValidateQuotaNames(s.QuotaNames)
+	if err := ValidateQuotaNames(s.QuotaNames); err != nil {
+		return dst, err
+	}
+	return call, nil
 }
 
 // ValidateQuotaNames checks each name of a quota list and that none repeats.

@@ -29,15 +29,17 @@ type Call struct {
 	postprocess bool // marked by Postprocess, for Serial and Parallel
 }
 
-// NewCall returns a call of handler with args, each marshalled to JSON (a json.RawMessage is
-// taken as it is, once checked). An argument that does not marshal is reported by Put.
+// NewCall returns a call of handler with args, each marshalled to JSON. A json.RawMessage is
+// taken as it is (copied, not re-encoded): Put checks it, and stores it compacted, as
+// json.Marshal would. An argument that does not marshal, or a json.RawMessage that is not
+// JSON, is reported by Put.
 func NewCall(handler string, args ...any) Call {
 	c := Call{Handler: handler}
 	if len(args) > 0 {
 		c.Args = make([]json.RawMessage, len(args))
 	}
 	for i, a := range args {
-		b, err := json.Marshal(a)
+		b, err := marshal(a)
 		if err != nil {
 			c.err = invalidf("argument %d of %q: %w", i, handler, err)
 			continue
@@ -47,11 +49,11 @@ func NewCall(handler string, args ...any) Call {
 	return c
 }
 
-// Kwarg returns a copy of c with the keyword argument name set to v, marshalled to JSON. c
-// itself is left unchanged, so a call can serve as a template. A value that does not marshal
-// is reported by Put.
+// Kwarg returns a copy of c with the keyword argument name set to v, marshalled to JSON (a
+// json.RawMessage as NewCall takes it). c itself is left unchanged, so a call can serve as a
+// template. A value that does not marshal is reported by Put.
 func (c Call) Kwarg(name string, v any) Call {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		if c.err == nil {
 			c.err = invalidf("keyword argument %q of %q: %w", name, c.Handler, err)
@@ -63,6 +65,19 @@ func (c Call) Kwarg(name string, v any) Call {
 	kw[name] = b
 	c.Kwargs = kw
 	return c
+}
+
+// marshal is json.Marshal, except for JSON given as bytes: json.Marshal would scan a
+// json.RawMessage to check and compact it, which a put does anyway, in the same pass as
+// it encodes the call. A copy is kept, so that the caller may reuse its buffer.
+func marshal(v any) (json.RawMessage, error) {
+	if raw, ok := v.(json.RawMessage); ok {
+		if raw == nil {
+			return json.RawMessage("null"), nil // as json.Marshal writes a nil one
+		}
+		return slices.Clone(raw), nil
+	}
+	return json.Marshal(v)
 }
 
 // Arg decodes positional argument i into v (a pointer, as for json.Unmarshal). A missing
@@ -108,6 +123,20 @@ func (c Call) persistent() (persistence.Call, error) {
 		return persistence.Call{}, invalidf("handler name %q: names starting with %q are reserved for zasync", c.Handler, persistence.SystemPrefix)
 	}
 	return c.system()
+}
+
+// forPut is persistent for the calls Put and PutMany hand straight to the store, which checks
+// their JSON, size and depth as it encodes them, in the same pass: only what the store does
+// not check (the error NewCall or Kwarg kept, the reserved names) is checked here, so that a
+// large argument is read once, not twice.
+func (c Call) forPut() (persistence.Call, error) {
+	if strings.HasPrefix(c.Handler, persistence.SystemPrefix) {
+		return persistence.Call{}, invalidf("handler name %q: names starting with %q are reserved for zasync", c.Handler, persistence.SystemPrefix)
+	}
+	if c.err != nil {
+		return persistence.Call{}, c.err
+	}
+	return persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs}, nil
 }
 
 // system is persistent for a call of zasync's own (a composite, its default postprocess),

@@ -27,7 +27,8 @@ func TestNewCall(t *testing.T) {
 		{"no arguments", NewCall("ping"), "ping()", ""},
 		{"positional", NewCall("add", 40, 2), "add(40, 2)", ""},
 		{"kinds", NewCall("f", "s", 1.5, true, nil, []int{1}, point{1, 2}), `f("s", 1.5, true, null, [1], {"X":1,"Y":2})`, ""},
-		{"raw JSON taken as is", NewCall("f", json.RawMessage(`{"a": 1}`)), `f({"a":1})`, ""},
+		{"raw JSON taken as is", NewCall("f", json.RawMessage(`{"a": 1}`)), `f({"a": 1})`, ""},
+		{"nil raw JSON", NewCall("f", json.RawMessage(nil)).Kwarg("k", json.RawMessage(nil)), `f(null, k=null)`, ""},
 		{"keyword", NewCall("f", 1).Kwarg("b", "x").Kwarg("a", 2), `f(1, a=2, b="x")`, ""},
 		{"keyword replaced", NewCall("f").Kwarg("a", 1).Kwarg("a", 2), `f(a=2)`, ""},
 		{"unmarshalable argument", NewCall("f", 1, make(chan int)), "", `argument 1 of "f"`},
@@ -57,6 +58,33 @@ func TestNewCall(t *testing.T) {
 				t.Errorf("stored call %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// JSON given as bytes is checked and compacted when it is put, not when the call is made, and
+// is stored as json.Marshal would store it; the call keeps a copy, so the caller may reuse
+// its buffer at once.
+func TestRawJSONStoredCompacted(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{})
+	buf := []byte(`{ "html": "<b>&</b>", "n": [1, 2] }`)
+	call := NewCall("f", json.RawMessage(buf)).Kwarg("k", json.RawMessage(buf))
+	copy(buf, "nonsense, not JSON at all")
+	job, err := rt.Queue("default").Put(t.Context(), call)
+	if err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	rec, err := job.Info(t.Context())
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	const want = `{"html":"\u003cb\u003e\u0026\u003c/b\u003e","n":[1,2]}`
+	if got := rec.Call.String(); got != "f("+want+", k="+want+")" {
+		t.Fatalf("stored call %s, want f(%s, k=%s)", got, want, want)
+	}
+	if _, err := rt.Queue("default").Put(t.Context(), NewCall("f", json.RawMessage(`{"a":`))); !errors.Is(err, ErrInvalid) ||
+		!strings.Contains(err.Error(), `argument 0 of "f" is not JSON`) {
+		t.Fatalf("Put of raw bytes that are not JSON: %v, want ErrInvalid naming the argument", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -59,7 +60,10 @@ func ExampleRuntime_HandleActor() {
 // its target in a process serving it, which acknowledges it. Here the program's own actor
 // system hosts zasync and the target's actor.
 func ExampleRuntime_Remind() {
-	sys := actor.NewActorSystem()
+	// The program's actor system (its own logging left quiet here), which zasync joins.
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
 	defer sys.Shutdown()
 	rt, err := runtime.New(runtime.Config{UUID: "example-remind", ActorSystem: sys})
 	if err != nil {

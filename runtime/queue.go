@@ -121,7 +121,8 @@ func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 		if calls[i].composite != nil {
 			return nil, invalidf("a composite cannot be put with other calls or by message; use Queue.Put")
 		}
-		pc, err := calls[i].persistent()
+		// The store checks the call's JSON as it encodes it (PutEach): forPut leaves it to it.
+		pc, err := calls[i].forPut()
 		if err != nil {
 			return nil, err
 		}

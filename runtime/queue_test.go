@@ -90,6 +90,9 @@ func TestPutOptions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			// A context of its own: a parallel subtest may start long after its parent's
+			// context was made, once a slot is free.
+			ctx := testCtx(t)
 			job, err := q.Put(ctx, NewCall("work", 1).Kwarg("k", "v"), tt.opts...)
 			if err != nil {
 				t.Fatalf("Put: %v", err)

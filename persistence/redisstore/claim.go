@@ -88,6 +88,9 @@ type claim struct {
 	rounds int
 	jobs   []*persistence.Job
 	err    error
+	// The job keys whose calls the last run reads after the script, and their reads.
+	callKeys  []string
+	callReads []*redis.StringCmd
 }
 
 // read does the reads and checks of one attempt and returns its writes and the jobs claimed.

@@ -59,6 +59,13 @@ var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter,
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
+	return encodeJobCall(j, nil)
+}
+
+// encodeJobCall is encodeJob with j's call already encoded (call), when it is not nil: a put
+// encodes it as it checks it (persistence.JobSpec.AppendCall), once, and it goes to Redis
+// as those bytes, not copied into a string.
+func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	set, del = make([]any, 0, 2*len(jobFields)), make([]string, 0, len(jobFields))
 	put := func(f, v string) {
 		if v == "" {
@@ -85,7 +92,11 @@ func encodeJob(j *persistence.Job) (set []any, del []string) {
 		}
 		put(f, string(b))
 	}
-	put(fCall, encodeCall(&j.Call))
+	if call != nil {
+		set = append(set, fCall, call)
+	} else {
+		put(fCall, encodeCall(&j.Call))
+	}
 	put(fStatus, j.Status.String())
 	put(fOwner, j.Owner.String())
 	num(fAttempt, j.Attempt)
@@ -199,6 +210,13 @@ func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.
 	}
 }
 
+// writeNewJob queues the writes that store j, a new record, whose call is already encoded
+// (see encodeJobCall).
+func (s *Store) writeNewJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job, call []byte) {
+	set, _ := encodeJobCall(j, call)
+	p.HSet(ctx, s.k.job(j.Queue, j.ID), set...)
+}
+
 // decodeJob reads a job hash; ok is false when the hash is empty (no such job). A hash some
 // of whose fields cannot be read gives the job as far as it could be read, its Corrupt set,
 // with Corrupt as the error: a caller that needs the whole job stops at the error, one that
@@ -217,7 +235,13 @@ func decodeJob(ref persistence.Ref, h map[string]string) (j *persistence.Job, ok
 // decodePairs reads a job hash given as field, value, field, value…; ok is false when it is
 // empty (no such job).
 func decodePairs(ref persistence.Ref, kv []string) (j *persistence.Job, ok bool, err error) {
-	if len(kv) == 0 {
+	return decodePairsCall(ref, kv, nil)
+}
+
+// decodePairsCall is decodePairs for a hash whose call field, when not nil, is given apart
+// as bytes the job may keep (its arguments are slices of them).
+func decodePairsCall(ref persistence.Ref, kv []string, call []byte) (j *persistence.Job, ok bool, err error) {
+	if len(kv) == 0 && call == nil {
 		return nil, false, nil
 	}
 	if len(kv)%2 != 0 {
@@ -226,6 +250,9 @@ func decodePairs(ref persistence.Ref, kv []string) (j *persistence.Job, ok bool,
 	d := jobDecoder{j: &persistence.Job{Ref: ref}}
 	for i := 0; i < len(kv); i += 2 {
 		d.field(kv[i], kv[i+1])
+	}
+	if call != nil {
+		d.call(call)
 	}
 	return d.done()
 }
@@ -271,12 +298,21 @@ func (d *jobDecoder) json(f, v string, into any) {
 	}
 }
 
+// call reads the call field from b, which the job's arguments keep.
+func (d *jobDecoder) call(b []byte) {
+	c, err := persistence.DecodeCall(b)
+	if err != nil {
+		d.bad(fCall, err)
+	}
+	d.j.Call = c
+}
+
 func (d *jobDecoder) field(f, v string) {
 	j := d.j
 	switch f {
 	case fCall:
 		if !decodePlainCall(v, &j.Call) {
-			d.json(f, v, &j.Call)
+			d.call([]byte(v)) // one copy, which the arguments share
 		}
 	case fStatus:
 		d.hasStatus = true
@@ -385,16 +421,21 @@ func fenceRead(j *persistence.Job) bool {
 
 // A call without arguments whose handler name is printable ASCII with nothing for JSON to
 // escape (most of them) is {"handler":"name"}: encodeCall and decodePlainCall write and read
-// it without encoding/json, which costs more than the rest of a put or a claim's decoding.
+// it as it is, which costs less than the rest of a put or a claim's decoding. Other calls go
+// through persistence's one-pass encoding (Call.Encode, DecodeCall).
 
 // encodeCall renders c as json.Marshal does.
 func encodeCall(c *persistence.Call) string {
 	if len(c.Args) == 0 && len(c.Kwargs) == 0 && plainName(c.Handler) {
 		return `{"handler":"` + c.Handler + `"}`
 	}
-	b, err := json.Marshal(c)
+	b, err := c.Encode()
 	if err != nil {
-		panic(fmt.Sprintf("zasync: encode %s: %v", fCall, err)) // only plain data types are encoded
+		// A call Put would refuse (a record written by hand, read and written back): as
+		// encoding/json writes it.
+		if b, err = json.Marshal(c); err != nil {
+			panic(fmt.Sprintf("zasync: encode %s: %v", fCall, err)) // only plain data types are encoded
+		}
 	}
 	return string(b)
 }

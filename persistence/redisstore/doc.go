@@ -14,7 +14,9 @@
 // Batch sends a node's commits and claims in one pipeline. A script touches only keys it is
 // given (KEYS), so that Redis Cluster can route it and refuse it whole while its slot
 // migrates; a claim declares the jobs it expects at the head of the queue, and runs again at
-// once when the head has others (see claimScript).
+// once when the head has others (see claimScript). In a queue of large calls, a claim reads
+// the calls of the jobs it expects to take after its script, in the same pipeline, since
+// Redis's Lua hashes every byte of every string a script makes (see claim.call).
 //
 // Round trips, on a single node: a put is one, and so are many (PutMany, PutEach; two when
 // some name quotas, which are checked first); a claim of all of an agent's free slots is one

@@ -37,6 +37,7 @@ const maxOwnerKeys = 256
 type ownerKeys struct {
 	text                           any // "uuid/agent"
 	ping, agent, parked, completed string
+	lastTaken                      atomic.Int32 // how many jobs the agent's last claim took
 }
 
 // owner returns the keys of agent o in the queue.
@@ -72,6 +73,9 @@ type queueHead struct {
 	done    string    // the done channel
 	owners  sync.Map  // persistence.Owner → *ownerKeys
 	nOwners atomic.Int32
+
+	// largeCalls: most calls the last claim took were large (see claim.call).
+	largeCalls atomic.Bool
 
 	mu       sync.Mutex
 	ids      []string // the head after the last claim, in queue order

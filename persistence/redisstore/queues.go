@@ -50,6 +50,13 @@ func (s *Store) enqueue(ctx context.Context, p redis.Pipeliner, j *persistence.J
 	p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
 }
 
+// callBuffers keeps buffers for encoded calls between puts.
+var callBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxCallBuffer is the largest buffer kept for another put: larger calls are rare, and a
+// buffer kept holds its memory.
+const maxCallBuffer = 1 << 20
+
 // Put creates a job and puts it in a queue.
 func (s *Store) Put(ctx context.Context, q string, spec persistence.JobSpec) (*persistence.Job, error) {
 	jobs, err := s.PutMany(ctx, q, []persistence.JobSpec{spec})
@@ -80,11 +87,30 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 	}
 	errs := make([]error, len(groups))
 	var quotaNames []string
+	// Each call is checked and encoded in one pass, into a buffer kept for the next puts once
+	// Redis has it (a call is as large as its arguments: a new one each time was most of what
+	// a put of large arguments gave the garbage collector to do).
+	calls := make([][][]byte, len(groups))
+	var bufs []*[]byte
+	defer func() {
+		for _, buf := range bufs {
+			if cap(*buf) <= maxCallBuffer {
+				callBuffers.Put(buf)
+			}
+		}
+	}()
 	for g, specs := range groups {
+		calls[g] = make([][]byte, len(specs))
 		for i := range specs {
-			if err := specs[i].Validate(); err != nil {
+			buf := callBuffers.Get().(*[]byte)
+			bufs = append(bufs, buf)
+			var err error
+			if *buf, err = specs[i].AppendCall((*buf)[:0]); err != nil {
 				errs[g] = fmt.Errorf("%s: %w", op, err)
 				break
+			}
+			if len(*buf) > 0 { // else a pair of callbacks, which has no call of its own
+				calls[g][i] = *buf
 			}
 		}
 		if errs[g] == nil {
@@ -123,7 +149,7 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 	if err != nil {
 		return nil, nil, err
 	}
-	all := make([]*persistence.Job, 0, n)
+	all, allCalls := make([]*persistence.Job, 0, n), make([][]byte, 0, n)
 	for g, specs := range groups {
 		if errs[g] != nil {
 			continue
@@ -132,6 +158,7 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 		for i, spec := range specs {
 			out[g][i] = newJob(q, spec, queuedJob, now)
 			all = append(all, out[g][i])
+			allCalls = append(allCalls, calls[g][i])
 		}
 	}
 	err = s.use(func(c redis.Cmdable) error {
@@ -140,8 +167,8 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 			// its members'.
 			scored := make([]redis.Z, len(all))
 			for i, j := range all {
-				j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
-				s.writeJob(ctx, p, j, nil)
+				j.Status = persistence.StatusPending
+				s.writeNewJob(ctx, p, j, allCalls[i])
 				scored[i] = redis.Z{Score: s.position(j, now), Member: j.ID}
 			}
 			p.ZAdd(ctx, s.k.pending(q), scored...)

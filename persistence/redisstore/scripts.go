@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -48,21 +49,25 @@ import (
 // KEYS[8…] the job keys of the declared ids. ARGV[1] dispatcher UUID, ARGV[2] owner
 // "uuid/agent", ARGV[3] size, ARGV[4] max (0: none), ARGV[5] scan limit, ARGV[6] now µs,
 // ARGV[7] highest due position µs, ARGV[8] "1" to start the jobs, ARGV[9] how many jobs of
-// the head to answer, ARGV[10] the queue's job key prefix (a job key is it and the id).
+// the head to answer, ARGV[10] the queue's job key prefix (a job key is it and the id),
+// ARGV[11] how many of the declared job keys, the first ones, the caller reads the call field
+// of right after the script, in the same pipeline (see claim.call).
 //
 // It returns {"fallback"} and writes nothing when the claim is not the common case: the
 // dispatcher has no activated, alive record, or a candidate names quotas, has a begin_by
 // deadline that passed, or has a status or attempt it cannot read; {"full", held, parked}
 // when the agent has no free slot (held jobs, parked ones among them). Otherwise it drops
 // the queue entries of jobs that are gone or no longer pending (a claim after a crash),
-// claims, and returns {"ok", more, head, id, hash, id, …}: more is "1" when it stopped at an
-// id that was not declared with slots still free; head is the keys of the jobs at the head
-// of the queue after those it examined (put-back ones first, then due ones), separated by
-// spaces, for the next claim to declare; then each claimed job as it was before the claim, for the caller to
-// change as the claim did; a hash is its fields and values joined by NUL bytes, which no
-// field holds (names are restricted, JSON escapes control characters). A claimed job whose
-// other fields cannot be read (a record corrupted by hand) is claimed all the same and
-// handed out with its Corrupt set, for its claimer to fail it.
+// claims, and returns {"ok", more, head, id, hash, call, id, …}: more is "1" when it stopped
+// at an id that was not declared with slots still free; head is the keys of the jobs at the
+// head of the queue after those it examined (put-back ones first, then due ones), separated
+// by spaces, for the next claim to declare; then each claimed job as it was before the
+// claim, for the caller to change as the claim did: its id, its hash but for the call field,
+// and that field ("" when there is none, or when the caller reads it itself). A hash is its
+// fields and values joined by NUL bytes, which no field holds (names are restricted, JSON
+// escapes control characters). A claimed job whose other fields cannot be read (a record
+// corrupted by hand) is claimed all the same and handed out with its Corrupt set, for its
+// claimer to fail it.
 var claimScript = redis.NewScript(`
 -- Globals made locals once: reading a global in a script goes through the sandbox's
 -- protected globals table, a noticeable part of a script's cost per job.
@@ -71,7 +76,13 @@ local tonumber, tostring, ipairs, unpack, pcall, type, cjson = tonumber, tostrin
 local uuid, owner = ARGV[1], ARGV[2]
 local size, maxn, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now, due, start, headn = tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1', tonumber(ARGV[9])
+local apart = 8 + tonumber(ARGV[11]) -- KEYS[8…apart-1]: the caller reads their calls after this
 local fallback = {'fallback'}
+-- Every field of a job record but its call (the codec's, in Go: a test keeps them the same).
+local fields = {'status', 'owner', 'attempt', 'holder', 'begin_after', 'begin_by', 'quotas', 'policy',
+  'retry', 'log_level', 'result', 'failure', 'callbacks', 'choice', 'parent', 'target', 'waiting_on',
+  'parked', 'assigner', 'created', 'active_start', 'active_end', 'completed', 'children', 'sealed',
+  'composite', 'annotated'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
 local raw = redis.call('HGET', KEYS[1], uuid)
@@ -144,7 +155,7 @@ local known = {new=true, assigned=true, active=true, callbacks=true, completed=t
 -- The jobs taken: ids, hashes as read, next attempts; stale entries; the key index of each
 -- id examined (true for a stale one); how many put-back entries were examined (they all
 -- leave the list, as its first entries).
-local ids, flats, attempts, stale, seen = {}, {}, {}, {}, {}
+local ids, flats, calls, attempts, stale, seen = {}, {}, {}, {}, {}, {}
 local examined, pbUsed, more, n = 0, 0, false, 1
 while #ids < free and examined < scan do
   if n > #head and not readMore() then break end
@@ -154,11 +165,27 @@ while #ids < free and examined < scan do
     if not at then more = true; break end
     seen[id] = true
     examined = examined + 1
-    local flat = redis.call('HGETALL', KEYS[at])
-    local st, quotas, by, after, created, attempt
+    local flat
+    if at < apart then
+      -- Its call is read by the caller, in the same round trip: a call that went through
+      -- Lua would be hashed, every byte of it, as Lua makes each string (a 10 KB call cost
+      -- a quarter of the server's time in a drain).
+      local values = redis.call('HMGET', KEYS[at], unpack(fields))
+      flat = {}
+      for i = 1, #fields do
+        if values[i] then
+          flat[#flat + 1] = fields[i]
+          flat[#flat + 1] = values[i]
+        end
+      end
+    else
+      flat = redis.call('HGETALL', KEYS[at])
+    end
+    local st, quotas, by, after, created, attempt, callAt
     for i = 1, #flat, 2 do
       local f = flat[i]
       if f == 'status' then st = flat[i + 1]
+      elseif f == 'call' then callAt = i
       elseif f == 'quotas' then quotas = true
       elseif f == 'begin_by' then by = flat[i + 1]
       elseif f == 'begin_after' then after = flat[i + 1]
@@ -178,7 +205,16 @@ while #ids < free and examined < scan do
       attempt = tonumber(attempt or '0')
       if not attempt then return fallback end
       local k = #ids + 1
-      ids[k], flats[k], attempts[k] = id, flat, tostring(attempt + 1)
+      -- The call is answered apart, as it was read: joining it with the other fields would
+      -- copy it, and Redis's Lua hashes every byte of each string it makes, so a large
+      -- call would be hashed again, more than once.
+      local call = ''
+      if callAt then
+        call = flat[callAt + 1]
+        table.remove(flat, callAt + 1)
+        table.remove(flat, callAt)
+      end
+      ids[k], flats[k], calls[k], attempts[k] = id, flat, call, tostring(attempt + 1)
       seen[id] = at
     end
   end
@@ -225,6 +261,7 @@ for n, id in ipairs(ids) do
   scored[#scored + 1] = id
   out[#out + 1] = id
   out[#out + 1] = table.concat(flats[n], '\0')
+  out[#out + 1] = calls[n]
 end
 if #gone > 0 then redis.call('ZREM', KEYS[6], unpack(gone)) end
 if #ids > 0 then
@@ -470,6 +507,10 @@ type scriptCall struct {
 	script *redis.Script
 	keys   []string
 	args   []any
+	// read are job keys whose call field the pipeline reads right after the script; their
+	// commands are stored in *reads.
+	read  []string
+	reads *[]*redis.StringCmd
 }
 
 // runScripts runs calls in one round trip and returns each one's answer or error. A script
@@ -486,9 +527,16 @@ func (s *Store) runScripts(ctx context.Context, calls []scriptCall) ([]any, []er
 		} else {
 			cmds[i] = call.script.Eval(ctx, c, call.keys, call.args...)
 		}
+		if call.reads != nil {
+			reads := make([]*redis.StringCmd, len(call.read))
+			for k, key := range call.read {
+				reads[k] = c.HGet(ctx, key, fCall)
+			}
+			*call.reads = reads
+		}
 	}
 	_ = s.use(func(c redis.Cmdable) error {
-		if len(calls) == 1 {
+		if len(calls) == 1 && len(calls[0].read) == 0 {
 			send(c, 0)
 			return cmds[0].Err()
 		}
@@ -504,7 +552,9 @@ func (s *Store) runScripts(ctx context.Context, calls []scriptCall) ([]any, []er
 		out[i], errs[i] = cmd.Result()
 		if errs[i] != nil && strings.HasPrefix(errs[i].Error(), "NOSCRIPT") {
 			s.scripts.Delete(calls[i].script)
-			send(s.rdb, i)
+			// Sent whole, with its reads after it again: those sent with the refused script
+			// read before any claim.
+			_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { send(p, i); return nil })
 			out[i], errs[i] = cmds[i].Result()
 		}
 		if errs[i] == nil {
@@ -596,9 +646,26 @@ func (c *claim) call(now time.Time) scriptCall {
 			keys = append(keys, k)
 		}
 	}
+	// In a queue whose calls are large, the calls of the jobs this claim is likely to take
+	// (the first declared, as many as the agent's last claim took) are read after the script
+	// rather than through it. A guess too short only leaves calls to the script; one too
+	// long reads calls for nothing.
+	c.callKeys = nil
+	if h.largeCalls.Load() {
+		n := int(ak.lastTaken.Load())
+		if c.p.Max > 0 {
+			n = min(n, c.p.Max-len(c.jobs))
+		}
+		n = max(0, min(n, c.p.Size-len(c.jobs), len(keys)-7))
+		c.callKeys = keys[7 : 7+n]
+	}
 	return scriptCall{script: claimScript, keys: keys, args: []any{o.Dispatcher, ak.text, c.p.Size, maxn, c.scanLimit,
-		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg}}
+		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg, len(c.callKeys)}, read: c.callKeys, reads: &c.callReads}
 }
+
+// largeCall is the length from which a call is read apart from claimScript (see
+// claim.call): below it, the command that reads it costs more than Lua's hashing of it.
+const largeCall = 1024
 
 // headSpare is how many ids a claim declares past those it may take, for entries it may
 // find stale (a job forgotten, a claim after a crash). Few: each id declared costs the
@@ -643,7 +710,7 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 		}
 		return claimFallback
 	}
-	if len(res)%2 != 1 {
+	if len(res)%3 != 0 {
 		return done(fmt.Errorf("claim: %w: the script answered %d values", persistence.ErrCorrupt, len(res)))
 	}
 	more, _ := res[1].(string)
@@ -651,16 +718,51 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 	h := c.s.heads.get(c.q, c.s.k)
 	h.saw(strings.Fields(rest), c.cands)
 	c.cands = h.candidates(c.want())
-	for i := 3; i < len(res); i += 2 {
+	large, small := 0, 0 // calls claimed of at least largeCall bytes, and shorter ones
+	for i := 3; i < len(res); i += 3 {
 		id, _ := res[i].(string)
+		call := res[i+2]
+		if k := slices.Index(c.callKeys, h.prefix+id); k >= 0 && k < len(c.callReads) {
+			// Bytes, not a string: the reply's own buffer, which the job's arguments keep
+			// without a copy.
+			v, err := c.callReads[k].Bytes()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				// Claimed, but its call could not be read: it is not handed out, and stays
+				// held with no run, which the agent's next reconciliation recovers, as after
+				// a claim whose reply was lost.
+				continue
+			}
+			if len(v) == 0 {
+				v = nil // no call field, or an empty one: as the script answers them
+			}
+			call = v
+		}
+		switch text := call.(type) {
+		case string:
+			if len(text) >= largeCall {
+				large++
+			} else {
+				small++
+			}
+		case []byte:
+			if len(text) >= largeCall {
+				large++
+			} else {
+				small++
+			}
+		}
 		// A record read in part is claimed all the same: its claimer fails it.
-		j, err := decodeFlat(persistence.Ref{Queue: c.q, ID: id}, res[i+1])
+		j, err := decodeFlatCall(persistence.Ref{Queue: c.q, ID: id}, res[i+1], call)
 		if err != nil && j == nil {
 			return done(fmt.Errorf("claim: %w", err))
 		}
 		take(j, c.o, now, c.p.Start) // as the script did
 		c.jobs = append(c.jobs, j)
 	}
+	if large+small > 0 {
+		h.largeCalls.Store(large >= small)
+	}
+	h.owner(c.o).lastTaken.Store(int32(len(c.jobs)))
 	switch {
 	case more != "1":
 		return done(nil)
@@ -676,6 +778,13 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 // bytes: ErrNotFound when it is empty. A hash read in part gives the job with its
 // *persistence.CorruptError, as decodeJob does.
 func decodeFlat(ref persistence.Ref, r any) (*persistence.Job, error) {
+	return decodeFlatCall(ref, r, "")
+}
+
+// decodeFlatCall is decodeFlat for a hash answered without its call field, and that field
+// apart: a string as a script answers it ("" when there is none), or bytes read apart (nil
+// when there is none), which the job keeps.
+func decodeFlatCall(ref persistence.Ref, r, call any) (*persistence.Job, error) {
 	joined, ok := r.(string)
 	if !ok {
 		return nil, fmt.Errorf("%w: a script answered %T for job %s", persistence.ErrCorrupt, r, ref)
@@ -684,7 +793,18 @@ func decodeFlat(ref persistence.Ref, r any) (*persistence.Job, error) {
 	if joined != "" {
 		kv = strings.Split(joined, "\x00")
 	}
-	j, ok, err := decodePairs(ref, kv)
+	var raw []byte
+	switch c := call.(type) {
+	case string:
+		if c != "" {
+			kv = append(kv, fCall, c)
+		}
+	case []byte:
+		raw = c
+	default:
+		return nil, fmt.Errorf("%w: a script answered %T for the call of job %s", persistence.ErrCorrupt, call, ref)
+	}
+	j, ok, err := decodePairsCall(ref, kv, raw)
 	if err != nil {
 		return j, err
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,6 +352,22 @@ func TestScriptsMatchTransactions(t *testing.T) {
 				w.t.Fatal(err)
 			}
 		}},
+		{"calls with arguments, large ones too, are claimed whole", Options{}, func(w *twin) {
+			big := json.RawMessage(`"` + strings.Repeat("x", 10240) + `"`)
+			w.put(persistence.JobSpec{Call: persistence.Call{Handler: "h", Args: []json.RawMessage{big, json.RawMessage(` [1, "<&>"] `)}}})
+			w.put(persistence.JobSpec{Call: persistence.Call{Handler: "h", Kwargs: map[string]json.RawMessage{"b": big, "a": json.RawMessage(`{}`)}}})
+			w.put(persistence.JobSpec{})
+			jobs := w.claim(persistence.ClaimParams{Size: 3, Start: true})
+			w.commit(persistence.Commit{Fence: jobs[0].Fence(), Outcome: ok(`1`)})
+			// Most calls claimed were large: the next claims read them after the script, as
+			// many as the agent's last claim took.
+			for range 3 {
+				w.put(persistence.JobSpec{Call: persistence.Call{Handler: "h", Args: []json.RawMessage{big}}})
+			}
+			more := w.claim(persistence.ClaimParams{Size: 3, Start: true})
+			w.commit(persistence.Commit{Fence: jobs[1].Fence(), Outcome: ok(`2`)}, persistence.Commit{Fence: more[0].Fence(), Outcome: ok(`3`)})
+			w.claim(persistence.ClaimParams{Size: 3, Start: true})
+		}},
 		{"late, lost and repeated commits are refused", Options{}, func(w *twin) {
 			w.put(persistence.JobSpec{})
 			w.put(persistence.JobSpec{})
@@ -581,5 +599,115 @@ func TestLaterAnnotationsLeaveTheRecordAlone(t *testing.T) {
 				t.Fatalf("second annotation: a transaction watching the record got %v, want it to commit", err)
 			}
 		})
+	}
+}
+
+// The claim script reads every field of a record but its call when the caller reads the call
+// itself: its list is the codec's, less the call.
+func TestClaimScriptReadsEveryFieldButTheCall(t *testing.T) {
+	var src string
+	for name, s := range packageScripts(t) {
+		if strings.Contains(s, "local fields = {") {
+			if src != "" {
+				t.Fatalf("two scripts list fields; %s is the second", name)
+			}
+			src = s
+		}
+	}
+	list := regexp.MustCompile(`(?s)local fields = \{(.*?)\}`).FindStringSubmatch(src)
+	if list == nil {
+		t.Fatal("the claim script lists no fields")
+	}
+	var got []string
+	for _, m := range regexp.MustCompile(`'([a-z_]+)'`).FindAllStringSubmatch(list[1], -1) {
+		got = append(got, m[1])
+	}
+	want := append(slices.DeleteFunc(slices.Clone(jobFields), func(f string) bool { return f == fCall }), fAnnotated)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the claim script reads %v, the codec has %v", got, want)
+	}
+}
+
+// failCallReads fails, once on, every read of a call field in a pipeline that Redis
+// answered with a value.
+type failCallReads struct{ on *atomic.Bool }
+
+func (failCallReads) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (failCallReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h failCallReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if !h.on.Load() {
+				break
+			}
+			if args := c.Args(); c.Name() == "hget" && len(args) == 3 && args[2] == fCall && c.Err() == nil {
+				c.SetErr(errors.New("connection reset by peer"))
+			}
+		}
+		return err
+	}
+}
+
+// A claim whose jobs' calls are read after its script, and whose reads fail, hands those
+// jobs out to no one: they stay held, with no run, as after a claim whose reply was lost,
+// for the agent's reconciliation to recover. (The calls of the first claim of a queue go
+// through the script.)
+func TestClaimWithCallsReadApart(t *testing.T) {
+	// The hook is the client's before the store takes a connection of its own, which keeps
+	// the hooks its client had then.
+	var failing atomic.Bool
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	rdb.AddHook(failCallReads{&failing})
+	f := &fixture{t: t, ctx: t.Context(), m: m, rdb: rdb, s: newStore(t, rdb, Options{}), owner: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
+	cfg := persistence.DispatcherConfig{PingInterval: time.Second, PingDeathInterval: time.Minute,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 2}}}
+	if err := f.s.Register(f.ctx, "q", "d1", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Activate(f.ctx, "q", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	big := persistence.Call{Handler: "h", Args: []json.RawMessage{json.RawMessage(`"` + strings.Repeat("x", largeCall) + `"`)}}
+	var put []*persistence.Job
+	for range 4 {
+		j, err := f.s.Put(f.ctx, "q", persistence.JobSpec{Call: big})
+		if err != nil {
+			t.Fatal(err)
+		}
+		put = append(put, j)
+	}
+	p := persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 2, Start: true}
+	first, err := f.s.Claim(f.ctx, p)
+	if err != nil || len(first) != 2 || first[0].Call.String() != big.String() {
+		t.Fatalf("first claim: %v %v, want two jobs with their calls", first, err)
+	}
+	var commits []persistence.Commit
+	for _, j := range first {
+		commits = append(commits, persistence.Commit{Fence: j.Fence(), Known: j,
+			Outcome: persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}})
+	}
+	if _, errs, err := f.s.CommitMany(f.ctx, commits); err != nil || errors.Join(errs...) != nil {
+		t.Fatalf("commits: %v %v", errs, err)
+	}
+	// A record without a call (written by hand) is read apart as through the script: with
+	// no call, and not as unreadable.
+	f.rdb.HDel(f.ctx, f.s.k.job("q", put[2].ID), fCall)
+	want, err := f.s.Get(f.ctx, put[2].Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	lost, err := f.s.Claim(f.ctx, p)
+	if err != nil || len(lost) != 1 || lost[0].ID != put[2].ID || lost[0].Corrupt != nil || !reflect.DeepEqual(lost[0].Call, want.Call) {
+		t.Fatalf("claim whose call reads fail: %v %v, want only the job without a call handed out, as Get reads it", lost, err)
+	}
+	held, err := f.s.AgentJobs(f.ctx, "q", f.owner)
+	if err != nil || !slices.Equal(held, []string{put[2].ID, put[3].ID}) {
+		t.Fatalf("held: %v %v, want the two jobs claimed, %s and %s", held, err, put[2].ID, put[3].ID)
 	}
 }
