@@ -11,21 +11,26 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// explode makes the job actor that receives it panic (see TestJobActorPanicRecoversItsJob).
+// explode makes an actor whose props carry explodes panic.
 type explode struct{}
+
+// explodes is a middleware that panics with why when its actor receives an explode.
+func explodes(why string) actor.ReceiverMiddleware {
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			if _, ok := env.Message.(*explode); ok {
+				panic(why)
+			}
+			next(c, env)
+		}
+	}
+}
 
 // A job actor that panics is stopped by its agent, logged, and its run cancelled; its job,
 // held with no run, is recovered as an interruption at the next poll and runs again to the
 // end. The agent goes on claiming.
 func TestJobActorPanicRecoversItsJob(t *testing.T) {
-	jobMiddleware = func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			if _, ok := env.Message.(*explode); ok {
-				panic("job actor broken on purpose")
-			}
-			next(c, env)
-		}
-	}
+	jobMiddleware = explodes("job actor broken on purpose")
 	defer func() { jobMiddleware = nil }()
 	f := newExecFixture(t)
 	started := make(chan string, 10)
@@ -70,14 +75,7 @@ func TestJobActorPanicRecoversItsJob(t *testing.T) {
 // and cancel their runs, and the jobs they held are recovered as interruptions at the next
 // poll. The restarted agent claims and runs them again.
 func TestAgentPanicRestartsItAndRecoversItsJobs(t *testing.T) {
-	agentMiddleware = func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			if _, ok := env.Message.(*explode); ok {
-				panic("agent broken on purpose")
-			}
-			next(c, env)
-		}
-	}
+	agentMiddleware = explodes("agent broken on purpose")
 	defer func() { agentMiddleware = nil }()
 	f := newExecFixture(t)
 	started := make(chan string, 10)

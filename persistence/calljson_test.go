@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -14,17 +13,8 @@ import (
 // checked by json.Valid, then the call marshalled and measured. The one-pass code must give
 // the same answers.
 func referenceValidate(c *Call) error {
-	if c.Handler == "" {
-		return invalidf("empty handler name")
-	}
-	if len(c.Handler) > MaxHandlerLen {
-		return invalidf("handler name longer than %d characters", MaxHandlerLen)
-	}
-	if !utf8.ValidString(c.Handler) {
-		return invalidf("handler name %q is not valid UTF-8", c.Handler)
-	}
-	if strings.IndexFunc(c.Handler, unicode.IsControl) >= 0 || strings.TrimSpace(c.Handler) != c.Handler {
-		return invalidf("handler name %q has control characters or surrounding spaces", c.Handler)
+	if err := c.checkHandler(); err != nil { // names are not what this compares
+		return err
 	}
 	for i, a := range c.Args {
 		if !json.Valid(a) {
