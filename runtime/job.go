@@ -114,13 +114,14 @@ func outcome(rec *persistence.Job) *Outcome {
 // notifications, and re-reads the job every 2 seconds only in case one was lost. When ctx
 // ends first it returns an error wrapping ctx.Err().
 func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
-	// Subscribe before the first read: a completion between the read and the subscription
-	// would otherwise be missed until the next re-read.
-	sub, err := j.rt.store.Completions(ctx, j.ref.Queue)
+	// Watch before the first read: a completion between the read and the watch would
+	// otherwise be missed until the next re-read. The watch shares the queue's one
+	// subscription with the runtime's other waits.
+	done, ended, stop, err := j.rt.waits.watch(ctx, j.ref)
 	if err != nil {
 		return nil, j.waitErr(ctx, err)
 	}
-	defer sub.Close()
+	defer stop()
 	rec, err := j.record(ctx)
 	if err != nil {
 		return nil, j.waitErr(ctx, err)
@@ -133,19 +134,14 @@ func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
 	}
 	ticker := time.NewTicker(j.rt.waitRecheck)
 	defer ticker.Stop()
-	done := sub.C()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, j.waitErr(ctx, ctx.Err())
-		case id, ok := <-done:
-			if !ok { // the subscription ended: carry on with the re-reads alone
-				done = nil
-				continue
-			}
-			if id != j.ref.ID {
-				continue
-			}
+		case <-done:
+		case <-ended: // the subscription ended: carry on with the re-reads alone
+			ended = nil
+			continue
 		case <-ticker.C:
 		}
 		rec, err := j.record(ctx)

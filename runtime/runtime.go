@@ -88,6 +88,9 @@ type Runtime struct {
 
 	// metrics count what this runtime does, for Prometheus (see Metrics).
 	metrics *metrics
+
+	// waits share a completion subscription per queue among this runtime's waits.
+	waits *waiters
 }
 
 // New returns a Runtime for cfg: it checks cfg, starts the embedded Redis when cfg.Redis is
@@ -130,6 +133,7 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("zasync: %w", err)
 	}
 	rt.store = store
+	rt.waits = newWaiters(store)
 	if rt.metrics, err = newMetrics(rt, cfg.Metrics); err != nil {
 		rt.Close()
 		return nil, err
@@ -152,6 +156,9 @@ func (rt *Runtime) Close() error {
 		}
 		if err := rt.waitQueues(); err != nil {
 			errs = append(errs, err)
+		}
+		if rt.waits != nil {
+			rt.waits.close()
 		}
 		if rt.store != nil {
 			errs = append(errs, rt.store.Close())
