@@ -13,31 +13,29 @@ import (
 )
 
 // agentActor claims jobs from one queue for one agent of its dispatcher, up to its size, and
-// spawns a job actor for each (job.go), which runs it. A job actor's end frees a slot and the
-// agent claims again at once, so a busy queue does not wait for polls. After each poll it is
+// hands each to one of its job actors (job.go), which runs it. A run's end frees a slot and
+// the agent claims again at once, so a busy queue does not wait for polls. After each poll it is
 // told which jobs the store lists under it with no run recorded (Reconcile), and answers with
 // those it holds without running them (Orphaned), for the dispatcher to recover. It handles
 // its messages on their senders' goroutines (see agentProps): nothing it does may block or
 // wait.
 //
-// Takes Claim, Reconcile, Interrupt (from the dispatcher), Claimed (a claim's outcome, from
-// the committer), ClaimFreed (its own reminder to claim for freed slots), JobFinished (from
-// its job actors) and Terminated (a job actor stopped); sends Interrupt to its job actors,
-// AgentIdle and Orphaned to the dispatcher.
+// Takes Claim, ListRuns (answered with Runs), Reconcile, Interrupt (from the dispatcher),
+// Claimed (a claim's outcome, from the committer), ClaimFreed (its own reminder to claim for
+// freed slots), JobFinished (from its job actors) and Terminated (a job actor stopped); sends
+// TakeJob and Interrupt to its job actors, AgentIdle and Orphaned to the dispatcher.
 type agentActor struct {
 	exec  *executor
 	hist  *history
 	queue string
 	owner persistence.Owner
 	spec  AgentSpec
-	// running: run id (its job actor's PID id) → its job actor. Keyed by run, not by job: a
-	// job taken from this agent and claimed back while its first run still goes on runs twice.
-	running map[string]*actor.PID
+	// running: run id (its job actor's PID id) → the run. Keyed by run, not by job: a job
+	// taken from this agent and claimed back while its first run still goes on runs twice.
+	running map[string]run
 	// jobProps make the agent's job actors; idle are those that hold no job now.
 	jobProps *actor.Props
 	idle     []*actor.PID
-	// runs: run id → the run (its job and attempt as claimed).
-	runs map[string]runKey
 	// draining: the dispatcher is shutting down; no more claims, report when idle.
 	draining bool
 	// claimQueued: a claimFreed is on its way, for the slots freed meanwhile.
@@ -63,7 +61,7 @@ type agentActor struct {
 
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec, named *int) *agentActor {
 	a := &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
-		running: map[string]*actor.PID{}, runs: map[string]runKey{}, named: named}
+		running: map[string]run{}, named: named}
 	a.jobProps = jobProps(exec)
 	return a
 }
@@ -86,10 +84,10 @@ func (a *agentActor) Receive(c actor.Context) {
 	case *messages.Claim:
 		a.claim(c)
 	case *messages.ListRuns:
-		runs := make([]messages.Run, 0, len(a.runs))
-		for w, k := range a.runs {
+		runs := make([]messages.Run, 0, len(a.running))
+		for w, r := range a.running {
 			runs = append(runs, messages.Run{Worker: w, Fence: persistence.Fence{
-				Ref: persistence.Ref{Queue: a.queue, ID: k.id}, Owner: a.owner, Attempt: k.attempt}})
+				Ref: persistence.Ref{Queue: a.queue, ID: r.key.id}, Owner: a.owner, Attempt: r.key.attempt}})
 		}
 		c.Respond(&messages.Runs{Runs: runs})
 	case *messages.Reconcile:
@@ -98,43 +96,41 @@ func (a *agentActor) Receive(c actor.Context) {
 		a.claimQueued = false
 		a.claim(c)
 	case *messages.JobFinished:
-		if pid, ok := a.running[m.Worker]; ok {
-			a.hist.ended(m.Worker, m.Ending, m.Failed, m.Result, m.At)
-			a.exec.observeEnding(a.queue, a.spec.Name, m.Ending)
-			a.idle = append(a.idle, pid)
-			a.finished(c, m.Worker)
+		if r, ok := a.running[m.Worker]; ok {
+			a.idle = append(a.idle, r.pid)
+			a.finished(c, m.Worker, m.Ending, m.Failed, m.Result, m.At)
 		}
 	case *actor.Terminated:
 		// A job actor stopped, which only a panic makes it do. Its run, if it held a job, is
 		// cancelled; the job, held with no run, is recovered at the next poll.
 		a.idle = slices.DeleteFunc(a.idle, func(p *actor.PID) bool { return p.Id == m.Who.Id })
 		if _, ok := a.running[m.Who.Id]; ok {
-			a.hist.ended(m.Who.Id, Interrupted.String(), true, errJobActorStopped.Error(), time.Now())
-			a.exec.observeEnding(a.queue, a.spec.Name, Interrupted.String())
-			a.finished(c, m.Who.Id)
+			a.finished(c, m.Who.Id, Interrupted.String(), true, errJobActorStopped.Error(), time.Now())
 		}
 	case *messages.Interrupt:
 		a.draining = true
 		a.claims.close()
-		for _, pid := range a.running {
-			c.Send(pid, m)
+		for _, r := range a.running {
+			c.Send(r.pid, m)
 		}
 		a.reportIdle(c)
 	}
 }
 
-// finished frees the slot of run worker and claims again, once the messages already
-// queued are handled: jobs that finish together free their slots for one claim.
-func (a *agentActor) finished(c actor.Context, worker string) {
-	if _, ok := a.running[worker]; !ok {
+// finished records how run worker ended, frees its slot and claims again, once the messages
+// already queued are handled: jobs that finish together free their slots for one claim.
+func (a *agentActor) finished(c actor.Context, worker, ending string, failed bool, result string, at time.Time) {
+	r, ok := a.running[worker]
+	if !ok {
 		return
 	}
+	a.hist.ended(worker, ending, failed, result, at)
+	a.exec.observeEnding(a.queue, a.spec.Name, ending)
 	delete(a.running, worker)
-	a.claims.ended(a.runs[worker])
+	a.claims.ended(r.key)
 	if a.suspects != nil {
-		a.endedSince = append(a.endedSince, a.runs[worker])
+		a.endedSince = append(a.endedSince, r.key)
 	}
-	delete(a.runs, worker)
 	if a.draining {
 		a.reportIdle(c)
 		return
@@ -143,6 +139,12 @@ func (a *agentActor) finished(c actor.Context, worker string) {
 		a.claimQueued = true
 		c.Send(c.Self(), claimFreed)
 	}
+}
+
+// run is a run going on in an agent: its job actor, and its job and attempt as claimed.
+type run struct {
+	pid *actor.PID
+	key runKey
 }
 
 // claimFreed is the agent's reminder to itself; one value serves every agent.
@@ -203,16 +205,15 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 		if pid == nil { // the job is recovered at the next poll
 			continue
 		}
-		run := pid.Id
-		a.running[run], a.runs[run] = pid, runKey{j.ID, j.Attempt}
-		a.claims.started(a.runs[run])
+		a.running[pid.Id] = run{pid: pid, key: runKey{j.ID, j.Attempt}}
+		a.claims.started(runKey{j.ID, j.Attempt})
 		c.Send(pid, &messages.TakeJob{Job: j})
 		if a.draining {
 			c.Send(pid, interrupt)
 		}
 		// The history last: the run starts sooner, and its end, reported to this agent, is
 		// handled after this message all the same.
-		a.hist.claimed(a.queue, a.spec.Name, j, run, at)
+		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id, at)
 	}
 	if a.draining {
 		a.reportIdle(c)
@@ -257,9 +258,9 @@ func (a *agentActor) reportOrphans(c actor.Context) {
 	}
 	jobs := a.suspects
 	a.suspects = nil
-	known := make(map[runKey]bool, len(a.runs)+len(a.endedSince))
-	for _, k := range a.runs {
-		known[k] = true
+	known := make(map[runKey]bool, len(a.running)+len(a.endedSince))
+	for _, r := range a.running {
+		known[r.key] = true
 	}
 	for _, k := range a.endedSince {
 		known[k] = true

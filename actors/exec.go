@@ -117,7 +117,7 @@ func newExecutor(base context.Context, o Options) *executor {
 	}
 	e := &executor{
 		store: o.Store, handlers: o.Handlers, policies: o.Policies,
-		events: log.With("logger", "zasync.events"), trace: log.With("logger", "zasync.trace"),
+		events: eventsLogger(log), trace: log.With("logger", "zasync.trace"),
 		base: base, opTimeout: 30 * time.Second,
 		obs: o.Observer, runners: newRunners(base),
 	}

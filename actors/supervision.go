@@ -33,8 +33,8 @@ func supervision(events *slog.Logger, parent string) actor.SupervisorStrategy {
 }
 
 // jobSupervision is an agent's strategy for its job actors: one that panics is stopped,
-// never restarted, since a restart would start its run again while the first may still go
-// on. Its job is recovered as an interruption (see jobActor).
+// never restarted, since a restarted one would have forgotten the job its run still works on.
+// The job is recovered as an interruption (see jobActor).
 func jobSupervision(events *slog.Logger, parent string) actor.SupervisorStrategy {
 	return &loggedStrategy{
 		inner:  actor.NewOneForOneStrategy(0, restartWindow, func(any) actor.Directive { return actor.StopDirective }),
