@@ -18,9 +18,7 @@ import (
 // It supervises its children with a logged one-for-one strategy (see supervision).
 //
 // Takes Spawn (start a child here; answered with Spawned to the asker); sends nothing else.
-type rootActor struct {
-	events *slog.Logger
-}
+type rootActor struct{}
 
 func (r *rootActor) Receive(c actor.Context) {
 	if m, ok := c.Message().(*messages.Spawn); ok {
@@ -58,9 +56,8 @@ func StartRoot(sys *actor.ActorSystem, name string, logger *slog.Logger) (*Root,
 	if sys == nil {
 		r.sys, r.own = NewSystem(logger), true
 	}
-	events := eventsLogger(logger)
-	props := actor.PropsFromProducer(func() actor.Actor { return &rootActor{events: events} },
-		actor.WithSupervisor(supervision(events, "root")))
+	props := actor.PropsFromProducer(func() actor.Actor { return &rootActor{} },
+		actor.WithSupervisor(supervision(eventsLogger(logger), "root")))
 	pid, err := r.sys.Root.SpawnNamed(props, name)
 	if err != nil {
 		if errors.Is(err, actor.ErrNameExists) {
