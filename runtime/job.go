@@ -215,7 +215,12 @@ func Attempt(ctx context.Context) (int64, bool) {
 // detached returns a runtime over store alone, for a Job found in a context that carries no
 // runtime. It owns nothing, so it needs no Close.
 func detached(store persistence.Store) *Runtime {
+	// Its waits subscribe each on their own, closed with the wait: there is no Close to end
+	// a shared subscription.
+	waits := newWaiters(store)
+	waits.closed = true
 	return &Runtime{
+		waits:       waits,
 		cfg:         Config{}.withDefaults(),
 		store:       store,
 		policies:    persistence.NewRetryPolicies(),

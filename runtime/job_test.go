@@ -377,6 +377,13 @@ func TestJobFrom(t *testing.T) {
 	if _, err := got.Queue().Put(ctx, NewCall("next")); err != nil {
 		t.Fatalf("Put through the detached job's queue: %v", err)
 	}
+	// Waiting through it subscribes on its own: nothing runs the job, so the wait ends with
+	// its context.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := got.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait through the detached job: %v, want the context's deadline", err)
+	}
 
 	// Inside a handler of rt: the job belongs to rt.
 	seen := make(chan *Job, 1)
