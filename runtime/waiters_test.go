@@ -47,8 +47,11 @@ func TestWaitsShareOneSubscription(t *testing.T) {
 		await(t, ctx, subscribed, "a wait to subscribe")
 	}
 	rt.waits.mu.Lock()
-	queues, watched := len(rt.waits.queues), len(rt.waits.queues[DefaultQueue].jobs)
+	queues, q := len(rt.waits.queues), rt.waits.queues[DefaultQueue]
 	rt.waits.mu.Unlock()
+	q.mu.Lock()
+	watched := len(q.jobs)
+	q.mu.Unlock()
 	if queues != 1 || watched != n {
 		t.Fatalf("%d subscriptions for %d jobs watched, want 1 for %d", queues, watched, n)
 	}
@@ -62,9 +65,9 @@ func TestWaitsShareOneSubscription(t *testing.T) {
 			t.Errorf("job %d: %d, %v; want %d", i, v, errs[i], 2*i)
 		}
 	}
-	rt.waits.mu.Lock()
-	left := len(rt.waits.queues[DefaultQueue].jobs)
-	rt.waits.mu.Unlock()
+	q.mu.Lock()
+	left := len(q.jobs)
+	q.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d jobs still watched after their waits ended", left)
 	}
