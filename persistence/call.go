@@ -76,43 +76,6 @@ func (c *Call) checkHandler() error {
 	return nil
 }
 
-// CheckStored checks the JSON of v, a call or a pair of calls as a store writes it, against
-// MaxCallDepth and MaxCallSize. what names it in the error.
-func CheckStored(what string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return invalidf("%s does not encode to JSON: %v", what, err)
-	}
-	if len(b) > MaxCallSize {
-		return invalidf("%s is %d bytes as stored, more than %d", what, len(b), MaxCallSize)
-	}
-	if d := jsonDepth(b); d > MaxCallDepth {
-		return invalidf("%s nests %d levels deep as stored, more than %d", what, d, MaxCallDepth)
-	}
-	return nil
-}
-
-// jsonDepth returns the deepest nesting of arrays and objects in b, valid JSON.
-func jsonDepth(b []byte) int {
-	depth, deepest := 0, 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++ // the escaped byte cannot end the string
-				}
-			}
-		case '[', '{':
-			depth++
-			deepest = max(deepest, depth)
-		case ']', '}':
-			depth--
-		}
-	}
-	return deepest
-}
-
 // IsSystem reports whether the call runs one of zasync's own handlers.
 func (c *Call) IsSystem() bool { return strings.HasPrefix(c.Handler, SystemPrefix) }
 

@@ -308,9 +308,9 @@ type scanner struct {
 	e     *encoder
 	start int    // src[start:] is not written yet
 	stack []byte // scratch, kept between values
-	// Where each stop byte of a long run is next in src (see nextStop), once searched.
-	next     [len(writerStops)]int
-	searched bool
+	// Where each stop byte of a long run is next in src (see nextStop), once searched; zero
+	// before, which is always before the place a search starts from.
+	next [len(writerStops)]int
 }
 
 // cut replaces src[i:j] with repl in what is written.
@@ -582,10 +582,6 @@ func (s *scanner) nextStop(j int, stops *[256]bool) int {
 	bytes := readerStops
 	if stops == &stopsWriter {
 		bytes = writerStops
-	}
-	if !s.searched {
-		s.searched = true
-		s.next = [len(writerStops)]int{-1, -1, -1, -1, -1, -1}
 	}
 	stop := len(src)
 	for k := range len(bytes) {

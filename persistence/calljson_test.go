@@ -32,7 +32,7 @@ func referenceValidate(c *Call) error {
 	if len(c.Args) == 0 && len(c.Kwargs) == 0 {
 		return nil
 	}
-	return CheckStored("call of "+c.Handler, c)
+	return checkStored("call of "+c.Handler, c)
 }
 
 // The JSON a program might give as arguments, with what encoding/json changes when it stores
@@ -249,4 +249,42 @@ func BenchmarkCallPayload(b *testing.B) {
 			}
 		}
 	})
+}
+
+// checkStored is how a call was checked before the one-pass code, with encoding/json: the JSON
+// of v, a call or a pair of calls as a store writes it, against MaxCallDepth and MaxCallSize.
+// what names it in the error.
+func checkStored(what string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return invalidf("%s does not encode to JSON: %v", what, err)
+	}
+	if len(b) > MaxCallSize {
+		return invalidf("%s is %d bytes as stored, more than %d", what, len(b), MaxCallSize)
+	}
+	if d := jsonDepth(b); d > MaxCallDepth {
+		return invalidf("%s nests %d levels deep as stored, more than %d", what, d, MaxCallDepth)
+	}
+	return nil
+}
+
+// jsonDepth returns the deepest nesting of arrays and objects in b, valid JSON.
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++ // the escaped byte cannot end the string
+				}
+			}
+		case '[', '{':
+			depth++
+			deepest = max(deepest, depth)
+		case ']', '}':
+			depth--
+		}
+	}
+	return deepest
 }

@@ -119,10 +119,14 @@ func (c Call) String() string {
 // runs such a job as the program means it (a system job without its target would hold its
 // agent's slot for good).
 func (c Call) persistent() (persistence.Call, error) {
-	if strings.HasPrefix(c.Handler, persistence.SystemPrefix) {
-		return persistence.Call{}, invalidf("handler name %q: names starting with %q are reserved for zasync", c.Handler, persistence.SystemPrefix)
+	pc, err := c.forPut()
+	if err == nil {
+		err = pc.Validate()
 	}
-	return c.system()
+	if err != nil {
+		return persistence.Call{}, err
+	}
+	return pc, nil
 }
 
 // forPut is persistent for the calls Put and PutMany hand straight to the store, which checks

@@ -232,14 +232,9 @@ func decodeJob(ref persistence.Ref, h map[string]string) (j *persistence.Job, ok
 	return d.done()
 }
 
-// decodePairs reads a job hash given as field, value, field, value…; ok is false when it is
-// empty (no such job).
-func decodePairs(ref persistence.Ref, kv []string) (j *persistence.Job, ok bool, err error) {
-	return decodePairsCall(ref, kv, nil)
-}
-
-// decodePairsCall is decodePairs for a hash whose call field, when not nil, is given apart
-// as bytes the job may keep (its arguments are slices of them).
+// decodePairsCall reads a job hash given as field, value, field, value…; ok is false when it
+// is empty (no such job). Its call field, when call is not nil, is given apart as bytes the
+// job may keep (its arguments are slices of them).
 func decodePairsCall(ref persistence.Ref, kv []string, call []byte) (j *persistence.Job, ok bool, err error) {
 	if len(kv) == 0 && call == nil {
 		return nil, false, nil

@@ -72,14 +72,14 @@ func TestDecodePairsMatchesDecodeJob(t *testing.T) {
 		kv = append(kv, name, v)
 	}
 	fromMap, ok1, err1 := decodeJob(j.Ref, hash)
-	fromPairs, ok2, err2 := decodePairs(j.Ref, kv)
+	fromPairs, ok2, err2 := decodePairsCall(j.Ref, kv, nil)
 	if err1 != nil || err2 != nil || !ok1 || !ok2 || !reflect.DeepEqual(fromMap, fromPairs) {
 		t.Fatalf("decodeJob %+v %v %v\ndecodePairs %+v %v %v", fromMap, ok1, err1, fromPairs, ok2, err2)
 	}
-	if _, _, err := decodePairs(j.Ref, kv[:len(kv)-1]); err == nil {
+	if _, _, err := decodePairsCall(j.Ref, kv[:len(kv)-1], nil); err == nil {
 		t.Fatalf("an odd number of values decoded")
 	}
-	if _, ok, err := decodePairs(j.Ref, nil); ok || err != nil {
+	if _, ok, err := decodePairsCall(j.Ref, nil, nil); ok || err != nil {
 		t.Fatalf("no fields: %v %v, want not found", ok, err)
 	}
 }

@@ -86,7 +86,7 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 		return nil, nil, err
 	}
 	errs := make([]error, len(groups))
-	var quotaNames []string
+	needQuotas := false // some group that may go names quotas: their sizes must be read
 	// Each call is checked and encoded in one pass, into a buffer kept for the next puts once
 	// Redis has it (a call is as large as its arguments: a new one each time was most of what
 	// a put of large arguments gave the garbage collector to do).
@@ -113,13 +113,11 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 				calls[g][i] = *buf
 			}
 		}
-		if errs[g] == nil {
-			for i := range specs {
-				quotaNames = append(quotaNames, specs[i].QuotaNames...)
-			}
+		for i := 0; errs[g] == nil && i < len(specs) && !needQuotas; i++ {
+			needQuotas = len(specs[i].QuotaNames) > 0
 		}
 	}
-	if len(quotaNames) > 0 {
+	if needQuotas {
 		sizes, err := s.quotaSizes(ctx, plain{s.rdb}, q)
 		if err != nil {
 			return nil, nil, s.fail(op, err)

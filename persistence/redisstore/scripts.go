@@ -685,6 +685,18 @@ func (c *claim) want() int {
 	return c.p.Size + headSpare
 }
 
+// callRead is the index in callKeys (and callReads) of job id's call, read apart from the
+// script, or -1. Every declared key is prefix and an id (see call), so ids are compared
+// without making keys: most claims read no call apart, and this runs for every job claimed.
+func (c *claim) callRead(prefix, id string) int {
+	for k, key := range c.callKeys[:min(len(c.callKeys), len(c.callReads))] {
+		if len(key) == len(prefix)+len(id) && key[len(prefix):] == id {
+			return k
+		}
+	}
+	return -1
+}
+
 // answer reads claimScript's answer to call(now). The jobs claimed by every run so far are
 // the claim's, whatever a later run answers: they are held in Redis, and must be handed out.
 func (c *claim) answer(now time.Time, r any, err error) claimStep {
@@ -722,7 +734,7 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 	for i := 3; i < len(res); i += 3 {
 		id, _ := res[i].(string)
 		call := res[i+2]
-		if k := slices.Index(c.callKeys, h.prefix+id); k >= 0 && k < len(c.callReads) {
+		if k := c.callRead(h.prefix, id); k >= 0 {
 			// Bytes, not a string: the reply's own buffer, which the job's arguments keep
 			// without a copy.
 			v, err := c.callReads[k].Bytes()
@@ -737,19 +749,17 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 			}
 			call = v
 		}
+		n := -1
 		switch text := call.(type) {
 		case string:
-			if len(text) >= largeCall {
-				large++
-			} else {
-				small++
-			}
+			n = len(text)
 		case []byte:
-			if len(text) >= largeCall {
-				large++
-			} else {
-				small++
-			}
+			n = len(text)
+		}
+		if n >= largeCall {
+			large++
+		} else if n >= 0 {
+			small++
 		}
 		// A record read in part is claimed all the same: its claimer fails it.
 		j, err := decodeFlatCall(persistence.Ref{Queue: c.q, ID: id}, res[i+1], call)
