@@ -30,7 +30,7 @@ import (
 // own. The actor handles its messages on its senders' goroutines (see queueProps).
 //
 // Takes messages.Put (from programs' actors), localPut (from Queue.Put, for Queue.Put and
-// Queue.PutMany) and putsMade (a cohort's end); sends messages.PutDone to each put's sender,
+// Queue.PutMany) and cohort (its own, back when its store call has returned); sends messages.PutDone to each put's sender,
 // from the cohort's goroutine.
 type queueActor struct {
 	p *putter
@@ -57,11 +57,9 @@ type localPut struct {
 	m *messages.Put
 	// ctx is the caller's: a cohort of this put alone makes its store call with it, as a
 	// direct call to the store would.
-	ctx       context.Context
-	deadline  time.Time       // ctx's, zero if none
-	abandoned <-chan struct{} // ctx's Done
-	reply     chan any        // *messages.PutDone or *cohort; room for one, never more is sent
-	state     atomic.Int32    // putWaiting, putHanded or putGone
+	ctx   context.Context
+	reply chan any     // *messages.PutDone or *cohort; room for one, never more is sent
+	state atomic.Int32 // putWaiting, putHanded or putGone
 }
 
 // The states of a localPut: its caller waits, or carries its cohort, or has stopped waiting
@@ -72,18 +70,12 @@ const (
 	putGone
 )
 
-// cohort is the puts sent in one store call.
+// cohort is the puts sent in one store call. Sent back to the actor that sent it (self) once
+// its store call has returned and its puts are answered, it tells that the next cohort may go.
 type cohort struct {
 	puts []queuedPut
-	// root and self send made back to the actor that sent the cohort.
-	root *actor.RootContext
 	self *actor.PID
-	made putsMade // made with the cohort: one allocation fewer per cohort
 }
-
-// putsMade tells the queue actor that a cohort's store call returned and its puts were
-// answered: the next cohort may go.
-type putsMade struct{ c *cohort }
 
 // ErrClosed reports a put refused because the runtime was closed: the queue actor stopped
 // before it could send the put to the store, and nothing was written.
@@ -102,8 +94,8 @@ func (q *queueActor) Receive(c actor.Context) {
 		q.take(c, queuedPut{m: m.m, local: m})
 	case *messages.Put:
 		q.take(c, queuedPut{m: m, sender: c.Sender()})
-	case *putsMade:
-		if m.c != q.flying { // a cohort of the incarnation before a restart
+	case *cohort:
+		if m != q.flying { // a cohort of the incarnation before a restart
 			return
 		}
 		q.flying = nil
@@ -116,8 +108,7 @@ func (q *queueActor) Receive(c actor.Context) {
 		q.stopping = true
 		q.refuse(ErrClosed)
 	case *actor.Stopped:
-		q.refuse(ErrClosed)
-		// The cohorts on their way are answered with what the store did; Queue.Done tells
+		// Nothing is pending (Stopping refused it, and take answers at once since). The cohorts on their way are answered with what the store did; Queue.Done tells
 		// when, so that the store is closed only after.
 		go func() {
 			q.p.flights.Wait()
@@ -143,7 +134,7 @@ func (q *queueActor) take(c actor.Context, p queuedPut) {
 // send starts the pending puts' store call, as one cohort: it hands the cohort to the first
 // local put whose caller still waits, or else to a goroutine of its own.
 func (q *queueActor) send(c actor.Context) {
-	co := &cohort{puts: q.pending, root: c.ActorSystem().Root, self: c.Self()}
+	co := &cohort{puts: q.pending, self: c.Self()}
 	q.pending = nil
 	q.flying = co
 	q.p.flights.Add(1)
@@ -189,8 +180,7 @@ func (p *putter) carry(co *cohort) {
 		goruntime.Gosched()
 	}
 	p.flights.Done()
-	co.made.c = co
-	co.root.Send(co.self, &co.made)
+	p.root.Send(co.self, co)
 }
 
 // put makes one cohort's puts in one store call and answers each. A put whose sender has
@@ -208,7 +198,7 @@ func (p *putter) put(puts []queuedPut) {
 				p.answer(qp, nil, err)
 				continue
 			}
-			d = l.deadline
+			d, _ = l.ctx.Deadline()
 		}
 		live = append(live, qp)
 		groups = append(groups, qp.m.Specs)
@@ -262,14 +252,12 @@ func (l *localPut) abandonedAt(now time.Time) error {
 	if l.state.Load() == putGone {
 		return context.Canceled
 	}
-	if l.abandoned != nil {
-		select {
-		case <-l.abandoned:
-			return context.Canceled
-		default:
-		}
+	select {
+	case <-l.ctx.Done():
+		return context.Canceled
+	default:
 	}
-	if !l.deadline.IsZero() && !now.Before(l.deadline) {
+	if d, ok := l.ctx.Deadline(); ok && !now.Before(d) {
 		return context.DeadlineExceeded
 	}
 	return nil
@@ -352,9 +340,8 @@ type QueueOptions struct {
 
 // Queue is a running queue actor: it puts jobs into its queue, coalescing concurrent puts.
 type Queue struct {
-	p    *putter
-	pid  *actor.PID
-	root *actor.RootContext
+	p   *putter
+	pid *actor.PID
 }
 
 // StartQueue spawns the queue actor of o.Queue below root, named "queue/<name>". It stops
@@ -373,7 +360,7 @@ func StartQueue(root *Root, o QueueOptions) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{p: p, pid: pid, root: root.System().Root}, nil
+	return &Queue{p: p, pid: pid}, nil
 }
 
 // PID is the queue actor's: a program's actor puts a job by sending it a messages.Put.
@@ -390,11 +377,8 @@ func (q *Queue) Put(ctx context.Context, m *messages.Put) ([]persistence.Ref, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	l := &localPut{m: m, ctx: ctx, abandoned: ctx.Done(), reply: make(chan any, 1)}
-	if d, ok := ctx.Deadline(); ok {
-		l.deadline = d
-	}
-	q.root.Send(q.pid, l)
+	l := &localPut{m: m, ctx: ctx, reply: make(chan any, 1)}
+	q.p.root.Send(q.pid, l)
 	for {
 		select {
 		case r := <-l.reply:

@@ -42,8 +42,7 @@ func TestQueueCallerLeavingHandsOnItsCohort(t *testing.T) {
 	other := &localPut{m: putOne("other"), ctx: context.Background(), reply: make(chan any, 1)}
 	leaving := &localPut{m: putOne("leaving"), ctx: context.Background(), reply: make(chan any, 1)}
 	leaving.state.Store(putHanded)
-	co := &cohort{puts: []queuedPut{{m: leaving.m, local: leaving}, {m: other.m, local: other}},
-		root: qa.root, self: qa.pid}
+	co := &cohort{puts: []queuedPut{{m: leaving.m, local: leaving}, {m: other.m, local: other}}, self: qa.pid}
 	qa.p.flights.Add(1)
 	leaving.reply <- co
 
