@@ -14,18 +14,23 @@ import (
 )
 
 // gatedPuts is a store that counts its PutEach calls, with how many puts each carried, and
-// holds the first one until release is closed.
+// holds the first one until open is called.
 type gatedPuts struct {
 	persistence.Store
 	entered chan struct{} // closed once the first call has begun
 	release chan struct{}
+	opened  sync.Once
 	mu      sync.Mutex
 	calls   []int // the number of puts (groups) of each call, in order
 }
 
-func gate(rt *Runtime) *gatedPuts {
+// open lets the first call go on.
+func (g *gatedPuts) open() { g.opened.Do(func() { close(g.release) }) }
+
+func gate(t *testing.T, rt *Runtime) *gatedPuts {
 	g := &gatedPuts{Store: rt.store, entered: make(chan struct{}), release: make(chan struct{})}
 	rt.store = g
+	t.Cleanup(g.open) // before rt's Close: a test that failed while the gate held ends at once
 	return g
 }
 
@@ -82,7 +87,7 @@ func TestPutsCoalesce(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t, Config{})
 	ctx := testCtx(t)
-	g := gate(rt)
+	g := gate(t, rt)
 	held := heldCounts(rt)
 	q := rt.Queue(DefaultQueue)
 	if err := q.CreateQuota(ctx, "db", 1); err != nil {
@@ -117,7 +122,7 @@ func TestPutsCoalesce(t *testing.T) {
 		}()
 	}
 	awaitHeld(t, ctx, held, n)
-	close(g.release)
+	g.open()
 
 	if err := await(t, ctx, first, "the first put"); err != nil {
 		t.Fatalf("first put: %v", err)
@@ -158,7 +163,7 @@ func TestPutWaitEndsWithContext(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t, Config{})
 	ctx := testCtx(t)
-	g := gate(rt)
+	g := gate(t, rt)
 	held := heldCounts(rt)
 	q := rt.Queue(DefaultQueue)
 
@@ -169,14 +174,15 @@ func TestPutWaitEndsWithContext(t *testing.T) {
 	}()
 	await(t, ctx, g.entered, "the first store call")
 
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
+	// Its deadline passes once it is held, whenever that is on a busy machine.
+	short := newExpiring(ctx)
 	late := make(chan error, 1)
 	go func() {
 		_, err := q.Put(short, NewCall("late"))
 		late <- err
 	}()
 	awaitHeld(t, ctx, held, 1)
+	short.expire()
 	if err := await(t, ctx, late, "the late put"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("put held past its deadline: %v, want context.DeadlineExceeded", err)
 	}
@@ -184,7 +190,7 @@ func TestPutWaitEndsWithContext(t *testing.T) {
 		t.Fatalf("put with a context already ended: %v, want context.DeadlineExceeded", err)
 	}
 
-	close(g.release)
+	g.open()
 	if err := await(t, ctx, first, "the first put"); err != nil {
 		t.Fatalf("first put: %v", err)
 	}
@@ -374,7 +380,7 @@ func TestCloseAnswersHeldPuts(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t, Config{})
 	ctx := testCtx(t)
-	g := gate(rt)
+	g := gate(t, rt)
 	held := heldCounts(rt)
 	q := rt.Queue(DefaultQueue)
 
@@ -405,7 +411,7 @@ func TestCloseAnswersHeldPuts(t *testing.T) {
 			t.Errorf("held put at Close: %v, want ErrClosed", err)
 		}
 	}
-	close(g.release)
+	g.open()
 	if r := await(t, ctx, first, "the put on its way"); r.err != nil || r.job == nil {
 		t.Errorf("the put on its way at Close: %v, %v; want its job", r.job, r.err)
 	}
@@ -479,4 +485,29 @@ func TestPutCallersGivingUp(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d puts made in time", len(made), producers*each)
+}
+
+// expiring is a context whose deadline passes when expire is called: its Done closes and its
+// Err is context.DeadlineExceeded from then on, as at a deadline a test chose the moment of.
+type expiring struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiring(parent context.Context) *expiring {
+	return &expiring{Context: parent, done: make(chan struct{})}
+}
+
+func (e *expiring) expire() { e.once.Do(func() { close(e.done) }) }
+
+func (e *expiring) Done() <-chan struct{} { return e.done }
+
+func (e *expiring) Err() error {
+	select {
+	case <-e.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }
