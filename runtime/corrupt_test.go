@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -21,14 +17,7 @@ import (
 // record") for the whole queue.
 func TestUnreadableCallFailsItsJobOnly(t *testing.T) {
 	t.Parallel()
-	addr, prefix := testredis.Addr(), testredis.Prefix("corrupt")
-	if addr == "" {
-		addr = miniredis.RunT(t).Addr()
-	} else {
-		testredis.DeleteAtCleanup(t, addr, prefix)
-	}
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { c.Close() })
+	c, prefix := sharedRedis(t, "corrupt")
 	rt := newRuntime(t, Config{
 		Redis: c, Prefix: prefix, UUID: "d-corrupt",
 		Queues:       []QueueConfig{{Name: DefaultQueue, Agents: []AgentConfig{{Name: "main", Size: 1}}}},

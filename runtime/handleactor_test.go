@@ -119,7 +119,6 @@ func TestHandleActorPanic(t *testing.T) {
 		UUID: "d-panic", Logger: slog.New(rec),
 		PollInterval: 100 * time.Millisecond, PingInterval: time.Second, PingDeathInterval: time.Minute,
 	})
-	panics := true
 	if err := rt.HandleActor("fragile", actor.PropsFromFunc(func(c actor.Context) {
 		if m, ok := c.Message().(*messages.RunJob); ok {
 			if string(m.Args[0]) == `"boom"` {
@@ -131,10 +130,7 @@ func TestHandleActorPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := rt.HandleActor("unborn", actor.PropsFromProducer(func() actor.Actor {
-		if panics {
-			panic("no actor today")
-		}
-		return nil
+		panic("no actor today")
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -221,16 +217,16 @@ func TestHandleActorCancelOnStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	job := mustPut(t, rt, NewCall("forever"))
-	if _, ok := (<-got).(*messages.RunJob); !ok {
+	if _, ok := await(t, ctx, got, "the run's job").(*messages.RunJob); !ok {
 		t.Fatal("the actor's first message is not its job")
 	}
 	if err := rt.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v (a cancelled run must end at once, not after the grace period)", err)
 	}
-	if m, ok := (<-got).(*messages.CancelJob); !ok || m.Ref != job.Ref() || m.Attempt != 1 {
+	if m, ok := await(t, ctx, got, "the run's cancellation").(*messages.CancelJob); !ok || m.Ref != job.Ref() || m.Attempt != 1 {
 		t.Fatalf("after Stop the actor got %#v, want CancelJob for %s", m, job)
 	}
-	if _, ok := (<-got).(*actor.Stopped); !ok {
+	if _, ok := await(t, ctx, got, "the run's actor to stop").(*actor.Stopped); !ok {
 		t.Fatal("the run's actor was not stopped after its cancellation")
 	}
 	rec := mustInfo(t, job)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -121,3 +122,32 @@ type customPolicy struct {
 }
 
 func (p customPolicy) Name() string { return p.name }
+
+// sharedRedis returns a Redis client and a key prefix for several runtimes of one test, as
+// several processes of one installation: miniredis, or the real Redis of ZASYNC_TEST_REDIS
+// under a prefix of the test's own.
+func sharedRedis(t *testing.T, tag string) (redis.UniversalClient, string) {
+	t.Helper()
+	addr, prefix := testredis.Addr(), testredis.Prefix(tag)
+	if addr == "" {
+		addr = miniredis.RunT(t).Addr()
+	} else {
+		testredis.DeleteAtCleanup(t, addr, prefix)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	return c, prefix
+}
+
+// await waits for ch to deliver or close, failing the test when ctx ends first.
+func await[T any](t *testing.T, ctx context.Context, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		var zero T
+		return zero
+	}
+}

@@ -52,19 +52,6 @@ func (g *gatedPuts) callSizes() []int {
 	return append([]int(nil), g.calls...)
 }
 
-// await waits for ch to deliver or close, failing the test when ctx ends first.
-func await[T any](t *testing.T, ctx context.Context, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-ctx.Done():
-		t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		var zero T
-		return zero
-	}
-}
-
 // heldCounts makes rt report, on the returned channel, how many puts its queue actors hold
 // for their next cohort each time one more is held.
 func heldCounts(rt *Runtime) <-chan int {

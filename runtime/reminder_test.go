@@ -8,30 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/zasync/zasync/actors"
-	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/messages"
 )
-
-// sharedRedis returns a Redis client and a key prefix for several runtimes of one test, as
-// several processes of one installation: miniredis, or the real Redis of ZASYNC_TEST_REDIS
-// under a prefix of the test's own.
-func sharedRedis(t *testing.T) (redis.UniversalClient, string) {
-	t.Helper()
-	addr, prefix := testredis.Addr(), testredis.Prefix("remind")
-	if addr == "" {
-		addr = miniredis.RunT(t).Addr()
-	} else {
-		testredis.DeleteAtCleanup(t, addr, prefix)
-	}
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { c.Close() })
-	return c, prefix
-}
 
 // actorSystem is a program's own actor system, shut down when the test ends.
 func actorSystem(t *testing.T) *actor.ActorSystem {
@@ -87,20 +69,7 @@ func waitPolls(t *testing.T, rt *Runtime, n int64) {
 		return 0
 	}
 	want := last() + n
-	waitFor(t, "polls", func() bool { return last() >= want })
-}
-
-// waitFor polls cond until it holds, or fails the test at the test's deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx := testCtx(t)
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	eventually(t, "polls", func() bool { return last() >= want })
 }
 
 // nothingMore fails the test if a reminder is waiting in got.
@@ -119,7 +88,7 @@ func nothingMore(t *testing.T, who string, got chan *messages.Reminder) {
 // A's actor system and never consumes it.
 func TestReminderSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := sharedRedis(t)
+	rdb, prefix := sharedRedis(t, "remind")
 	ctx := testCtx(t)
 	sysA := actorSystem(t)
 	pidA, gotA := receiver(t, sysA, true)
@@ -150,7 +119,7 @@ func TestReminderSurvivesRestart(t *testing.T) {
 	nothingMore(t, "A", gotA)
 
 	// Due, and polled for by C, which serves queues but does not host the target: still pending.
-	waitFor(t, "the due time", func() bool {
+	eventually(t, "the due time", func() bool {
 		now, err := c.store.Now(ctx)
 		return err == nil && now.After(due)
 	})
@@ -191,7 +160,7 @@ func TestReminderSurvivesRestart(t *testing.T) {
 // next attempt, by the process that hosts its target next.
 func TestReminderRedeliveredAfterInterruption(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := sharedRedis(t)
+	rdb, prefix := sharedRedis(t, "remind")
 	ctx := testCtx(t)
 	sys := actorSystem(t)
 	mute, gotMute := receiver(t, sys, false)
@@ -258,7 +227,7 @@ func TestReminderWaitsForItsActor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a delivery to the stopped actor", func() bool {
+	eventually(t, "a delivery to the stopped actor", func() bool {
 		rec := mustInfo(t, job)
 		return rec.Retry["unavailable"] > 0
 	})
