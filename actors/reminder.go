@@ -90,23 +90,18 @@ func DeliverReminder(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID
 	reply.watch(pid)
 	defer reply.unwatch(pid)
 	sys.Root.RequestWithCustomSender(pid, m, reply.pid)
-	gone := func() error {
-		return fmt.Errorf("%w: %w: the actor %s hosting reminder target %q stopped before it acknowledged reminder %s",
-			ErrActorGone, persistence.ErrUnavailable, pid, m.Target, m.ID)
-	}
-	for {
-		select {
-		case r := <-reply.c:
-			switch r.(type) {
-			case *messages.ReminderAck:
-				return nil
-			case *actor.Terminated, *actor.DeadLetterResponse:
-				return gone()
-			}
-			return fmt.Errorf("%w: the actor hosting reminder target %q answered reminder %s with a %T, not a *messages.ReminderAck",
-				persistence.ErrInvalid, m.Target, m.ID, r)
-		case <-ctx.Done():
-			return ctx.Err()
+	select {
+	case r := <-reply.c:
+		switch r.(type) {
+		case *messages.ReminderAck:
+			return nil
+		case *actor.Terminated, *actor.DeadLetterResponse:
+			return fmt.Errorf("%w: %w: the actor %s hosting reminder target %q stopped before it acknowledged reminder %s",
+				ErrActorGone, persistence.ErrUnavailable, pid, m.Target, m.ID)
 		}
+		return fmt.Errorf("%w: the actor hosting reminder target %q answered reminder %s with a %T, not a *messages.ReminderAck",
+			persistence.ErrInvalid, m.Target, m.ID, r)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

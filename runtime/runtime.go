@@ -46,8 +46,7 @@ type Runtime struct {
 
 	rootMu sync.Mutex
 	root   *actors.Root // zasync's root actor, once made (see actorRoot); guarded by rootMu
-	closed bool         // Close has stopped the root; guarded by rootMu
-	// isClosed is closed too, read without the lock by every put.
+	// isClosed: Close has stopped the root. Set under rootMu, read without it by every put.
 	isClosed atomic.Bool
 
 	// queues are the queue actors this runtime puts through, by queue name (*actors.Queue),
@@ -185,7 +184,7 @@ var ErrClosed = actors.ErrClosed
 func (rt *Runtime) actorRoot() (*actors.Root, error) {
 	rt.rootMu.Lock()
 	defer rt.rootMu.Unlock()
-	if rt.closed {
+	if rt.isClosed.Load() {
 		return nil, ErrClosed
 	}
 	if rt.root == nil {
@@ -214,7 +213,6 @@ func (rt *Runtime) ActorSystem() (*actor.ActorSystem, error) {
 func (rt *Runtime) stopRoot() error {
 	rt.rootMu.Lock()
 	defer rt.rootMu.Unlock()
-	rt.closed = true
 	rt.isClosed.Store(true)
 	if rt.root == nil {
 		return nil
