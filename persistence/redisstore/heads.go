@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -38,6 +39,32 @@ type ownerKeys struct {
 	text                           any // "uuid/agent"
 	ping, agent, parked, completed string
 	lastTaken                      atomic.Int32 // how many jobs the agent's last claim took
+	trimmed                        atomic.Int64 // when a commit last trimmed its history, Unix µs
+}
+
+// trimEvery is how often a commit trims its agents' completed histories. Trimming in every
+// commit was a Redis command per batch, which a queue served by an agent of size 1 pays per
+// job; entries the records of which expired meanwhile wait a second at most (and the
+// supervisor's sweep trims every agent of the queue in any case).
+const trimEvery = time.Second
+
+// trimDue reports whether a commit at now of runs held by agents trims their histories: one
+// of them was not trimmed for trimEvery. It then counts them all as trimmed.
+func (h *queueHead) trimDue(agents []persistence.Owner, now time.Time) bool {
+	at := now.UnixMicro()
+	due := false
+	for _, o := range agents {
+		if at-h.owner(o).trimmed.Load() >= trimEvery.Microseconds() {
+			due = true
+			break
+		}
+	}
+	if due {
+		for _, o := range agents {
+			h.owner(o).trimmed.Store(at)
+		}
+	}
+	return due
 }
 
 // owner returns the keys of agent o in the queue.

@@ -59,8 +59,8 @@ func (k keys) quotas(q string) string { return k.base(q) + "quotas" }
 func (k keys) quota(q, name string) string { return k.base(q) + "quota:" + name }
 
 // completed: zset, the jobs one agent completed, scored by completion time in microseconds;
-// entries older than the retention period (whose records have expired) are trimmed at each
-// completion of the agent, and for every agent of the queue by TrimCompleted, which each
+// entries older than the retention period (whose records have expired) are trimmed by the
+// agent's commits, once a second at most, and for every agent of the queue by TrimCompleted, which each
 // dispatcher's supervisor calls once per death interval: an agent that completes nothing any
 // more keeps nothing past its records.
 func (k keys) completed(q string, o persistence.Owner) string {

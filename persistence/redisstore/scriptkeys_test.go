@@ -74,6 +74,8 @@ func packageScripts(t *testing.T) map[string]string {
 	}
 	out := map[string]string{}
 	fset := token.NewFileSet()
+	var parsed []*ast.File
+	consts := map[string]ast.Expr{} // the package's constants, by name
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
@@ -86,6 +88,21 @@ func packageScripts(t *testing.T) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		parsed = append(parsed, file)
+		for _, d := range file.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
+				for _, spec := range g.Specs {
+					v := spec.(*ast.ValueSpec)
+					for i, n := range v.Names {
+						if i < len(v.Values) {
+							consts[n.Name] = v.Values[i]
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, file := range parsed {
 		ast.Inspect(file, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
@@ -96,20 +113,47 @@ func packageScripts(t *testing.T) map[string]string {
 				return true
 			}
 			name := fset.Position(call.Pos()).String()
-			lit, ok := call.Args[0].(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				t.Errorf("%s: a script whose source is not a string literal cannot be checked", name)
+			lua, ok := constString(call.Args[0], consts)
+			if !ok {
+				t.Errorf("%s: a script whose source is not made of string literals and constants cannot be checked", name)
 				return true
-			}
-			lua, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
 			}
 			out[name] = lua
 			return true
 		})
 	}
 	return out
+}
+
+// constString evaluates e, a string made of literals and package constants joined by +.
+func constString(e ast.Expr, consts map[string]ast.Expr) (string, bool) {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind != token.STRING {
+			return "", false
+		}
+		s, err := strconv.Unquote(e.Value)
+		return s, err == nil
+	case *ast.Ident:
+		v, ok := consts[e.Name]
+		if !ok {
+			return "", false
+		}
+		return constString(v, consts)
+	case *ast.ParenExpr:
+		return constString(e.X, consts)
+	case *ast.BinaryExpr:
+		if e.Op != token.ADD {
+			return "", false
+		}
+		x, ok := constString(e.X, consts)
+		if !ok {
+			return "", false
+		}
+		y, ok := constString(e.Y, consts)
+		return x + y, ok
+	}
+	return "", false
 }
 
 // undeclaredKeys returns a line for each redis.call (or pcall) of src whose command is not a

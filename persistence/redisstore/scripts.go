@@ -68,11 +68,10 @@ import (
 // escapes control characters). A claimed job whose other fields cannot be read (a record
 // corrupted by hand) is claimed all the same and handed out with its Corrupt set, for its
 // claimer to fail it.
-var claimScript = redis.NewScript(`
--- Globals made locals once: reading a global in a script goes through the sandbox's
--- protected globals table, a noticeable part of a script's cost per job.
-local KEYS, ARGV, redis, string, table, math = KEYS, ARGV, redis, string, table, math
-local tonumber, tostring, ipairs, unpack, pcall, type, cjson = tonumber, tostring, ipairs, unpack, pcall, type, cjson
+var claimScript = redis.NewScript(scriptGlobals + claimBody)
+
+// claimBody is claimScript's text after the globals.
+const claimBody = `
 local uuid, owner = ARGV[1], ARGV[2]
 local size, maxn, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now, due, start, headn = tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1', tonumber(ARGV[9])
@@ -270,7 +269,7 @@ if #ids > 0 then
   if held == 0 then redis.call('SADD', KEYS[7], owner) end
 end
 return out
-`)
+`
 
 // commitScript commits several runs of one queue: for each run whose record is readable, in
 // ACTIVE, with the fence's owner and attempt, the outcome is stored as Store.commit does.
@@ -278,14 +277,14 @@ return out
 // KEYS[i] the job key of run i (n runs); then, for each agent the caller expects the runs to
 // be held or owned by, its jobs, parked set and completed history; then, for each quota name
 // the caller expects, its set; then the annotations' keys of the runs whose flags say so, in
-// the runs' order. ARGV[1] the
-// queue's key prefix, ARGV[2] now µs, ARGV[3] retention ms (0: keep forever), ARGV[4] the
-// oldest completion kept in histories, µs, ARGV[5] when a record completed now expires, Unix
-// ms by the server's clock ("" when the caller does not know that clock: the script reads
-// it), ARGV[6] the queue's done channel, ARGV[7] n, ARGV[8] how many agents, and each agent
-// ("uuid/agent"), then how many quota names, and each name; then, for each run, its owner,
-// its attempt, its flags, its outcome (the result, or the failure JSON), and the extra values
-// its flags announce, in this order. The flags are seven letters (one value, not seven: each
+// the runs' order. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3] retention ms (0:
+// keep forever), ARGV[4] the oldest completion kept in histories, µs (0: this call leaves
+// them untrimmed), ARGV[5] when a record completed now expires, Unix ms by the server's clock
+// ("" when the caller does not know that clock: the script reads it), ARGV[6] the queue's
+// done channel, ARGV[7] n, ARGV[8] how many agents, and each agent ("uuid/agent"), then how
+// many quota names, and each name; then, for each run, its owner, its attempt, its flags, its
+// outcome (the result, or the failure JSON), and the extra values its flags announce, in this
+// order. The flags are seven letters (one value, not seven: each
 // value a script is given costs about as much as reading a field):
 //
 //  1. "c" to complete the job when it has no callbacks, else "-";
@@ -316,11 +315,10 @@ return out
 // is its fields and values joined by NUL bytes, as the claim answers it. (A run whose other
 // fields cannot be read, a record corrupted by hand, is committed all the same and answered
 // with its Corrupt set.)
-var commitScript = redis.NewScript(`
--- Globals made locals once: reading a global in a script goes through the sandbox's
--- protected globals table, a noticeable part of a script's cost per job.
-local KEYS, ARGV, redis, string, table, math = KEYS, ARGV, redis, string, table, math
-local tonumber, tostring, ipairs, unpack, pcall, type, cjson = tonumber, tostring, ipairs, unpack, pcall, type, cjson
+var commitScript = redis.NewScript(scriptGlobals + commitBody)
+
+// commitBody is commitScript's text after the globals.
+const commitBody = `
 local base, now, retention, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 -- Completed records expire at an absolute time by the server's clock: Redis rewrites a
 -- relative PEXPIRE as a PEXPIREAT for its replicas, about 2 % of the server's work per job.
@@ -494,13 +492,20 @@ for _, x in ipairs(order) do
     if #x.leave > 0 then redis.call('ZREM', KEYS[x.at + 1], unpack(x.leave)) end
     if #x.completed > 0 then
       redis.call('ZADD', KEYS[x.at + 3], unpack(x.completed))
-      if retention > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[x.at + 3], '-inf', '(' .. oldest) end
+      if oldest ~= '0' then redis.call('ZREMRANGEBYSCORE', KEYS[x.at + 3], '-inf', '(' .. oldest) end
     end
   end
 end
 if #done > 0 then redis.call('PUBLISH', channel, table.concat(done, ' ')) end
 return out
-`)
+`
+
+// scriptGlobals opens every script: the globals it reads made locals once. Reading a global
+// in a script goes through the sandbox's protected globals table, a noticeable part of a
+// script's cost per job.
+const scriptGlobals = `local KEYS, ARGV, redis, string, table, math = KEYS, ARGV, redis, string, table, math
+local tonumber, tostring, ipairs, unpack, pcall, type, cjson = tonumber, tostring, ipairs, unpack, pcall, type, cjson
+`
 
 // scriptCall is one call of a script, run alone or in a pipeline with others.
 type scriptCall struct {
@@ -874,6 +879,9 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		}
 	}
 	h := s.heads.get(q, s.k)
+	if oldest != 0 && !h.trimDue(agents, now) {
+		oldest = 0
+	}
 	args = append(args, h.base, micros(now), retention, oldest, expireAt, h.done, n, len(agents))
 	// The runs of a batch mostly share an owner (and holder): its name is one value, made once.
 	var lastOwner persistence.Owner

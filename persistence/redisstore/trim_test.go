@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,5 +50,33 @@ func TestTrimCompletedKeepsForever(t *testing.T) {
 	}
 	if left, _ := f.m.ZMembers(s.k.completed("q", o)); len(left) != 1 {
 		t.Fatalf("history kept forever: %v, want [old]", left)
+	}
+}
+
+// An agent's commits trim its history of entries past the retention, once a second at most:
+// a commit within the second after a trim leaves an expired entry, the first one after it
+// removes it.
+func TestCommitsTrimOnceASecond(t *testing.T) {
+	f := newFixture(t)
+	hist := f.s.k.completed("q", f.owner)
+	commit := func() {
+		t.Helper()
+		j := f.running()
+		if _, err := f.s.Commit(f.ctx, j.Fence(), persistence.Outcome{Result: []byte(`1`), Complete: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit() // trims, and starts the second
+	expired := float64(micros(f.clock.Now().Add(-DefaultRetention - time.Minute)))
+	f.m.ZAdd(hist, expired, "expired")
+	f.clock.Advance(trimEvery / 2)
+	commit()
+	if members, _ := f.m.ZMembers(hist); !slices.Contains(members, "expired") {
+		t.Fatal("a commit within a second of the last trim trimmed again")
+	}
+	f.clock.Advance(trimEvery / 2)
+	commit()
+	if members, _ := f.m.ZMembers(hist); slices.Contains(members, "expired") || len(members) != 3 {
+		t.Fatalf("history after a commit a second later: %v, want the three jobs only", members)
 	}
 }
