@@ -190,7 +190,6 @@ func (p *putter) put(puts []queuedPut) {
 	deadline := time.Time{}
 	groups := make([][]persistence.JobSpec, 0, len(puts))
 	live := make([]queuedPut, 0, len(puts))
-	delayed := false
 	for _, qp := range puts {
 		d := time.Time{}
 		if l := qp.local; l != nil {
@@ -208,7 +207,6 @@ func (p *putter) put(puts []queuedPut) {
 		if d.After(deadline) {
 			deadline = d
 		}
-		delayed = delayed || qp.m.Delay > 0
 	}
 	if len(live) == 0 {
 		return
@@ -222,14 +220,6 @@ func (p *putter) put(puts []queuedPut) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(context.Background(), deadline)
 		defer cancel()
-	}
-	if delayed {
-		if err := p.delay(ctx, live, groups); err != nil {
-			for _, qp := range live {
-				p.answer(qp, nil, err)
-			}
-			return
-		}
 	}
 	jobs, errs, err := p.store.PutEach(ctx, p.queue, groups)
 	if err != nil {
@@ -259,28 +249,6 @@ func (l *localPut) abandonedAt(now time.Time) error {
 	}
 	if d, ok := l.ctx.Deadline(); ok && !now.Before(d) {
 		return context.DeadlineExceeded
-	}
-	return nil
-}
-
-// delay schedules the jobs of the puts with a Delay after the store's time, reading it once
-// for the cohort. The senders' specs are copied, not changed: a message is not the
-// receiver's to write.
-func (p *putter) delay(ctx context.Context, live []queuedPut, groups [][]persistence.JobSpec) error {
-	now, err := p.store.Now(ctx)
-	if err != nil {
-		return fmt.Errorf("put into %q: read the store's time for BeginIn: %w", p.queue, err)
-	}
-	for i, qp := range live {
-		if qp.m.Delay <= 0 {
-			continue
-		}
-		specs := make([]persistence.JobSpec, len(groups[i]))
-		for k, s := range groups[i] {
-			s.BeginAfter = now.Add(qp.m.Delay)
-			specs[k] = s
-		}
-		groups[i] = specs
 	}
 	return nil
 }

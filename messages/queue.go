@@ -2,7 +2,6 @@ package messages
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -17,9 +16,6 @@ import (
 type Put struct {
 	// Specs are the jobs to put, in the queue's order.
 	Specs []persistence.JobSpec
-	// Delay, when positive, schedules every job Delay after the store's time when the put is
-	// made (BeginIn): the store's clock, not the sender's.
-	Delay time.Duration
 	// Notify, if not nil, is sent a JobCompleted for each job when it completes.
 	Notify *actor.PID
 	// Tag is the sender's own: PutDone carries it back, so that a sender with several puts

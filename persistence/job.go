@@ -164,6 +164,10 @@ type JobSpec struct {
 	// stored as UTC. A time in the past means now: the job goes to the end of the queue. A
 	// time before the zero time or after MaxTime is invalid.
 	BeginAfter time.Time
+	// BeginIn, when positive, makes BeginAfter the store's time at the put plus BeginIn: the
+	// clock dispatchers judge by, not the caller's. It cannot be given with BeginAfter.
+	// Negative is invalid.
+	BeginIn time.Duration
 	// BeginBy: if set, the job fails with TimeoutError when it has not started by
 	// BeginAfter+BeginBy. Negative is invalid.
 	BeginBy time.Duration
@@ -217,6 +221,12 @@ func (s *JobSpec) check(dst []byte, encode bool) (call []byte, err error) {
 	}
 	if err := ValidateTime("begin_after", s.BeginAfter); err != nil {
 		return dst, err
+	}
+	if s.BeginIn < 0 {
+		return dst, invalidf("negative begin_in %s", s.BeginIn)
+	}
+	if s.BeginIn > 0 && !s.BeginAfter.IsZero() {
+		return dst, invalidf("both begin_after and begin_in")
 	}
 	if err := ValidateQuotaNames(s.QuotaNames); err != nil {
 		return dst, err

@@ -65,18 +65,14 @@ func newComposite(kind string, items []Call) Call {
 	return c
 }
 
-// putComposite validates the whole composite and the options, then creates the composite
-// NEW with opts over its postprocess, adds its parts as its children (recursively for
+// putComposite validates the whole composite, then creates the composite NEW with base (the
+// put's options) over its postprocess, adds its parts as its children (recursively for
 // composite parts), and only then puts it in q: it never runs without all its parts.
-func (q *Queue) putComposite(ctx context.Context, call Call, opts []PutOption) (*Job, error) {
+func (q *Queue) putComposite(ctx context.Context, call Call, base persistence.JobSpec) (*Job, error) {
 	fail := func(err error) (*Job, error) {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
 	if err := validComposite(call); err != nil {
-		return fail(err)
-	}
-	base, err := q.spec(ctx, opts)
-	if err != nil {
 		return fail(err)
 	}
 	comp, err := q.build(ctx, call, func(pc persistence.Call) (*persistence.Job, error) {

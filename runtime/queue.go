@@ -43,6 +43,14 @@ type putSettings struct {
 	err        error
 }
 
+// beginInOrZero is the BeginIn option's duration, 0 when it is not given.
+func (s *putSettings) beginInOrZero() time.Duration {
+	if s.beginIn == nil {
+		return 0
+	}
+	return *s.beginIn
+}
+
 // BeginAfter keeps the job from being claimed before t. A time in the past means now; a time
 // before the zero time or after the end of year 9999 is invalid (ErrInvalid). The last of
 // BeginAfter and BeginIn wins.
@@ -106,17 +114,13 @@ func Notify(pid *actor.PID) PutOption {
 	}
 }
 
-// message turns calls and options into the message that puts them, without I/O: BeginIn
-// goes as its Delay, for the queue actor to resolve against the store's clock.
+// message turns calls and options into the message that puts them, without I/O.
 func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 	spec, s, err := q.settings(opts)
 	if err != nil {
 		return nil, err
 	}
 	m := &messages.Put{Specs: make([]persistence.JobSpec, len(calls)), Notify: s.notify}
-	if s.beginIn != nil {
-		m.Delay = *s.beginIn
-	}
 	for i := range calls {
 		if calls[i].composite != nil {
 			return nil, invalidf("a composite cannot be put with other calls or by message; use Queue.Put")
@@ -132,25 +136,8 @@ func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 	return m, nil
 }
 
-// spec turns options into a job spec without its call, reading the store's clock if BeginIn
-// asks for it.
-func (q *Queue) spec(ctx context.Context, opts []PutOption) (persistence.JobSpec, error) {
-	spec, s, err := q.settings(opts)
-	if err != nil {
-		return persistence.JobSpec{}, err
-	}
-	if s.beginIn != nil {
-		now, err := q.rt.store.Now(ctx)
-		if err != nil {
-			return persistence.JobSpec{}, err
-		}
-		spec.BeginAfter = now.Add(*s.beginIn)
-	}
-	return spec, nil
-}
-
-// settings applies opts and turns them into a job spec without its call, BeginIn left to
-// the caller.
+// settings applies opts and turns them into a job spec without its call. BeginIn stays a
+// duration, for the store to add to its own time when it puts the job.
 func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, error) {
 	s := &putSettings{}
 	for _, o := range opts {
@@ -161,6 +148,7 @@ func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, e
 	}
 	spec := persistence.JobSpec{
 		BeginAfter:      s.beginAfter,
+		BeginIn:         s.beginInOrZero(),
 		BeginBy:         s.beginBy,
 		QuotaNames:      s.quotas,
 		FailureLogLevel: s.level,
@@ -227,14 +215,14 @@ func (q *Queue) PutMany(ctx context.Context, calls []Call, opts ...PutOption) ([
 // putCompositeNotified puts a composite directly, and has its completion notified if the
 // options ask for it.
 func (q *Queue) putCompositeNotified(ctx context.Context, call Call, opts []PutOption) (*Job, error) {
-	_, s, err := q.settings(opts)
+	base, s, err := q.settings(opts)
 	if err == nil && s.notify != nil && q.rt.isDetached {
 		err = errNotifyDetached
 	}
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
-	job, err := q.putComposite(ctx, call, opts)
+	job, err := q.putComposite(ctx, call, base)
 	if err != nil {
 		return nil, err
 	}
@@ -269,18 +257,7 @@ func (q *Queue) putDirect(ctx context.Context, m *messages.Put) ([]persistence.R
 	if m.Notify != nil {
 		return nil, errNotifyDetached
 	}
-	specs := m.Specs
-	if m.Delay > 0 {
-		now, err := q.rt.store.Now(ctx)
-		if err != nil {
-			return nil, err
-		}
-		specs = slices.Clone(specs)
-		for i := range specs {
-			specs[i].BeginAfter = now.Add(m.Delay)
-		}
-	}
-	recs, err := q.rt.store.PutMany(ctx, q.name, specs)
+	recs, err := q.rt.store.PutMany(ctx, q.name, m.Specs)
 	if err != nil {
 		return nil, err
 	}

@@ -319,7 +319,7 @@ func TestPutMessageBadInput(t *testing.T) {
 		}
 	}
 	m, err := q.PutMessage(NewCall("a", 1), BeginIn(time.Hour))
-	if err != nil || len(m.Specs) != 1 || m.Delay != time.Hour || m.Specs[0].Call.String() != `a(1)` {
+	if err != nil || len(m.Specs) != 1 || m.Specs[0].BeginIn != time.Hour || m.Specs[0].Call.String() != `a(1)` {
 		t.Fatalf("PutMessage: %+v, %v", m, err)
 	}
 	if _, err := rt.Queue("bad:name").PID(); !errors.Is(err, ErrInvalid) {

@@ -52,10 +52,7 @@ func (rt *Runtime) Remind(ctx context.Context, target string, at time.Time, payl
 	if err != nil {
 		return nil, invalidf("remind %q: the payload: %w", target, err)
 	}
-	call := actors.ReminderCall(target, at, raw)
-	if err := call.Validate(); err != nil {
-		return nil, fmt.Errorf("remind %q: %w", target, err)
-	}
+	call := actors.ReminderCall(target, at, raw) // checked by the store as it puts it
 	queue := ReminderQueue(target)
 	rec, err := rt.store.Put(ctx, queue, persistence.JobSpec{
 		Call: call, BeginAfter: at, RetryPolicy: persistence.RetryCommonForeverName, Assigner: rt.assigner(),
@@ -69,10 +66,10 @@ func (rt *Runtime) Remind(ctx context.Context, target string, at time.Time, payl
 
 // HostReminders makes this process deliver target's reminders to pid, an actor of the
 // runtime's actor system (Config.ActorSystem, or the one Runtime.ActorSystem lends), which
-// answers each *messages.Reminder with a *messages.ReminderAck once it has handled it. A dispatcher started after it serves
-// ReminderQueue(target), with one agent of DefaultAgentSize slots, next to Config.Queues:
-// so only processes that host a target ever claim its reminders, and a process that serves
-// other queues never consumes them.
+// answers each *messages.Reminder with a *messages.ReminderAck once it has handled it. A
+// dispatcher started after it serves ReminderQueue(target), with one agent of
+// DefaultAgentSize slots, next to Config.Queues: so only processes that host a target ever
+// claim its reminders, and a process that serves other queues never consumes them.
 //
 // A target new to this process must be hosted before Start (ErrStarted after); a target
 // hosted already may be given another pid at any time, which the next delivery uses. A nil

@@ -25,7 +25,7 @@ func (h *heads) get(q string, k keys) *queueHead {
 	prefix := k.job(q, "")
 	base := k.base(q)
 	v, _ := h.m.LoadOrStore(q, &queueHead{prefix: prefix, prefixArg: prefix, k: k, q: q, base: base,
-		fixed: [4]string{k.dispatchers(q), k.putback(q), k.pending(q), k.agents(q)}, done: k.done(q)})
+		dispatchers: k.dispatchers(q), putback: k.putback(q), pending: k.pending(q), agents: k.agents(q), done: k.done(q)})
 	return v.(*queueHead)
 }
 
@@ -93,13 +93,13 @@ type queueHead struct {
 	prefixArg any    // prefix, made a script argument once
 
 	// The queue's keys the scripts are given on every call, made once.
-	k       keys
-	q       string
-	base    string    // the queue's key prefix
-	fixed   [4]string // dispatchers, putback, pending, agents
-	done    string    // the done channel
-	owners  sync.Map  // persistence.Owner → *ownerKeys
-	nOwners atomic.Int32
+	k                                     keys
+	q                                     string
+	base                                  string // the queue's key prefix
+	dispatchers, putback, pending, agents string
+	done                                  string   // the done channel
+	owners                                sync.Map // persistence.Owner → *ownerKeys
+	nOwners                               atomic.Int32
 
 	// largeCalls: most calls the last claim took were large (see claim.call).
 	largeCalls atomic.Bool

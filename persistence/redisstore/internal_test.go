@@ -428,3 +428,31 @@ func TestOwnConnectionIsGivenBack(t *testing.T) {
 		t.Fatalf("%d connections in the pool: want the one given back reused", n)
 	}
 }
+
+// BeginIn schedules a job by the store's clock at the put; given with BeginAfter, or
+// negative, it is refused and nothing is written.
+func TestPutBeginIn(t *testing.T) {
+	f := newFixture(t)
+	j, err := f.s.Put(f.ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}, BeginIn: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := f.clock.Now().Add(time.Hour); !j.BeginAfter.Equal(want) {
+		t.Fatalf("BeginAfter %v, want the store's time plus an hour, %v", j.BeginAfter, want)
+	}
+	got, err := f.s.Get(f.ctx, j.Ref)
+	if err != nil || !got.BeginAfter.Equal(j.BeginAfter) {
+		t.Fatalf("stored BeginAfter %v, %v; want %v", got, err, j.BeginAfter)
+	}
+	for name, spec := range map[string]persistence.JobSpec{
+		"negative": {Call: persistence.Call{Handler: "h"}, BeginIn: -time.Second},
+		"both":     {Call: persistence.Call{Handler: "h"}, BeginIn: time.Hour, BeginAfter: f.clock.Now()},
+	} {
+		if _, err := f.s.Put(f.ctx, "q", spec); !errors.Is(err, persistence.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if n, _ := f.m.ZMembers(f.s.k.pending("q")); len(n) != 1 {
+		t.Fatalf("pending after the refused puts: %v, want the first job only", n)
+	}
+}

@@ -42,7 +42,10 @@ func newJob(q string, spec persistence.JobSpec, kind jobKind, now time.Time) *pe
 		Assigner:    spec.Assigner,
 		Created:     now,
 	}
-	if spec.BeginAfter.IsZero() {
+	switch {
+	case spec.BeginIn > 0:
+		j.BeginAfter = now.Add(spec.BeginIn).Truncate(time.Microsecond)
+	case spec.BeginAfter.IsZero():
 		j.BeginAfter = now
 	}
 	if j.RetryPolicy == "" {

@@ -642,8 +642,8 @@ func (c *claim) call(now time.Time) scriptCall {
 	}
 	ak := h.owner(o)
 	keys := make([]string, 7, 7+len(c.cands))
-	keys[0], keys[1], keys[2], keys[3] = h.fixed[0], ak.ping, ak.agent, ak.parked
-	keys[4], keys[5], keys[6] = h.fixed[1], h.fixed[2], h.fixed[3]
+	keys[0], keys[1], keys[2], keys[3] = h.dispatchers, ak.ping, ak.agent, ak.parked
+	keys[4], keys[5], keys[6] = h.putback, h.pending, h.agents
 	for _, k := range c.cands {
 		// An entry of the queue that is not a valid id would make a key outside the queue's
 		// slot: it is left undeclared, and the transaction deals with it.
