@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -75,6 +77,10 @@ type Options struct {
 	// Root is zasync's root actor the dispatcher is spawned under; nil: the node makes a root
 	// in an actor system of its own, and stops both with the node.
 	Root *Root
+	// QueueActors are the actors of the queues the node serves (StartQueue), by queue name:
+	// they wake the dispatcher when a job is put. StartNode starts one below Root for each
+	// queue that has none here, which the node's Stop stops.
+	QueueActors map[string]*actor.PID
 	// Observer hears the node's claims, outcomes, retries, interruptions, reassignments and
 	// polls, for metrics; nil hears nothing.
 	Observer Observer

@@ -21,9 +21,10 @@ import (
 // running them (Orphaned). A drain interrupts the running jobs, waits for them up to the grace
 // period, then deactivates its records, which cleans its agents.
 //
-// Takes Poll (its timer), Wake (from the wake-up listener), Orphaned and AgentIdle (from its
+// Takes Poll (its timer), Wake (from its queues' actors), Orphaned and AgentIdle (from its
 // agents), Drain and GraceOver; sends Claim, ListRuns (answered with Runs), Reconcile and
-// Interrupt to its agents, Supervise to its supervisor, Drained to whoever asked for the drain.
+// Interrupt to its agents, Supervise to its supervisor, Serve to its queues' actors (at every
+// poll), Drained to whoever asked for the drain.
 type dispatcherActor struct {
 	o      Options
 	exec   *executor
@@ -34,7 +35,7 @@ type dispatcherActor struct {
 
 	sched      *scheduler.TimerScheduler
 	cancelPoll scheduler.CancelFunc
-	sub        persistence.Subscription
+	serve      *messages.Serve // what it tells its queues' actors at each poll
 
 	draining    bool
 	drainReply  *actor.PID // who asked for the drain
@@ -86,18 +87,13 @@ func (d *dispatcherActor) Receive(c actor.Context) {
 		d.finishDrain(c)
 	case *actor.Stopping, *actor.Restarting:
 		d.stopTimers()
-		if d.sub != nil {
-			d.sub.Close()
-			d.sub = nil
-		}
 	}
 }
 
 func (d *dispatcherActor) started(c actor.Context) {
 	d.sched = scheduler.NewTimerScheduler(c.ActorSystem().Root)
-	names := make([]string, 0, len(d.queues))
+	d.serve = &messages.Serve{Dispatcher: c.Self()}
 	for _, q := range d.queues {
-		names = append(names, q.spec.Name)
 		for _, a := range q.spec.Agents {
 			pid, err := c.SpawnNamed(agentProps(d.exec, d.hist, q.spec.Name, d.o.UUID, a), "agent/"+q.spec.Name+"/"+a.Name)
 			if err != nil {
@@ -117,22 +113,6 @@ func (d *dispatcherActor) started(c actor.Context) {
 	} else {
 		d.supervisor = pid
 	}
-	// Wake-ups make an idle dispatcher claim a new job within milliseconds; polls remain the
-	// safety net when one is lost.
-	ctx, cancel := d.exec.op()
-	defer cancel()
-	sub, err := d.exec.store.Subscribe(ctx, names...)
-	if err != nil {
-		d.exec.events.Warn("no wake-ups; claiming at polls only", "error", err)
-	} else {
-		d.sub = sub
-		self, root := c.Self(), c.ActorSystem().Root
-		go func() {
-			for q := range sub.C() {
-				root.Send(self, &messages.Wake{Queue: q})
-			}
-		}()
-	}
 	c.Send(c.Self(), &messages.Poll{})
 }
 
@@ -147,6 +127,11 @@ func (d *dispatcherActor) poll(c actor.Context) {
 	polled := make(map[string]QueuePoll, len(d.queues))
 	var claimers []*actor.PID
 	for _, q := range d.queues {
+		// Wake-ups make an idle dispatcher claim a new job within milliseconds; polls
+		// remain the safety net when one is lost.
+		if pid := d.o.QueueActors[q.spec.Name]; pid != nil {
+			c.Send(pid, d.serve)
+		}
 		if !q.activated && !d.activate(q) {
 			polled[q.spec.Name] = QueuePoll{Unavailable: true}
 			continue

@@ -8,9 +8,10 @@
 //	<root>                           rootActor (root.go): the runtime's actors are its
 //	│                                children; stopping it stops them all
 //	├── queue/<name>                 queueActor (queue.go): the puts of this process into one
-//	│                                queue, concurrent ones coalesced into one store call
+//	│                                queue, concurrent ones coalesced into one store call, and
+//	│                                the queue's wake-ups, passed on to its dispatchers
 //	├── dispatcher/<uuid>            dispatcherActor (dispatcher.go): activation, pings, polls,
-//	│   │                            wake-ups, reconciliation of its agents' runs, the drain
+//	│   │                            claims at wake-ups, reconciliation of its agents' runs, the drain
 //	│   ├── supervisor               supervisorActor (supervisor.go): buries dead siblings and
 //	│   │                            sweeps for jobs held by agents of dispatchers that are gone
 //	│   └── agent/<queue>/<name>     agentActor (agent.go): claims up to its size and hands each

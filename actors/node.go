@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -24,6 +25,7 @@ type Node struct {
 	grace      time.Duration
 	cancel     context.CancelFunc // ends the executor's base context: abandons store calls
 	hist       *history
+	queues     []*Queue // the queue actors StartNode made, stopped with the node
 }
 
 // ErrStopped reports a second Stop of a node.
@@ -48,6 +50,26 @@ func StartNode(o Options) (*Node, error) {
 		}
 		own = true
 	}
+	o.QueueActors = maps.Clone(o.QueueActors)
+	if o.QueueActors == nil {
+		o.QueueActors = map[string]*actor.PID{}
+	}
+	var made []*Queue
+	for _, q := range o.Queues {
+		if o.QueueActors[q.Name] != nil {
+			continue
+		}
+		qa, err := StartQueue(root, QueueOptions{Store: o.Store, Queue: q.Name, Logger: o.Logger})
+		if err != nil {
+			cancel()
+			if own {
+				root.Stop()
+			}
+			return nil, fmt.Errorf("start the actor of queue %q: %w", q.Name, err)
+		}
+		o.QueueActors[q.Name] = qa.PID()
+		made = append(made, qa)
+	}
 	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, hist, o) },
 		actor.WithSupervisor(supervision(exec.events, "dispatcher")))
 	pid, err := root.Spawn(props, "dispatcher/"+o.UUID)
@@ -58,7 +80,7 @@ func StartNode(o Options) (*Node, error) {
 		}
 		return nil, fmt.Errorf("start dispatcher %s: %w", o.UUID, err)
 	}
-	return &Node{root: root, ownRoot: own, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist}, nil
+	return &Node{root: root, ownRoot: own, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist, queues: made}, nil
 }
 
 func (o *Options) validate() error {
@@ -107,6 +129,21 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.ownRoot {
 		if rerr := n.root.Stop(); rerr != nil && err == nil {
 			err = rerr
+		}
+	}
+	// The queue actors it made stop with it (with its own root, or here), and their wake-up
+	// listeners close their subscriptions before the store is closed. Those it was given
+	// are their maker's to stop.
+	for _, q := range n.queues {
+		if !n.ownRoot {
+			sys.Root.Poison(q.PID())
+		}
+	}
+	for _, q := range n.queues {
+		select {
+		case <-q.Done():
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
 		}
 	}
 	return err

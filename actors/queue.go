@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +17,9 @@ import (
 	"github.com/zasync/zasync/persistence"
 )
 
-// queueActor puts jobs into one queue for this process: it is "queue/<name>" below zasync's
-// root, one per queue the runtime puts into. Puts from any number of goroutines and actors
+// queueActor is one queue's actor in this process: "queue/<name>" below zasync's root, one per
+// queue the runtime puts into or serves. It makes the queue's puts and listens for its
+// wake-ups. Puts from any number of goroutines and actors
 // are coalesced: a put that arrives when no store call of the queue is on its way is sent at
 // once, and the puts that arrive while one is on its way wait for it and go together in the
 // next one (a cohort), as one PutEach call, each put refused or made on its own. With at
@@ -29,9 +31,19 @@ import (
 // Queue.Put, which waits for its answer anyway (see carry), or else on a goroutine of its
 // own. The actor handles its messages on its senders' goroutines (see queueProps).
 //
+// Wake-ups: while dispatchers of this process serve the queue (they say so with Serve), a
+// listener goroutine holds the store's subscription to the queue's wake-ups (a put from any
+// process) and tells the actor, which sends each of them a Wake, so that their agents claim
+// at once; once subscribed, it wakes them once for the puts made while it subscribed. The
+// listener stops when the last of them stops. If it cannot subscribe, or its
+// subscription ends, the next Serve (every poll) starts another: until then, the queue's
+// jobs are claimed at polls.
+//
 // Takes messages.Put (from programs' actors), localPut (from Queue.Put, for Queue.Put and
-// Queue.PutMany) and cohort (its own, back when its store call has returned); sends messages.PutDone to each put's sender,
-// from the cohort's goroutine.
+// Queue.PutMany), cohort (its own, back when its store call has returned), messages.Serve
+// (from dispatchers), messages.Wake and listenerEnded (from its listener) and Terminated (a
+// dispatcher it wakes stopped); sends messages.PutDone to each put's sender, from the
+// cohort's goroutine, and messages.Wake to the dispatchers that serve the queue.
 type queueActor struct {
 	p *putter
 	// pending are the puts that arrived since the last cohort was sent, in their order.
@@ -40,7 +52,20 @@ type queueActor struct {
 	flying *cohort
 	// stopping: the actor stops; puts are refused from now on.
 	stopping bool
+	// servers are the dispatchers of this process that serve the queue, woken at its puts.
+	servers []*actor.PID
+	// listening stops the wake-up listener; nil when none runs.
+	listening *listener
 }
+
+// listener is a wake-up listener goroutine of a queue actor.
+type listener struct {
+	stop context.CancelFunc
+}
+
+// listenerEnded tells a queue actor that its listener l ended on its own: it could not
+// subscribe, or its subscription closed.
+type listenerEnded struct{ l *listener }
 
 // queuedPut is a put waiting for its cohort, with whom to answer: its local caller, or the
 // actor that sent it (nil: no one).
@@ -102,18 +127,63 @@ func (q *queueActor) Receive(c actor.Context) {
 		if len(q.pending) > 0 && !q.stopping {
 			q.send(c)
 		}
+	case *messages.Serve:
+		q.serve(c, m.Dispatcher)
+	case *messages.Wake:
+		for _, d := range q.servers {
+			c.Send(d, m)
+		}
+	case *listenerEnded:
+		if m.l == q.listening {
+			q.listening = nil
+		}
+	case *actor.Terminated:
+		q.servers = slices.DeleteFunc(q.servers, func(d *actor.PID) bool { return d.Equal(m.Who) })
+		if len(q.servers) == 0 {
+			q.stopListening()
+		}
 	case *actor.Restarting:
 		q.refuse(errRestarted)
+		q.stopListening() // the dispatchers serve again at their next poll
 	case *actor.Stopping:
 		q.stopping = true
 		q.refuse(ErrClosed)
+		q.stopListening()
 	case *actor.Stopped:
-		// Nothing is pending (Stopping refused it, and take answers at once since). The cohorts on their way are answered with what the store did; Queue.Done tells
-		// when, so that the store is closed only after.
+		// Nothing is pending (Stopping refused it, and take answers at once since). The
+		// cohorts on their way are answered with what the store did, and the listener closes
+		// its subscription; Queue.Done tells when, so that the store is closed only after.
 		go func() {
 			q.p.flights.Wait()
+			q.p.listeners.Wait()
 			close(q.p.stopped)
 		}()
+	}
+}
+
+// serve adds d to the dispatchers woken at the queue's puts, and starts the listener if none
+// runs.
+func (q *queueActor) serve(c actor.Context, d *actor.PID) {
+	if d == nil || q.stopping {
+		return
+	}
+	if !slices.ContainsFunc(q.servers, d.Equal) {
+		q.servers = append(q.servers, d)
+		c.Watch(d)
+	}
+	if q.listening == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		q.listening = &listener{stop: cancel}
+		q.p.listeners.Add(1)
+		go q.p.listen(ctx, c.Self(), q.listening)
+	}
+}
+
+// stopListening stops the listener, if one runs.
+func (q *queueActor) stopListening() {
+	if q.listening != nil {
+		q.listening.stop()
+		q.listening = nil
 	}
 }
 
@@ -167,6 +237,51 @@ type putter struct {
 	stopped chan struct{} // closed when the actor has stopped and its cohorts are answered
 	// flights counts the cohorts sent and not yet answered, of every incarnation.
 	flights sync.WaitGroup
+	// listeners counts the wake-up listeners not yet ended, of every incarnation.
+	listeners sync.WaitGroup
+	// unheard: the last listener could not subscribe; the next failure is not logged again.
+	unheard atomic.Bool
+}
+
+// subscribeTimeout bounds the store call that subscribes to a queue's wake-ups.
+const subscribeTimeout = 10 * time.Second
+
+// listen is a wake-up listener: it subscribes to the queue's wake-ups and tells the actor
+// self of each, until ctx ends. It tells the actor when it ends on its own.
+func (p *putter) listen(ctx context.Context, self *actor.PID, l *listener) {
+	defer p.listeners.Done()
+	defer func() {
+		if ctx.Err() == nil {
+			p.root.Send(self, &listenerEnded{l: l})
+		}
+	}()
+	subCtx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	sub, err := p.store.Subscribe(subCtx, p.queue)
+	cancel()
+	if err != nil {
+		// Retried at every poll: one line per outage, not one per poll.
+		if ctx.Err() == nil && !p.unheard.Swap(true) {
+			p.events.Warn("no wake-ups; claiming at polls only until a poll subscribes again", "error", err)
+		}
+		return
+	}
+	p.unheard.Store(false)
+	defer sub.Close()
+	wake := &messages.Wake{Queue: p.queue} // read only, shared by every wake-up
+	// A job put while it subscribed woke no one: one wake-up now makes the dispatchers
+	// claim it. (Subscribed first, then claimed: no put falls between the two.)
+	p.root.Send(self, wake)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-sub.C():
+			if !ok {
+				return
+			}
+			p.root.Send(self, wake)
+		}
+	}
 }
 
 // carry makes a cohort's store call, answers its puts, and tells the actor.
@@ -334,8 +449,8 @@ func StartQueue(root *Root, o QueueOptions) (*Queue, error) {
 // PID is the queue actor's: a program's actor puts a job by sending it a messages.Put.
 func (q *Queue) PID() *actor.PID { return q.pid }
 
-// Done is closed once the queue actor has stopped and every put it sent to the store is
-// answered.
+// Done is closed once the queue actor has stopped, every put it sent to the store is
+// answered and its wake-up listener has ended.
 func (q *Queue) Done() <-chan struct{} { return q.p.stopped }
 
 // Put sends m to the queue actor and waits for its answer, until ctx ends or the actor

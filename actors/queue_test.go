@@ -3,8 +3,13 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
@@ -13,6 +18,13 @@ import (
 // testQueue starts a queue actor for queue "q" over a test store, below a root of its own
 // stopped when the test ends.
 func testQueue(t *testing.T, store persistence.Store, queued func(int)) *Queue {
+	t.Helper()
+	qa, _ := testQueueRoot(t, store, queued)
+	return qa
+}
+
+// testQueueRoot is testQueue, with the root.
+func testQueueRoot(t *testing.T, store persistence.Store, queued func(int)) (*Queue, *Root) {
 	t.Helper()
 	root, err := StartRoot(nil, "", nil)
 	if err != nil {
@@ -27,7 +39,7 @@ func testQueue(t *testing.T, store persistence.Store, queued func(int)) *Queue {
 		root.Stop()
 		<-qa.Done()
 	})
-	return qa
+	return qa, root
 }
 
 func putOne(handler string) *messages.Put {
@@ -114,5 +126,132 @@ func TestQueueRestartRefusesHeldPuts(t *testing.T) {
 	close(g.release)
 	if err := <-first; err != nil {
 		t.Fatalf("the put on its way at the restart: %v", err)
+	}
+}
+
+// subscriptions is a store that counts the wake-up subscriptions open, and refuses the
+// first failures of them.
+type subscriptions struct {
+	persistence.Store
+	failures atomic.Int32 // Subscribe calls still to refuse
+	open     atomic.Int32
+}
+
+func (s *subscriptions) Subscribe(ctx context.Context, queues ...string) (persistence.Subscription, error) {
+	if s.failures.Add(-1) >= 0 {
+		return nil, fmt.Errorf("%w: refused by the test", persistence.ErrUnavailable)
+	}
+	sub, err := s.Store.Subscribe(ctx, queues...)
+	if err != nil {
+		return nil, err
+	}
+	s.open.Add(1)
+	return &countedSub{Subscription: sub, open: &s.open}, nil
+}
+
+type countedSub struct {
+	persistence.Subscription
+	open   *atomic.Int32
+	closed sync.Once
+}
+
+func (c *countedSub) Close() error {
+	c.closed.Do(func() { c.open.Add(-1) })
+	return c.Subscription.Close()
+}
+
+// wakeRecorder spawns an actor that passes the Wake messages it gets to a channel: a
+// dispatcher as a queue actor sees it.
+func wakeRecorder(t *testing.T, root *Root) (*actor.PID, chan *messages.Wake) {
+	t.Helper()
+	woken := make(chan *messages.Wake, 100)
+	pid, err := root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if w, ok := c.Message().(*messages.Wake); ok {
+			woken <- w
+		}
+	}), "woken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid, woken
+}
+
+// awaitWake waits, bounded, for a Wake of queue "q".
+func awaitWake(t *testing.T, woken chan *messages.Wake, why string) {
+	t.Helper()
+	select {
+	case w := <-woken:
+		if w.Queue != "q" {
+			t.Fatalf("%s: a wake-up of queue %q, want q", why, w.Queue)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no wake-up within 10s", why)
+	}
+}
+
+// A queue actor served by a dispatcher wakes it once subscribed (for the puts made while it
+// subscribed) and at each put from any process; once the dispatcher stops, it closes its
+// subscription.
+func TestQueueActorWakesItsDispatchers(t *testing.T) {
+	store := &subscriptions{Store: testStore(t)}
+	qa, root := testQueueRoot(t, store, nil)
+	d, woken := wakeRecorder(t, root)
+	sys := root.System().Root
+	sys.Send(qa.PID(), &messages.Serve{Dispatcher: d})
+	awaitWake(t, woken, "once subscribed")
+	sys.Send(qa.PID(), &messages.Serve{Dispatcher: d}) // every poll says it again: still one server
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A put made past the queue actor, as another process makes it.
+	if _, err := store.Put(ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}}); err != nil {
+		t.Fatal(err)
+	}
+	awaitWake(t, woken, "after a put")
+	if n := store.open.Load(); n != 1 {
+		t.Fatalf("%d subscriptions open, want 1", n)
+	}
+	if err := sys.PoisonFuture(d).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for store.open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscription stayed open after its only dispatcher stopped")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A listener that cannot subscribe ends; the dispatcher's next Serve (its next poll) starts
+// another, which wakes it.
+func TestQueueActorListensAgainAfterAFailure(t *testing.T) {
+	store := &subscriptions{Store: testStore(t)}
+	store.failures.Store(1)
+	qa, root := testQueueRoot(t, store, nil)
+	d, woken := wakeRecorder(t, root)
+	sys := root.System().Root
+	sys.Send(qa.PID(), &messages.Serve{Dispatcher: d})
+	deadline := time.Now().Add(10 * time.Second)
+	for store.failures.Load() > 0 { // until the refused Subscribe has been called
+		if time.Now().After(deadline) {
+			t.Fatal("the listener never tried to subscribe")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The failed listener's end reaches the actor before the next Serve, or the Serve finds
+	// it still listening and the one after starts a new one: serve until woken.
+	for {
+		sys.Send(qa.PID(), &messages.Serve{Dispatcher: d})
+		select {
+		case w := <-woken:
+			if w.Queue != "q" {
+				t.Fatalf("a wake-up of queue %q, want q", w.Queue)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no listener after the failed one")
+		}
 	}
 }

@@ -7,7 +7,8 @@ type Poll struct{}
 func (*Poll) NotInfluenceReceiveTimeout() {}
 
 // Wake tells the dispatcher that a job was put in Queue: its agents claim at once, without
-// waiting for the next poll.
+// waiting for the next poll. The queue's actor sends it to the dispatchers that serve the
+// queue (see messages.Serve), when the store tells of a put from any process.
 type Wake struct {
 	Queue string
 }

@@ -42,3 +42,12 @@ type JobCompleted struct {
 	Failure *persistence.Failure
 	Err     error
 }
+
+// Serve tells a queue actor that Dispatcher serves its queue: the queue actor listens for the
+// store's wake-ups while at least one dispatcher serves the queue, and sends each of them a
+// Wake when a job is put. A dispatcher sends it when it starts and again at every poll, so
+// that a queue actor that restarted, or whose listening failed, hears of it again; a
+// dispatcher that stops is forgotten (the queue actor watches it).
+type Serve struct {
+	Dispatcher *actor.PID
+}

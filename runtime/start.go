@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/zasync/zasync/actors"
 )
 
@@ -35,7 +37,17 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n, err := actors.StartNode(rt.nodeOptions(root))
+	o := rt.nodeOptions(root)
+	// The queues' actors are the runtime's, shared with its puts: they wake the dispatcher.
+	o.QueueActors = make(map[string]*actor.PID, len(o.Queues))
+	for _, q := range o.Queues {
+		qa, err := rt.queueActor(q.Name)
+		if err != nil {
+			return fmt.Errorf("zasync: start: %w", err)
+		}
+		o.QueueActors[q.Name] = qa.PID()
+	}
+	n, err := actors.StartNode(o)
 	if err != nil {
 		return fmt.Errorf("zasync: start: %w", err)
 	}
