@@ -22,7 +22,8 @@ import (
 //
 // Takes Claim, ListRuns (answered with Runs), Reconcile, Interrupt (from the dispatcher),
 // Claimed (a claim's outcome, from the committer), ClaimFreed (its own reminder to claim for
-// freed slots), JobFinished (from its job actors) and Terminated (a job actor stopped); sends
+// freed slots), JobFinished (from its job actors), Adopting and AdoptionEnded (from its job
+// actors' runs) and Terminated (a job actor stopped); sends
 // TakeJob and Interrupt to its job actors, AgentIdle and Orphaned to the dispatcher.
 type agentActor struct {
 	exec  *executor
@@ -57,6 +58,9 @@ type agentActor struct {
 	// endedSince are the runs ended since the suspects were listed: their jobs left the
 	// store's list, or were left for the next list.
 	endedSince []runKey
+	// adopted counts the jobs its runs have adopted and still work on (messages.Adopting):
+	// listed under the agent with no run of their own, and no orphans.
+	adopted map[persistence.Ref]int
 }
 
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec, named *int) *agentActor {
@@ -92,6 +96,20 @@ func (a *agentActor) Receive(c actor.Context) {
 		c.Respond(&messages.Runs{Runs: runs})
 	case *messages.Reconcile:
 		a.reconcile(c, m.Jobs)
+	case *messages.Adopting:
+		if a.adopted == nil {
+			a.adopted = map[persistence.Ref]int{}
+		}
+		a.adopted[m.Ref]++
+	case *messages.AdoptionEnded:
+		// Not counted when the adoption was told to an earlier incarnation.
+		if n, ok := a.adopted[m.Ref]; ok {
+			if n > 1 {
+				a.adopted[m.Ref] = n - 1
+			} else {
+				delete(a.adopted, m.Ref)
+			}
+		}
 	case *messages.ClaimFreed:
 		a.claimQueued = false
 		a.claim(c)
@@ -245,7 +263,9 @@ func (a *agentActor) reconcile(c actor.Context, jobs []persistence.Fence) {
 	if a.draining {
 		return // the drain's cleaning takes everything the agent holds
 	}
-	a.suspects, a.suspectsAfter = jobs, a.claims.claimsSent()
+	// A job adopted when the store was read is adopted still, or its adopting run is over
+	// and the fence read is stale, which the recovery's own fence then tells.
+	a.suspects, a.suspectsAfter = slices.DeleteFunc(jobs, a.isAdopted), a.claims.claimsSent()
 	a.endedSince = a.endedSince[:0]
 	a.reportOrphans(c)
 }
@@ -266,10 +286,15 @@ func (a *agentActor) reportOrphans(c actor.Context) {
 		known[k] = true
 	}
 	a.endedSince = a.endedSince[:0]
-	jobs = slices.DeleteFunc(jobs, func(f persistence.Fence) bool { return known[runKey{f.ID, f.Attempt}] })
+	jobs = slices.DeleteFunc(jobs, func(f persistence.Fence) bool { return known[runKey{f.ID, f.Attempt}] || a.isAdopted(f) })
 	if len(jobs) > 0 {
 		c.Send(c.Parent(), &messages.Orphaned{Queue: a.queue, Agent: a.spec.Name, Jobs: jobs})
 	}
+}
+
+// isAdopted tells whether a run of the agent has adopted job f and works on it still.
+func (a *agentActor) isAdopted(f persistence.Fence) bool {
+	return a.adopted[f.Ref] > 0
 }
 
 // agentProps runs an agent. Its messages are handled on the sender's goroutine (one at a

@@ -160,7 +160,7 @@ func (e *executor) resumeOuter(ctx context.Context, cb, inner *persistence.Job) 
 		return e.storeFailure(ctx, cb, err)
 	}
 	var outer *persistence.Job
-	defer e.adopting(cb.Ref.In(cb.Target))()
+	defer adopting(ctx, cb.Ref.In(cb.Target))()
 	err = e.persist("adopt the waiting job", func(ctx context.Context) (err error) {
 		outer, err = e.store.AdoptWaiting(ctx, started.Fence(), started.Target, inner.ID)
 		return err
@@ -194,7 +194,7 @@ func (e *executor) system(ctx context.Context, sys *persistence.Job) Result {
 		persistence.HandlerFail:            {persistence.StatusNew, persistence.StatusPending, persistence.StatusAssigned, persistence.StatusCallbacks},
 	}[sys.Call.Handler]
 	var target *persistence.Job
-	defer e.adopting(sys.Ref.In(sys.Target))()
+	defer adopting(ctx, sys.Ref.In(sys.Target))()
 	err = e.persist("adopt the target", func(ctx context.Context) (err error) {
 		target, err = e.store.Adopt(ctx, started.Fence(), started.Target, statuses...)
 		return err

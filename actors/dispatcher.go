@@ -405,9 +405,8 @@ func (d *dispatcherActor) checkRuns(c actor.Context, q *queueState, agent string
 	}
 	var fences []persistence.Fence
 	for _, j := range jobs[len(suspects):] {
-		// Read after the store: a job adopted when the store was read is still adopted
-		// here, or its adopting run is over (and the fence of its cleaning tells).
-		if j != nil && j.Owner == o && j.Holder == o && !j.Parked && !d.exec.isAdopted(j.Ref) {
+		// A job a run adopted is left out by its agent (see agentActor.reconcile).
+		if j != nil && j.Owner == o && j.Holder == o && !j.Parked {
 			fences = append(fences, j.Fence())
 		}
 	}

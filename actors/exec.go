@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/zasync/zasync/persistence"
@@ -76,38 +75,6 @@ type executor struct {
 	runners   *runners   // the goroutines runs go on
 	obs       Observer   // hears events for metrics; nil: none
 
-	// adopted counts the jobs that runs of this process have adopted (a waiting composite or
-	// outer job, a system job's target) and still work on. Such a job can stay listed under
-	// the agent that holds it, no longer parked, with no run of its own: the poll's
-	// reconciliation must not take it for a job whose claim's reply was lost.
-	adoptMu sync.Mutex
-	adopted map[persistence.Ref]int
-}
-
-// adopting records that a run is about to adopt job ref, before the adoption is written, so
-// that a poll which reads the adoption also finds it here; release, called once the run is
-// done with the job, forgets it.
-func (e *executor) adopting(ref persistence.Ref) (release func()) {
-	e.adoptMu.Lock()
-	if e.adopted == nil {
-		e.adopted = map[persistence.Ref]int{}
-	}
-	e.adopted[ref]++
-	e.adoptMu.Unlock()
-	return func() {
-		e.adoptMu.Lock()
-		if e.adopted[ref]--; e.adopted[ref] == 0 {
-			delete(e.adopted, ref)
-		}
-		e.adoptMu.Unlock()
-	}
-}
-
-// isAdopted reports whether a run of this process has adopted job ref and works on it still.
-func (e *executor) isAdopted(ref persistence.Ref) bool {
-	e.adoptMu.Lock()
-	defer e.adoptMu.Unlock()
-	return e.adopted[ref] > 0
 }
 
 func newExecutor(base context.Context, o Options) *executor {

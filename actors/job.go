@@ -21,7 +21,8 @@ import (
 // held in the store with no run, is recovered as an interruption at the next poll.
 //
 // Takes TakeJob, Interrupt (from its agent), JobFinished (from its run), Stopping; sends
-// JobFinished to its agent.
+// JobFinished to its agent. Its run sends Adopting and AdoptionEnded to the agent itself (see
+// adopting).
 //
 // It is cheap on purpose. An agent keeps its job actors once their runs end and hands them
 // the next jobs, so that a job costs two messages, not a spawn and a stop (an actor spawned
@@ -29,7 +30,10 @@ import (
 // most as many job actors as its size, named job<n> below it. They run on the synchronized
 // dispatcher: their messages are handled on the sender's goroutine, with no mailbox goroutine.
 type jobActor struct {
-	exec   *executor
+	exec *executor
+	// base is the context its runs' contexts derive from: the executor's, telling its agent
+	// of their adoptions (see adopting). Made at its first job, kept for the others.
+	base   context.Context
 	job    *persistence.Job // the job held, nil between jobs
 	cancel context.CancelFunc
 }
@@ -37,7 +41,10 @@ type jobActor struct {
 func (j *jobActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *messages.TakeJob:
-		ctx, cancel := context.WithCancel(j.exec.base)
+		if j.base == nil {
+			j.base = withAdoptions(j.exec.base, c.ActorSystem().Root, c.Parent())
+		}
+		ctx, cancel := context.WithCancel(j.base)
 		j.job, j.cancel = m.Job, cancel
 		self, root, exec, job := c.Self(), c.ActorSystem().Root, j.exec, m.Job
 		exec.runners.start(func() {
@@ -67,6 +74,36 @@ func jobProps(exec *executor) *actor.Props {
 		opts = append(opts, actor.WithReceiverMiddleware(jobMiddleware))
 	}
 	return actor.PropsFromProducer(func() actor.Actor { return &jobActor{exec: exec} }, opts...)
+}
+
+// adoptionsKey is the key of a run's context under which its agent hears of its adoptions.
+type adoptionsKey struct{}
+
+// adoptions tell an agent of the jobs its runs adopt (messages.Adopting and AdoptionEnded).
+type adoptions struct {
+	root  *actor.RootContext
+	agent *actor.PID
+}
+
+// withAdoptions returns ctx, for the runs of one of agent's job actors: their adoptions are
+// told to agent.
+func withAdoptions(ctx context.Context, root *actor.RootContext, agent *actor.PID) context.Context {
+	return context.WithValue(ctx, adoptionsKey{}, &adoptions{root: root, agent: agent})
+}
+
+// adopting tells the agent of the run with ctx that the run is about to adopt job ref, before
+// the adoption is written, so that a poll which reads the adoption finds the agent knowing of
+// it; release, called once the run is done with the job, tells the agent it is over. Such a
+// job can stay listed under the agent, no longer parked, with no run of its own: the poll's
+// reconciliation must not take it for a job whose claim's reply was lost. A run with no agent
+// (a test's) tells no one.
+func adopting(ctx context.Context, ref persistence.Ref) (release func()) {
+	a, _ := ctx.Value(adoptionsKey{}).(*adoptions)
+	if a == nil {
+		return func() {}
+	}
+	a.root.Send(a.agent, &messages.Adopting{Ref: ref})
+	return func() { a.root.Send(a.agent, &messages.AdoptionEnded{Ref: ref}) }
 }
 
 // jobMiddleware, when set (by tests, before a node starts), sees every message of the job

@@ -53,3 +53,18 @@ type Run struct {
 	Worker string
 	Fence  persistence.Fence
 }
+
+// Adopting tells an agent that a run of one of its job actors is about to adopt job Ref (a
+// waiting composite or outer job, a system job's target): the job will be listed under the
+// agent, no longer parked, with no run of its own, until the run is done with it
+// (AdoptionEnded). The agent leaves such a job out of the orphans it reports. The run sends it
+// to the agent itself, before it writes the adoption, so that the agent handles it before the
+// Reconcile of any poll that read the adoption.
+type Adopting struct {
+	Ref persistence.Ref
+}
+
+// AdoptionEnded tells an agent that the run which sent Adopting for Ref is done with that job.
+type AdoptionEnded struct {
+	Ref persistence.Ref
+}
