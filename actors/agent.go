@@ -21,10 +21,11 @@ import (
 // wait.
 //
 // Takes Claim, ListRuns (answered with Runs), Reconcile, Interrupt (from the dispatcher),
-// Claimed (a claim's outcome, from the committer), ClaimFreed (its own reminder to claim for
-// freed slots), JobFinished (from its job actors), Adopting and AdoptionEnded (from its job
-// actors' runs) and Terminated (a job actor stopped); sends
-// TakeJob and Interrupt to its job actors, AgentIdle and Orphaned to the dispatcher.
+// ClaimStarted, Claimed (a claim's outcome) and ClaimsLeft (from the committer), ClaimFreed
+// (its own reminder to claim for freed slots), JobFinished (from its job actors), Adopting and
+// AdoptionEnded (from its job actors' runs) and Terminated (a job actor stopped); sends
+// JoinClaims, AskClaims and LeaveClaims to the committer, TakeJob and Interrupt to its job
+// actors, AgentIdle and Orphaned to the dispatcher.
 type agentActor struct {
 	exec  *executor
 	hist  *history
@@ -45,11 +46,16 @@ type agentActor struct {
 	// named job<n>. Never reused: a run that outlives its job actor reports its end to that
 	// name, which must not reach another job actor.
 	named *int
-	// claims go through the node's committer, which makes them in its batches: asked here,
-	// answered as a claimed message.
-	claims *claimer
-	// handled counts the claims whose outcome the agent has handled (claims.claimsSent).
-	handled uint64
+	// committer makes the agent's claims in its batches: asked with AskClaims, each
+	// announced with ClaimStarted and answered with Claimed.
+	committer *actor.PID
+	// started counts the claims the committer announced, handled those whose outcome the
+	// agent has handled: a claim is on its way while handled < started.
+	started, handled uint64
+	// ended are the runs ended since the committer was last told (their slots are free).
+	ended []runKey
+	// left: the committer has confirmed that it claims no more for the draining agent.
+	left bool
 	// suspects are jobs the store lists under the agent without a run here, to be reported
 	// orphaned once the claims started before they were read have all been handled
 	// (suspectsAfter of them): until then, one of those claims may still bring their runs.
@@ -65,7 +71,7 @@ type agentActor struct {
 
 func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec, named *int) *agentActor {
 	a := &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
-		running: map[string]run{}, named: named}
+		running: map[string]run{}, named: named, committer: exec.commits.PID(), ended: make([]runKey, 0, min(spec.Size, 64))}
 	a.jobProps = jobProps(exec)
 	return a
 }
@@ -73,25 +79,27 @@ func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec,
 func (a *agentActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		self, root := c.Self(), c.ActorSystem().Root
-		a.claims = a.exec.commits.register(persistence.ClaimParams{
+		c.Send(a.committer, &messages.JoinClaims{Agent: c.Self(), Claim: persistence.ClaimParams{
 			Queue: a.queue, Dispatcher: a.owner.Dispatcher, Agent: a.owner.Agent, Size: a.spec.Size, Filter: a.spec.Filter,
 			Start: true, // every job claimed is run at once: start it in the claim's transaction
-		}, func(r *messages.Claimed) { root.Send(self, r) })
+		}})
 	case *actor.Stopping, *actor.Restarting:
 		// Its job actors stop with it, and cancel their runs.
-		if a.claims != nil {
-			a.claims.unregister()
-		}
+		c.Send(a.committer, &messages.LeaveClaims{Agent: c.Self(), Stopped: true})
+	case *messages.ClaimStarted:
+		a.started++
 	case *messages.Claimed:
 		a.claimed(c, m)
+	case *messages.ClaimsLeft:
+		a.left = true
+		a.reportIdle(c)
 	case *messages.Claim:
 		a.claim(c)
 	case *messages.ListRuns:
 		runs := make([]messages.Run, 0, len(a.running))
 		for w, r := range a.running {
 			runs = append(runs, messages.Run{Worker: w, Fence: persistence.Fence{
-				Ref: persistence.Ref{Queue: a.queue, ID: r.key.id}, Owner: a.owner, Attempt: r.key.attempt}})
+				Ref: persistence.Ref{Queue: a.queue, ID: r.key.ID}, Owner: a.owner, Attempt: r.key.Attempt}})
 		}
 		c.Respond(&messages.Runs{Runs: runs})
 	case *messages.Reconcile:
@@ -113,6 +121,9 @@ func (a *agentActor) Receive(c actor.Context) {
 	case *messages.ClaimFreed:
 		a.claimQueued = false
 		a.claim(c)
+		if len(a.ended) >= a.spec.Size {
+			a.tellEnded(c)
+		}
 	case *messages.JobFinished:
 		if r, ok := a.running[m.Worker]; ok {
 			a.idle = append(a.idle, r.pid)
@@ -127,7 +138,7 @@ func (a *agentActor) Receive(c actor.Context) {
 		}
 	case *messages.Interrupt:
 		a.draining = true
-		a.claims.close()
+		c.Send(a.committer, &messages.LeaveClaims{Agent: c.Self()})
 		for _, r := range a.running {
 			c.Send(r.pid, m)
 		}
@@ -145,7 +156,7 @@ func (a *agentActor) finished(c actor.Context, worker, ending string, failed boo
 	a.hist.ended(worker, ending, failed, result, at)
 	a.exec.observeEnding(a.queue, a.spec.Name, ending)
 	delete(a.running, worker)
-	a.claims.ended(r.key)
+	a.ended = append(a.ended, r.key)
 	if a.suspects != nil {
 		a.endedSince = append(a.endedSince, r.key)
 	}
@@ -168,21 +179,42 @@ type run struct {
 // claimFreed is the agent's reminder to itself; one value serves every agent.
 var claimFreed = &messages.ClaimFreed{}
 
-// reportIdle tells the dispatcher, during a drain, that no job runs any more (nor will: no
-// claim is on its way).
+// reportIdle tells the dispatcher, during a drain, that no job runs any more (nor will: the
+// committer claims no more for it, and no claim is on its way).
 func (a *agentActor) reportIdle(c actor.Context) {
-	if len(a.running) == 0 && !a.claims.claiming() {
+	if a.left && len(a.running) == 0 && a.handled >= a.started {
 		c.Send(c.Parent(), &messages.AgentIdle{Queue: a.queue, Agent: a.spec.Name})
 	}
 }
 
-// claim asks the committer to claim for the free slots; the jobs come back as a claimed
-// message.
+// claim asks the committer to claim for the free slots, telling it of the runs ended since
+// it last did; the jobs come back as a claimed message. The committer learns of most ends
+// sooner, from the runs' commits, and often claims for the freed slots in the batch that
+// commits them: the ends are told along with the next ask (or once they are as many as the
+// agent's slots), so that they free the slots of runs that ended with no commit, not in a
+// message of their own per cohort.
 func (a *agentActor) claim(c actor.Context) {
 	if a.draining || len(a.running) >= a.spec.Size {
 		return
 	}
-	a.claims.ask()
+	c.Send(a.committer, &messages.AskClaims{Agent: c.Self(), Want: true, Ended: a.takeEnded()})
+}
+
+// tellEnded tells the committer of the runs ended since it last heard of them.
+func (a *agentActor) tellEnded(c actor.Context) {
+	if len(a.ended) > 0 {
+		c.Send(a.committer, &messages.AskClaims{Agent: c.Self(), Ended: a.takeEnded()})
+	}
+}
+
+// takeEnded returns the runs ended since the committer was last told, and forgets them.
+func (a *agentActor) takeEnded() []runKey {
+	if len(a.ended) == 0 {
+		return nil
+	}
+	ended := a.ended
+	a.ended = make([]runKey, 0, min(a.spec.Size, 64)) // the committer keeps ended
+	return ended
 }
 
 // claimed starts a run for each job claimed for the agent. Jobs claimed while the
@@ -220,11 +252,11 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 	for _, j := range jobs {
 		at := a.hist.now()
 		pid := a.jobActor(c)
-		if pid == nil { // the job is recovered at the next poll
+		if pid == nil { // the job is recovered at the next poll; its slot is free
+			a.ended = append(a.ended, runKey{ID: j.ID, Attempt: j.Attempt})
 			continue
 		}
-		a.running[pid.Id] = run{pid: pid, key: runKey{j.ID, j.Attempt}}
-		a.claims.started(runKey{j.ID, j.Attempt})
+		a.running[pid.Id] = run{pid: pid, key: runKey{ID: j.ID, Attempt: j.Attempt}}
 		c.Send(pid, &messages.TakeJob{Job: j})
 		if a.draining {
 			c.Send(pid, interrupt)
@@ -265,7 +297,7 @@ func (a *agentActor) reconcile(c actor.Context, jobs []persistence.Fence) {
 	}
 	// A job adopted when the store was read is adopted still, or its adopting run is over
 	// and the fence read is stale, which the recovery's own fence then tells.
-	a.suspects, a.suspectsAfter = slices.DeleteFunc(jobs, a.isAdopted), a.claims.claimsSent()
+	a.suspects, a.suspectsAfter = slices.DeleteFunc(jobs, a.isAdopted), a.started
 	a.endedSince = a.endedSince[:0]
 	a.reportOrphans(c)
 }
@@ -286,7 +318,7 @@ func (a *agentActor) reportOrphans(c actor.Context) {
 		known[k] = true
 	}
 	a.endedSince = a.endedSince[:0]
-	jobs = slices.DeleteFunc(jobs, func(f persistence.Fence) bool { return known[runKey{f.ID, f.Attempt}] || a.isAdopted(f) })
+	jobs = slices.DeleteFunc(jobs, func(f persistence.Fence) bool { return known[runKey{ID: f.ID, Attempt: f.Attempt}] || a.isAdopted(f) })
 	if len(jobs) > 0 {
 		c.Send(c.Parent(), &messages.Orphaned{Queue: a.queue, Agent: a.spec.Name, Jobs: jobs})
 	}

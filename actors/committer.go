@@ -3,55 +3,75 @@ package actors
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
-// maxCommitBatch bounds how many commits go to the store in one batch.
-const maxCommitBatch = 64
-
-// committer is a node's hot path to the store: it batches the commits of concurrent runs and
-// the claims of the node's agents. A run hands its outcome over and waits; an agent asks to
-// claim and gets the jobs as a message. What waits when the committer is free goes to the
+// committerActor is a node's hot path to the store: "committer/<uuid>" below zasync's root. It
+// batches the commits of the node's concurrent runs and the claims of its agents, of every
+// queue the node serves. A run sends its commit and waits for the answer; an agent asks to
+// claim and gets the jobs as a message. What waits when no batch is on its way goes to the
 // store together, each commit still fenced on its own and the claims after the commits: with
 // a store that can batch (the Redis store), one round trip for all of it. An agent whose runs
 // are committed in a batch also claims in that batch for the slots they free, without asking:
 // a busy agent's finished jobs are replaced in the round trip that commits them.
 //
 // Under low load a commit or a claim goes alone, at once; under load they pile up while one
-// batch is in flight and go together in the next. One wait is deliberate: the batch after a
-// claim waits a moment for the commits of the jobs it handed out (see linger), so that a busy
-// agent's short jobs go round in cohorts, one round trip per cohort.
-type committer struct {
-	store persistence.Store
-	batch batchStore // nil when the store cannot batch: one call after another
-	base  context.Context
-	op    func() (context.Context, context.CancelFunc)
-	wake  chan struct{} // an agent asks to claim (capacity 1)
-
-	// The commits waiting for a batch. A run queues its commit and wakes the committer only
-	// when the committer waits for it: for any commit when idle, for the last of the cohort
-	// when it lingers. Waking a goroutine per commit was a good part of a busy node's CPU.
-	qmu       sync.Mutex
-	queue     []*commitReq        // guarded by qmu
-	cohort    map[runKey]struct{} // guarded by qmu: the runs the last batch claimed that have not committed yet
-	sleeping  bool                // guarded by qmu: the committer waits for signal
-	lingering bool                // guarded by qmu: … for the rest of the cohort only
-	stopped   bool                // guarded by qmu: the committer is gone; commits fail
-	signal    chan struct{}       // wakes the committer (capacity 1)
-
-	// Owned by the committer's goroutine: when the cohort was handed out (see gather).
-	handedOut time.Time
-	timer     *time.Timer
-	lingerMax time.Duration
-
-	mu     sync.Mutex
-	agents []*claimer // guarded by mu
+// batch is on its way and go together in the next. One wait is deliberate: the batch after a
+// claim waits a moment for the commits of the jobs it handed out (see lingerMax), so that a
+// busy agent's short jobs go round in cohorts, one round trip per cohort.
+//
+// The store call is made by the committer's flusher goroutine, never in Receive; the batch
+// comes back as a message. The actor runs on the synchronized dispatcher, as the agents do:
+// a run's commit is handled on the run's goroutine, a batch's outcome on the flusher's.
+//
+// Takes commitReq (a run's commit, with its reply channel), JoinClaims, AskClaims and
+// LeaveClaims (from agents), and its own flight (a batch back from the store), lingerOver,
+// claimedAlone (a filtered claim back) and stopCommits (the node's context ended); sends
+// ClaimStarted, Claimed and ClaimsLeft to agents, and answers each commit on its channel.
+type committerActor struct {
+	s *commitState
 }
+
+// commitState is the committer's books. They outlive a restart of the actor: the runs
+// waiting for their commits and the agents' slots must survive a panic.
+type commitState struct {
+	store     persistence.Store
+	batch     batchStore // nil when the store cannot batch: one call after another
+	op        func() (context.Context, context.CancelFunc)
+	lingerMax time.Duration
+	self      *actor.PID
+	flushes   chan *flight // to the flusher (capacity 1: one batch on its way at most)
+	quit      chan struct{}
+	gone      chan struct{} // closed once the actor has stopped: no answer comes any more
+	stopped   atomic.Bool   // commits are refused
+
+	queue  []*commitReq        // the commits waiting for a batch
+	cohort map[runKey]struct{} // the runs the last batch claimed that have not committed yet
+	// handedOut is when the cohort was handed out; lingering that a lingerOver is on its way.
+	handedOut time.Time
+	lingering bool
+	timer     *time.Timer
+	flying    bool // a batch is on its way
+	agents    []*claimer
+}
+
+// runKey names a run: its job and its attempt.
+type runKey = messages.RunKey
+
+// maxCommitBatch bounds how many commits go to the store in one batch.
+const maxCommitBatch = 64
+
+// lingerMax bounds how long a batch waits for the runs the previous batch claimed.
+const lingerMax = 250 * time.Microsecond
 
 // batchStore is a store that commits and claims in one round trip: the Redis store.
 type batchStore interface {
@@ -59,6 +79,7 @@ type batchStore interface {
 		jobs []*persistence.Job, errs []error, claimed [][]*persistence.Job, claimErrs []error)
 }
 
+// commitReq is a run's commit, with where to answer it.
 type commitReq struct {
 	c     persistence.Commit
 	reply chan commitRes
@@ -69,147 +90,68 @@ type commitRes struct {
 	err error
 }
 
+// flight is one batch: sent to the flusher, and back to the actor with what the store did.
+type flight struct {
+	reqs     []*commitReq
+	commits  []persistence.Commit
+	claims   []persistence.ClaimParams
+	claimers []*claimer // whose claims, in the order of claims
+	ending   []*claimer // the agents whose runs reqs commits
+
+	jobs      []*persistence.Job
+	errs      []error
+	got       [][]*persistence.Job
+	claimErrs []error
+}
+
+// lingerOver is the end of the committer's wait for a cohort; stopCommits tells it the
+// node's context ended.
+type (
+	lingerOver  struct{}
+	stopCommits struct{}
+)
+
+// claimedAlone is a filtered claim back from its goroutine.
+type claimedAlone struct {
+	a        *claimer
+	reserved int
+	res      *messages.Claimed
+}
+
 // errStopping is returned for a commit asked of a committer whose node is stopping.
 var errStopping = errors.New("zasync: node stopping")
 
-func newCommitter(base context.Context, s persistence.Store, op func() (context.Context, context.CancelFunc)) *committer {
-	return startCommitter(base, s, op, lingerMax)
-}
-
-// startCommitter starts a committer that lingers at most linger for a cohort.
-func startCommitter(base context.Context, s persistence.Store, op func() (context.Context, context.CancelFunc), linger time.Duration) *committer {
-	c := &committer{store: s, base: base, op: op, wake: make(chan struct{}, 1), signal: make(chan struct{}, 1),
-		cohort: map[runKey]struct{}{}, timer: time.NewTimer(time.Hour), lingerMax: linger}
-	c.timer.Stop()
-	c.batch, _ = s.(batchStore)
-	go c.run()
-	return c
-}
-
-// commit stores o for the run of j (the job as the run has it), in a batch with whatever else
-// is waiting, and returns what Store.Commit would have.
-func (c *committer) commit(j *persistence.Job, o persistence.Outcome) (*persistence.Job, error) {
-	r := commitReqs.Get().(*commitReq)
-	r.c = persistence.Commit{Fence: j.Fence(), Outcome: o, Known: j}
-	c.qmu.Lock()
-	if c.stopped {
-		c.qmu.Unlock()
-		r.c = persistence.Commit{}
-		commitReqs.Put(r)
-		return nil, errStopping
-	}
-	c.queue = append(c.queue, r)
-	delete(c.cohort, runKey{j.ID, j.Attempt})
-	wake := c.sleeping && (!c.lingering || len(c.cohort) == 0 || len(c.queue) >= maxCommitBatch)
-	if wake {
-		c.sleeping = false
-	}
-	c.qmu.Unlock()
-	if wake {
-		select {
-		case c.signal <- struct{}{}:
-		default: // a wake-up is pending already
-		}
-	}
-	res := <-r.reply // the committer answers every queued request once: in a batch, or when it stops
-	r.c = persistence.Commit{}
-	commitReqs.Put(r)
-	return res.job, res.err
-}
-
-// commitReqs are requests with their reply channels, kept for the next commits: every job
-// commits once at least.
-var commitReqs = sync.Pool{New: func() any { return &commitReq{reply: make(chan commitRes, 1)} }}
-
-// claimer is one agent's claims through the committer. It counts the agent's slots as the
-// agent does (a run takes a slot until its handler returns, even when the store no longer
-// counts it, its job taken by a sibling), except that it learns first when a handler has
-// returned: from the run's commit, in the very batch that can claim its slot again. A claim
-// on its way reserves the slots it may fill, so that claims in two batches on their way at
-// once never take more than the agent's size.
+// claimer is one agent's books in the committer. It counts the agent's slots as the agent
+// does (a run takes a slot until its handler returns, even when the store no longer counts
+// it, its job taken by a sibling), except that it learns first when a handler has returned:
+// from the run's commit, in the very batch that can claim its slot again. A claim on its way
+// reserves the slots it may fill, so that claims in two batches never take more than the
+// agent's size.
 type claimer struct {
-	c       *committer
-	params  persistence.ClaimParams // the agent's claim, Max aside
-	deliver func(*messages.Claimed) // hands a claim's outcome to the agent
-	// Guarded by c.mu:
-	queued int             // slots reserved by claims on their way, or taken by jobs not handed over yet
-	trips  int             // claims on their way
-	runs   map[runKey]bool // the agent's runs going on → its handler has returned
-	busy   int             // runs whose handler has not returned
-	want   bool            // the agent asked to claim
-	closed bool            // the agent claims no more: it drains, or it stopped
-	sent   uint64          // claims started so far, each delivered to the agent in turn
+	pid    *actor.PID
+	params persistence.ClaimParams // the agent's claim, Max aside
+	queued int                     // slots reserved by claims on their way
+	trips  int                     // claims on their way
+	runs   map[runKey]struct{}     // the agent's runs whose handlers have not returned
+	want   bool                    // the agent asked to claim
+	closed bool                    // the agent claims no more: it drains, or it stopped
 }
 
-// runKey names a run: its job and the attempt its claim gave it (a job taken from an agent and
-// claimed back runs twice, at two attempts).
-type runKey struct {
-	id      string
-	attempt int64
-}
-
-// free is how many jobs the agent may claim now. Guarded by c.mu.
-func (a *claimer) free() int { return a.params.Size - a.queued - a.busy }
-
-// register adds an agent whose claims params describe (its Max is the committer's to set);
-// deliver hands it each claim's outcome, and must not block. An agent registered again (it
-// was restarted) replaces its former self.
-func (c *committer) register(params persistence.ClaimParams, deliver func(*messages.Claimed)) *claimer {
-	a := &claimer{c: c, params: params, deliver: deliver, runs: map[runKey]bool{}}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, old := range c.agents {
-		if old.params.Queue == params.Queue && old.params.Dispatcher == params.Dispatcher && old.params.Agent == params.Agent {
-			old.closed = true
-			c.agents[i] = a
-			return a
-		}
-	}
-	c.agents = append(c.agents, a)
-	return a
-}
-
-// ask asks for a claim for the agent's free slots, in the next batch.
-func (a *claimer) ask() {
-	a.c.mu.Lock()
-	a.want = !a.closed
-	a.c.mu.Unlock()
-	a.c.nudge()
-}
-
-// started tells that the agent makes run k of a job claimed for it.
-func (a *claimer) started(k runKey) {
-	a.c.mu.Lock()
-	defer a.c.mu.Unlock()
-	a.queued--
-	a.runs[k] = false
-	a.busy++
-}
-
-// ended tells that the agent's run k ended: its slot is free.
-func (a *claimer) ended(k runKey) {
-	a.c.mu.Lock()
-	defer a.c.mu.Unlock()
-	if returned, ok := a.runs[k]; ok {
-		if !returned {
-			a.busy--
-		}
-		delete(a.runs, k)
-	}
-}
+// free is how many jobs the agent may claim now.
+func (a *claimer) free() int { return a.params.Size - a.queued - len(a.runs) }
 
 // owns reports whether run fence f is one of the agent's.
 func (a *claimer) owns(f persistence.Fence) bool {
-	return f.Owner.Dispatcher == a.params.Dispatcher && f.Owner.Agent == a.params.Agent
+	return f.Owner.Dispatcher == a.params.Dispatcher && f.Owner.Agent == a.params.Agent && f.Queue == a.params.Queue
 }
 
-// ending counts the agent's runs that batch commits and that still take a slot: their
-// handlers have returned. Guarded by c.mu.
-func (a *claimer) ending(batch []*commitReq) int {
+// ending counts the agent's runs that reqs commit and that still take a slot: their handlers
+// have returned.
+func (a *claimer) ending(reqs []*commitReq) int {
 	n := 0
-	for _, r := range batch {
+	for _, r := range reqs {
 		if a.owns(r.c.Fence) {
-			if returned, ok := a.runs[runKey{r.c.Fence.ID, r.c.Fence.Attempt}]; ok && !returned {
+			if _, ok := a.runs[runKey{ID: r.c.Fence.ID, Attempt: r.c.Fence.Attempt}]; ok {
 				n++
 			}
 		}
@@ -217,174 +159,234 @@ func (a *claimer) ending(batch []*commitReq) int {
 	return n
 }
 
-// returned marks the agent's runs that batch committed as past their handlers: their slots
-// are free. Guarded by c.mu.
-func (a *claimer) returned(batch []*commitReq) {
-	for _, r := range batch {
-		k := runKey{r.c.Fence.ID, r.c.Fence.Attempt}
-		if returned, ok := a.runs[k]; ok && !returned && a.owns(r.c.Fence) {
-			a.runs[k] = true
-			a.busy--
+// returned forgets the agent's runs that reqs committed: their handlers have returned, their
+// slots are free. (The agent tells of their ends later, or never: see agentActor.claim.)
+func (a *claimer) returned(reqs []*commitReq) {
+	for _, r := range reqs {
+		if a.owns(r.c.Fence) {
+			delete(a.runs, runKey{ID: r.c.Fence.ID, Attempt: r.c.Fence.Attempt})
 		}
 	}
 }
 
-// close stops claims for the agent; a claim on its way is still delivered.
-func (a *claimer) close() {
-	a.c.mu.Lock()
-	a.closed, a.want = true, false
-	a.c.mu.Unlock()
+// committer is how runs reach their node's committer actor.
+type committer struct {
+	s    *commitState
+	root *actor.RootContext
 }
 
-// unregister forgets the agent: it stopped.
-func (a *claimer) unregister() {
-	a.close()
-	a.c.mu.Lock()
-	defer a.c.mu.Unlock()
-	for i, x := range a.c.agents {
-		if x == a {
-			a.c.agents = append(a.c.agents[:i], a.c.agents[i+1:]...)
-			break
-		}
+// startCommitter starts a node's committer actor below root, named name, lingering at most
+// linger for a cohort. Its flusher ends with base, or when the actor stops.
+func startCommitter(root *Root, name string, base context.Context, s persistence.Store,
+	op func() (context.Context, context.CancelFunc), linger time.Duration, events *slog.Logger) (*committer, error) {
+	st := &commitState{store: s, op: op, lingerMax: linger, flushes: make(chan *flight, 1),
+		quit: make(chan struct{}), gone: make(chan struct{}), cohort: map[runKey]struct{}{}}
+	st.batch, _ = s.(batchStore)
+	opts := []actor.PropsOption{
+		actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput)),
+		actor.WithSupervisor(supervision(events, "committer")),
 	}
+	if committerMiddleware != nil {
+		opts = append(opts, actor.WithReceiverMiddleware(committerMiddleware))
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return &committerActor{s: st} }, opts...)
+	pid, err := root.Spawn(props, name)
+	if err != nil {
+		return nil, err
+	}
+	st.self = pid
+	sys := root.System().Root
+	st.timer = time.AfterFunc(time.Hour, func() { sys.Send(pid, lingerOverMsg) })
+	st.timer.Stop()
+	go st.flusher(base, sys)
+	return &committer{s: st, root: sys}, nil
 }
 
-// claimsSent is how many claims were started for the agent so far. Each one's outcome is
-// delivered to the agent, in the order they were started (an agent has one claim on its way
-// at a time): once it has handled that many outcomes, any job these claims gave it is in its
-// runs.
-func (a *claimer) claimsSent() uint64 {
-	a.c.mu.Lock()
-	defer a.c.mu.Unlock()
-	return a.sent
-}
+// committerMiddleware, when set (by tests, before a committer starts), sees every message of
+// the committer.
+var committerMiddleware actor.ReceiverMiddleware
 
-// claiming reports whether jobs claimed for the agent are on their way to it.
-func (a *claimer) claiming() bool {
-	a.c.mu.Lock()
-	defer a.c.mu.Unlock()
-	return a.trips > 0 || a.queued > 0
-}
+// lingerOverMsg is the one lingerOver sent.
+var lingerOverMsg = &lingerOver{}
 
-// nudge wakes the committer for a claim.
-func (c *committer) nudge() {
+// PID is the committer actor's.
+func (c *committer) PID() *actor.PID { return c.s.self }
+
+// commit stores o for the run of j (the job as the run has it), in a batch with whatever else
+// is waiting, and returns what Store.Commit would have.
+func (c *committer) commit(j *persistence.Job, o persistence.Outcome) (*persistence.Job, error) {
+	if c.s.stopped.Load() {
+		return nil, errStopping
+	}
+	r := commitReqs.Get().(*commitReq)
+	r.c = persistence.Commit{Fence: j.Fence(), Outcome: o, Known: j}
+	c.root.Send(c.s.self, r)
 	select {
-	case c.wake <- struct{}{}:
-	default: // a wake-up is pending already
+	case res := <-r.reply: // the committer answers every request once: in a batch, or when it stops
+		r.c = persistence.Commit{}
+		commitReqs.Put(r)
+		return res.job, res.err
+	case <-c.s.gone:
+		// Stopped: an answer already given is taken, else none comes (the request is not
+		// reused: an answer may still land in it).
+		select {
+		case res := <-r.reply:
+			return res.job, res.err
+		default:
+			return nil, errStopping
+		}
 	}
 }
 
-// run is the committer's goroutine: it gathers a batch and flushes it, until the node stops;
-// then it fails the commits still queued, and those asked later.
-func (c *committer) run() {
-	defer func() {
-		c.qmu.Lock()
-		c.stopped = true
-		queued := c.queue
-		c.queue = nil
-		c.qmu.Unlock()
-		for _, r := range queued {
-			r.reply <- commitRes{err: errStopping}
-		}
-	}()
-	for {
-		batch, ok := c.gather()
-		if !ok {
+// commitReqs are requests with their reply channels, kept for the next commits: every job
+// commits once at least.
+var commitReqs = sync.Pool{New: func() any { return &commitReq{reply: make(chan commitRes, 1)} }}
+
+func (a *committerActor) Receive(c actor.Context) {
+	s := a.s
+	switch m := c.Message().(type) {
+	case *commitReq:
+		if s.stopped.Load() {
+			m.reply <- commitRes{err: errStopping}
 			return
 		}
-		c.flush(batch)
+		s.queue = append(s.queue, m)
+		delete(s.cohort, runKey{ID: m.c.Fence.ID, Attempt: m.c.Fence.Attempt})
+	case *messages.JoinClaims:
+		s.join(m)
+		return
+	case *messages.AskClaims:
+		if cl := s.claimer(m.Agent); cl != nil {
+			for _, k := range m.Ended {
+				delete(cl.runs, k) // its slot is free, if its commit did not free it
+			}
+			if m.Want {
+				cl.want = !cl.closed
+			}
+		}
+	case *messages.LeaveClaims:
+		if cl := s.claimer(m.Agent); cl != nil {
+			cl.closed, cl.want = true, false
+			if m.Stopped {
+				s.agents = slices.DeleteFunc(s.agents, func(x *claimer) bool { return x == cl })
+			}
+		}
+		if !m.Stopped {
+			c.Send(m.Agent, claimsLeft)
+		}
+		return
+	case *flight:
+		s.landed(c, m)
+		s.flying = false
+	case *lingerOver:
+		s.lingering = false
+	case *claimedAlone:
+		s.claimDone(c, m.a, m.reserved, m.res)
+	case *stopCommits:
+		s.stop()
+		return
+	case *actor.Stopping:
+		s.stop()
+		return
+	case *actor.Stopped:
+		s.timer.Stop()
+		close(s.quit)
+		close(s.gone)
+		return
+	default:
+		return
 	}
+	s.next(c)
 }
 
-// lingerMax bounds how long a batch waits for the runs the previous batch claimed.
-const lingerMax = 250 * time.Microsecond
+// claimsLeft answers every LeaveClaims.
+var claimsLeft = &messages.ClaimsLeft{}
 
-// gather waits for the next batch: the commits queued once an agent asks to claim or a commit
-// comes; but while the runs the previous batch claimed may still commit soon (lingerMax at
-// most after they were handed out), it waits for all of them. Short jobs commit right after
-// they start, and one batch for all of them is a round trip per cohort instead of one per
-// job or two. A cohort whose handlers take longer is not waited for. ok is false when the
-// node stops.
-func (c *committer) gather() (batch []*commitReq, ok bool) {
-	for {
-		c.qmu.Lock()
-		wait := time.Duration(0)
-		if len(c.cohort) > 0 {
-			if wait = time.Until(c.handedOut.Add(c.lingerMax)); wait <= 0 {
-				clear(c.cohort)
-			}
+// claimStarted is the one ClaimStarted sent.
+var claimStarted = &messages.ClaimStarted{}
+
+// join registers an agent, or replaces its former self.
+func (s *commitState) join(m *messages.JoinClaims) {
+	cl := &claimer{pid: m.Agent, params: m.Claim, runs: map[runKey]struct{}{}}
+	for i, old := range s.agents {
+		if old.pid.Equal(m.Agent) {
+			old.closed = true
+			s.agents[i] = cl
+			return
 		}
-		lingers := len(c.cohort) > 0
-		if len(c.queue) >= maxCommitBatch || len(c.queue) > 0 && !lingers {
-			batch := c.take()
-			c.qmu.Unlock()
-			return batch, true
-		}
-		c.sleeping, c.lingering = true, lingers
-		c.qmu.Unlock()
-		asked := false
-		if lingers {
-			c.timer.Reset(wait)
-			select {
-			case <-c.signal:
-			case <-c.timer.C:
-			case <-c.base.Done():
-				return nil, false
-			}
-			if !c.timer.Stop() {
-				select {
-				case <-c.timer.C:
-				default:
-				}
-			}
-		} else {
-			select {
-			case <-c.signal:
-			case <-c.wake:
-				asked = true
-			case <-c.base.Done():
-				return nil, false
-			}
-		}
-		c.qmu.Lock()
-		c.sleeping = false
-		if asked {
-			batch := c.take()
-			c.qmu.Unlock()
-			return batch, true
-		}
-		c.qmu.Unlock()
 	}
+	s.agents = append(s.agents, cl)
 }
 
-// take returns the queued commits, maxCommitBatch at most, and forgets the cohort: a batch
-// lingers once. Guarded by qmu.
-func (c *committer) take() []*commitReq {
-	n := min(len(c.queue), maxCommitBatch)
-	batch := slices.Clone(c.queue[:n])
-	rest := copy(c.queue, c.queue[n:])
-	clear(c.queue[rest:]) // no references kept in the spare capacity
-	c.queue = c.queue[:rest]
-	clear(c.cohort)
-	return batch
+// claimer returns the books of the agent pid, nil if it has not joined.
+func (s *commitState) claimer(pid *actor.PID) *claimer {
+	for _, cl := range s.agents {
+		if cl.pid.Equal(pid) {
+			return cl
+		}
+	}
+	return nil
 }
 
-// flush commits a batch and claims for the agents that asked or whose runs it commits, then
-// answers the runs and hands the agents their jobs.
-func (c *committer) flush(batch []*commitReq) {
-	commits := make([]persistence.Commit, len(batch))
-	for i, r := range batch {
-		commits[i] = r.c
+// stop refuses the commits queued and those asked from now on.
+func (s *commitState) stop() {
+	if s.stopped.Swap(true) {
+		return
 	}
-	var claims []persistence.ClaimParams
-	var claimers, ending []*claimer
-	c.mu.Lock()
-	for _, a := range c.agents {
-		n := a.ending(batch)
-		if n > 0 {
-			ending = append(ending, a)
+	for _, r := range s.queue {
+		r.reply <- commitRes{err: errStopping}
+	}
+	clear(s.queue)
+	s.queue = s.queue[:0]
+}
+
+// next sends the next batch, unless one is on its way: the commits queued once an agent
+// asks to claim or a commit comes; but while the runs the previous batch claimed may still
+// commit soon (lingerMax at most after they were handed out), it waits for all of them. Short
+// jobs commit right after they start, and one batch for all of them is a round trip per
+// cohort instead of one per job or two. A cohort whose handlers take longer is not waited for.
+func (s *commitState) next(c actor.Context) {
+	if s.flying || s.stopped.Load() {
+		return
+	}
+	if len(s.cohort) > 0 && len(s.queue) < maxCommitBatch {
+		wait := time.Until(s.handedOut.Add(s.lingerMax))
+		if wait > 0 {
+			if !s.lingering {
+				s.lingering = true
+				s.timer.Reset(wait)
+			}
+			return
 		}
-		if (!a.want && n == 0) || a.closed {
+	}
+	clear(s.cohort) // a batch lingers once
+	f := s.take(c)
+	if f == nil {
+		return
+	}
+	s.flying = true
+	s.flushes <- f // never blocks: the flusher took the last one before it came back
+}
+
+// take makes the next batch from the commits queued, maxCommitBatch at most, and the claims
+// of the agents that asked or whose runs it commits; nil when there is nothing to send.
+func (s *commitState) take(c actor.Context) *flight {
+	n := min(len(s.queue), maxCommitBatch)
+	var f *flight
+	if n > 0 {
+		f = &flight{reqs: slices.Clone(s.queue[:n])}
+		rest := copy(s.queue, s.queue[n:])
+		clear(s.queue[rest:]) // no references kept in the spare capacity
+		s.queue = s.queue[:rest]
+	}
+	for _, a := range s.agents {
+		var ended int
+		if f != nil {
+			if ended = a.ending(f.reqs); ended > 0 {
+				f.ending = append(f.ending, a)
+			}
+		}
+		if (!a.want && ended == 0) || a.closed {
 			continue
 		}
 		p := a.params
@@ -394,64 +396,86 @@ func (c *committer) flush(batch []*commitReq) {
 			if a.trips == 0 {
 				a.want = false
 				p.Max = a.free()
-				c.claimAlone(a, p)
+				s.claimAlone(c, a, p)
 			}
 			continue
 		}
 		a.want = false
 		// The runs this batch commits free their slots in the store before its claims do;
 		// runs committed by another batch on its way count once their batch is back.
-		p.Max = a.free() + n
+		p.Max = a.free() + ended
 		if p.Max <= 0 {
 			continue
 		}
 		a.queued += p.Max
 		a.trips++
-		a.sent++
-		claims, claimers = append(claims, p), append(claimers, a)
+		c.Send(a.pid, claimStarted)
+		if f == nil {
+			f = &flight{}
+		}
+		f.claims, f.claimers = append(f.claims, p), append(f.claimers, a)
 	}
-	c.mu.Unlock()
-	if len(commits) == 0 && len(claims) == 0 {
-		return
+	if f != nil {
+		f.commits = make([]persistence.Commit, len(f.reqs))
+		for i, r := range f.reqs {
+			f.commits[i] = r.c
+		}
 	}
-	ctx, cancel := c.op()
-	jobs, errs, got, claimErrs := c.call(ctx, commits, claims)
-	cancel()
+	return f
+}
+
+// flusher is the committer's goroutine for store calls: it makes each batch's call and sends
+// the batch back, until the actor stops. When the node's context ends it tells the actor, and
+// still makes the call of a batch sent before the actor heard of it (it fails at once), so
+// that its runs are answered.
+func (s *commitState) flusher(base context.Context, root *actor.RootContext) {
+	ended := base.Done()
+	for {
+		select {
+		case f := <-s.flushes:
+			ctx, cancel := s.op()
+			f.jobs, f.errs, f.got, f.claimErrs = s.call(ctx, f.commits, f.claims)
+			cancel()
+			root.Send(s.self, f)
+		case <-ended:
+			ended = nil
+			root.Send(s.self, &stopCommits{})
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// landed answers a batch back from the store: it hands the agents their jobs, then answers
+// the runs.
+func (s *commitState) landed(c actor.Context, f *flight) {
 	// The committed runs' slots are free now: an agent that did not claim for them in this
 	// batch claims in the next.
-	again := false
-	c.mu.Lock()
-	for _, a := range ending {
-		a.returned(batch)
-		if !a.closed && !slices.Contains(claimers, a) {
-			a.want, again = true, true
+	for _, a := range f.ending {
+		a.returned(f.reqs)
+		if !a.closed && !slices.Contains(f.claimers, a) {
+			a.want = true
 		}
-	}
-	c.mu.Unlock()
-	if again {
-		c.nudge()
 	}
 	// The new jobs first: their runs start while the committed runs finish.
-	for k, a := range claimers {
-		c.qmu.Lock()
-		for _, j := range got[k] {
-			c.cohort[runKey{j.ID, j.Attempt}] = struct{}{}
+	for k, a := range f.claimers {
+		for _, j := range f.got[k] {
+			s.cohort[runKey{ID: j.ID, Attempt: j.Attempt}] = struct{}{}
 		}
-		c.qmu.Unlock()
-		c.claimDone(a, claims[k].Max, &messages.Claimed{Jobs: got[k], Err: claimErrs[k]})
+		s.claimDone(c, a, f.claims[k].Max, &messages.Claimed{Jobs: f.got[k], Err: f.claimErrs[k]})
 	}
-	c.handedOut = time.Now()
-	for i, r := range batch {
-		r.reply <- commitRes{jobs[i], errs[i]}
+	s.handedOut = time.Now()
+	for i, r := range f.reqs {
+		r.reply <- commitRes{f.jobs[i], f.errs[i]}
 	}
 }
 
 // call commits and claims in one store call when the store can batch, one call after
 // another when it cannot.
-func (c *committer) call(ctx context.Context, commits []persistence.Commit, claims []persistence.ClaimParams) (
+func (s *commitState) call(ctx context.Context, commits []persistence.Commit, claims []persistence.ClaimParams) (
 	jobs []*persistence.Job, errs []error, got [][]*persistence.Job, claimErrs []error) {
-	if c.batch != nil {
-		return c.batch.Batch(ctx, commits, claims)
+	if s.batch != nil {
+		return s.batch.Batch(ctx, commits, claims)
 	}
 	jobs, errs = make([]*persistence.Job, len(commits)), make([]error, len(commits))
 	byQueue := map[string][]int{}
@@ -466,14 +490,14 @@ func (c *committer) call(ctx context.Context, commits []persistence.Commit, clai
 	for _, q := range queues { // a transaction stays in one queue (one cluster slot)
 		at := byQueue[q]
 		if len(at) == 1 {
-			jobs[at[0]], errs[at[0]] = c.store.Commit(ctx, commits[at[0]].Fence, commits[at[0]].Outcome)
+			jobs[at[0]], errs[at[0]] = s.store.Commit(ctx, commits[at[0]].Fence, commits[at[0]].Outcome)
 			continue
 		}
 		group := make([]persistence.Commit, len(at))
 		for n, i := range at {
 			group[n] = commits[i]
 		}
-		gj, ge, err := c.store.CommitMany(ctx, group)
+		gj, ge, err := s.store.CommitMany(ctx, group)
 		for n, i := range at {
 			if err != nil {
 				errs[i] = err
@@ -484,44 +508,42 @@ func (c *committer) call(ctx context.Context, commits []persistence.Commit, clai
 	}
 	got, claimErrs = make([][]*persistence.Job, len(claims)), make([]error, len(claims))
 	for k, p := range claims {
-		got[k], claimErrs[k] = c.store.Claim(ctx, p)
+		got[k], claimErrs[k] = s.store.Claim(ctx, p)
 	}
 	return jobs, errs, got, claimErrs
 }
 
 // claimAlone claims p for an agent with a filter, on a goroutine of its own: it reads and
-// checks candidates in several round trips, which no batch must wait for. Guarded by c.mu.
-func (c *committer) claimAlone(a *claimer, p persistence.ClaimParams) {
+// checks candidates in several round trips, which no batch must wait for.
+func (s *commitState) claimAlone(c actor.Context, a *claimer, p persistence.ClaimParams) {
 	if p.Max <= 0 {
 		return
 	}
 	a.queued += p.Max
 	a.trips++
-	a.sent++
+	c.Send(a.pid, claimStarted)
+	root := c.ActorSystem().Root
 	go func() {
-		ctx, cancel := c.op()
-		jobs, err := c.store.Claim(ctx, p)
+		ctx, cancel := s.op()
+		jobs, err := s.store.Claim(ctx, p)
 		cancel()
-		c.claimDone(a, p.Max, &messages.Claimed{Jobs: jobs, Err: err})
+		root.Send(s.self, &claimedAlone{a: a, reserved: p.Max, res: &messages.Claimed{Jobs: jobs, Err: err}})
 	}()
 }
 
-// claimDone releases what a claim of reserved slots did not fill and hands its jobs over; a
-// claim that lost its race to other claimers is asked again (and delivered as retried all the
-// same: the agent counts every claim's outcome).
-func (c *committer) claimDone(a *claimer, reserved int, r *messages.Claimed) {
-	c.mu.Lock()
+// claimDone releases what a claim of reserved slots did not fill, counts the jobs it gave as
+// the agent's runs, and hands them over; a claim that lost its race to other claimers is
+// asked again (and delivered as retried all the same: the agent counts every claim's
+// outcome).
+func (s *commitState) claimDone(c actor.Context, a *claimer, reserved int, r *messages.Claimed) {
 	a.trips--
-	a.queued -= reserved - len(r.Jobs)
-	conflict := errors.Is(r.Err, persistence.ErrConflict) && !a.closed
-	if conflict {
+	a.queued -= reserved
+	for _, j := range r.Jobs {
+		a.runs[runKey{ID: j.ID, Attempt: j.Attempt}] = struct{}{}
+	}
+	if errors.Is(r.Err, persistence.ErrConflict) && !a.closed {
 		a.want = true
+		r.Retried = true
 	}
-	again := a.want
-	c.mu.Unlock()
-	if again {
-		c.nudge()
-	}
-	r.Retried = conflict
-	a.deliver(r)
+	c.Send(a.pid, r)
 }

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
@@ -84,14 +87,30 @@ func (s plainStore) Claim(_ context.Context, p persistence.ClaimParams) ([]*pers
 	return got[0], errs[0]
 }
 
-// committerFixture is a committer over a fake store, with one registered agent whose claims
-// arrive on claims.
+// committerFixture is a committer over a fake store, with one joined agent (an actor of the
+// test) whose claims arrive on claims.
 type committerFixture struct {
 	t      *testing.T
 	c      *committer
-	agent  *claimer
+	root   *actor.RootContext
+	agent  *actor.PID
 	claims chan *messages.Claimed
 	seen   chan batchCall
+}
+
+// startTestCommitter starts a committer in an actor system of its own, stopped with the test.
+func startTestCommitter(t *testing.T, base context.Context, s persistence.Store, op func() (context.Context, context.CancelFunc), linger time.Duration) *committer {
+	t.Helper()
+	root, err := StartRoot(nil, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Stop() })
+	c, err := startCommitter(root, "committer/test", base, s, op, linger, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // newCommitterFixture starts a committer that lingers at most linger for a cohort: a long
@@ -102,11 +121,30 @@ func newCommitterFixture(t *testing.T, s persistence.Store, seen chan batchCall,
 	base, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	op := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, time.Minute) }
-	c := startCommitter(base, s, op, linger)
-	f := &committerFixture{t: t, c: c, claims: make(chan *messages.Claimed, 10), seen: seen}
-	f.agent = c.register(persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: size, Start: true},
-		func(r *messages.Claimed) { f.claims <- r })
+	c := startTestCommitter(t, base, s, op, linger)
+	f := &committerFixture{t: t, c: c, root: c.root, claims: make(chan *messages.Claimed, 10), seen: seen}
+	f.agent = f.root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*messages.Claimed); ok {
+			f.claims <- m
+		}
+	}))
+	f.root.Send(c.PID(), &messages.JoinClaims{Agent: f.agent,
+		Claim: persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: size, Start: true}})
 	return f
+}
+
+// ask asks for a claim, as the agent does.
+func (f *committerFixture) ask() {
+	f.root.Send(f.c.PID(), &messages.AskClaims{Agent: f.agent, Want: true})
+}
+
+// ended tells the committer that the runs of jobs ended, as the agent does.
+func (f *committerFixture) ended(jobs ...*persistence.Job) {
+	m := &messages.AskClaims{Agent: f.agent}
+	for _, j := range jobs {
+		m.Ended = append(m.Ended, runKey{ID: j.ID, Attempt: j.Attempt})
+	}
+	f.root.Send(f.c.PID(), m)
 }
 
 func (f *committerFixture) nextCall() batchCall {
@@ -133,13 +171,6 @@ func receive[T any](t *testing.T, ch <-chan T, missing string) T {
 	}
 }
 
-// start tells the committer the agent runs jobs, as the agent does when it gets them.
-func (f *committerFixture) start(jobs []*persistence.Job) {
-	for _, j := range jobs {
-		f.agent.started(runKey{j.ID, j.Attempt})
-	}
-}
-
 // commitAll commits the runs of jobs concurrently, as their runs do, and waits for them.
 func (f *committerFixture) commitAll(jobs []*persistence.Job) {
 	f.t.Helper()
@@ -159,21 +190,18 @@ func (f *committerFixture) commitAll(jobs []*persistence.Job) {
 func TestCommitterBatchesACohort(t *testing.T) {
 	s := newFakeStore()
 	f := newCommitterFixture(t, s, s.seen, 4, time.Hour)
-	f.agent.ask()
+	f.ask()
 	if call := f.nextCall(); len(call.commits) != 0 || len(call.claims) != 1 || call.claims[0].Max != 4 {
 		t.Fatalf("first call: %d commits, claims %+v; want a claim of 4", len(call.commits), call.claims)
 	}
 	cohort := f.nextClaim().Jobs
 	for round := range 3 {
-		f.start(cohort)
 		f.commitAll(cohort)
 		call := f.nextCall()
 		if len(call.commits) != 4 || len(call.claims) != 1 || call.claims[0].Max != 4 {
 			t.Fatalf("round %d: %d commits, claims %+v; want the 4 commits and a claim of 4 in one call", round, len(call.commits), call.claims)
 		}
-		for _, j := range cohort {
-			f.agent.ended(runKey{j.ID, j.Attempt})
-		}
+		f.ended(cohort...)
 		cohort = f.nextClaim().Jobs
 	}
 }
@@ -183,23 +211,21 @@ func TestCommitterBatchesACohort(t *testing.T) {
 func TestCommitterCountsSlotsByHandler(t *testing.T) {
 	s := newFakeStore()
 	f := newCommitterFixture(t, s, s.seen, 3, time.Millisecond)
-	f.agent.ask()
+	f.ask()
 	f.nextCall()
 	jobs := f.nextClaim().Jobs
-	f.start(jobs)
 	// One run returns and commits; the two others still run (one of them may have been taken
 	// from the agent by a sibling: the store would not count it).
 	f.commitAll(jobs[:1])
 	if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 1 {
 		t.Fatalf("claims %+v with two handlers running, want at most 1", call.claims)
 	}
-	more := f.nextClaim().Jobs
-	f.start(more)
-	f.agent.ended(runKey{jobs[0].ID, jobs[0].Attempt})
+	f.nextClaim()
+	f.ended(jobs[0])
 	// A run that ends without committing (its job was taken away) frees its slot when the
 	// agent says it ended.
-	f.agent.ended(runKey{jobs[1].ID, jobs[1].Attempt})
-	f.agent.ask()
+	f.ended(jobs[1])
+	f.ask()
 	if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 1 {
 		t.Fatalf("claims %+v after a run ended, want 1", call.claims)
 	}
@@ -211,13 +237,12 @@ func TestCommitterReleasesUnfilledReservations(t *testing.T) {
 	s := newFakeStore()
 	s.max = 1 // the queue has one job at a time
 	f := newCommitterFixture(t, s, s.seen, 4, time.Millisecond)
-	f.agent.ask()
+	f.ask()
 	if call := f.nextCall(); call.claims[0].Max != 4 {
 		t.Fatalf("claim of %d, want 4", call.claims[0].Max)
 	}
-	got := f.nextClaim().Jobs
-	f.start(got)
-	f.agent.ask()
+	f.nextClaim()
+	f.ask()
 	if call := f.nextCall(); call.claims[0].Max != 3 {
 		t.Fatalf("claim of %d with one run going, want 3", call.claims[0].Max)
 	}
@@ -228,12 +253,11 @@ func TestCommitterReleasesUnfilledReservations(t *testing.T) {
 func TestCommitterWithoutBatch(t *testing.T) {
 	s := newFakeStore()
 	f := newCommitterFixture(t, plainStore{f: s}, s.seen, 2, time.Hour)
-	f.agent.ask()
+	f.ask()
 	if call := f.nextCall(); len(call.claims) != 1 {
 		t.Fatalf("first call: %+v, want a claim", call)
 	}
 	jobs := f.nextClaim().Jobs
-	f.start(jobs)
 	f.commitAll(jobs)
 	commits := f.nextCall()
 	claims := f.nextCall()
@@ -246,7 +270,7 @@ func TestCommitterWithoutBatch(t *testing.T) {
 func TestCommitterStops(t *testing.T) {
 	s := newFakeStore()
 	base, cancel := context.WithCancel(context.Background())
-	c := startCommitter(base, s, func() (context.Context, context.CancelFunc) { return context.WithCancel(base) }, lingerMax)
+	c := startTestCommitter(t, base, s, func() (context.Context, context.CancelFunc) { return context.WithCancel(base) }, lingerMax)
 	cancel()
 	j := &persistence.Job{Ref: persistence.Ref{Queue: "q", ID: "x"}, Status: persistence.StatusActive, Owner: persistence.Owner{Dispatcher: "d1", Agent: "main"}, Attempt: 1}
 	deadline := time.Now().Add(time.Minute)
@@ -266,29 +290,52 @@ func TestCommitterStops(t *testing.T) {
 // node stops, not left waiting.
 func TestCommitterStopsWhileLingering(t *testing.T) {
 	s := newFakeStore()
-	base, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := startCommitter(base, s, func() (context.Context, context.CancelFunc) { return context.WithCancel(base) }, time.Hour)
-	claims := make(chan *messages.Claimed, 1)
-	agent := c.register(persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 2, Start: true},
-		func(r *messages.Claimed) { claims <- r })
-	agent.ask()
-	cohort := receive(t, claims, "no claim was handed over").Jobs
+	queued := make(chan struct{}, 10)
+	committerMiddleware = func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			next(c, env)
+			if _, ok := env.Message.(*commitReq); ok {
+				queued <- struct{}{}
+			}
+		}
+	}
+	defer func() { committerMiddleware = nil }()
+	f := newCommitterFixture(t, s, s.seen, 2, time.Hour)
+	f.ask()
+	cohort := f.nextClaim().Jobs
 	if len(cohort) != 2 {
 		t.Fatalf("claimed %d jobs, want 2", len(cohort))
 	}
 	errs := make(chan error, 1)
 	go func() {
-		_, err := c.commit(cohort[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true})
+		_, err := f.c.commit(cohort[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true})
 		errs <- err
 	}()
-	waitUntil(t, "the commit to be queued", func() bool {
-		c.qmu.Lock()
-		defer c.qmu.Unlock()
-		return len(c.queue) == 1
-	})
-	cancel()
+	receive(t, queued, "the commit was never queued")
+	f.root.Send(f.c.PID(), &stopCommits{}) // as the flusher does when the node's context ends
 	if err := receive(t, errs, "the queued commit was never answered"); !errors.Is(err, errStopping) {
 		t.Fatalf("queued commit: %v, want errStopping", err)
+	}
+}
+
+// Stopped, the committer answers the commits still waiting: none waits for ever.
+func TestCommitterStoppedAnswersCommits(t *testing.T) {
+	s := newFakeStore()
+	f := newCommitterFixture(t, s, s.seen, 2, time.Hour)
+	f.ask()
+	cohort := f.nextClaim().Jobs
+	errs := make(chan error, 1)
+	go func() {
+		_, err := f.c.commit(cohort[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true})
+		errs <- err
+	}()
+	if err := f.root.PoisonFuture(f.c.PID()).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := receive(t, errs, "the commit was never answered"); !errors.Is(err, errStopping) {
+		t.Fatalf("commit: %v, want errStopping", err)
+	}
+	if _, err := f.c.commit(cohort[1], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); !errors.Is(err, errStopping) {
+		t.Fatalf("commit after the stop: %v, want errStopping", err)
 	}
 }

@@ -10,6 +10,8 @@
 //	├── queue/<name>                 queueActor (queue.go): the puts of this process into one
 //	│                                queue, concurrent ones coalesced into one store call, and
 //	│                                the queue's wake-ups, passed on to its dispatchers
+//	├── committer/<uuid>             committerActor (committer.go): batches the node's commits and
+//	│                                claims, of all its queues, into one store call
 //	├── dispatcher/<uuid>            dispatcherActor (dispatcher.go): activation, pings, polls,
 //	│   │                            claims at wake-ups, reconciliation of its agents' runs, the drain
 //	│   ├── supervisor               supervisorActor (supervisor.go): buries dead siblings and
@@ -22,9 +24,8 @@
 //
 // supervision.go says how parents treat a child that panics. The rest is not an actor: the
 // executor (exec.go, callbacks.go, composite.go) takes a job through its life over the store
-// on its run's goroutine; the committer (committer.go) is a goroutine that batches the node's
-// commits and claims into one store call (runs call it and wait for its reply, agents get
-// their claims back as Claimed messages); the history (history.go), what the node polled and
+// on its run's goroutine, and sends the run's commits to the committer; the history
+// (history.go), what the node polled and
 // ran, is a recorder the dispatcher and the agents write to and only the Node reads. A
 // goroutine that waits for an actor's answer (a run handled by an actor, a reminder's
 // delivery, reminder.go) waits at a reply address (reply.go).

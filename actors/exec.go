@@ -88,7 +88,6 @@ func newExecutor(base context.Context, o Options) *executor {
 		base: base, opTimeout: 30 * time.Second,
 		obs: o.Observer, runners: newRunners(base),
 	}
-	e.commits = newCommitter(base, o.Store, e.op)
 	return e
 }
 

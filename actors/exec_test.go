@@ -67,7 +67,7 @@ func newExecFixture(t *testing.T) *execFixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	f := &execFixture{t: t, ctx: ctx, store: s, logs: &testlog.Recorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
-	f.exec = newExecutor(ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
+	f.exec = testExecutor(t, ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
 	f.activate("d1")
 	return f
 }
@@ -459,7 +459,7 @@ func TestExecRidesOutAStoreOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	f := &execFixture{t: t, ctx: ctx, store: s, logs: &testlog.Recorder{}, h: handlerMap{}, agent: persistence.Owner{Dispatcher: "d1", Agent: "main"}}
-	f.exec = newExecutor(ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
+	f.exec = testExecutor(t, ctx, Options{Store: s, Handlers: f.h, Policies: persistence.NewRetryPolicies(), Logger: slog.New(f.logs)})
 	f.activate("d1")
 	f.h["h"] = func(context.Context, *persistence.Call) (any, error) { return 42, nil }
 	j := f.put("h")
@@ -563,4 +563,13 @@ func TestExecResumeCallbacksByStatus(t *testing.T) {
 	if got := f.get(cbs[2].Ref); got.Retry[persistence.CountInterruptions] != 1 {
 		t.Fatalf("the interrupted callback's counters %v, want one interruption", got.Retry)
 	}
+}
+
+// testExecutor is newExecutor with a committer of its own, in an actor system stopped with
+// the test.
+func testExecutor(t *testing.T, ctx context.Context, o Options) *executor {
+	t.Helper()
+	e := newExecutor(ctx, o)
+	e.commits = startTestCommitter(t, ctx, o.Store, e.op, lingerMax)
+	return e
 }

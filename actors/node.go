@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -26,6 +27,7 @@ type Node struct {
 	cancel     context.CancelFunc // ends the executor's base context: abandons store calls
 	hist       *history
 	queues     []*Queue // the queue actors StartNode made, stopped with the node
+	committer  *actor.PID
 }
 
 // ErrStopped reports a second Stop of a node.
@@ -50,6 +52,18 @@ func StartNode(o Options) (*Node, error) {
 		}
 		own = true
 	}
+	var started []*actor.PID // stopped again if the node cannot start
+	fail := func(err error) (*Node, error) {
+		cancel()
+		if own {
+			root.Stop()
+		} else {
+			for _, pid := range slices.Backward(started) {
+				root.System().Root.PoisonFuture(pid).Wait()
+			}
+		}
+		return nil, err
+	}
 	o.QueueActors = maps.Clone(o.QueueActors)
 	if o.QueueActors == nil {
 		o.QueueActors = map[string]*actor.PID{}
@@ -61,26 +75,26 @@ func StartNode(o Options) (*Node, error) {
 		}
 		qa, err := StartQueue(root, QueueOptions{Store: o.Store, Queue: q.Name, Logger: o.Logger})
 		if err != nil {
-			cancel()
-			if own {
-				root.Stop()
-			}
-			return nil, fmt.Errorf("start the actor of queue %q: %w", q.Name, err)
+			return fail(fmt.Errorf("start the actor of queue %q: %w", q.Name, err))
 		}
 		o.QueueActors[q.Name] = qa.PID()
 		made = append(made, qa)
+		started = append(started, qa.PID())
 	}
+	commits, err := startCommitter(root, "committer/"+o.UUID, base, o.Store, exec.op, lingerMax, exec.events)
+	if err != nil {
+		return fail(fmt.Errorf("start the committer of %s: %w", o.UUID, err))
+	}
+	exec.commits = commits
+	started = append(started, commits.PID())
 	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, hist, o) },
 		actor.WithSupervisor(supervision(exec.events, "dispatcher")))
 	pid, err := root.Spawn(props, "dispatcher/"+o.UUID)
 	if err != nil {
-		cancel()
-		if own {
-			root.Stop()
-		}
-		return nil, fmt.Errorf("start dispatcher %s: %w", o.UUID, err)
+		return fail(fmt.Errorf("start dispatcher %s: %w", o.UUID, err))
 	}
-	return &Node{root: root, ownRoot: own, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist, queues: made}, nil
+	return &Node{root: root, ownRoot: own, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist,
+		queues: made, committer: commits.PID()}, nil
 }
 
 func (o *Options) validate() error {
@@ -126,6 +140,13 @@ func (n *Node) Stop(ctx context.Context) error {
 		err = fmt.Errorf("stop dispatcher: %w", perr)
 	}
 	n.cancel()
+	if !n.ownRoot {
+		// The runs left refused their commits once the context ended; the committer stops
+		// with the root otherwise.
+		if perr := sys.Root.PoisonFuture(n.committer).Wait(); perr != nil && err == nil {
+			err = fmt.Errorf("stop committer: %w", perr)
+		}
+	}
 	if n.ownRoot {
 		if rerr := n.root.Stop(); rerr != nil && err == nil {
 			err = rerr

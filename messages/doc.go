@@ -5,7 +5,8 @@
 // dispatcher's timer, wake-ups, the drain and its answer, agents telling it they are idle),
 // agent.go (the dispatcher asking an agent to claim, to stop, for its runs, or about jobs
 // held with no run, and the agent's answers; a claim's outcome, Claimed; an agent's reminder
-// to itself, ClaimFreed), job.go (TakeJob, an agent handing a job to a job actor;
+// to itself, ClaimFreed), committer.go (an agent joining, asking and leaving its node's
+// committer, which announces each claim it starts for the agent), job.go (TakeJob, an agent handing a job to a job actor;
 // JobFinished, a run's end, from its goroutine to its job actor and on to its agent) and
 // supervisor.go (Supervise). They are plain structs with no logic; pointers are sent.
 //
@@ -17,6 +18,7 @@
 //
 // A few conversations of package actors do not go through here: a put from Queue.Put, which
 // carries the caller's reply channel and may hand the caller its cohort's store call to make,
-// and a queue actor's own reminder that its store call returned. Runs and the committer talk
-// by function call and reply channel, not by message (ARCHITECTURE.md, "Actors").
+// a queue actor's own reminder that its store call returned, and a run's commit, which
+// carries the run's reply channel, and the committer's own messages (its batch back from the
+// store, the end of its wait for a cohort).
 package messages
