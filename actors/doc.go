@@ -1,7 +1,7 @@
 // Package actors is zasync's actors on protoactor-go: a runtime's root, its queue actors,
 // and the node (one dispatcher with its agents). Actors talk to persistence.Store, never to
 // go-redis, and exchange the messages of package messages. ARCHITECTURE.md ("Actors")
-// describes the tree and where it is heading.
+// describes the tree and why it is as it is.
 //
 // One actor kind a file:
 //

@@ -18,7 +18,7 @@
 //
 // A few conversations of package actors do not go through here: a put from Queue.Put, which
 // carries the caller's reply channel and may hand the caller its cohort's store call to make,
-// a queue actor's own reminder that its store call returned, and a run's commit, which
-// carries the run's reply channel, and the committer's own messages (its batch back from the
-// store, the end of its wait for a cohort).
+// a queue actor's own reminder that its store call returned, a run's commit and a handler's
+// annotation write, each carrying its caller's reply channel, and the committer's and job
+// actors' own messages (a store call back, the end of the committer's wait for a cohort).
 package messages

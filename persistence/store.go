@@ -60,6 +60,11 @@ type Jobs interface {
 	// while the job runs; annotations are kept apart from the job's state, so they never
 	// conflict with its transitions. value must be JSON.
 	SetAnnotation(ctx context.Context, ref Ref, name string, value json.RawMessage) error
+	// SetRunAnnotation writes a live annotation as SetAnnotation does, fenced to run f: only
+	// while that run holds the job (ErrReassigned once the job was taken from it, a
+	// *BadStatusError once it is not ASSIGNED, ACTIVE or CALLBACKS), so that a run presumed
+	// dead cannot overwrite what the job's new run reports.
+	SetRunAnnotation(ctx context.Context, f Fence, name string, value json.RawMessage) error
 	// Annotation reads one live annotation; ok is false when it is not set.
 	Annotation(ctx context.Context, ref Ref, name string) (value json.RawMessage, ok bool, err error)
 	// Annotations reads all live annotations of a job.

@@ -245,6 +245,24 @@ func (j *Job) SetAnnotation(ctx context.Context, name string, v any) error {
 	return nil
 }
 
+// Annotate sets a live annotation of the job the handler with ctx runs, v marshalled to JSON,
+// as SetAnnotation does but fenced to the handler's run: once the job was taken from this run
+// (its process presumed dead, say), the write is refused with ErrReassigned and the job's new
+// run keeps what it reported. Calls for one name made while an earlier one is on its way are
+// coalesced: only the newest value is written next, and each call returns the outcome of the
+// write that carried its value or a newer one, so a handler may report progress as often as
+// it likes. Outside a handler's context it is ErrInvalid.
+func Annotate(ctx context.Context, name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return invalidf("annotation %q: %w", name, err)
+	}
+	if err := actors.Annotate(ctx, name, b); err != nil {
+		return fmt.Errorf("annotate the running job: %w", err)
+	}
+	return nil
+}
+
 // Annotation decodes the job's live annotation name into v (a pointer). It reports false,
 // leaving v alone, when the annotation is not set.
 func (j *Job) Annotation(ctx context.Context, name string, v any) (bool, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -519,5 +520,40 @@ func TestNodeOptions(t *testing.T) {
 	}
 	if f := o.Queues[0].Agents[0].Filter; f == nil || !f(&persistence.Job{Ref: persistence.Ref{ID: "probe"}}) || <-filtered != "probe" {
 		t.Error("the agent's filter is not the configured one")
+	}
+}
+
+// A handler reports progress with Annotate, fenced to its run; any handle reads it. Outside a
+// handler, and with a value JSON cannot hold, Annotate refuses.
+func TestAnnotateFromAHandler(t *testing.T) {
+	t.Parallel()
+	type progress struct{ Done, Of int }
+	rt := startedRuntime(t, 1, func(rt *Runtime) {
+		rt.Handle("work", Func0(func(ctx context.Context) (int, error) {
+			for i := range 4 {
+				if err := Annotate(ctx, "progress", progress{i + 1, 4}); err != nil {
+					return 0, err
+				}
+			}
+			if err := Annotate(ctx, "bad", make(chan int)); !errors.Is(err, ErrInvalid) {
+				return 0, fmt.Errorf("Annotate of a channel: %v, want ErrInvalid", err)
+			}
+			return 4, nil
+		}))
+	})
+	ctx := testCtx(t)
+	j, err := rt.Queue(DefaultQueue).Put(ctx, NewCall("work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := waitInt(t, j); n != 4 {
+		t.Fatalf("result %d, want 4", n)
+	}
+	var p progress
+	if ok, err := j.Annotation(ctx, "progress", &p); !ok || err != nil || p != (progress{4, 4}) {
+		t.Fatalf("Annotation = %+v, %v, %v; want the last progress, {4 4}", p, ok, err)
+	}
+	if err := Annotate(ctx, "progress", 1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Annotate outside a handler: %v, want ErrInvalid", err)
 	}
 }

@@ -392,7 +392,20 @@ func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fen
 // completion expires the annotations with it, and an annotation of a job that completed
 // already expires with the record.
 func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name string, value json.RawMessage) error {
-	const op = "set annotation"
+	return s.setAnnotation(ctx, "set annotation", ref, nil, name, value)
+}
+
+// SetRunAnnotation writes a live annotation as SetAnnotation does, only while run f holds the
+// job: the job's record is watched, not written (unless to mark it annotated, once).
+func (s *Store) SetRunAnnotation(ctx context.Context, f persistence.Fence, name string, value json.RawMessage) error {
+	return s.setAnnotation(ctx, "set a run's annotation", f.Ref, &f, name, value)
+}
+
+// annotatingRun are the statuses in which a run may still annotate its job.
+var annotatingRun = []persistence.Status{persistence.StatusAssigned, persistence.StatusActive, persistence.StatusCallbacks}
+
+// setAnnotation writes a live annotation of ref, fenced to run f when f is not nil.
+func (s *Store) setAnnotation(ctx context.Context, op string, ref persistence.Ref, f *persistence.Fence, name string, value json.RawMessage) error {
 	if err := validRef(op, ref); err != nil {
 		return err
 	}
@@ -408,13 +421,29 @@ func (s *Store) SetAnnotation(ctx context.Context, ref persistence.Ref, name str
 	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
 		var ttl *redis.DurationCmd
 		var marked *redis.BoolCmd
+		var record *redis.MapStringStringCmd
 		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
 			ttl, marked = p.PTTL(ctx, key), p.HExists(ctx, key, fAnnotated)
+			if f != nil {
+				record = p.HGetAll(ctx, key)
+			}
 		}); err != nil {
 			return nil, err
 		}
 		if ttl.Val() == -2 { // PTTL's answer for a key that does not exist
 			return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
+		}
+		if f != nil {
+			j, ok, err := decodeJob(ref, record.Val())
+			if err != nil && (j == nil || !fenceRead(j)) {
+				return nil, err
+			}
+			if !ok {
+				return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
+			}
+			if err := checkRun(op, *f, j, annotatingRun); err != nil {
+				return nil, err
+			}
 		}
 		return func(p redis.Pipeliner) error {
 			ann := s.k.annotations(ref.Queue, ref.ID)

@@ -24,6 +24,7 @@ func init() {
 		testCase{"AddToCompleted", cbkAddToCompleted},
 		testCase{"AdoptFences", cbkAdoptFences},
 		testCase{"Annotations", cbkAnnotations},
+		testCase{"RunAnnotationsFenced", cbkRunAnnotationsFenced},
 	)
 }
 
@@ -290,5 +291,56 @@ func cbkAnnotations(t *testing.T, h Harness) {
 	b.complete(f, 0)
 	if v, ok, err := b.s.Annotation(b.ctx, j.Ref, "reply"); err != nil || !ok || !cbkSameJSON(v, json.RawMessage(`{"n":42}`)) {
 		t.Fatalf("Annotation(reply) after completion: %s ok %v err %v, want {\"n\":42}", v, ok, err)
+	}
+}
+
+// A run's annotations are fenced: written while the run holds its job, refused once another
+// attempt has it or the job is done, and nothing is written by a refused one.
+func cbkRunAnnotationsFenced(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o := b.dispatcher()
+	j := b.putCall("annotated")
+	got := dspClaim(b, Queue, o, 3, 0)
+	f := got[0].Fence()
+	if err := b.s.SetRunAnnotation(b.ctx, f, "progress", json.RawMessage(`0.5`)); err != nil {
+		t.Fatalf("SetRunAnnotation while assigned: %v", err)
+	}
+	r := b.start(f)
+	f = r.Fence()
+	if err := b.s.SetRunAnnotation(b.ctx, f, "progress", json.RawMessage(`0.75`)); err != nil {
+		t.Fatalf("SetRunAnnotation while active: %v", err)
+	}
+	stale := f
+	stale.Attempt++
+	if err := b.s.SetRunAnnotation(b.ctx, stale, "progress", json.RawMessage(`1`)); !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("SetRunAnnotation by another attempt: %v, want ErrReassigned", err)
+	}
+	other := f
+	other.Owner.Agent += "x"
+	if err := b.s.SetRunAnnotation(b.ctx, other, "progress", json.RawMessage(`1`)); !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("SetRunAnnotation by another owner: %v, want ErrReassigned", err)
+	}
+	for _, bad := range []struct {
+		name  string
+		value string
+	}{{"", `1`}, {"progress", `{`}} {
+		if err := b.s.SetRunAnnotation(b.ctx, f, bad.name, json.RawMessage(bad.value)); !errors.Is(err, persistence.ErrInvalid) {
+			t.Fatalf("SetRunAnnotation(%q, %s): %v, want ErrInvalid", bad.name, bad.value, err)
+		}
+	}
+	missing := f
+	missing.ID = "no-such-job"
+	if err := b.s.SetRunAnnotation(b.ctx, missing, "progress", json.RawMessage(`1`)); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("SetRunAnnotation of a missing job: %v, want ErrNotFound", err)
+	}
+	b.commit(f, `1`)
+	b.complete(f, 0)
+	err := b.s.SetRunAnnotation(b.ctx, f, "progress", json.RawMessage(`1`))
+	var bad *persistence.BadStatusError
+	if !errors.As(err, &bad) {
+		t.Fatalf("SetRunAnnotation after completion: %v, want a BadStatusError", err)
+	}
+	if v, ok, err := b.s.Annotation(b.ctx, j.Ref, "progress"); err != nil || !ok || !cbkSameJSON(v, json.RawMessage(`0.75`)) {
+		t.Fatalf("Annotation(progress): %s ok %v err %v, want the last one its run wrote, 0.75", v, ok, err)
 	}
 }
