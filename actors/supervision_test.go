@@ -110,3 +110,39 @@ func TestAgentPanicRestartsItAndRecoversItsJobs(t *testing.T) {
 		}
 	}
 }
+
+// A committer that panics is restarted by the root, logged, and keeps its books: the runs
+// going on commit through it, uninterrupted, and its agents claim through it again.
+func TestCommitterPanicRestartsItAndKeepsItsBooks(t *testing.T) {
+	committerMiddleware = explodes("committer broken on purpose")
+	defer func() { committerMiddleware = nil }()
+	f := newExecFixture(t)
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	f.h["block"] = func(context.Context, *persistence.Call) (any, error) {
+		started <- struct{}{}
+		<-release
+		return "done", nil
+	}
+	f.h["quick"] = func(context.Context, *persistence.Call) (any, error) { return "quick", nil }
+	sub := f.completions()
+	n := f.startNode(f.nodeOptions("n1", 2, 30*time.Millisecond))
+	defer f.stopNode(n)
+	a, b := f.put("block"), f.put("block")
+	receive(t, started, "the first job never started")
+	receive(t, started, "the second job never started")
+	n.root.System().Root.Send(n.committer, &explode{})
+	f.eventually("the committer's panic logged", func() bool {
+		_, ok := f.logs.Find(slog.LevelError, "an actor panicked")
+		return ok
+	})
+	close(release)
+	quick := f.put("quick")
+	done := f.waitDone(sub, a.ID, b.ID, quick.ID)
+	for _, j := range done {
+		if j.Failed() || j.Retry[persistence.CountInterruptions] != 0 {
+			t.Fatalf("job %s: result %s, failure %v, %d interruptions; want a success never interrupted",
+				j.ID, j.Result, j.Failure, j.Retry[persistence.CountInterruptions])
+		}
+	}
+}
