@@ -25,13 +25,19 @@ import (
 // (its own reminder to claim for freed slots), JobFinished (from its job actors), Adopting and
 // AdoptionEnded (from its job actors' runs) and Terminated (a job actor stopped); sends
 // JoinClaims, AskClaims and LeaveClaims to the committer, TakeJob and Interrupt to its job
-// actors, AgentIdle and Orphaned to the dispatcher.
+// actors, RunsClaimed, ClaimOutcome and JobFinished to the historian, AgentIdle and Orphaned to
+// the dispatcher.
 type agentActor struct {
-	exec  *executor
-	hist  *history
-	queue string
-	owner persistence.Owner
-	spec  AgentSpec
+	exec *executor
+	// historian records its claims, their outcomes and its runs' ends (historian.go); now
+	// is its clock.
+	historian *actor.PID
+	now       func() time.Time
+	// claimErr is the claim outcome the historian was last told (claimUntold: none yet).
+	claimErr string
+	queue    string
+	owner    persistence.Owner
+	spec     AgentSpec
 	// running: run id (its job actor's PID id) → the run. Keyed by run, not by job: a job
 	// taken from this agent and claimed back while its first run still goes on runs twice.
 	running map[string]run
@@ -69,9 +75,9 @@ type agentActor struct {
 	adopted map[persistence.Ref]int
 }
 
-func newAgent(exec *executor, hist *history, queue, uuid string, spec AgentSpec, named *int) *agentActor {
-	a := &agentActor{exec: exec, hist: hist, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
-		running: map[string]run{}, named: named, committer: exec.commits.PID(), ended: make([]runKey, 0, min(spec.Size, 64))}
+func newAgent(exec *executor, historian *actor.PID, now func() time.Time, queue, uuid string, spec AgentSpec, named *int) *agentActor {
+	a := &agentActor{exec: exec, historian: historian, now: now, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
+		running: map[string]run{}, named: named, committer: exec.commits.PID(), claimErr: claimUntold, ended: make([]runKey, 0, min(spec.Size, 64))}
 	a.jobProps = jobProps(exec)
 	return a
 }
@@ -127,14 +133,15 @@ func (a *agentActor) Receive(c actor.Context) {
 	case *messages.JobFinished:
 		if r, ok := a.running[m.Worker]; ok {
 			a.idle = append(a.idle, r.pid)
-			a.finished(c, m.Worker, m.Ending, m.Failed, m.Result, m.At)
+			a.finished(c, m)
 		}
 	case *actor.Terminated:
 		// A job actor stopped, which only a panic makes it do. Its run, if it held a job, is
 		// cancelled; the job, held with no run, is recovered at the next poll.
 		a.idle = slices.DeleteFunc(a.idle, func(p *actor.PID) bool { return p.Id == m.Who.Id })
 		if _, ok := a.running[m.Who.Id]; ok {
-			a.finished(c, m.Who.Id, Interrupted.String(), true, errJobActorStopped.Error(), time.Now())
+			a.finished(c, &messages.JobFinished{Worker: m.Who.Id, Ending: Interrupted.String(), Failed: true,
+				Result: errJobActorStopped.Error(), At: time.Now()})
 		}
 	case *messages.Interrupt:
 		a.draining = true
@@ -148,14 +155,15 @@ func (a *agentActor) Receive(c actor.Context) {
 
 // finished records how run worker ended, frees its slot and claims again, once the messages
 // already queued are handled: jobs that finish together free their slots for one claim.
-func (a *agentActor) finished(c actor.Context, worker, ending string, failed bool, result string, at time.Time) {
-	r, ok := a.running[worker]
+func (a *agentActor) finished(c actor.Context, m *messages.JobFinished) {
+	r, ok := a.running[m.Worker]
 	if !ok {
 		return
 	}
-	a.hist.ended(worker, ending, failed, result, at)
-	a.exec.observeEnding(a.queue, a.spec.Name, ending)
-	delete(a.running, worker)
+	// The job actor's message, passed on as it is: one message a run, nothing made.
+	c.Send(a.historian, m)
+	a.exec.observeEnding(a.queue, a.spec.Name, m.Ending)
+	delete(a.running, m.Worker)
 	a.ended = append(a.ended, r.key)
 	if a.suspects != nil {
 		a.endedSince = append(a.endedSince, r.key)
@@ -167,6 +175,22 @@ func (a *agentActor) finished(c actor.Context, worker, ending string, failed boo
 	if !a.claimQueued {
 		a.claimQueued = true
 		c.Send(c.Self(), claimFreed)
+	}
+}
+
+// claimUntold is an agent's claimErr before it has told the historian of any claim: the
+// first outcome is always told (a restarted agent's history may hold an old error).
+const claimUntold = "\x00"
+
+// claimOutcome tells the historian how the last claim went, when that changed.
+func (a *agentActor) claimOutcome(c actor.Context, err error) {
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	if text != a.claimErr {
+		a.claimErr = text
+		c.Send(a.historian, &messages.ClaimOutcome{Queue: a.queue, Agent: a.spec.Name, Err: text})
 	}
 }
 
@@ -236,9 +260,9 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 	case errors.Is(err, persistence.ErrFull):
 		// the store counts parked and held jobs
 	case errors.Is(err, persistence.ErrNotActivated):
-		a.hist.claimError(a.queue, a.spec.Name, err) // the dispatcher's ping reactivates
+		a.claimOutcome(c, err) // the dispatcher's ping reactivates
 	case err != nil:
-		a.hist.claimError(a.queue, a.spec.Name, err)
+		a.claimOutcome(c, err)
 		a.exec.events.Warn("claim failed", "queue", a.queue, "agent", a.owner.String(), "error", err)
 	}
 	if err != nil {
@@ -247,10 +271,11 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 		}
 		return
 	}
-	a.hist.claimError(a.queue, a.spec.Name, nil)
+	a.claimOutcome(c, nil)
 	a.exec.observe(Event{Kind: EventClaimed, Queue: a.queue, Agent: a.spec.Name, N: len(jobs)})
+	runs := make([]messages.ClaimedRun, 0, len(jobs))
 	for _, j := range jobs {
-		at := a.hist.now()
+		at := a.now()
 		pid := a.jobActor(c)
 		if pid == nil { // the job is recovered at the next poll; its slot is free
 			a.ended = append(a.ended, runKey{ID: j.ID, Attempt: j.Attempt})
@@ -261,9 +286,12 @@ func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
 		if a.draining {
 			c.Send(pid, interrupt)
 		}
-		// The history last: the run starts sooner, and its end, reported to this agent, is
-		// handled after this message all the same.
-		a.hist.claimed(a.queue, a.spec.Name, j, pid.Id, at)
+		runs = append(runs, messages.ClaimedRun{Job: j, Worker: pid.Id, Started: at})
+	}
+	// The history last: the runs start sooner, and their ends, reported to this agent, reach
+	// the historian after this message all the same.
+	if len(runs) > 0 {
+		c.Send(a.historian, &messages.RunsClaimed{Queue: a.queue, Agent: a.spec.Name, Runs: runs})
 	}
 	if a.draining {
 		a.reportIdle(c)
@@ -334,7 +362,7 @@ func (a *agentActor) isAdopted(f persistence.Fence) bool {
 // an agent only keeps books and hands runs out, never waits, and is woken several times
 // per job (the committer's claims, the runs' ends). Starting and waking a goroutine for each
 // cost a busy node about a tenth of its throughput.
-func agentProps(exec *executor, hist *history, queue, uuid string, spec AgentSpec) *actor.Props {
+func agentProps(exec *executor, historian *actor.PID, now func() time.Time, queue, uuid string, spec AgentSpec) *actor.Props {
 	opts := []actor.PropsOption{
 		actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput)),
 		actor.WithSupervisor(jobSupervision(exec.events, "agent/"+queue+"/"+spec.Name)),
@@ -343,7 +371,7 @@ func agentProps(exec *executor, hist *history, queue, uuid string, spec AgentSpe
 		opts = append(opts, actor.WithReceiverMiddleware(agentMiddleware))
 	}
 	named := new(int) // one count for the agent's every incarnation
-	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, hist, queue, uuid, spec, named) }, opts...)
+	return actor.PropsFromProducer(func() actor.Actor { return newAgent(exec, historian, now, queue, uuid, spec, named) }, opts...)
 }
 
 // agentMiddleware, when set (by tests, before a node starts), sees every message of the

@@ -24,12 +24,14 @@ import (
 // Takes Poll (its timer), Wake (from its queues' actors), Orphaned and AgentIdle (from its
 // agents), Drain and GraceOver; sends Claim, ListRuns (answered with Runs), Reconcile and
 // Interrupt to its agents, Supervise to its supervisor, Serve to its queues' actors (at every
-// poll), Drained to whoever asked for the drain.
+// poll), Polled and RunReassigned to the historian, Drained to whoever asked for the drain.
 type dispatcherActor struct {
-	o      Options
-	exec   *executor
-	hist   *history // polls recorded here; shared with the agents and the Node
-	queues []*queueState
+	o    Options
+	exec *executor
+	// historian records the polls and runs taken away (historian.go); now is its clock.
+	historian *actor.PID
+	now       func() time.Time
+	queues    []*queueState
 
 	supervisor *actor.PID // judges the siblings after each ping
 
@@ -51,8 +53,8 @@ type queueState struct {
 	byName    map[string]*actor.PID // the agents by name
 }
 
-func newDispatcher(exec *executor, hist *history, o Options) *dispatcherActor {
-	d := &dispatcherActor{o: o, exec: exec, hist: hist, idle: map[string]bool{}}
+func newDispatcher(exec *executor, historian *actor.PID, now func() time.Time, o Options) *dispatcherActor {
+	d := &dispatcherActor{o: o, exec: exec, historian: historian, now: now, idle: map[string]bool{}}
 	for _, q := range o.Queues {
 		d.queues = append(d.queues, &queueState{spec: q})
 	}
@@ -95,7 +97,7 @@ func (d *dispatcherActor) started(c actor.Context) {
 	d.serve = &messages.Serve{Dispatcher: c.Self()}
 	for _, q := range d.queues {
 		for _, a := range q.spec.Agents {
-			pid, err := c.SpawnNamed(agentProps(d.exec, d.hist, q.spec.Name, d.o.UUID, a), "agent/"+q.spec.Name+"/"+a.Name)
+			pid, err := c.SpawnNamed(agentProps(d.exec, d.historian, d.now, q.spec.Name, d.o.UUID, a), "agent/"+q.spec.Name+"/"+a.Name)
 			if err != nil {
 				d.exec.events.Error("cannot start agent", "queue", q.spec.Name, "agent", a.Name, "error", err)
 				continue
@@ -124,7 +126,7 @@ func (d *dispatcherActor) poll(c actor.Context) {
 		return
 	}
 	defer d.exec.observePoll(time.Now())
-	polled := make(map[string]QueuePoll, len(d.queues))
+	polled := make(map[string]messages.PolledQueue, len(d.queues))
 	var claimers []*actor.PID
 	for _, q := range d.queues {
 		// Wake-ups make an idle dispatcher claim a new job within milliseconds; polls
@@ -133,7 +135,7 @@ func (d *dispatcherActor) poll(c actor.Context) {
 			c.Send(pid, d.serve)
 		}
 		if !q.activated && !d.activate(q) {
-			polled[q.spec.Name] = QueuePoll{Unavailable: true}
+			polled[q.spec.Name] = messages.PolledQueue{Unavailable: true}
 			continue
 		}
 		ctx, cancel := d.exec.op()
@@ -142,7 +144,7 @@ func (d *dispatcherActor) poll(c actor.Context) {
 		switch {
 		case errors.Is(err, persistence.ErrNotFound):
 			q.activated = false // the record was removed: register again at the next poll
-			polled[q.spec.Name] = QueuePoll{Unavailable: true}
+			polled[q.spec.Name] = messages.PolledQueue{Unavailable: true}
 			continue
 		case err != nil:
 			d.exec.events.Warn("ping failed", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
@@ -165,7 +167,7 @@ func (d *dispatcherActor) poll(c actor.Context) {
 			c.Send(d.supervisor, &messages.Supervise{Queue: q.spec.Name})
 		}
 	}
-	d.hist.recordPoll(polled)
+	c.Send(d.historian, &messages.Polled{Queues: polled})
 	for _, a := range claimers {
 		c.Send(a, &messages.Claim{})
 	}
@@ -316,8 +318,8 @@ func (d *dispatcherActor) agentCount() int {
 // pollAgents describes q's agents for a poll. With check, it also reads what the store lists
 // under each agent, marks the runs whose jobs were taken away, and returns, by agent, the jobs
 // the store lists with no run recorded, for the agents to reconcile (checkRuns).
-func (d *dispatcherActor) pollAgents(c actor.Context, q *queueState, check bool) (QueuePoll, map[string][]persistence.Fence) {
-	out := QueuePoll{Agents: make(map[string]AgentPoll, len(q.spec.Agents))}
+func (d *dispatcherActor) pollAgents(c actor.Context, q *queueState, check bool) (messages.PolledQueue, map[string][]persistence.Fence) {
+	out := messages.PolledQueue{Agents: make(map[string]messages.PolledAgent, len(q.spec.Agents))}
 	var unrun map[string][]persistence.Fence
 	for _, a := range q.spec.Agents {
 		held := -1
@@ -331,7 +333,7 @@ func (d *dispatcherActor) pollAgents(c actor.Context, q *queueState, check bool)
 				unrun[a.Name] = fences
 			}
 		}
-		out.Agents[a.Name] = AgentPoll{Size: a.Size, Len: held}
+		out.Agents[a.Name] = messages.PolledAgent{Size: a.Size, Len: held}
 	}
 	return out, unrun
 }
@@ -400,7 +402,7 @@ func (d *dispatcherActor) checkRuns(c actor.Context, q *queueState, agent string
 	}
 	for i, r := range suspects {
 		if lost(jobs[i], r.Fence) {
-			d.hist.markReassigned(r.Worker)
+			c.Send(d.historian, &messages.RunReassigned{Worker: r.Worker})
 		}
 	}
 	var fences []persistence.Fence

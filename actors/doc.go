@@ -1,5 +1,5 @@
 // Package actors is zasync's actors on protoactor-go: a runtime's root, its queue actors,
-// and the node (one dispatcher with its agents). Actors talk to persistence.Store, never to
+// and the node (its committer, its historian, and one dispatcher with its agents). Actors talk to persistence.Store, never to
 // go-redis, and exchange the messages of package messages. ARCHITECTURE.md ("Actors")
 // describes the tree and why it is as it is.
 //
@@ -12,6 +12,8 @@
 //	│                                the queue's wake-ups, passed on to its dispatchers
 //	├── committer/<uuid>             committerActor (committer.go): batches the node's commits and
 //	│                                claims, of all its queues, into one store call
+//	├── history/<uuid>               historianActor (historian.go): the only writer of the
+//	│                                node's history (history.go), read by the Node
 //	├── dispatcher/<uuid>            dispatcherActor (dispatcher.go): activation, pings, polls,
 //	│   │                            claims at wake-ups, reconciliation of its agents' runs, the drain
 //	│   ├── supervisor               supervisorActor (supervisor.go): buries dead siblings and
@@ -24,9 +26,6 @@
 //
 // supervision.go says how parents treat a child that panics. The rest is not an actor: the
 // executor (exec.go, callbacks.go, composite.go) takes a job through its life over the store
-// on its run's goroutine, and sends the run's commits to the committer; the history
-// (history.go), what the node polled and
-// ran, is a recorder the dispatcher and the agents write to and only the Node reads. A
-// goroutine that waits for an actor's answer (a run handled by an actor, a reminder's
+// on its run's goroutine, and sends the run's commits to the committer. A goroutine that waits for an actor's answer (a run handled by an actor, a reminder's
 // delivery, reminder.go) waits at a reply address (reply.go).
 package actors

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -157,9 +158,10 @@ type Statistics struct {
 	Start, End time.Time
 }
 
-// history is a node's introspection state, shared by its dispatcher (polls, reassignment
-// checks), its agents (claims, run endings) and the Node's readers; a mutex guards it, as
-// they run on different goroutines. Values handed out are copies.
+// history is a node's introspection state. Its historian actor (historian.go) is its only
+// writer, told by the dispatcher (polls, runs taken away) and the agents (claims, run
+// endings); the Node reads it and marks it stopped. A mutex guards it, as the Node's readers
+// run on their own goroutines. Values handed out are copies.
 type history struct {
 	mu       sync.Mutex
 	uuid     string
@@ -254,16 +256,12 @@ func (h *history) claimed(queue, agent string, j *persistence.Job, worker string
 	}
 }
 
-// claimError records the outcome of an agent's claim: the text of err, or none when err is
-// nil.
-func (h *history) claimError(queue, agent string, err error) {
+// claimError records the outcome of an agent's claim: the text of its error, empty when it
+// went well.
+func (h *history) claimError(queue, agent, err string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s := h.agent(queue, agent)
-	s.lastError = ""
-	if err != nil {
-		s.lastError = err.Error()
-	}
+	h.agent(queue, agent).lastError = err
 }
 
 // ended records how run worker ended. A run already ended is left alone.
@@ -290,10 +288,10 @@ func (h *history) markReassigned(worker string) {
 	}
 }
 
-// recordPoll records a poll: queues gives, per queue, whether it was available and each
+// recordPoll records a poll: polled gives, per queue, whether it was available and each
 // agent's Size and Len; the rest (new and active jobs, claim errors) comes from what the
 // agents recorded. The agents' new jobs start again from none. It returns the poll's id.
-func (h *history) recordPoll(queues map[string]QueuePoll) int64 {
+func (h *history) recordPoll(polled map[string]messages.PolledQueue) int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	active := map[agentKey][]*jobRecord{}
@@ -301,15 +299,22 @@ func (h *history) recordPoll(queues map[string]QueuePoll) int64 {
 		k := agentKey{r.info.Queue, r.info.Agent}
 		active[k] = append(active[k], r)
 	}
-	for qn, q := range queues {
-		for an, a := range q.Agents {
+	queues := make(map[string]QueuePoll, len(polled))
+	for qn, pq := range polled {
+		q := QueuePoll{Unavailable: pq.Unavailable}
+		if pq.Agents != nil {
+			q.Agents = make(map[string]AgentPoll, len(pq.Agents))
+		}
+		for an, pa := range pq.Agents {
 			k := agentKey{qn, an}
 			s := h.agent(qn, an)
+			a := AgentPoll{Size: pa.Size, Len: pa.Len}
 			a.NewJobs, a.NewJobsCount, s.newJobs, s.newCount = s.newJobs, s.newCount, nil, 0
 			a.Error = s.lastError
 			a.ActiveJobs = ids(active[k])
 			q.Agents[an] = a
 		}
+		queues[qn] = q
 	}
 	h.lastPoll++
 	h.polls.push(&PollInfo{ID: h.lastPoll, Time: h.now(), Queues: queues})

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/zasync/zasync/internal/clock"
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -31,8 +32,8 @@ func claimJob(h *history, q, id string) string {
 }
 
 // onePoll is a poll of queue q with agent main of size 3 holding held jobs.
-func onePoll(q string, held int) map[string]QueuePoll {
-	return map[string]QueuePoll{q: {Agents: map[string]AgentPoll{"main": {Size: 3, Len: held}}}}
+func onePoll(q string, held int) map[string]messages.PolledQueue {
+	return map[string]messages.PolledQueue{q: {Agents: map[string]messages.PolledAgent{"main": {Size: 3, Len: held}}}}
 }
 
 func TestHistoryKeepsTheNewestPolls(t *testing.T) {
@@ -243,11 +244,11 @@ func TestHistoryPollContents(t *testing.T) {
 	h, c := testHistory()
 	a := claimJob(h, "q", "a")
 	claimJob(h, "q", "b")
-	h.claimError("q", "main", errors.New("claim: store unavailable"))
+	h.claimError("q", "main", "claim: store unavailable")
 	c.Advance(time.Second)
 	id := h.recordPoll(onePoll("q", 2))
 	h.ended(a, Finished.String(), false, "1", c.Now())
-	h.claimError("q", "main", nil)
+	h.claimError("q", "main", "")
 	claimJob(h, "q", "c")
 	p, _ := h.poll(id)
 	got := p.Queues["q"].Agents["main"]
@@ -286,7 +287,7 @@ func TestHistoryReassignedByPoll(t *testing.T) {
 	if info, _ := h.jobInfo("j"); info.Reassigned || info.PollID != 1 {
 		t.Fatalf("listed as active: %+v, want not reassigned, poll id 1", info)
 	}
-	h.recordPoll(map[string]QueuePoll{"q": {Unavailable: true}})
+	h.recordPoll(map[string]messages.PolledQueue{"q": {Unavailable: true}})
 	if info, _ := h.jobInfo("j"); !info.Reassigned {
 		t.Fatal("its queue unavailable at the latest poll, the job does not read as reassigned")
 	}

@@ -28,6 +28,7 @@ type Node struct {
 	hist       *history
 	queues     []*Queue // the queue actors StartNode made, stopped with the node
 	committer  *actor.PID
+	historian  *actor.PID
 }
 
 // ErrStopped reports a second Stop of a node.
@@ -81,20 +82,25 @@ func StartNode(o Options) (*Node, error) {
 		made = append(made, qa)
 		started = append(started, qa.PID())
 	}
+	historian, err := startHistorian(root, "history/"+o.UUID, hist)
+	if err != nil {
+		return fail(fmt.Errorf("start the historian of %s: %w", o.UUID, err))
+	}
+	started = append(started, historian)
 	commits, err := startCommitter(root, "committer/"+o.UUID, base, o.Store, exec.op, lingerMax, exec.events)
 	if err != nil {
 		return fail(fmt.Errorf("start the committer of %s: %w", o.UUID, err))
 	}
 	exec.commits = commits
 	started = append(started, commits.PID())
-	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, hist, o) },
+	props := actor.PropsFromProducer(func() actor.Actor { return newDispatcher(exec, historian, hist.now, o) },
 		actor.WithSupervisor(supervision(exec.events, "dispatcher")))
 	pid, err := root.Spawn(props, "dispatcher/"+o.UUID)
 	if err != nil {
 		return fail(fmt.Errorf("start dispatcher %s: %w", o.UUID, err))
 	}
 	return &Node{root: root, ownRoot: own, dispatcher: pid, grace: o.ShutdownGrace, cancel: cancel, hist: hist,
-		queues: made, committer: commits.PID()}, nil
+		queues: made, committer: commits.PID(), historian: historian}, nil
 }
 
 func (o *Options) validate() error {
@@ -145,6 +151,10 @@ func (n *Node) Stop(ctx context.Context) error {
 		// with the root otherwise.
 		if perr := sys.Root.PoisonFuture(n.committer).Wait(); perr != nil && err == nil {
 			err = fmt.Errorf("stop committer: %w", perr)
+		}
+		// The history stays readable: the Node reads it, not the historian.
+		if perr := sys.Root.PoisonFuture(n.historian).Wait(); perr != nil && err == nil {
+			err = fmt.Errorf("stop historian: %w", perr)
 		}
 	}
 	if n.ownRoot {

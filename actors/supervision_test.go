@@ -51,10 +51,12 @@ func TestJobActorPanicRecoversItsJob(t *testing.T) {
 	defer f.stopNode(n)
 	j := f.put("block")
 	id := receive(t, started, "the job never started")
-	info, ok := n.JobInfo(id)
-	if !ok {
-		t.Fatal("the node does not know the running job")
-	}
+	var info JobInfo
+	f.eventually("the node to know the running job", func() bool {
+		var ok bool
+		info, ok = n.JobInfo(id)
+		return ok
+	})
 	// The run's name is its job actor's PID id.
 	n.root.System().Root.Send(actor.NewPID(n.root.System().Address(), info.Worker), &explode{})
 	receive(t, cancelled, "the panicking job actor's run was not cancelled")

@@ -6,7 +6,8 @@
 // agent.go (the dispatcher asking an agent to claim, to stop, for its runs, or about jobs
 // held with no run, and the agent's answers; a claim's outcome, Claimed; an agent's reminder
 // to itself, ClaimFreed), committer.go (an agent joining, asking and leaving its node's
-// committer, which announces each claim it starts for the agent), job.go (TakeJob, an agent handing a job to a job actor;
+// committer, which announces each claim it starts for the agent), history.go (what the
+// dispatcher and the agents tell the node's historian), job.go (TakeJob, an agent handing a job to a job actor;
 // JobFinished, a run's end, from its goroutine to its job actor and on to its agent) and
 // supervisor.go (Supervise). They are plain structs with no logic; pointers are sent.
 //
