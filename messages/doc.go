@@ -1,15 +1,21 @@
 // Package messages holds the messages zasync's actors exchange, grouped by conversation:
-// root.go (Spawn, to start an actor below zasync's root, answered with Spawned), queue.go
-// (Put, a put sent to a queue actor by a program's actor, answered with PutDone, and
-// JobCompleted, the outcome of a job whose put asked to be notified), dispatcher.go (the
-// dispatcher's timer, wake-ups, the drain and its answer, agents telling it they are idle),
-// agent.go (the dispatcher asking an agent to claim, to stop, for its runs, or about jobs
-// held with no run, and the agent's answers; a claim's outcome, Claimed; an agent's reminder
-// to itself, ClaimFreed), committer.go (an agent joining, asking and leaving its node's
-// committer, which announces each claim it starts for the agent), history.go (what the
-// dispatcher and the agents tell the node's historian), job.go (TakeJob, an agent handing a job to a job actor;
-// JobFinished, a run's end, from its goroutine to its job actor and on to its agent) and
-// supervisor.go (Supervise). They are plain structs with no logic; pointers are sent.
+//   - root.go: Spawn, to start an actor below zasync's root, answered with Spawned;
+//   - queue.go: Put, a put sent to a queue actor by a program's actor, answered with PutDone;
+//     JobCompleted, the outcome of a job whose put asked to be notified; Serve, a dispatcher
+//     telling a queue actor that it serves the queue, to be sent its wake-ups;
+//   - dispatcher.go: the dispatcher's timer, wake-ups, the drain and its answer, agents
+//     telling it they are idle;
+//   - agent.go: the dispatcher asking an agent to claim, to stop, for its runs, or about jobs
+//     held with no run, and the agent's answers; a claim's outcome, Claimed; an agent's
+//     reminder to itself, ClaimFreed; a run telling its agent of a job it adopts;
+//   - committer.go: an agent joining, asking and leaving its node's committer, which
+//     announces each claim it starts for the agent;
+//   - history.go: what the dispatcher and the agents tell the node's historian;
+//   - job.go: TakeJob, an agent handing a job to a job actor; JobFinished, a run's end, from
+//     its goroutine to its job actor and on to its agent and the historian;
+//   - supervisor.go: Supervise.
+//
+// They are plain structs with no logic; pointers are sent.
 //
 // Two conversations involve the program's own actors: handler.go, the runs of a handler that
 // is an actor (runtime.HandleActor: RunJob to the run's actor, answered with JobReply;
