@@ -77,7 +77,8 @@ type agentActor struct {
 
 func newAgent(exec *executor, historian *actor.PID, now func() time.Time, queue, uuid string, spec AgentSpec, named *int) *agentActor {
 	a := &agentActor{exec: exec, historian: historian, now: now, queue: queue, owner: persistence.Owner{Dispatcher: uuid, Agent: spec.Name}, spec: spec,
-		running: map[string]run{}, named: named, committer: exec.commits.PID(), claimErr: claimUntold, ended: make([]runKey, 0, min(spec.Size, 64))}
+		running: map[string]run{}, named: named, committer: exec.commits.PID(), claimErr: claimUntold}
+	a.ended = a.newEnded()
 	a.jobProps = jobProps(exec)
 	return a
 }
@@ -237,9 +238,12 @@ func (a *agentActor) takeEnded() []runKey {
 		return nil
 	}
 	ended := a.ended
-	a.ended = make([]runKey, 0, min(a.spec.Size, 64)) // the committer keeps ended
+	a.ended = a.newEnded() // the committer keeps ended
 	return ended
 }
+
+// newEnded is an empty list of ended runs, with room for a cohort's.
+func (a *agentActor) newEnded() []runKey { return make([]runKey, 0, min(a.spec.Size, 64)) }
 
 // claimed starts a run for each job claimed for the agent. Jobs claimed while the
 // agent drains were on their way when it was interrupted: they start, and are cancelled at

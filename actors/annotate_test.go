@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -47,14 +45,7 @@ func TestAnnotateCoalescesWritesOfOneName(t *testing.T) {
 	f := newExecFixture(t)
 	store := &gatedAnnotations{Store: f.store, gate: make(chan struct{})}
 	asked := make(chan struct{}, 10)
-	jobMiddleware = func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			next(c, env)
-			if _, ok := env.Message.(*annotateReq); ok {
-				asked <- struct{}{}
-			}
-		}
-	}
+	jobMiddleware = signalsAfter[*annotateReq](asked)
 	defer func() { jobMiddleware = nil }()
 	f.h["progress"] = func(ctx context.Context, _ *persistence.Call) (any, error) {
 		errs := make(chan error, 3)

@@ -49,9 +49,8 @@ type commitState struct {
 	op        func() (context.Context, context.CancelFunc)
 	lingerMax time.Duration
 	self      *actor.PID
-	flushes   chan *flight // to the flusher (capacity 1: one batch on its way at most)
-	quit      chan struct{}
-	gone      chan struct{} // closed once the actor has stopped: no answer comes any more
+	flushes   chan *flight  // to the flusher (capacity 1: one batch on its way at most)
+	gone      chan struct{} // closed once the actor has stopped: no answer comes any more, the flusher ends
 	stopped   atomic.Bool   // commits are refused
 
 	queue  []*commitReq        // the commits waiting for a batch
@@ -180,7 +179,7 @@ type committer struct {
 func startCommitter(root *Root, name string, base context.Context, s persistence.Store,
 	op func() (context.Context, context.CancelFunc), linger time.Duration, events *slog.Logger) (*committer, error) {
 	st := &commitState{store: s, op: op, lingerMax: linger, flushes: make(chan *flight, 1),
-		quit: make(chan struct{}), gone: make(chan struct{}), cohort: map[runKey]struct{}{}}
+		gone: make(chan struct{}), cohort: map[runKey]struct{}{}}
 	st.batch, _ = s.(batchStore)
 	opts := []actor.PropsOption{
 		actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput)),
@@ -282,15 +281,11 @@ func (a *committerActor) Receive(c actor.Context) {
 		s.lingering = false
 	case *claimedAlone:
 		s.claimDone(c, m.a, m.reserved, m.res)
-	case *stopCommits:
-		s.stop()
-		return
-	case *actor.Stopping:
+	case *stopCommits, *actor.Stopping:
 		s.stop()
 		return
 	case *actor.Stopped:
 		s.timer.Stop()
-		close(s.quit)
 		close(s.gone)
 		return
 	default:
@@ -440,7 +435,7 @@ func (s *commitState) flusher(base context.Context, root *actor.RootContext) {
 		case <-ended:
 			ended = nil
 			root.Send(s.self, &stopCommits{})
-		case <-s.quit:
+		case <-s.gone:
 			return
 		}
 	}

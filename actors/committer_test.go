@@ -291,14 +291,7 @@ func TestCommitterStops(t *testing.T) {
 func TestCommitterStopsWhileLingering(t *testing.T) {
 	s := newFakeStore()
 	queued := make(chan struct{}, 10)
-	committerMiddleware = func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			next(c, env)
-			if _, ok := env.Message.(*commitReq); ok {
-				queued <- struct{}{}
-			}
-		}
-	}
+	committerMiddleware = signalsAfter[*commitReq](queued)
 	defer func() { committerMiddleware = nil }()
 	f := newCommitterFixture(t, s, s.seen, 2, time.Hour)
 	f.ask()

@@ -164,7 +164,8 @@ type annotationKey struct {
 }
 
 // annotating is one annotation being written by a job actor: who waits for the write on its
-// way, and the newest value asked meanwhile, with who waits for it.
+// way, and the newest value asked meanwhile (when nextWaiters is not empty), with who waits
+// for it.
 type annotating struct {
 	waiters     []chan error
 	next        json.RawMessage
@@ -203,7 +204,7 @@ func (j *jobActor) annotationDone(c actor.Context, m *annotated) {
 	for _, w := range a.waiters {
 		w <- m.err
 	}
-	if a.next == nil {
+	if len(a.nextWaiters) == 0 {
 		delete(j.annotations, m.key)
 		return
 	}

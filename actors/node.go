@@ -146,27 +146,21 @@ func (n *Node) Stop(ctx context.Context) error {
 		err = fmt.Errorf("stop dispatcher: %w", perr)
 	}
 	n.cancel()
-	if !n.ownRoot {
-		// The runs left refused their commits once the context ended; the committer stops
-		// with the root otherwise.
-		if perr := sys.Root.PoisonFuture(n.committer).Wait(); perr != nil && err == nil {
-			err = fmt.Errorf("stop committer: %w", perr)
-		}
-		// The history stays readable: the Node reads it, not the historian.
-		if perr := sys.Root.PoisonFuture(n.historian).Wait(); perr != nil && err == nil {
-			err = fmt.Errorf("stop historian: %w", perr)
-		}
-	}
+	// The actors it made stop with it: with its own root, or here. The runs left have their
+	// commits refused since the context ended; the history stays readable (the Node reads
+	// it, not the historian); the queue actors' wake-up listeners close their subscriptions
+	// before the store is closed. Queue actors it was given are their maker's to stop.
 	if n.ownRoot {
 		if rerr := n.root.Stop(); rerr != nil && err == nil {
 			err = rerr
 		}
-	}
-	// The queue actors it made stop with it (with its own root, or here), and their wake-up
-	// listeners close their subscriptions before the store is closed. Those it was given
-	// are their maker's to stop.
-	for _, q := range n.queues {
-		if !n.ownRoot {
+	} else {
+		for _, pid := range []*actor.PID{n.committer, n.historian} {
+			if perr := sys.Root.PoisonFuture(pid).Wait(); perr != nil && err == nil {
+				err = fmt.Errorf("stop %s: %w", pid.Id, perr)
+			}
+		}
+		for _, q := range n.queues {
 			sys.Root.Poison(q.PID())
 		}
 	}

@@ -179,13 +179,8 @@ func wakeRecorder(t *testing.T, root *Root) (*actor.PID, chan *messages.Wake) {
 // awaitWake waits, bounded, for a Wake of queue "q".
 func awaitWake(t *testing.T, woken chan *messages.Wake, why string) {
 	t.Helper()
-	select {
-	case w := <-woken:
-		if w.Queue != "q" {
-			t.Fatalf("%s: a wake-up of queue %q, want q", why, w.Queue)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s: no wake-up within 10s", why)
+	if w := receive(t, woken, why+": no wake-up"); w.Queue != "q" {
+		t.Fatalf("%s: a wake-up of queue %q, want q", why, w.Queue)
 	}
 }
 
@@ -213,13 +208,7 @@ func TestQueueActorWakesItsDispatchers(t *testing.T) {
 	if err := sys.PoisonFuture(d).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for store.open.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the subscription stayed open after its only dispatcher stopped")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, "the subscription closed after its only dispatcher stopped", func() bool { return store.open.Load() == 0 })
 }
 
 // A listener that cannot subscribe ends; the dispatcher's next Serve (its next poll) starts
@@ -231,27 +220,19 @@ func TestQueueActorListensAgainAfterAFailure(t *testing.T) {
 	d, woken := wakeRecorder(t, root)
 	sys := root.System().Root
 	sys.Send(qa.PID(), &messages.Serve{Dispatcher: d})
-	deadline := time.Now().Add(10 * time.Second)
-	for store.failures.Load() > 0 { // until the refused Subscribe has been called
-		if time.Now().After(deadline) {
-			t.Fatal("the listener never tried to subscribe")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, "the listener to try to subscribe", func() bool { return store.failures.Load() <= 0 })
 	// The failed listener's end reaches the actor before the next Serve, or the Serve finds
 	// it still listening and the one after starts a new one: serve until woken.
-	for {
+	waitUntil(t, "a wake-up from a listener after the failed one", func() bool {
 		sys.Send(qa.PID(), &messages.Serve{Dispatcher: d})
 		select {
 		case w := <-woken:
 			if w.Queue != "q" {
 				t.Fatalf("a wake-up of queue %q, want q", w.Queue)
 			}
-			return
+			return true
 		case <-time.After(20 * time.Millisecond):
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no listener after the failed one")
-		}
-	}
+	})
 }

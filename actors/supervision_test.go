@@ -26,6 +26,19 @@ func explodes(why string) actor.ReceiverMiddleware {
 	}
 }
 
+// signalsAfter is a middleware that signals on ch each time its actor has handled a message
+// of type M.
+func signalsAfter[M any](ch chan<- struct{}) actor.ReceiverMiddleware {
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			next(c, env)
+			if _, ok := env.Message.(M); ok {
+				ch <- struct{}{}
+			}
+		}
+	}
+}
+
 // A job actor that panics is stopped by its agent, logged, and its run cancelled; its job,
 // held with no run, is recovered as an interruption at the next poll and runs again to the
 // end. The agent goes on claiming.

@@ -419,13 +419,17 @@ func (s *Store) setAnnotation(ctx context.Context, op string, ref persistence.Re
 	// The commit script is told to declare this job's annotations key (see commitCall).
 	s.annotated.Store(key, struct{}{})
 	return s.transact(ctx, op, []string{key}, func(t *txn) (writes, error) {
+		// A fenced write reads the record whole, which tells whether it is marked; an
+		// unfenced one reads only the mark.
 		var ttl *redis.DurationCmd
 		var marked *redis.BoolCmd
 		var record *redis.MapStringStringCmd
 		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
-			ttl, marked = p.PTTL(ctx, key), p.HExists(ctx, key, fAnnotated)
+			ttl = p.PTTL(ctx, key)
 			if f != nil {
 				record = p.HGetAll(ctx, key)
+			} else {
+				marked = p.HExists(ctx, key, fAnnotated)
 			}
 		}); err != nil {
 			return nil, err
@@ -433,8 +437,10 @@ func (s *Store) setAnnotation(ctx context.Context, op string, ref persistence.Re
 		if ttl.Val() == -2 { // PTTL's answer for a key that does not exist
 			return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, ref)
 		}
+		var isMarked bool
 		if f != nil {
-			j, ok, err := decodeJob(ref, record.Val())
+			h := record.Val()
+			j, ok, err := decodeJob(ref, h)
 			if err != nil && (j == nil || !fenceRead(j)) {
 				return nil, err
 			}
@@ -444,11 +450,14 @@ func (s *Store) setAnnotation(ctx context.Context, op string, ref persistence.Re
 			if err := checkRun(op, *f, j, annotatingRun); err != nil {
 				return nil, err
 			}
+			_, isMarked = h[fAnnotated]
+		} else {
+			isMarked = marked.Val()
 		}
 		return func(p redis.Pipeliner) error {
 			ann := s.k.annotations(ref.Queue, ref.ID)
 			p.HSet(ctx, ann, name, string(value))
-			if !marked.Val() {
+			if !isMarked {
 				// Once: later annotations leave the record alone, so that a handler reporting
 				// progress does not keep the job's own transactions retrying.
 				p.HSet(ctx, key, fAnnotated, "1")
