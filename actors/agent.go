@@ -20,12 +20,12 @@ import (
 // its messages on their senders' goroutines (see agentProps): nothing it does may block or
 // wait.
 //
-// Takes Claim, ListRuns (answered with Runs), Reconcile, Interrupt (from the dispatcher),
+// Takes Claim, ListRuns (answered with Runs), Reconcile, Revoked, Interrupt (from the dispatcher),
 // ClaimStarted, Claimed (a claim's outcome) and ClaimsLeft (from the committer), ClaimFreed
 // (its own reminder to claim for freed slots), JobFinished (from its job actors), Adopting and
 // AdoptionEnded (from its job actors' runs) and Terminated (a job actor stopped); sends
-// JoinClaims, AskClaims and LeaveClaims to the committer, TakeJob and Interrupt to its job
-// actors, RunsClaimed, ClaimOutcome and JobFinished to the historian, AgentIdle and Orphaned to
+// JoinClaims, AskClaims and LeaveClaims to the committer, TakeJob, Revoked and Interrupt to
+// its job actors, RunsClaimed, ClaimOutcome and JobFinished to the historian, AgentIdle and Orphaned to
 // the dispatcher.
 type agentActor struct {
 	exec *executor
@@ -143,6 +143,12 @@ func (a *agentActor) Receive(c actor.Context) {
 		if _, ok := a.running[m.Who.Id]; ok {
 			a.finished(c, &messages.JobFinished{Worker: m.Who.Id, Ending: Interrupted.String(), Failed: true,
 				Result: errJobActorStopped.Error(), At: time.Now()})
+		}
+	case *messages.Revoked:
+		for _, r := range a.running {
+			if r.key.ID == m.Ref.ID {
+				c.Send(r.pid, m)
+			}
 		}
 	case *messages.Interrupt:
 		a.draining = true

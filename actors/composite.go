@@ -48,6 +48,13 @@ func CompositeCall(kind string, postprocess string) persistence.Call {
 	return persistence.Call{Handler: kind, Kwargs: map[string]json.RawMessage{"postprocess": post}}
 }
 
+// CompositePostprocess returns the postprocess job of a composite's call; ok is false for a
+// call that is not a composite's.
+func CompositePostprocess(c *persistence.Call) (id string, ok bool) {
+	k, err := compositeOf(c)
+	return k.Postprocess, err == nil
+}
+
 // compositeOf reads a composite's call; a call of another handler is not a composite.
 func compositeOf(c *persistence.Call) (composite, error) {
 	var k composite
@@ -140,7 +147,8 @@ func awaitsRun(c *persistence.Job) bool {
 // transaction that checks it, so that it is never queued twice however many steps race.
 // Every step only queues what is NEW, so running one more than needed is harmless.
 //
-// A part's step (fromPart) does nothing for a composite that is to run again (awaitsRun):
+// A part's step (fromPart) does nothing for a composite whose outcome is stored (it was
+// cancelled: its postprocess must not run), nor for one that is to run again (awaitsRun):
 // that run's own step queues what comes next. Otherwise, after a stop, the restarted
 // dispatcher recovers the composite and its interrupted part at once, and the part, put back
 // and run first, could start the postprocess while the composite still waits in its queue.
@@ -152,8 +160,8 @@ func advance(ctx context.Context, s persistence.Store, comp persistence.Ref, fro
 		if err != nil {
 			return err
 		}
-		if fromPart && awaitsRun(cj) {
-			return nil
+		if fromPart && (awaitsRun(cj) || cj.HasResult()) {
+			return nil // its own run goes on; or it has its outcome (a cancel): nothing is next
 		}
 		k, err := compositeOf(&cj.Call)
 		if err != nil {

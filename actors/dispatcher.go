@@ -17,13 +17,14 @@ import (
 // record, pings before claiming (so that slow claims never make it look dead), and lets each
 // of its agents claim, at every poll and at once when a job is put. Polls run on a timer
 // re-armed at each tick. At each poll it also checks its agents' runs against what the store
-// lists under them (see checkRuns), and recovers the jobs an agent reports it holds without
-// running them (Orphaned). A drain interrupts the running jobs, waits for them up to the grace
+// lists under them (see checkRuns): it recovers the jobs an agent reports it holds without
+// running them (Orphaned), and cancels a run whose job was revoked if the revoke's notice
+// (messages.Revoked, from the queue actor) did not reach it. A drain interrupts the running jobs, waits for them up to the grace
 // period, then deactivates its records, which cleans its agents.
 //
-// Takes Poll (its timer), Wake (from its queues' actors), Orphaned and AgentIdle (from its
-// agents), Drain and GraceOver; sends Claim, ListRuns (answered with Runs), Reconcile and
-// Interrupt to its agents, Supervise to its supervisor, Serve to its queues' actors (at every
+// Takes Poll (its timer), Wake and Revoked (from its queues' actors), Orphaned and AgentIdle
+// (from its agents), Drain and GraceOver; sends Claim, ListRuns (answered with Runs),
+// Reconcile, Revoked and Interrupt to its agents, Supervise to its supervisor, Serve to its queues' actors (at every
 // poll), Polled and RunReassigned to the historian, Drained to whoever asked for the drain.
 type dispatcherActor struct {
 	o    Options
@@ -74,6 +75,12 @@ func (d *dispatcherActor) Receive(c actor.Context) {
 		if q := d.queue(m.Queue); q != nil && q.activated && !d.draining {
 			for _, a := range q.agents {
 				c.Send(a, &messages.Claim{})
+			}
+		}
+	case *messages.Revoked:
+		if q := d.queue(m.Ref.Queue); q != nil {
+			for _, a := range q.agents {
+				c.Send(a, m)
 			}
 		}
 	case *messages.Orphaned:
@@ -401,7 +408,14 @@ func (d *dispatcherActor) checkRuns(c actor.Context, q *queueState, agent string
 		return len(held), nil
 	}
 	for i, r := range suspects {
-		if lost(jobs[i], r.Fence) {
+		switch j := jobs[i]; {
+		case revokedFrom(j, r.Fence):
+			// Its run missed the revoke's notice (it came while the queue's actor was not
+			// subscribed yet): the run is cancelled now.
+			if a := q.byName[agent]; a != nil {
+				c.Send(a, &messages.Revoked{Ref: j.Ref})
+			}
+		case lost(j, r.Fence):
 			c.Send(d.historian, &messages.RunReassigned{Worker: r.Worker})
 		}
 	}
@@ -413,6 +427,12 @@ func (d *dispatcherActor) checkRuns(c actor.Context, q *queueState, agent string
 		}
 	}
 	return len(held), fences
+}
+
+// revokedFrom tells whether job j, as stored, was cancelled by a revoke while the run of
+// fence f held it.
+func revokedFrom(j *persistence.Job, f persistence.Fence) bool {
+	return j != nil && j.Owner != f.Owner && j.HasResult() && errors.Is(j.Failure, persistence.ErrCancelled)
 }
 
 // lost tells whether job j, as stored, was taken from the run that claimed it with fence f.

@@ -45,9 +45,12 @@ const (
 	Reassigned
 	// Failed: the store could not be used (the job is left for recovery).
 	Failed
+	// Cancelled: the job was revoked (persistence.Store.Revoke) while this run held it: the
+	// run stopped, and wrote nothing after the revoke.
+	Cancelled
 )
 
-var endingNames = [...]string{"finished", "rescheduled", "waiting", "interrupted", "reassigned", "failed"}
+var endingNames = [...]string{"finished", "rescheduled", "waiting", "interrupted", "reassigned", "failed", "cancelled"}
 
 func (e Ending) String() string { return endingNames[e] }
 
@@ -173,7 +176,7 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 				}
 			}
 			if ctx.Err() != nil {
-				return Result{Ending: Interrupted, Job: j}
+				return stopped(ctx, j)
 			}
 			if counts == nil {
 				counts = persistence.RetryCounts{}
@@ -190,7 +193,7 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 					return e.storeFailure(ctx, j, err)
 				}
 				if !sleep(ctx, d.Delay) {
-					return Result{Ending: Interrupted, Job: j}
+					return stopped(ctx, j)
 				}
 				continue
 			case persistence.ActionReschedule:
@@ -411,7 +414,7 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 			return Result{Ending: Finished, Job: done}
 		}
 		if errors.Is(err, persistence.ErrReassigned) || errors.Is(err, persistence.ErrNotFound) {
-			return e.reassigned(j, err)
+			return e.reassigned(ctx, j, err)
 		}
 		if e.base.Err() != nil {
 			return Result{Ending: Failed, Job: j, Err: err}
@@ -486,10 +489,29 @@ func traceback(f *persistence.Failure) string {
 	return f.Stack + "\n" + f.Error()
 }
 
-// reassigned logs that the job was taken from this run and gives up on it.
-func (e *executor) reassigned(j *persistence.Job, err error) Result {
+// reassigned logs that the job was taken from this run and gives up on it. A job revoked
+// while it ran (its handler's context says so) was taken by the revoke: that is no error.
+func (e *executor) reassigned(ctx context.Context, j *persistence.Job, err error) Result {
+	if revoked(ctx) {
+		e.events.Info(repr(j) + " was cancelled while it ran; its run's outcome is dropped")
+		return Result{Ending: Cancelled, Job: j, Err: err}
+	}
 	e.events.Error(repr(j)+" "+reassignedMessage, "error", err)
 	return Result{Ending: Reassigned, Job: j, Err: err}
+}
+
+// stopped is how a run whose context ended before its outcome was stored ends: cancelled when
+// the job was revoked, else interrupted.
+func stopped(ctx context.Context, j *persistence.Job) Result {
+	if revoked(ctx) {
+		return Result{Ending: Cancelled, Job: j}
+	}
+	return Result{Ending: Interrupted, Job: j}
+}
+
+// revoked reports whether a run's context was cancelled because its job was revoked.
+func revoked(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), persistence.ErrCancelled)
 }
 
 // storeFailure ends a run on a store error: reassignment is logged as such. An error the
@@ -498,7 +520,7 @@ func (e *executor) reassigned(j *persistence.Job, err error) Result {
 // agent to recover at its next poll (or its dispatcher's cleaning).
 func (e *executor) storeFailure(ctx context.Context, j *persistence.Job, err error) Result {
 	if errors.Is(err, persistence.ErrReassigned) {
-		return e.reassigned(j, err)
+		return e.reassigned(ctx, j, err)
 	}
 	if j.Status == persistence.StatusActive && e.base.Err() == nil && !transient(err) {
 		return e.giveUp(ctx, j, err)
@@ -527,7 +549,7 @@ func (e *executor) giveUp(ctx context.Context, j *persistence.Job, err error) Re
 	})
 	switch {
 	case errors.Is(cerr, persistence.ErrReassigned) || errors.Is(cerr, persistence.ErrNotFound):
-		return e.reassigned(j, cerr)
+		return e.reassigned(ctx, j, cerr)
 	case cerr != nil:
 		e.events.Error("cannot fail the job either; it is left for recovery", "job", j.Ref.String(), "error", cerr, "cause", err)
 		return Result{Ending: Failed, Job: j, Err: err}

@@ -25,7 +25,7 @@ import (
 // It also writes its runs' annotations (Annotate), fenced to the run, coalescing the writes
 // of one name that a handler asks for while one is on its way.
 //
-// Takes TakeJob, Interrupt (from its agent), JobFinished (from its run), annotateReq (from its
+// Takes TakeJob, Interrupt, Revoked (from its agent), JobFinished (from its run), annotateReq (from its
 // run's handler, with a reply channel), annotated (its own, an annotation write back from the
 // store), Stopping; sends JobFinished to its agent. Its run sends Adopting and AdoptionEnded to
 // the agent itself (see adopting).
@@ -41,7 +41,7 @@ type jobActor struct {
 	// scope (see adopting and Annotate). Made at its first job, kept for the others.
 	base   context.Context
 	job    *persistence.Job // the job held, nil between jobs
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	// annotations are the annotation writes of its runs on their way (see Annotate).
 	annotations map[annotationKey]*annotating
 }
@@ -52,7 +52,7 @@ func (j *jobActor) Receive(c actor.Context) {
 		if j.base == nil {
 			j.base = withRunScope(j.exec.base, c.ActorSystem().Root, c.Parent(), c.Self())
 		}
-		ctx, cancel := context.WithCancel(j.base)
+		ctx, cancel := context.WithCancelCause(j.base)
 		j.job, j.cancel = m.Job, cancel
 		self, root, exec, job := c.Self(), c.ActorSystem().Root, j.exec, m.Job
 		exec.runners.start(func() {
@@ -60,7 +60,11 @@ func (j *jobActor) Receive(c actor.Context) {
 		})
 	case *messages.Interrupt:
 		if j.job != nil {
-			j.cancel()
+			j.cancel(nil)
+		}
+	case *messages.Revoked:
+		if j.job != nil && j.job.ID == m.Ref.ID {
+			j.cancel(persistence.ErrCancelled)
 		}
 	case *messages.JobFinished:
 		if j.job != nil && m.ID == j.job.ID {
@@ -73,7 +77,7 @@ func (j *jobActor) Receive(c actor.Context) {
 		j.annotationDone(c, m)
 	case *actor.Stopping:
 		if j.job != nil {
-			j.cancel()
+			j.cancel(nil)
 		}
 	}
 }
@@ -240,10 +244,10 @@ var errJobActorStopped = errors.New("the job's actor stopped before its run ende
 // run's end with report. ctx is cancelled to interrupt the handler; cancel, called when the
 // run ends, ends whatever the run left waiting on ctx. A run that panics is reported failed
 // and logged; its job stays held and is recovered with its agent, as when the process dies.
-func runJob(exec *executor, ctx context.Context, cancel context.CancelFunc, j *persistence.Job, run string, report func(*messages.JobFinished)) {
+func runJob(exec *executor, ctx context.Context, cancel context.CancelCauseFunc, j *persistence.Job, run string, report func(*messages.JobFinished)) {
 	r := Result{Ending: Failed, Job: j, Err: errRunPanicked}
 	defer func() {
-		cancel()
+		cancel(nil)
 		if p := recover(); p != nil {
 			exec.events.Error("a job's run panicked", "job", j.Ref.String(), "panic", p, "stack", string(debug.Stack()))
 		}

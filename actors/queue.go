@@ -39,11 +39,15 @@ import (
 // subscription ends, the next Serve (every poll) starts another: until then, the queue's
 // jobs are claimed at polls.
 //
+// A job revoked while a run may hold it comes on the same subscription (a revoke notice): the
+// actor passes it to the dispatchers as messages.Revoked, for the run to be cancelled.
+//
 // Takes messages.Put (from programs' actors), localPut (from Queue.Put, for Queue.Put and
 // Queue.PutMany), cohort (its own, back when its store call has returned), messages.Serve
-// (from dispatchers), messages.Wake and listenerEnded (from its listener) and Terminated (a
-// dispatcher it wakes stopped); sends messages.PutDone to each put's sender, from the
-// cohort's goroutine, and messages.Wake to the dispatchers that serve the queue.
+// (from dispatchers), messages.Wake, messages.Revoked and listenerEnded (from its listener)
+// and Terminated (a dispatcher it wakes stopped); sends messages.PutDone to each put's
+// sender, from the cohort's goroutine, and messages.Wake and messages.Revoked to the
+// dispatchers that serve the queue.
 type queueActor struct {
 	p *putter
 	// pending are the puts that arrived since the last cohort was sent, in their order.
@@ -129,7 +133,7 @@ func (q *queueActor) Receive(c actor.Context) {
 		}
 	case *messages.Serve:
 		q.serve(c, m.Dispatcher)
-	case *messages.Wake:
+	case *messages.Wake, *messages.Revoked:
 		for _, d := range q.servers {
 			c.Send(d, m)
 		}
@@ -275,9 +279,13 @@ func (p *putter) listen(ctx context.Context, self *actor.PID, l *listener) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-sub.C():
+		case v, ok := <-sub.C():
 			if !ok {
 				return
+			}
+			if ref, revoked := persistence.ParseRevokeNotice(v); revoked {
+				p.root.Send(self, &messages.Revoked{Ref: ref})
+				continue
 			}
 			p.root.Send(self, wake)
 		}

@@ -12,7 +12,8 @@
 //     announces each claim it starts for the agent;
 //   - history.go: what the dispatcher and the agents tell the node's historian;
 //   - job.go: TakeJob, an agent handing a job to a job actor; JobFinished, a run's end, from
-//     its goroutine to its job actor and on to its agent and the historian;
+//     its goroutine to its job actor and on to its agent and the historian; Revoked, a job
+//     cancelled while it may run, from its queue actor down to the job actor running it;
 //   - supervisor.go: Supervise.
 //
 // They are plain structs with no logic; pointers are sent.

@@ -29,3 +29,12 @@ type JobFinished struct {
 type TakeJob struct {
 	Job *persistence.Job
 }
+
+// Revoked tells that job Ref was revoked (cancelled by an operator or a program) while a run
+// may hold it: the store has stored it cancelled, and fenced the run out. The queue actor that
+// hears it from the store passes it to the dispatchers serving the queue, each to its agents
+// of the queue, and an agent to the job actor running the job, which cancels its handler's
+// context with persistence.ErrCancelled as the cause.
+type Revoked struct {
+	Ref persistence.Ref
+}

@@ -106,4 +106,5 @@ type QueueStats struct {
 	Scheduled int64 // pending jobs whose begin_after is still ahead
 	PutBack   int64 // interrupted jobs waiting at the front of the queue
 	Held      int64 // jobs held by agents (ASSIGNED, ACTIVE, CALLBACKS, parked)
+	Paused    bool  // no dispatcher claims from the queue (Queues.SetPaused)
 }

@@ -52,6 +52,9 @@ var (
 	ErrNotActivated error = &kindError{"NotActivatedError", "zasync: dispatcher not activated"}
 	// ErrActivated reports an unregister of a record that is still activated.
 	ErrActivated error = &kindError{"ActivatedError", "zasync: UUID is activated"}
+	// ErrCancelled is the failure of a job cancelled by an operator or a program (Store.Revoke):
+	// a stored failure of its kind still matches it.
+	ErrCancelled error = &kindError{"CancelledError", "zasync: job cancelled"}
 	// ErrUnavailable reports that the store could not be reached (network, server down,
 	// timeout). The common retry policies back off and retry it.
 	ErrUnavailable error = &kindError{"UnavailableError", "zasync: store unavailable"}

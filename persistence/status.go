@@ -50,6 +50,8 @@ var (
 	// Failable: Fail may complete a job with a failure only from these (and, to resume
 	// callbacks after an interruption, from CALLBACKS, where the result is left unchanged).
 	Failable = []Status{StatusNew, StatusPending, StatusAssigned}
+	// Revocable: Revoke may cancel a job only from these: its run has not stored an outcome.
+	Revocable = []Status{StatusNew, StatusPending, StatusAssigned, StatusActive}
 )
 
 // CheckStatus returns a *BadStatusError when s is not one of allowed.

@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,15 @@ type Jobs interface {
 	// its callbacks run and it completes even if the caller stops right after. A job already
 	// in CALLBACKS is returned unchanged; ACTIVE and COMPLETED jobs give *BadStatusError.
 	Cancel(ctx context.Context, ref Ref, f *Failure) (*Job, error)
+	// Revoke cancels a job whose outcome is not stored yet (NEW, PENDING, ASSIGNED or
+	// ACTIVE) with failure f, which should be of kind ErrCancelled. In one transaction it is
+	// taken out of its queue, agent and quotas, stored failed in CALLBACKS with no owner, and
+	// a resumeCallbacks job is queued for it, so that its callbacks run and it completes. A run
+	// still holding it is fenced out: each of its later writes gets ErrReassigned, so a commit
+	// and a revoke racing have one winner. The same transaction publishes a RevokeNotice on
+	// the queue's wake-ups, for the process running the job to cancel its handler. A job whose
+	// outcome is stored (CALLBACKS, COMPLETED) gives *BadStatusError and is left unchanged.
+	Revoke(ctx context.Context, ref Ref, f *Failure) (*Job, error)
 	// SetAnnotation writes a live annotation of a job, visible at once to every reader, even
 	// while the job runs; annotations are kept apart from the job's state, so they never
 	// conflict with its transitions. value must be JSON.
@@ -119,15 +129,22 @@ type Queues interface {
 	// Pending lists pending job ids in claim order, from offset, at most limit of them: the
 	// put-back jobs, then the others by begin_after. It reads only that window.
 	Pending(ctx context.Context, queue string, offset, limit int) ([]string, error)
+	// SetPaused pauses a queue (paused true) or resumes it. While a queue is paused no
+	// dispatcher claims from it (Claim takes nothing), and puts still succeed. changed is
+	// false when the queue already was as asked. Resuming publishes a wake-up.
+	SetPaused(ctx context.Context, queue string, paused bool) (changed bool, err error)
+	// Paused reports whether a queue is paused.
+	Paused(ctx context.Context, queue string) (bool, error)
 	// Claim takes up to the agent's free slots from the queue in one transaction (see
-	// ClaimParams); none and no error when nothing due passes the filter and the quotas. A job
+	// ClaimParams); none and no error when the queue is paused, or nothing due passes the
+	// filter and the quotas. A job
 	// past its begin_by deadline is handed out as a HandlerFail system job whose Target is the
 	// expired job. ErrFull when the agent has no free slot (nothing is claimed).
 	// ErrNotActivated when the dispatcher's record is not activated or is dead: a dispatcher
 	// presumed dead must ping before it claims again.
 	Claim(ctx context.Context, p ClaimParams) ([]*Job, error)
 	// Subscribe returns a subscription to the wake-ups Put publishes for queues: it delivers
-	// queue names.
+	// queue names, and a RevokeNotice for each job of the queues that Revoke took from a run.
 	Subscribe(ctx context.Context, queues ...string) (Subscription, error)
 	// Completions returns a subscription to the ids of a queue's jobs as they complete, so
 	// that waiting for a result needs no polling. Ids may be lost when the reader falls behind
@@ -166,6 +183,23 @@ type Subscription interface {
 	C() <-chan string
 	// Close ends the subscription.
 	Close() error
+}
+
+// revokePrefix starts a RevokeNotice: a byte no queue name has (see ValidateName).
+const revokePrefix = "!revoke "
+
+// RevokeNotice is what a Subscribe subscription delivers when Revoke took job ref from a run:
+// the process running it cancels its handler.
+func RevokeNotice(ref Ref) string { return revokePrefix + ref.Queue + " " + ref.ID }
+
+// ParseRevokeNotice returns the job a RevokeNotice names; ok is false for a wake-up.
+func ParseRevokeNotice(v string) (ref Ref, ok bool) {
+	rest, ok := strings.CutPrefix(v, revokePrefix)
+	if !ok {
+		return Ref{}, false
+	}
+	q, id, ok := strings.Cut(rest, " ")
+	return Ref{Queue: q, ID: id}, ok && q != "" && id != ""
 }
 
 // Runs are the fenced transitions of a claimed or adopted job. Each checks, in the same

@@ -28,6 +28,8 @@ import (
 //	zasync_jobs_retried_total{queue,reason}              counter (reason: error, commit)
 //	zasync_jobs_interrupted_total{queue}                 counter
 //	zasync_jobs_reassigned_total{queue,agent}            counter
+//	zasync_jobs_cancelled_total{queue}                   counter (Cancel, by this process)
+//	zasync_jobs_operator_retried_total{queue}            counter (Runtime.Retry, by this process)
 //	zasync_poll_duration_seconds                         histogram
 //	zasync_queue_pending_jobs{queue}                     gauge (due + scheduled)
 //	zasync_queue_due_jobs{queue}                         gauge
@@ -59,6 +61,7 @@ type metrics struct {
 	gatherer prometheus.Gatherer // what Runtime.Metrics returns; nil if the Registerer is not one
 
 	put, claimed, succeeded, failed, retried, interrupted, reassigned *prometheus.CounterVec
+	cancels, operatorRetries                                          *prometheus.CounterVec
 	pollDuration                                                      prometheus.Histogram
 
 	// The counters counted once per job, by queue, found without hashing their label: a
@@ -103,6 +106,10 @@ func newMetrics(rt *Runtime, reg prometheus.Registerer) (*metrics, error) {
 			"Interrupted jobs (found running in the agent of a dispatcher that stopped or died) whose recovery this process ran.", "queue"),
 		reassigned: counter("jobs_reassigned_total",
 			"Runs of this process that lost their job to another dispatcher: their fenced write was refused.", "queue", "agent"),
+		cancels: counter("jobs_cancelled_total",
+			"Jobs this process cancelled (Runtime.Cancel, a composite's parts included).", "queue"),
+		operatorRetries: counter("jobs_operator_retried_total",
+			"Completed jobs this process put back to run again (Runtime.Retry).", "queue"),
 		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "zasync", Name: "poll_duration_seconds",
 			Help:    "How long this process's dispatcher took to poll: activate, ping and check its agents in every queue it serves.",
@@ -117,6 +124,8 @@ func newMetrics(rt *Runtime, reg prometheus.Registerer) (*metrics, error) {
 		m.succeeded.WithLabelValues(q.Name)
 		m.failed.WithLabelValues(q.Name)
 		m.interrupted.WithLabelValues(q.Name)
+		m.cancels.WithLabelValues(q.Name)
+		m.operatorRetries.WithLabelValues(q.Name)
 		for _, reason := range []string{RetryReasonError, RetryReasonCommit, RetryReasonInterrupt} {
 			m.retried.WithLabelValues(q.Name, reason)
 		}
@@ -126,7 +135,7 @@ func newMetrics(rt *Runtime, reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	cs := []prometheus.Collector{m.put, m.claimed, m.succeeded, m.failed, m.retried, m.interrupted, m.reassigned,
-		m.pollDuration, &gauges{rt: rt}}
+		m.cancels, m.operatorRetries, m.pollDuration, &gauges{rt: rt}}
 	if reg == nil {
 		own := prometheus.NewRegistry()
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -160,6 +169,20 @@ func (rt *Runtime) Metrics() prometheus.Gatherer {
 func (m *metrics) puts(queue string, n int) {
 	if m != nil {
 		m.putBy.of(queue).Add(float64(n))
+	}
+}
+
+// cancelled counts a job cancelled.
+func (m *metrics) cancelled(queue string) {
+	if m != nil {
+		m.cancels.WithLabelValues(queue).Inc()
+	}
+}
+
+// retriedByOperator counts a completed job put back to run again.
+func (m *metrics) retriedByOperator(queue string) {
+	if m != nil {
+		m.operatorRetries.WithLabelValues(queue).Inc()
 	}
 }
 

@@ -43,6 +43,9 @@ var commands = []command{
 	{"lastcompleted", "describe the job that completed last", runLastCompleted},
 	{"uuids", "list the UUIDs of the activated dispatchers", runUUIDs},
 	{"status", "describe the queues, their dispatchers and their agents", runStatus},
+	{"cancel", "cancel jobs (queue/id …) waiting, scheduled or running anywhere", runCancel},
+	{"pause", "pause queues: no dispatcher claims from them until resume", runPause},
+	{"resume", "resume paused queues", runResume},
 	{"bench", "enqueue and drain no-op jobs, and print the throughput", runBench},
 	{"help", "show the commands", nil},
 }

@@ -574,8 +574,12 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "no queue")
 		}
 		for _, q := range queues {
-			fmt.Fprintf(stdout, "queue %s: %d pending (%d due, %d scheduled, %d put back), %d held by agents\n",
-				q.Queue, q.Pending, q.Stats.Due, q.Stats.Scheduled, q.Stats.PutBack, q.Stats.Held)
+			paused := ""
+			if q.Stats.Paused {
+				paused = " (PAUSED: no dispatcher claims from it)"
+			}
+			fmt.Fprintf(stdout, "queue %s: %d pending (%d due, %d scheduled, %d put back), %d held by agents%s\n",
+				q.Queue, q.Pending, q.Stats.Due, q.Stats.Scheduled, q.Stats.PutBack, q.Stats.Held, paused)
 			if len(q.Dispatchers) == 0 {
 				fmt.Fprintln(stdout, "  no activated dispatcher")
 			}

@@ -100,13 +100,14 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 	if err != nil {
 		return nil, nil, err
 	}
-	var rec, ping *redis.StringCmd
+	var rec, ping, paused *redis.StringCmd
 	var held, parked *redis.IntCmd
 	var quotas *redis.MapStringStringCmd
 	var putback, pending *redis.StringSliceCmd
 	t.watch(s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.parked(q, o), s.k.quotas(q))
 	err = t.pipelined(ctx, func(p redis.Pipeliner) {
 		rec, ping = p.HGet(ctx, s.k.dispatchers(q), o.Dispatcher), p.Get(ctx, s.k.ping(q, o.Dispatcher))
+		paused = p.HGet(ctx, s.k.dispatchers(q), pausedField)
 		held, parked = p.ZCard(ctx, s.k.agent(q, o)), p.SCard(ctx, s.k.parked(q, o))
 		quotas = p.HGetAll(ctx, s.k.quotas(q))
 		putback = p.LRange(ctx, s.k.putback(q), 0, int64(c.window-1))
@@ -115,6 +116,9 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if paused.Val() != "" {
+		return nil, nil, nil // the dispatchers hash is watched: a resume makes the claim read again
 	}
 	if rec.Val() == "" {
 		return nil, nil, fmt.Errorf("%w: dispatcher %s has no record in queue %s", persistence.ErrNotActivated, o.Dispatcher, q)

@@ -285,6 +285,7 @@ func (s *Store) Dispatchers(ctx context.Context, q string) ([]*persistence.Dispa
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
+	delete(recs, pausedField)
 	uuids := make([]string, 0, len(recs))
 	for u := range recs {
 		uuids = append(uuids, u)

@@ -342,8 +342,14 @@ func (s *Store) Cancel(ctx context.Context, ref persistence.Ref, f *persistence.
 	return s.failJob(ctx, "cancel", ref, nil, f, true)
 }
 
-// failJob stores failure f as the outcome of a job that has not started; with resume, a
-// resumeCallbacks system job is queued for it in the same transaction.
+// Revoke cancels a job whose outcome is not stored yet, fencing out any run of it.
+func (s *Store) Revoke(ctx context.Context, ref persistence.Ref, f *persistence.Failure) (*persistence.Job, error) {
+	return s.failJob(ctx, "revoke", ref, nil, f, true)
+}
+
+// failJob stores failure f as the outcome of a job that has not started (op "revoke": that
+// has not stored one); with resume, a resumeCallbacks system job is queued for it in the
+// same transaction.
 func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fence *persistence.Fence, f *persistence.Failure, resume bool) (*persistence.Job, error) {
 	if err := validRef(op, ref); err != nil {
 		return nil, err
@@ -363,20 +369,33 @@ func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fen
 			}
 		}
 		out = j
-		if j.Status == persistence.StatusCallbacks {
+		revoke := op == "revoke"
+		allowed := persistence.Failable
+		if revoke {
+			allowed = persistence.Revocable
+		} else if j.Status == persistence.StatusCallbacks {
 			return nil, nil // only its callbacks are left to resume
 		}
-		if err := persistence.CheckStatus(op, j.Status, persistence.Failable...); err != nil {
+		if err := persistence.CheckStatus(op, j.Status, allowed...); err != nil {
 			return nil, err
 		}
 		now, err := s.now(ctx)
 		if err != nil {
 			return nil, err
 		}
+		// A run that may hold the job (claimed or started) is told to stop, and fenced out:
+		// with no owner, each of its writes gets ErrReassigned.
+		running := revoke && (j.Status == persistence.StatusAssigned || j.Status == persistence.StatusActive)
 		return func(p redis.Pipeliner) error {
 			s.release(ctx, p, j, false)
 			j.Status, j.Failure, j.Result, j.Holder, j.ActiveEnd = persistence.StatusCallbacks, f, nil, persistence.Owner{}, now
+			if revoke {
+				j.Owner, j.WaitingOn, j.Parked = persistence.Owner{}, "", false
+			}
 			s.writeJob(ctx, p, j, was)
+			if running {
+				p.Publish(ctx, s.k.wake(ref.Queue), revokePayload+ref.ID)
+			}
 			if resume {
 				sys := newJob(ref.Queue, persistence.JobSpec{Call: persistence.Call{Handler: persistence.HandlerResumeCallbacks}, Target: j.ID}, systemJob, now)
 				s.enqueue(ctx, p, sys, now, nil)

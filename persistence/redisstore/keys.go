@@ -46,8 +46,14 @@ func (k keys) parked(q string, o persistence.Owner) string {
 func (k keys) agents(q string) string { return k.base(q) + "agents" }
 
 // dispatchers: hash, dispatcher UUID → JSON record (activation, intervals, agents). Pings are
-// kept apart (ping key) so that they never churn the record.
+// kept apart (ping key) so that they never churn the record. Its field pausedField, set while
+// the queue is paused, is read with the claimer's record, in the same command: pausing costs
+// claims nothing.
 func (k keys) dispatchers(q string) string { return k.base(q) + "dispatchers" }
+
+// pausedField is the dispatchers hash's field that marks the queue paused (its value: when,
+// in microseconds). No UUID can be its name: '!' is not allowed in names.
+const pausedField = "!paused"
 
 // ping: string, a dispatcher's last ping in microseconds of store time.
 func (k keys) ping(q, uuid string) string { return k.base(q) + "ping:" + uuid }

@@ -63,8 +63,10 @@ func (s *Store) Stats(ctx context.Context, q string) (persistence.QueueStats, er
 	}
 	nowArg := strconv.FormatInt(s.dueUntil(now), 10)
 	var due, scheduled, putback *redis.IntCmd
+	var paused *redis.BoolCmd
 	held := make([]*redis.IntCmd, len(agents))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		paused = p.HExists(ctx, s.k.dispatchers(q), pausedField)
 		due = p.ZCount(ctx, s.k.pending(q), "-inf", nowArg)
 		scheduled = p.ZCount(ctx, s.k.pending(q), "("+nowArg, "+inf")
 		putback = p.LLen(ctx, s.k.putback(q))
@@ -75,7 +77,7 @@ func (s *Store) Stats(ctx context.Context, q string) (persistence.QueueStats, er
 	}); err != nil {
 		return persistence.QueueStats{}, s.fail(op, err)
 	}
-	st := persistence.QueueStats{Due: due.Val() + putback.Val(), Scheduled: scheduled.Val(), PutBack: putback.Val()}
+	st := persistence.QueueStats{Due: due.Val() + putback.Val(), Scheduled: scheduled.Val(), PutBack: putback.Val(), Paused: paused.Val()}
 	for _, h := range held {
 		st.Held += h.Val()
 	}

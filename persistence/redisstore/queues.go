@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -354,8 +355,11 @@ func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Su
 		channels[s.k.wake(q)] = q
 	}
 	return s.subscribe(ctx, op, channels, func(ch, payload string) []string {
-		// A put names the jobs it put after the queue: this store's next claim declares them.
 		q := channels[ch]
+		if id, ok := strings.CutPrefix(payload, revokePayload); ok {
+			return []string{persistence.RevokeNotice(persistence.Ref{Queue: q, ID: id})}
+		}
+		// A put names the jobs it put after the queue: this store's next claim declares them.
 		if ids := strings.Fields(payload); len(ids) > 1 {
 			h := s.heads.get(q, s.k)
 			for _, id := range ids[1:] {
@@ -364,6 +368,50 @@ func (s *Store) Subscribe(ctx context.Context, queues ...string) (persistence.Su
 		}
 		return []string{q}
 	})
+}
+
+// revokePayload starts the message Revoke publishes on a queue's wake-up channel, followed by
+// the job's id. (A put's message starts with the queue's name, which has no '!'.)
+const revokePayload = "!revoke "
+
+// SetPaused pauses or resumes a queue: its mark is a field of the dispatchers hash, which
+// every claim reads (see pausedField).
+func (s *Store) SetPaused(ctx context.Context, q string, paused bool) (bool, error) {
+	op := "resume"
+	if paused {
+		op = "pause"
+	}
+	if err := validQueue(op, q); err != nil {
+		return false, err
+	}
+	var changed bool
+	err := s.use(func(c redis.Cmdable) error {
+		if !paused {
+			n, err := c.HDel(ctx, s.k.dispatchers(q), pausedField).Result()
+			changed = n > 0
+			if err == nil && changed {
+				err = c.Publish(ctx, s.k.wake(q), q).Err()
+			}
+			return err
+		}
+		now, err := s.now(ctx)
+		if err != nil {
+			return err
+		}
+		changed, err = c.HSetNX(ctx, s.k.dispatchers(q), pausedField, strconv.FormatInt(micros(now), 10)).Result()
+		return err
+	})
+	return changed, s.fail(op, err)
+}
+
+// Paused reports whether a queue is paused.
+func (s *Store) Paused(ctx context.Context, q string) (bool, error) {
+	const op = "paused"
+	if err := validQueue(op, q); err != nil {
+		return false, err
+	}
+	n, err := s.rdb.HExists(ctx, s.k.dispatchers(q), pausedField).Result()
+	return n, s.fail(op, err)
 }
 
 // Completions returns a subscription to the ids of a queue's jobs as they complete.

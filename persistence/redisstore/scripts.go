@@ -53,7 +53,8 @@ import (
 // ARGV[11] how many of the declared job keys, the first ones, the caller reads the call field
 // of right after the script, in the same pipeline (see claim.call).
 //
-// It returns {"fallback"} and writes nothing when the claim is not the common case: the
+// It returns {"paused"} and writes nothing when the queue is paused (the dispatchers hash
+// has its pausedField), {"fallback"} and writes nothing when the claim is not the common case: the
 // dispatcher has no activated, alive record, or a candidate names quotas, has a begin_by
 // deadline that passed, or has a status or attempt it cannot read; {"full", held, parked}
 // when the agent has no free slot (held jobs, parked ones among them). Otherwise it drops
@@ -84,7 +85,10 @@ local fields = {'status', 'owner', 'attempt', 'holder', 'begin_after', 'begin_by
   'composite', 'annotated'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
-local raw = redis.call('HGET', KEYS[1], uuid)
+-- The queue's pause mark is a field of the same hash, read in the same command.
+local rec = redis.call('HMGET', KEYS[1], uuid, '!paused')
+if rec[2] then return {'paused'} end
+local raw = rec[1]
 if not raw then return fallback end
 local activated = tonumber(string.match(raw, '"activated":(%d+)') or '0')
 local death = tonumber(string.match(raw, '"ping_death_interval":(%d+)') or '')
@@ -716,6 +720,9 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 		return done(c.s.fail("claim", err))
 	}
 	res, _ := r.([]any)
+	if len(res) == 1 && res[0] == "paused" {
+		return done(nil)
+	}
 	if len(res) == 3 && res[0] == "full" {
 		held, _ := res[1].(int64)
 		parked, _ := res[2].(int64)

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// jobStatus reads a job's status with `zasync job --json`.
+func jobStatus(t *testing.T, ref string, common []string) string {
+	t.Helper()
+	out, errOut, code := zasync(t, nil, append([]string{"job", ref, "--json"}, common...)...)
+	var s struct{ Status string }
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil {
+		t.Fatalf("job %s --json: exit %d, stdout %q, stderr %q", ref, code, out, errOut)
+	}
+	return s.Status
+}
+
+// A job running in `zasync serve` is cancelled from another command: it completes as
+// cancelled, and its handler stops (the agent's one slot runs the next job, which it could
+// not while the cancelled handler slept); pause and resume act on the queue, and status
+// shows the pause.
+func TestCancelPauseResumeCommands(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, "--builtin", "--poll-interval", "100ms", "--agent", "main:1")
+	common := []string{"--redis", srv.redisURL}
+
+	out, errOut, code := zasync(t, nil, append([]string{"put", "sleep", "3600"}, common...)...)
+	if code != 0 || !putOutput.MatchString(out) {
+		t.Fatalf("put sleep: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	ref := strings.TrimSpace(out)
+	pollUntil(t, "the sleep to run", func() (bool, string) {
+		st := jobStatus(t, ref, common)
+		return st == "active", st
+	})
+	out, errOut, code = zasync(t, nil, append([]string{"cancel", ref}, common...)...)
+	if code != 0 || out != ref+": cancelled (was active)\n" {
+		t.Fatalf("cancel %s: exit %d, stdout %q, stderr %q", ref, code, out, errOut)
+	}
+	out, errOut, code = zasync(t, nil, append([]string{"wait", ref}, common...)...)
+	if code != 1 || !strings.Contains(errOut, "CancelledError") {
+		t.Fatalf("wait %s: exit %d, stdout %q, stderr %q; want the cancel", ref, code, out, errOut)
+	}
+	out, errOut, code = zasync(t, nil, append([]string{"put", "echo", `"next"`, "--wait", "--timeout", "60s"}, common...)...)
+	if code != 0 || out != `"next"`+"\n" {
+		t.Fatalf("the next job on the one slot: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// A second cancel is refused: the outcome is stored.
+	out, errOut, code = zasync(t, nil, append([]string{"cancel", ref, "--json"}, common...)...)
+	var res []actionResult
+	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || len(res) != 1 || res[0].OK || !strings.Contains(res[0].Error, "completed") {
+		t.Fatalf("second cancel: exit %d, stdout %q, stderr %q; want refused as completed", code, out, errOut)
+	}
+
+	out, errOut, code = zasync(t, nil, append([]string{"pause", "default"}, common...)...)
+	if code != 0 || out != "queue default: paused\n" {
+		t.Fatalf("pause: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, _, _ = zasync(t, nil, append([]string{"put", "echo", `"held"`}, common...)...)
+	held := strings.TrimSpace(out)
+	out, errOut, code = zasync(t, nil, append([]string{"status"}, common...)...)
+	if code != 0 || !strings.Contains(out, "queue default: 1 pending") || !strings.Contains(out, "PAUSED") {
+		t.Fatalf("status of a paused queue: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code = zasync(t, nil, append([]string{"resume", "default", "--json"}, common...)...)
+	var pr []pauseResult
+	if code != 0 || json.Unmarshal([]byte(out), &pr) != nil || len(pr) != 1 || !pr[0].Changed || pr[0].Paused {
+		t.Fatalf("resume --json: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code = zasync(t, nil, append([]string{"wait", held, "--timeout", "60s"}, common...)...)
+	if code != 0 || out != `"held"`+"\n" {
+		t.Fatalf("wait after resume: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	srv.stop()
+}
+
+// Bad input is one line on stderr, exit status 2, and changes nothing.
+func TestControlBadInput(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, "--builtin", "--poll-interval", "100ms")
+	common := []string{"--redis", srv.redisURL}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"cancel"}, 2, "at least one JOB"},
+		{[]string{"cancel", "nota-ref"}, 2, "want queue/id"},
+		{[]string{"pause"}, 2, "at least one QUEUE"},
+		{[]string{"pause", "default", "bad/name"}, 2, "queue bad/name"},
+		{[]string{"pause", "default", "nosuchqueue"}, 1, "no process has used queue"},
+		{[]string{"resume", "default"}, 0, "queue default: not paused"},
+	} {
+		out, errOut, code := zasync(t, nil, append(tc.args, common...)...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) || strings.Count(errOut, "\n") > 1 {
+			t.Errorf("zasync %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, errOut, tc.code, tc.want)
+		}
+	}
+	// The refused pauses paused nothing: default was checked with the bad names.
+	out, _, _ := zasync(t, nil, append([]string{"status"}, common...)...)
+	if strings.Contains(out, "PAUSED") {
+		t.Fatalf("a refused pause paused a queue:\n%s", out)
+	}
+	srv.stop()
+}

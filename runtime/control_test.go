@@ -1,0 +1,256 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// wantCancelled waits for j and checks that it failed as cancelled.
+func wantCancelled(t *testing.T, j *Job) {
+	t.Helper()
+	out, err := j.Wait(testCtx(t))
+	if err != nil {
+		t.Fatalf("Wait(%s): %v", j, err)
+	}
+	if err := out.Decode(new(any)); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("outcome of %s: %v, want a failure matching ErrCancelled", j, err)
+	}
+}
+
+// A pending job and a scheduled one are cancelled: their waiters get ErrCancelled, their
+// callbacks run with the failure, and a second cancel is refused as a bad status.
+func TestCancelWaitingJobs(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 2)
+	rt := startedRuntime(t, 2, func(rt *Runtime) {
+		rt.Handle("never", func(context.Context, *Call) (any, error) { return nil, errors.New("must not run") })
+		rt.Handle("after", func(_ context.Context, c *Call) (any, error) {
+			var f Failure
+			if err := c.Arg(0, &f); err != nil {
+				return nil, err
+			}
+			got <- f.Type
+			return nil, nil
+		})
+	})
+	ctx := testCtx(t)
+	q := rt.Queue(DefaultQueue)
+	if _, err := rt.PauseQueue(ctx, DefaultQueue); err != nil { // so that nothing runs before the cancel
+		t.Fatal(err)
+	}
+	due, err := q.Put(ctx, NewCall("never"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := q.Put(ctx, NewCall("never"), BeginIn(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []*Job{due, later} {
+		if _, err := j.AddCallback(ctx, NewCall("after")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, j := range []*Job{due, later} {
+		r, err := rt.Cancel(ctx, j.Ref())
+		if err != nil || r.Was != StatusPending {
+			t.Fatalf("Cancel(%s): %+v %v, want cancelled from pending", j, r, err)
+		}
+	}
+	if _, err := rt.ResumeQueue(ctx, DefaultQueue); err != nil { // for the callbacks to run
+		t.Fatal(err)
+	}
+	for _, j := range []*Job{due, later} {
+		wantCancelled(t, j)
+		if kind := await(t, ctx, got, "the callback"); kind != "CancelledError" {
+			t.Fatalf("the callback got a failure of kind %q, want CancelledError", kind)
+		}
+		var bad *BadStatusError
+		if _, err := j.Cancel(ctx); !errors.As(err, &bad) || bad.Status != StatusCompleted {
+			t.Fatalf("second Cancel(%s): %v, want a bad status (completed)", j, err)
+		}
+	}
+}
+
+// A running job is cancelled from another runtime (another process): its handler's context
+// ends with ErrCancelled as the cause, the job completes as cancelled, nothing the run does
+// later is stored, and its slot runs the next job.
+func TestCancelRunningJobFromAnotherProcess(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := sharedRedis(t, "cancel")
+	started, stopped := make(chan struct{}), make(chan error, 1)
+	server := newRuntime(t, Config{Redis: rdb, Prefix: prefix, UUID: "server",
+		Queues:       []QueueConfig{{Name: DefaultQueue, Agents: []AgentConfig{{Name: "main", Size: 1}}}},
+		PollInterval: 50 * time.Millisecond, PingInterval: time.Second, PingDeathInterval: time.Minute})
+	server.Handle("block", func(ctx context.Context, _ *Call) (any, error) {
+		close(started)
+		<-ctx.Done()
+		stopped <- context.Cause(ctx)
+		return "too late", nil // refused: the job is cancelled
+	})
+	server.Handle("next", func(context.Context, *Call) (any, error) { return 1, nil })
+	ctx := testCtx(t)
+	if err := server.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Stop(context.Background()) })
+	operator := newRuntime(t, Config{Redis: rdb, Prefix: prefix, UUID: "operator"})
+
+	j, err := operator.Queue(DefaultQueue).Put(ctx, NewCall("block"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	await(t, ctx, started, "the handler to start")
+	r, err := operator.Cancel(ctx, j.Ref())
+	if err != nil || r.Was != StatusActive {
+		t.Fatalf("Cancel: %+v %v, want cancelled while active", r, err)
+	}
+	if cause := await(t, ctx, stopped, "the handler's context to end"); !errors.Is(cause, ErrCancelled) {
+		t.Fatalf("the handler's context ended with %v, want ErrCancelled", cause)
+	}
+	wantCancelled(t, j)
+	next, err := operator.Queue(DefaultQueue).Put(ctx, NewCall("next"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := waitInt(t, next); n != 1 {
+		t.Fatalf("the next job: %d", n)
+	}
+	rec := mustInfo(t, j)
+	if rec.Status != StatusCompleted || !errors.Is(rec.Failure, ErrCancelled) || rec.Result != nil {
+		t.Fatalf("the cancelled job: %s, failure %v, result %s; want completed, cancelled, no result", rec.Status, rec.Failure, rec.Result)
+	}
+}
+
+// A serial composite is cancelled while its first part runs: the part's handler is told, the
+// second part and the postprocess never run, and the composite and its parts end cancelled.
+func TestCancelComposite(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	ran := make(chan string, 4)
+	rt := startedRuntime(t, 3, func(rt *Runtime) {
+		rt.Handle("block", func(ctx context.Context, _ *Call) (any, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		rt.Handle("second", func(context.Context, *Call) (any, error) { ran <- "second"; return 2, nil })
+		rt.Handle("post", func(context.Context, *Call) (any, error) { ran <- "post"; return 3, nil })
+	})
+	ctx := testCtx(t)
+	comp, err := rt.Queue(DefaultQueue).Put(ctx, Serial(NewCall("block"), NewCall("second"), Postprocess(NewCall("post"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	await(t, ctx, started, "the first part")
+	r, err := comp.Cancel(ctx)
+	if err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	if len(r.Parts) != 3 { // the postprocess and both parts
+		t.Fatalf("cancelled parts %v, want the postprocess and two sub-jobs", r.Parts)
+	}
+	wantCancelled(t, comp)
+	for _, ref := range r.Parts {
+		wantCancelled(t, rt.Job(ref))
+	}
+	// The first part's run has ended: its slot is free (the agent reports no run), and
+	// nothing else ran.
+	eventually(t, "the cancelled run to end", func() bool { return len(rt.ActiveJobIDs("", "")) == 0 })
+	select {
+	case what := <-ran:
+		t.Fatalf("%s ran after the cancel", what)
+	default:
+	}
+}
+
+// Bad input is refused with a clear error and changes nothing.
+func TestCancelAndPauseBadInput(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{UUID: "bad-input"})
+	ctx := testCtx(t)
+	j, err := rt.Queue(DefaultQueue).Put(ctx, NewCall("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ref  Ref
+		want error
+	}{
+		{Ref{Queue: DefaultQueue, ID: "nope"}, ErrNotFound},
+		{Ref{Queue: "a b", ID: j.ID()}, ErrInvalid},
+		{Ref{Queue: DefaultQueue}, ErrInvalid},
+	} {
+		if _, err := rt.Cancel(ctx, tc.ref); !errors.Is(err, tc.want) {
+			t.Errorf("Cancel(%+v): %v, want %v", tc.ref, err, tc.want)
+		}
+	}
+	if _, err := rt.PauseQueue(ctx, "never-used"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("pause of an unknown queue: %v, want ErrNotFound", err)
+	}
+	if _, err := rt.PauseQueue(ctx, "no/slash"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("pause of a bad name: %v, want ErrInvalid", err)
+	}
+	if st := mustInfo(t, j).Status; st != StatusPending {
+		t.Fatalf("after bad input the job is %s, want pending", st)
+	}
+	if paused, err := rt.QueuePaused(ctx, DefaultQueue); err != nil || paused {
+		t.Fatalf("QueuePaused: %v %v, want not paused", paused, err)
+	}
+}
+
+// A paused queue keeps taking puts while two processes serve it and neither claims; once
+// resumed, both run its jobs.
+func TestPauseWithSeveralDispatchers(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := sharedRedis(t, "pause")
+	ctx := testCtx(t)
+	ran := make(chan string, 20)
+	var rts []*Runtime
+	for i := range 2 {
+		rt := newRuntime(t, Config{Redis: rdb, Prefix: prefix, UUID: fmt.Sprintf("p%d", i),
+			Queues:       []QueueConfig{{Name: DefaultQueue, Agents: []AgentConfig{{Name: "main", Size: 2}}}},
+			PollInterval: 20 * time.Millisecond, PingInterval: time.Second, PingDeathInterval: time.Minute})
+		rt.Handle("work", func(context.Context, *Call) (any, error) { ran <- "work"; return nil, nil })
+		if err := rt.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Stop(context.Background()) })
+		rts = append(rts, rt)
+	}
+	if changed, err := rts[0].PauseQueue(ctx, DefaultQueue); err != nil || !changed {
+		t.Fatalf("PauseQueue: %v %v", changed, err)
+	}
+	if changed, err := rts[1].PauseQueue(ctx, DefaultQueue); err != nil || changed {
+		t.Fatalf("second PauseQueue: %v %v, want unchanged", changed, err)
+	}
+	var jobs []*Job
+	for range 6 {
+		j, err := rts[1].Queue(DefaultQueue).Put(ctx, NewCall("work"))
+		if err != nil {
+			t.Fatalf("a put to a paused queue: %v", err)
+		}
+		jobs = append(jobs, j)
+	}
+	// Every dispatcher has polled (and been woken by the puts) since: nothing was claimed.
+	waitPolls(t, rts[0], 3)
+	waitPolls(t, rts[1], 3)
+	st, err := rts[0].Queue(DefaultQueue).Stats(ctx)
+	if err != nil || st.Due != 6 || st.Held != 0 || !st.Paused {
+		t.Fatalf("stats of the paused queue: %+v %v, want 6 due, none held, paused", st, err)
+	}
+	if len(ran) != 0 {
+		t.Fatalf("%d jobs ran in a paused queue", len(ran))
+	}
+	if changed, err := rts[0].ResumeQueue(ctx, DefaultQueue); err != nil || !changed {
+		t.Fatalf("ResumeQueue: %v %v", changed, err)
+	}
+	for _, j := range jobs {
+		if _, err := j.Wait(ctx); err != nil {
+			t.Fatalf("Wait(%s) after resume: %v", j, err)
+		}
+	}
+}
