@@ -116,6 +116,9 @@ type Job struct {
 	Sealed bool
 	// Composite is the id of the composite this job is a sub-job of (set by AddChild).
 	Composite string
+	// Attempts are the job's earlier runs, oldest first, each kept when an operator put the
+	// completed job back to run again (Store.Rerun).
+	Attempts []PastAttempt
 
 	Created     time.Time
 	ActiveStart time.Time // zero until it starts
@@ -127,6 +130,17 @@ type Job struct {
 	// stored when it writes the job. Nothing can run such a job: a claimer fails it with
 	// Corrupt as its failure.
 	Corrupt *CorruptError
+}
+
+// PastAttempt is how an earlier run of a job ended, kept when the completed job was put back
+// to run again (Store.Rerun).
+type PastAttempt struct {
+	Attempt   int64     `json:"attempt"`         // the job's Attempt then
+	Owner     string    `json:"owner,omitempty"` // "uuid/agent" of the run that completed it
+	Start     time.Time `json:"start,omitzero"`  // when it started (zero: it never did)
+	End       time.Time `json:"end,omitzero"`    // when its outcome was stored
+	Completed time.Time `json:"completed"`       // when it completed, its callbacks done
+	Failure   *Failure  `json:"failure,omitempty"`
 }
 
 // Fence returns the fence of the job's current run.

@@ -52,6 +52,8 @@ var (
 	Failable = []Status{StatusNew, StatusPending, StatusAssigned}
 	// Revocable: Revoke may cancel a job only from these: its run has not stored an outcome.
 	Revocable = []Status{StatusNew, StatusPending, StatusAssigned, StatusActive}
+	// Deletable: Delete may remove a job only in these: nothing runs it.
+	Deletable = []Status{StatusNew, StatusPending, StatusCompleted}
 )
 
 // CheckStatus returns a *BadStatusError when s is not one of allowed.

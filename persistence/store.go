@@ -66,6 +66,22 @@ type Jobs interface {
 	// the queue's wake-ups, for the process running the job to cancel its handler. A job whose
 	// outcome is stored (CALLBACKS, COMPLETED) gives *BadStatusError and is left unchanged.
 	Revoke(ctx context.Context, ref Ref, f *Failure) (*Job, error)
+	// Rerun puts a completed job whose outcome is a failure (a cancel's too) back in its
+	// queue to run again, due now, as a new attempt of the same job: in one transaction its
+	// last run is appended to its Attempts, its outcome, times, owner and retry counters are
+	// cleared, it leaves its completer's history and loses its expiry (and its annotations
+	// theirs), and each of its completed callbacks goes back to NEW, to run again when it
+	// completes. A job in another status gives *BadStatusError; one that succeeded, or a
+	// composite (its parts have outcomes of their own), gives ErrBadStatus too.
+	Rerun(ctx context.Context, ref Ref) (*Job, error)
+	// Delete removes jobs of one queue in one transaction, all or none: their records and
+	// annotations, their queue entries, the quota slots a put-back job keeps, and their
+	// entries in completed histories. Each must be NEW, PENDING or COMPLETED (else a
+	// *BadStatusError: it may run). ErrNotFound when ids[0] does not exist; the others, the
+	// parts of the first that the caller read, are skipped when they have expired meanwhile.
+	// ErrConflict when one has a callback or sub-job that is not among ids (the caller
+	// reads them again).
+	Delete(ctx context.Context, queue string, ids []string) ([]*Job, error)
 	// SetAnnotation writes a live annotation of a job, visible at once to every reader, even
 	// while the job runs; annotations are kept apart from the job's state, so they never
 	// conflict with its transitions. value must be JSON.

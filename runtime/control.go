@@ -93,15 +93,7 @@ func (rt *Runtime) cancelParts(ctx context.Context, j *persistence.Job, parts *[
 }
 
 // validRef checks a job reference given by a caller.
-func validRef(ref Ref) error {
-	if err := persistence.ValidateName("queue", ref.Queue); err != nil {
-		return err
-	}
-	if ref.ID == "" {
-		return invalidf("empty job id")
-	}
-	return nil
-}
+func validRef(ref Ref) error { return ref.Validate() }
 
 // PauseQueue pauses a queue for every process: no dispatcher claims from it until ResumeQueue,
 // while puts still succeed and running jobs go on. The pause is stored in Redis, so it
@@ -155,4 +147,131 @@ func (rt *Runtime) setPaused(ctx context.Context, op, queue string, paused bool)
 		return false, fmt.Errorf("%s %s: %w", op, queue, err)
 	}
 	return changed, nil
+}
+
+// RetryReport says what Retry did.
+type RetryReport struct {
+	// Job is the job put back to run again; Attempts how many earlier runs it keeps (the one
+	// just ended included), in its record's Attempts.
+	Job      Ref
+	Attempts int
+}
+
+// Retry puts a completed job whose outcome is a failure (a cancelled one too) back in its
+// queue, due now, to run again as a new attempt of the same job: same id, its earlier runs
+// kept in its record (JobRecord.Attempts) with how each ended, its callbacks run again when it
+// completes. A job not completed, or that succeeded, gives ErrBadStatus; a composite too
+// (retry its failed parts); an unknown job ErrNotFound. Neither changes anything.
+func (rt *Runtime) Retry(ctx context.Context, ref Ref) (*RetryReport, error) {
+	if err := validRef(ref); err != nil {
+		return nil, fmt.Errorf("retry %s: %w", ref, err)
+	}
+	j, err := rt.store.Rerun(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("retry %s: %w", ref, err)
+	}
+	rt.metrics.retriedByOperator(ref.Queue)
+	return &RetryReport{Job: ref, Attempts: len(j.Attempts)}, nil
+}
+
+// Retry retries the job: see Runtime.Retry.
+func (j *Job) Retry(ctx context.Context) (*RetryReport, error) { return j.rt.Retry(ctx, j.ref) }
+
+// DeleteReport says what Delete did.
+type DeleteReport struct {
+	// Job is the job deleted, and Was its status: pending, new or completed.
+	Job Ref
+	Was Status
+	// Parts are the jobs deleted with it: its callbacks, a composite's sub-jobs and
+	// postprocess, and theirs in turn.
+	Parts []Ref
+}
+
+// deleteTries bounds how many times Delete reads a job's parts again when one is added
+// while it deletes them.
+const deleteTries = 5
+
+// Delete removes a job that nothing runs (waiting, scheduled, not queued, or completed) with
+// its callbacks and, for a composite, its parts, in one transaction: records, annotations,
+// queue entries and history entries. A job that may be running (assigned, active, running its
+// callbacks) gives ErrBadStatus: cancel it first. So does a callback or sub-job of a job that
+// has not completed: delete or cancel that one. An unknown job gives ErrNotFound. Neither
+// changes anything.
+func (rt *Runtime) Delete(ctx context.Context, ref Ref) (*DeleteReport, error) {
+	if err := validRef(ref); err != nil {
+		return nil, fmt.Errorf("delete %s: %w", ref, err)
+	}
+	for try := 1; ; try++ {
+		r, err := rt.deleteTree(ctx, ref)
+		if errors.Is(err, ErrConflict) && try < deleteTries {
+			continue // a part was added meanwhile: read them again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("delete %s: %w", ref, err)
+		}
+		return r, nil
+	}
+}
+
+// Delete deletes the job: see Runtime.Delete.
+func (j *Job) Delete(ctx context.Context) (*DeleteReport, error) { return j.rt.Delete(ctx, j.ref) }
+
+// deleteTree reads the job and its parts and deletes them all.
+func (rt *Runtime) deleteTree(ctx context.Context, ref Ref) (*DeleteReport, error) {
+	root, err := rt.store.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	for _, owner := range []string{root.Parent, root.Composite} {
+		if owner == "" {
+			continue
+		}
+		o, err := rt.store.Get(ctx, ref.In(owner))
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		case o.Status != StatusCompleted:
+			return nil, fmt.Errorf("%w: the job is part of %s, which is %s: delete or cancel that one", ErrBadStatus, o.Ref, o.Status)
+		}
+	}
+	ids := []string{ref.ID}
+	seen := map[string]bool{ref.ID: true}
+	for next := []*persistence.Job{root}; len(next) > 0; {
+		var more []string
+		for _, j := range next {
+			parts := slices.Concat(j.Callbacks, j.Children)
+			if post, ok := actors.CompositePostprocess(&j.Call); ok {
+				parts = append(parts, post)
+			}
+			for _, id := range parts {
+				if !seen[id] {
+					seen[id] = true
+					more = append(more, id)
+				}
+			}
+		}
+		if len(more) == 0 {
+			break
+		}
+		jobs, err := rt.store.GetMany(ctx, ref.Queue, more)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, more...) // an expired one too: the store skips it
+		next = next[:0]
+		for _, j := range jobs {
+			if j != nil {
+				next = append(next, j)
+			}
+		}
+	}
+	if _, err := rt.store.Delete(ctx, ref.Queue, ids); err != nil {
+		return nil, err
+	}
+	r := &DeleteReport{Job: ref, Was: root.Status}
+	for _, id := range ids[1:] {
+		r.Parts = append(r.Parts, ref.In(id))
+	}
+	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -252,5 +253,145 @@ func TestPauseWithSeveralDispatchers(t *testing.T) {
 		if _, err := j.Wait(ctx); err != nil {
 			t.Fatalf("Wait(%s) after resume: %v", j, err)
 		}
+	}
+}
+
+// A failed job is retried: it runs again under the same id, keeps its first run in its
+// attempts, and its callback runs again with the new outcome. A callback that failed is
+// retried on its own, and gets its parent's outcome again.
+func TestRetryFailedJobAndCallback(t *testing.T) {
+	t.Parallel()
+	runs := make(map[string]int)
+	var mu sync.Mutex
+	seen := make(chan string, 8)
+	rt := startedRuntime(t, 2, func(rt *Runtime) {
+		rt.Handle("flaky", func(_ context.Context, c *Call) (any, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			runs["flaky"]++
+			if runs["flaky"] == 1 {
+				return nil, errors.New("first run fails")
+			}
+			return runs["flaky"], nil
+		})
+		rt.Handle("report", func(_ context.Context, c *Call) (any, error) {
+			mu.Lock()
+			runs["report"]++
+			n := runs["report"]
+			mu.Unlock()
+			var v any
+			c.Arg(0, &v)
+			seen <- fmt.Sprint(v)
+			if n == 2 {
+				return nil, errors.New("the report fails once")
+			}
+			return n, nil
+		})
+	})
+	ctx := testCtx(t)
+	j, err := rt.Queue(DefaultQueue).Put(ctx, NewCall("flaky"), Retry(NeverRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := j.AddCallback(ctx, NewCall("report"), CallbackRetry(NeverRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := j.Wait(ctx)
+	if err != nil || out.Failure == nil {
+		t.Fatalf("first run: %+v %v, want a failure", out, err)
+	}
+	await(t, ctx, seen, "the callback of the first run")
+	if _, err := cb.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := j.Retry(ctx)
+	if err != nil || r.Attempts != 1 {
+		t.Fatalf("Retry: %+v %v, want one earlier attempt kept", r, err)
+	}
+	if n := waitInt(t, j); n != 2 {
+		t.Fatalf("second run returned %d, want 2", n)
+	}
+	if got := await(t, ctx, seen, "the callback of the second run"); got != "2" {
+		t.Fatalf("the callback got %s, want the second run's result", got)
+	}
+	rec := mustInfo(t, j)
+	if len(rec.Attempts) != 1 || rec.Attempts[0].Failure == nil || rec.Attempts[0].Failure.Message != "first run fails" {
+		t.Fatalf("attempts %+v, want the first run's failure", rec.Attempts)
+	}
+	// The callback failed on the second run: retried alone, it runs with the parent's result.
+	out, err = cb.Wait(ctx)
+	if err != nil || out.Failure == nil {
+		t.Fatalf("the callback's second run: %+v %v, want its failure", out, err)
+	}
+	if _, err := cb.Retry(ctx); err != nil {
+		t.Fatalf("Retry of the callback: %v", err)
+	}
+	if got := await(t, ctx, seen, "the callback retried"); got != "2" {
+		t.Fatalf("the retried callback got %s, want its parent's result", got)
+	}
+	if n := waitInt(t, cb); n != 3 {
+		t.Fatalf("the retried callback returned %d, want 3", n)
+	}
+	// A job that succeeded is not retried.
+	var bad *BadStatusError
+	if _, err := j.Retry(ctx); !errors.Is(err, ErrBadStatus) || errors.As(err, &bad) {
+		t.Fatalf("Retry of a job that succeeded: %v, want ErrBadStatus", err)
+	}
+}
+
+// A waiting job is deleted with its callback; a running job, and a callback of a job that
+// has not completed, are refused.
+func TestDeleteJobs(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	rt := startedRuntime(t, 1, func(rt *Runtime) {
+		rt.Handle("block", func(ctx context.Context, _ *Call) (any, error) {
+			close(started)
+			<-release
+			return nil, nil
+		})
+	})
+	ctx := testCtx(t)
+	q := rt.Queue(DefaultQueue)
+	running, err := q.Put(ctx, NewCall("block"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	await(t, ctx, started, "the blocking job")
+	waiting, err := q.Put(ctx, NewCall("later"), BeginIn(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := waiting.AddCallback(ctx, NewCall("report"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Delete(ctx); !errors.Is(err, ErrBadStatus) {
+		t.Fatalf("Delete of a callback of a waiting job: %v, want ErrBadStatus", err)
+	}
+	if _, err := running.Delete(ctx); !errors.Is(err, ErrBadStatus) {
+		t.Fatalf("Delete of a running job: %v, want ErrBadStatus", err)
+	}
+	r, err := waiting.Delete(ctx)
+	if err != nil || r.Was != StatusPending || len(r.Parts) != 1 || r.Parts[0] != cb.Ref() {
+		t.Fatalf("Delete: %+v %v, want the job and its callback", r, err)
+	}
+	for _, j := range []*Job{waiting, cb} {
+		if _, err := j.Info(ctx); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Info(%s) after Delete: %v, want ErrNotFound", j, err)
+		}
+	}
+	if _, err := rt.Delete(ctx, waiting.Ref()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Delete: %v, want ErrNotFound", err)
+	}
+	close(release)
+	if _, err := running.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := running.Delete(ctx); err != nil || r.Was != StatusCompleted {
+		t.Fatalf("Delete of the completed job: %+v %v", r, err)
 	}
 }

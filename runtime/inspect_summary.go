@@ -53,7 +53,13 @@ type JobSummary struct {
 	Callbacks []Ref
 	Parent    string
 	Attempt   int64
+	// EarlierAttempts are the runs before an operator's retries (Runtime.Retry), oldest
+	// first, with how each ended.
+	EarlierAttempts []PastAttempt `json:",omitempty"`
 }
+
+// PastAttempt is how an earlier run of a retried job ended.
+type PastAttempt = persistence.PastAttempt
 
 // summarize describes j at now.
 func summarize(j *persistence.Job, now time.Time) JobSummary {
@@ -64,7 +70,7 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 		ActiveStart: j.ActiveStart, ActiveEnd: j.ActiveEnd, InitialCallbacksEnd: j.Completed,
 		Wait: waitOf(j, now), Status: j.Status, Failed: j.Failed(), Failure: j.Failure,
 		QuotaNames: slices.Clone(j.QuotaNames), Agent: j.Holder.Agent, Dispatcher: j.Holder.Dispatcher,
-		Queue: j.Queue, Parent: j.Parent, Attempt: j.Attempt,
+		Queue: j.Queue, Parent: j.Parent, Attempt: j.Attempt, EarlierAttempts: slices.Clone(j.Attempts),
 	}
 	if j.Choice != nil && j.Call.Handler == "" {
 		s.Call = choiceString(j.Choice)

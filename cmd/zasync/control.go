@@ -11,11 +11,12 @@ import (
 
 // actionResult is what an action did to one job, as --json prints it.
 type actionResult struct {
-	Job   string   `json:"job"`
-	OK    bool     `json:"ok"`
-	Was   string   `json:"was,omitempty"`   // the job's status before the action
-	Parts []string `json:"parts,omitempty"` // a composite's jobs cancelled with it
-	Error string   `json:"error,omitempty"`
+	Job      string   `json:"job"`
+	OK       bool     `json:"ok"`
+	Was      string   `json:"was,omitempty"`      // the job's status before the action
+	Parts    []string `json:"parts,omitempty"`    // the jobs acted on with it (a composite's parts, callbacks)
+	Attempts int      `json:"attempts,omitempty"` // retry: the earlier runs the job keeps
+	Error    string   `json:"error,omitempty"`
 }
 
 // jobArgs reads every JOB word before anything is done: one malformed id changes nothing.
@@ -36,13 +37,58 @@ func jobArgs(rt *runtime.Runtime, words []string, cmd string) ([]*runtime.Job, e
 
 // runCancel cancels jobs wherever they are: waiting, scheduled or running in any process.
 func runCancel(args []string, stdout, stderr io.Writer) error {
-	fs, env := queryFlagSet("cancel", "JOB...   (JOB as put prints it: queue/id)", "", stderr)
+	return jobAction("cancel", "cancelled", args, stdout, stderr, func(ctx context.Context, j *runtime.Job, r *actionResult) error {
+		rep, err := j.Cancel(ctx)
+		if rep != nil {
+			r.Was = rep.Was.String()
+			r.Parts = refStrings(rep.Parts)
+		}
+		return err
+	})
+}
+
+// runRetry puts failed (or cancelled) completed jobs back to run again.
+func runRetry(args []string, stdout, stderr io.Writer) error {
+	return jobAction("retry", "put back to run again", args, stdout, stderr, func(ctx context.Context, j *runtime.Job, r *actionResult) error {
+		rep, err := j.Retry(ctx)
+		if rep != nil {
+			r.Was, r.Attempts = runtime.StatusCompleted.String(), rep.Attempts
+		}
+		return err
+	})
+}
+
+// runDelete deletes jobs nothing runs, with their callbacks and parts.
+func runDelete(args []string, stdout, stderr io.Writer) error {
+	return jobAction("delete", "deleted", args, stdout, stderr, func(ctx context.Context, j *runtime.Job, r *actionResult) error {
+		rep, err := j.Delete(ctx)
+		if rep != nil {
+			r.Was = rep.Was.String()
+			r.Parts = refStrings(rep.Parts)
+		}
+		return err
+	})
+}
+
+// refStrings returns refs as put prints them.
+func refStrings(refs []runtime.Ref) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// jobAction runs one action on each JOB word, after checking them all: one line per job
+// (or a JSON list), exit status 1 when the action failed for any.
+func jobAction(cmd, done string, args []string, stdout, stderr io.Writer, do func(context.Context, *runtime.Job, *actionResult) error) error {
+	fs, env := queryFlagSet(cmd, "JOB...   (JOB as put prints it: queue/id)", "", stderr)
 	words, err := parseWords(fs, args)
 	if err != nil {
 		return err
 	}
 	return withRuntime(env, stderr, func(ctx context.Context, rt *runtime.Runtime) error {
-		jobs, err := jobArgs(rt, words, "cancel")
+		jobs, err := jobArgs(rt, words, cmd)
 		if err != nil {
 			return err
 		}
@@ -50,17 +96,11 @@ func runCancel(args []string, stdout, stderr io.Writer) error {
 		failed := 0
 		for i, j := range jobs {
 			results[i] = actionResult{Job: j.String()}
-			r, err := j.Cancel(ctx)
-			if r != nil {
-				results[i].Was = r.Was.String()
-				for _, p := range r.Parts {
-					results[i].Parts = append(results[i].Parts, p.String())
-				}
-			}
+			err := do(ctx, j, &results[i])
 			switch {
 			case err == nil:
 				results[i].OK = true
-			case errors.Is(err, runtime.ErrNotFound) && r == nil:
+			case errors.Is(err, runtime.ErrNotFound) && results[i].Was == "":
 				results[i].Error = unknownJob(j).Error()
 			default:
 				results[i].Error = oneLine(err.Error())
@@ -76,12 +116,14 @@ func runCancel(args []string, stdout, stderr io.Writer) error {
 		} else {
 			for _, r := range results {
 				switch {
-				case r.OK && len(r.Parts) > 0:
-					fmt.Fprintf(stdout, "%s: cancelled (was %s), with %d parts\n", r.Job, r.Was, len(r.Parts))
-				case r.OK:
-					fmt.Fprintf(stdout, "%s: cancelled (was %s)\n", r.Job, r.Was)
+				case !r.OK:
+					fmt.Fprintf(stdout, "%s: not %s: %s\n", r.Job, done, r.Error)
+				case r.Attempts > 0:
+					fmt.Fprintf(stdout, "%s: %s (%d earlier attempts kept)\n", r.Job, done, r.Attempts)
+				case len(r.Parts) > 0:
+					fmt.Fprintf(stdout, "%s: %s (was %s), with %d parts\n", r.Job, done, r.Was, len(r.Parts))
 				default:
-					fmt.Fprintf(stdout, "%s: not cancelled: %s\n", r.Job, r.Error)
+					fmt.Fprintf(stdout, "%s: %s (was %s)\n", r.Job, done, r.Was)
 				}
 			}
 		}

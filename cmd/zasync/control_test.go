@@ -54,6 +54,32 @@ func TestCancelPauseResumeCommands(t *testing.T) {
 		t.Fatalf("second cancel: exit %d, stdout %q, stderr %q; want refused as completed", code, out, errOut)
 	}
 
+	// Retried, it runs again (and is cancelled again); then it is deleted.
+	out, errOut, code = zasync(t, nil, append([]string{"retry", ref}, common...)...)
+	if code != 0 || out != ref+": put back to run again (1 earlier attempts kept)\n" {
+		t.Fatalf("retry %s: exit %d, stdout %q, stderr %q", ref, code, out, errOut)
+	}
+	pollUntil(t, "the retried sleep to run", func() (bool, string) {
+		st := jobStatus(t, ref, common)
+		return st == "active", st
+	})
+	out, errOut, code = zasync(t, nil, append([]string{"job", ref}, common...)...)
+	if code != 0 || !strings.Contains(out, "earlier attempt:") || !strings.Contains(out, "CancelledError") {
+		t.Fatalf("job %s after the retry: exit %d, stdout %q, stderr %q; want the earlier attempt", ref, code, out, errOut)
+	}
+	if out, errOut, code = zasync(t, nil, append([]string{"delete", ref}, common...)...); code != 1 || !strings.Contains(out, "not deleted") || !strings.Contains(out, "active") {
+		t.Fatalf("delete of a running job: exit %d, stdout %q, stderr %q; want refused", code, out, errOut)
+	}
+	zasync(t, nil, append([]string{"cancel", ref}, common...)...)
+	zasync(t, nil, append([]string{"wait", ref}, common...)...)
+	out, errOut, code = zasync(t, nil, append([]string{"delete", ref}, common...)...)
+	if code != 0 || out != ref+": deleted (was completed)\n" {
+		t.Fatalf("delete %s: exit %d, stdout %q, stderr %q", ref, code, out, errOut)
+	}
+	if _, errOut, code = zasync(t, nil, append([]string{"job", ref}, common...)...); code != 1 || !strings.Contains(errOut, "no job") {
+		t.Fatalf("job %s after delete: exit %d, stderr %q", ref, code, errOut)
+	}
+
 	out, errOut, code = zasync(t, nil, append([]string{"pause", "default"}, common...)...)
 	if code != 0 || out != "queue default: paused\n" {
 		t.Fatalf("pause: exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -87,6 +113,9 @@ func TestControlBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"cancel"}, 2, "at least one JOB"},
+		{[]string{"retry", "default/x", "bad"}, 2, "want queue/id"},
+		{[]string{"delete", "default/nope"}, 1, "no job default/nope"},
+		{[]string{"retry", "default/nope"}, 1, "no job default/nope"},
 		{[]string{"cancel", "nota-ref"}, 2, "want queue/id"},
 		{[]string{"pause"}, 2, "at least one QUEUE"},
 		{[]string{"pause", "default", "bad/name"}, 2, "queue bad/name"},

@@ -44,6 +44,8 @@ var commands = []command{
 	{"uuids", "list the UUIDs of the activated dispatchers", runUUIDs},
 	{"status", "describe the queues, their dispatchers and their agents", runStatus},
 	{"cancel", "cancel jobs (queue/id …) waiting, scheduled or running anywhere", runCancel},
+	{"retry", "run failed or cancelled jobs (queue/id …) again, as new attempts", runRetry},
+	{"delete", "delete jobs (queue/id …) that nothing runs, with their callbacks", runDelete},
 	{"pause", "pause queues: no dispatcher claims from them until resume", runPause},
 	{"resume", "resume paused queues", runResume},
 	{"bench", "enqueue and drain no-op jobs, and print the throughput", runBench},

@@ -662,4 +662,12 @@ func printSummary(w io.Writer, s runtime.JobSummary) {
 	} {
 		fmt.Fprintf(w, "%-22s %s\n", f[0]+":", f[1])
 	}
+	for _, a := range s.EarlierAttempts {
+		how := "succeeded"
+		if a.Failure != nil {
+			how = "failed: " + oneLine(a.Failure.Error())
+		}
+		fmt.Fprintf(w, "%-22s attempt %d by %s, started %s, completed %s, %s\n", "earlier attempt:",
+			a.Attempt, orDash(a.Owner), when(a.Start), when(a.Completed), how)
+	}
 }

@@ -51,11 +51,13 @@ const (
 	fSealed      = "sealed"       // "1" when the children are final (no more may be added)
 	fComposite   = "composite"    // id of the composite this is a sub-job of
 	fAnnotated   = "annotated"    // "1" once the job has live annotations (its :ann hash)
+	fAttempts    = "attempts"     // JSON list of persistence.PastAttempt: runs before a rerun
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
 	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
-	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite}
+	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite,
+	fAttempts}
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
@@ -155,6 +157,7 @@ func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 		put(fSealed, "")
 	}
 	put(fComposite, j.Composite)
+	js(fAttempts, j.Attempts, len(j.Attempts) == 0)
 	return set, del
 }
 
@@ -350,6 +353,8 @@ func (d *jobDecoder) field(f, v string) {
 		d.json(f, v, &j.Failure)
 	case fChildren:
 		d.json(f, v, &j.Children)
+	case fAttempts:
+		d.json(f, v, &j.Attempts)
 	case fResult:
 		if v != "" {
 			j.Result = json.RawMessage(v)
