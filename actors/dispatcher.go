@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -202,13 +203,17 @@ func (d *dispatcherActor) recover(m *messages.Orphaned) {
 	}
 }
 
+// hostName is this machine's name as its dispatchers' records give it ("" if unknown).
+var hostName, _ = os.Hostname()
+
 // activate registers and activates the dispatcher's record in q. A record activated and
 // alive means another process runs with this UUID: that is logged and tried again at every
 // poll until the record dies.
 func (d *dispatcherActor) activate(q *queueState) bool {
 	ctx, cancel := d.exec.op()
 	defer cancel()
-	cfg := persistence.DispatcherConfig{PingInterval: d.o.PingInterval, PingDeathInterval: d.o.PingDeathInterval}
+	cfg := persistence.DispatcherConfig{PingInterval: d.o.PingInterval, PingDeathInterval: d.o.PingDeathInterval,
+		Host: hostName, PID: os.Getpid()}
 	for _, a := range q.spec.Agents {
 		cfg.Agents = append(cfg.Agents, persistence.AgentSpec{Name: a.Name, Size: a.Size})
 	}

@@ -17,6 +17,10 @@ type DispatcherConfig struct {
 	PingDeathInterval time.Duration
 	// Agents: the agents it runs in this queue.
 	Agents []AgentSpec
+	// Host and PID say where the dispatcher runs (its host name and process id), written
+	// with the rest of the record when the dispatcher starts, for operators.
+	Host string
+	PID  int
 }
 
 // Validate checks the intervals and agent names and sizes.

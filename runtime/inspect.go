@@ -632,7 +632,10 @@ type DispatcherState struct {
 	Dead              bool
 	PingInterval      time.Duration
 	PingDeathInterval time.Duration
-	Agents            []AgentState
+	// Host and PID say where it runs, as its process recorded when it started.
+	Host   string `json:",omitempty"`
+	PID    int    `json:",omitempty"`
+	Agents []AgentState
 }
 
 // AgentState is one agent of a dispatcher: its size and how many jobs it holds.
@@ -678,7 +681,7 @@ func (rt *Runtime) QueueStatus(ctx context.Context, queue, uuid string) ([]Queue
 				continue
 			}
 			ds := DispatcherState{UUID: d.UUID, Activated: d.Activated, LastPing: d.LastPing, Dead: d.Dead,
-				PingInterval: d.PingInterval, PingDeathInterval: d.PingDeathInterval, Agents: []AgentState{}}
+				PingInterval: d.PingInterval, PingDeathInterval: d.PingDeathInterval, Host: d.Host, PID: d.PID, Agents: []AgentState{}}
 			if !d.LastPing.IsZero() {
 				ds.SincePing = now.Sub(d.LastPing)
 			}

@@ -824,10 +824,13 @@ func toString(v any) string {
 
 // loggedRuntime is a Runtime whose Redis client records its commands: miniredis, or the real
 // Redis of ZASYNC_TEST_REDIS under a prefix of its own, deleted at the end.
-func loggedRuntime(t *testing.T) (*Runtime, *commandLog) {
+func loggedRuntime(t *testing.T, opts ...func(*Config)) (*Runtime, *commandLog) {
 	t.Helper()
 	var c *redis.Client
 	cfg := Config{UUID: "d-" + t.Name()}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if addr := testredis.Addr(); addr != "" {
 		c = redis.NewClient(&redis.Options{Addr: addr})
 		t.Cleanup(func() { c.Close() })

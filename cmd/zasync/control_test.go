@@ -134,3 +134,75 @@ func TestControlBadInput(t *testing.T) {
 	}
 	srv.stop()
 }
+
+// The bulk forms: a dry run lists what an action would act on and changes nothing; then the
+// action runs over the query; purge deletes completed jobs by age.
+func TestBulkCommands(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, "--builtin", "--poll-interval", "100ms")
+	common := []string{"--redis", srv.redisURL}
+	var refs []string
+	for range 3 {
+		out, errOut, code := zasync(t, nil, append([]string{"put", "fail", `"boom"`, "--retry", "never"}, common...)...)
+		if code != 0 {
+			t.Fatalf("put fail: exit %d, stderr %q", code, errOut)
+		}
+		refs = append(refs, strings.TrimSpace(out))
+	}
+	for _, ref := range refs {
+		zasync(t, nil, append([]string{"wait", ref}, common...)...)
+	}
+	out, errOut, code := zasync(t, nil, append([]string{"retry", "--query", "failed", "--callable", "fai*", "--dry-run"}, common...)...)
+	if code != 0 || !strings.Contains(out, "retry would act on 3 jobs (dry run: nothing changed)") {
+		t.Fatalf("retry --query --dry-run: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, ref := range refs {
+		if !strings.Contains(out, ref+"\n") {
+			t.Fatalf("the dry run does not list %s:\n%s", ref, out)
+		}
+		if st := jobStatus(t, ref, common); st != "completed" {
+			t.Fatalf("after the dry run %s is %s", ref, st)
+		}
+	}
+	out, errOut, code = zasync(t, nil, append([]string{"retry", "--query", "failed", "--callable", "fai*", "--json"}, common...)...)
+	var r bulkResult
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Matched != 3 || r.Done != 3 || r.More {
+		t.Fatalf("retry --query --json: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, ref := range refs { // each fails again, as a second attempt
+		zasync(t, nil, append([]string{"wait", ref}, common...)...)
+		if out, _, _ := zasync(t, nil, append([]string{"job", ref}, common...)...); !strings.Contains(out, "earlier attempt:") {
+			t.Fatalf("job %s after the bulk retry:\n%s", ref, out)
+		}
+	}
+	out, errOut, code = zasync(t, nil, append([]string{"purge", "failed", "--older-than", "1h"}, common...)...)
+	if code != 0 || out != "purged 0 of 0 jobs matched (0 changed meanwhile and were left as they are)\n" {
+		t.Fatalf("purge --older-than 1h: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code = zasync(t, nil, append([]string{"purge", "failed", "--older-than", "0s"}, common...)...)
+	if code != 0 || !strings.HasPrefix(out, "purged 3 of 3 jobs matched") {
+		t.Fatalf("purge --older-than 0s: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, ref := range refs {
+		if _, errOut, code := zasync(t, nil, append([]string{"job", ref}, common...)...); code != 1 || !strings.Contains(errOut, "no job") {
+			t.Fatalf("job %s after purge: exit %d, stderr %q", ref, code, errOut)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cancel", "--callable", "x", "default/abc"}, "--callable needs --query"},
+		{[]string{"retry", "--query", "completed"}, "applies to failed only"},
+		{[]string{"cancel", "--query"}, "at least one state"},
+		{[]string{"purge"}, "exactly one STATE"},
+		{[]string{"purge", "failed"}, "--older-than"},
+		{[]string{"purge", "pending", "--older-than", "1h"}, "want completed, succeeded or failed"},
+	} {
+		out, errOut, code := zasync(t, nil, append(tc.args, common...)...)
+		if code != 2 || !strings.Contains(errOut, tc.want) || out != "" {
+			t.Errorf("zasync %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, out, errOut, tc.want)
+		}
+	}
+	srv.stop()
+}

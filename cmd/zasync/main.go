@@ -46,6 +46,7 @@ var commands = []command{
 	{"cancel", "cancel jobs (queue/id …) waiting, scheduled or running anywhere", runCancel},
 	{"retry", "run failed or cancelled jobs (queue/id …) again, as new attempts", runRetry},
 	{"delete", "delete jobs (queue/id …) that nothing runs, with their callbacks", runDelete},
+	{"purge", "delete completed jobs older than an age, before their retention", runPurge},
 	{"pause", "pause queues: no dispatcher claims from them until resume", runPause},
 	{"resume", "resume paused queues", runResume},
 	{"bench", "enqueue and drain no-op jobs, and print the throughput", runBench},

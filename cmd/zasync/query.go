@@ -592,8 +592,12 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 				if !d.LastPing.IsZero() {
 					ping = "last ping " + d.SincePing.Round(time.Millisecond).String() + " ago"
 				}
-				fmt.Fprintf(stdout, "  dispatcher %s: %s, activated %s, %s (ping interval %s, dead after %s)\n",
-					d.UUID, health, d.Activated.Format(time.RFC3339), ping, d.PingInterval, d.PingDeathInterval)
+				where := ""
+				if d.Host != "" || d.PID != 0 {
+					where = fmt.Sprintf(" on %s pid %d", orUnknown(d.Host), d.PID)
+				}
+				fmt.Fprintf(stdout, "  dispatcher %s%s: %s, activated %s, %s (ping interval %s, dead after %s)\n",
+					d.UUID, where, health, d.Activated.Format(time.RFC3339), ping, d.PingInterval, d.PingDeathInterval)
 				for _, a := range d.Agents {
 					fmt.Fprintf(stdout, "    agent %s: %d of %d slots\n", a.Name, a.Len, a.Size)
 				}
@@ -601,6 +605,14 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+}
+
+// orUnknown returns s, or "unknown host" when it is empty.
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown host"
+	}
+	return s
 }
 
 // printSummary prints a job's summary, one field per line.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -180,7 +181,7 @@ func TestQueryCommands(t *testing.T) {
 			{args: []string{"uuids", "--json"}, exact: "[\n  \"" + w.uuid + "\"\n]\n"},
 			{args: []string{"status"}, contains: []string{
 				"queue idle: 3 pending (3 due, 0 scheduled, 0 put back), 0 held by agents\n  no activated dispatcher\n",
-				"queue work: 0 pending", "  dispatcher " + w.uuid + ": alive, activated ", "    agent main: 1 of 2 slots\n"}},
+				"queue work: 0 pending", "  dispatcher " + w.uuid + " on " + orUnknown(hostname()) + " pid " + strconv.Itoa(os.Getpid()) + ": alive, activated ", "    agent main: 1 of 2 slots\n"}},
 			{args: []string{"status", "--queue", "work", "--uuid", "someone-else"}, exact: "queue work: 0 pending (0 due, 0 scheduled, 0 put back), 1 held by agents\n  no activated dispatcher\n"},
 		} {
 			out, errOut, code := w.run(t, c.args...)
@@ -354,4 +355,10 @@ func TestQueryHelp(t *testing.T) {
 			t.Errorf("count --help lacks %q", want)
 		}
 	}
+}
+
+// hostname is this machine's name, as a dispatcher records it.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }

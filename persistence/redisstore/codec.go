@@ -480,10 +480,13 @@ type dispatcherRecord struct {
 	PingInterval      int64                   `json:"ping_interval"`       // µs
 	PingDeathInterval int64                   `json:"ping_death_interval"` // µs
 	Agents            []persistence.AgentSpec `json:"agents,omitempty"`
+	Host              string                  `json:"host,omitempty"`
+	PID               int                     `json:"pid,omitempty"`
 }
 
 func newDispatcherRecord(c persistence.DispatcherConfig) dispatcherRecord {
-	return dispatcherRecord{PingInterval: c.PingInterval.Microseconds(), PingDeathInterval: c.PingDeathInterval.Microseconds(), Agents: c.Agents}
+	return dispatcherRecord{PingInterval: c.PingInterval.Microseconds(), PingDeathInterval: c.PingDeathInterval.Microseconds(),
+		Agents: c.Agents, Host: c.Host, PID: c.PID}
 }
 
 func (r dispatcherRecord) encode() string {
@@ -502,6 +505,8 @@ func decodeDispatcher(q, uuid, raw, ping string) (*persistence.DispatcherRecord,
 			PingInterval:      time.Duration(r.PingInterval) * time.Microsecond,
 			PingDeathInterval: time.Duration(r.PingDeathInterval) * time.Microsecond,
 			Agents:            r.Agents,
+			Host:              r.Host,
+			PID:               r.PID,
 		},
 	}
 	if ping != "" {
