@@ -27,8 +27,8 @@ const (
 	// EventClaimed: an agent claimed N jobs in one transaction (Queue, Agent, N). System
 	// jobs (interrupt recovery, callback resumption, timeouts) count as claimed jobs too.
 	EventClaimed EventKind = iota + 1
-	// EventSucceeded: a job's success was stored (Queue). Jobs, callbacks and composites
-	// count; the system jobs zasync runs for itself do not.
+	// EventSucceeded: a job's success was stored (Queue; Run and Wait when it started).
+	// Jobs, callbacks and composites count; the system jobs zasync runs for itself do not.
 	EventSucceeded
 	// EventFailed: a job's failure was stored (Queue), counted as EventSucceeded is. A
 	// failure the retry policy answers with another attempt is not stored: see EventRetried.
@@ -81,6 +81,11 @@ type Event struct {
 	N        int           // EventClaimed: how many jobs
 	Reason   string        // EventRetried: RetryReasonError, RetryReasonCommit or RetryReasonInterrupt
 	Duration time.Duration // EventPolled: how long the poll took
+	// EventSucceeded and EventFailed, for a job that started: Run is how long its last
+	// attempt ran (start to stored outcome), Wait how long it waited to start (from when it
+	// was due: put, or its begin_after). Started says they are set.
+	Run, Wait time.Duration
+	Started   bool
 }
 
 // observe reports e to the node's observer, if it has one.
@@ -101,7 +106,15 @@ func (e *executor) observeOutcome(j *persistence.Job) {
 	if j.Failed() {
 		kind = EventFailed
 	}
-	e.observe(Event{Kind: kind, Queue: j.Queue})
+	ev := Event{Kind: kind, Queue: j.Queue}
+	if !j.ActiveStart.IsZero() && !j.ActiveEnd.IsZero() {
+		due := j.Created
+		if j.BeginAfter.After(due) {
+			due = j.BeginAfter
+		}
+		ev.Run, ev.Wait, ev.Started = j.ActiveEnd.Sub(j.ActiveStart), max(0, j.ActiveStart.Sub(due)), true
+	}
+	e.observe(ev)
 }
 
 // observeRetry reports d if it runs j again: a retry in place, or a reschedule of a job held

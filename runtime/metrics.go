@@ -31,6 +31,8 @@ import (
 //	zasync_jobs_cancelled_total{queue}                   counter (Cancel, by this process)
 //	zasync_jobs_operator_retried_total{queue}            counter (Runtime.Retry, by this process)
 //	zasync_poll_duration_seconds                         histogram
+//	zasync_job_run_seconds{queue}                        histogram (start to stored outcome)
+//	zasync_job_wait_seconds{queue}                       histogram (due to start)
 //	zasync_queue_pending_jobs{queue}                     gauge (due + scheduled)
 //	zasync_queue_due_jobs{queue}                         gauge
 //	zasync_queue_scheduled_jobs{queue}                   gauge
@@ -63,10 +65,26 @@ type metrics struct {
 	put, claimed, succeeded, failed, retried, interrupted, reassigned *prometheus.CounterVec
 	cancels, operatorRetries                                          *prometheus.CounterVec
 	pollDuration                                                      prometheus.Histogram
+	runTime, waitTime                                                 *prometheus.HistogramVec
 
 	// The counters counted once per job, by queue, found without hashing their label: a
 	// lookup in a CounterVec was a noticeable part of a put's own CPU.
 	putBy, succeededBy byQueue
+	// timings keeps each queue's run and wait histograms (queueTimings), for the same reason.
+	timings sync.Map
+}
+
+// queueTimings are one queue's run and wait histograms.
+type queueTimings struct{ run, wait prometheus.Observer }
+
+// timingsOf returns queue's histograms.
+func (m *metrics) timingsOf(queue string) *queueTimings {
+	if t, ok := m.timings.Load(queue); ok {
+		return t.(*queueTimings)
+	}
+	t := &queueTimings{run: m.runTime.WithLabelValues(queue), wait: m.waitTime.WithLabelValues(queue)}
+	m.timings.Store(queue, t)
+	return t
 }
 
 // byQueue keeps the counters of a CounterVec labelled by queue alone.
@@ -110,6 +128,16 @@ func newMetrics(rt *Runtime, reg prometheus.Registerer) (*metrics, error) {
 			"Jobs this process cancelled (Runtime.Cancel, a composite's parts included).", "queue"),
 		operatorRetries: counter("jobs_operator_retried_total",
 			"Completed jobs this process put back to run again (Runtime.Retry).", "queue"),
+		runTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "zasync", Name: "job_run_seconds",
+			Help:    "How long jobs whose outcome this process stored ran: from the start of their last attempt to the stored outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12), // 1 ms to about 70 min
+		}, []string{"queue"}),
+		waitTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "zasync", Name: "job_wait_seconds",
+			Help:    "How long jobs whose outcome this process stored waited to start: from when they were due (put, or their begin_after) to their start.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
+		}, []string{"queue"}),
 		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "zasync", Name: "poll_duration_seconds",
 			Help:    "How long this process's dispatcher took to poll: activate, ping and check its agents in every queue it serves.",
@@ -125,6 +153,7 @@ func newMetrics(rt *Runtime, reg prometheus.Registerer) (*metrics, error) {
 		m.failed.WithLabelValues(q.Name)
 		m.interrupted.WithLabelValues(q.Name)
 		m.cancels.WithLabelValues(q.Name)
+		m.timingsOf(q.Name)
 		m.operatorRetries.WithLabelValues(q.Name)
 		for _, reason := range []string{RetryReasonError, RetryReasonCommit, RetryReasonInterrupt} {
 			m.retried.WithLabelValues(q.Name, reason)
@@ -135,7 +164,7 @@ func newMetrics(rt *Runtime, reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	cs := []prometheus.Collector{m.put, m.claimed, m.succeeded, m.failed, m.retried, m.interrupted, m.reassigned,
-		m.cancels, m.operatorRetries, m.pollDuration, &gauges{rt: rt}}
+		m.cancels, m.operatorRetries, m.pollDuration, m.runTime, m.waitTime, &gauges{rt: rt}}
 	if reg == nil {
 		own := prometheus.NewRegistry()
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -196,8 +225,10 @@ func (m *metrics) Observe(e actors.Event) {
 		m.claimed.WithLabelValues(e.Queue, e.Agent).Add(float64(e.N))
 	case actors.EventSucceeded:
 		m.succeededBy.of(e.Queue).Inc()
+		m.timed(e)
 	case actors.EventFailed:
 		m.failed.WithLabelValues(e.Queue).Inc()
+		m.timed(e)
 	case actors.EventRetried:
 		m.retried.WithLabelValues(e.Queue, e.Reason).Inc()
 	case actors.EventInterrupted:
@@ -206,6 +237,15 @@ func (m *metrics) Observe(e actors.Event) {
 		m.reassigned.WithLabelValues(e.Queue, e.Agent).Inc()
 	case actors.EventPolled:
 		m.pollDuration.Observe(e.Duration.Seconds())
+	}
+}
+
+// timed records the run and wait times of an outcome's job, when it started.
+func (m *metrics) timed(e actors.Event) {
+	if e.Started {
+		t := m.timingsOf(e.Queue)
+		t.run.Observe(e.Run.Seconds())
+		t.wait.Observe(e.Wait.Seconds())
 	}
 }
 

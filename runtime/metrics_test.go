@@ -50,6 +50,23 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[st
 	return 0, false
 }
 
+// histogramSum returns the sum of the samples of histogram name with labels.
+func histogramSum(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && hasLabels(m, labels) && m.Histogram != nil {
+				return m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return 0
+}
+
 func hasLabels(m *dto.Metric, want map[string]string) bool {
 	found := 0
 	for _, l := range m.GetLabel() {
@@ -183,6 +200,24 @@ func TestMetrics(t *testing.T) {
 	waitInt(t, b)
 	waitMetric(t, g, "zasync_running_jobs", qa, 0)
 	waitMetric(t, g, "zasync_jobs_succeeded_total", q, 3)
+	// Every stored outcome of a job that ran is timed: four so far (add, boom, flaky, block).
+	for _, name := range []string{"zasync_job_run_seconds", "zasync_job_wait_seconds"} {
+		waitMetric(t, g, name, q, 4)
+	}
+	if sum := histogramSum(t, g, "zasync_job_run_seconds", q); sum <= 0 {
+		t.Errorf("run time of the jobs: %v s in all, want some", sum)
+	}
+
+	// A cancel and an operator's retry are counted.
+	later := mustPut(t, rt, NewCall("boom"), BeginIn(time.Hour), Retry(NeverRetry))
+	if _, err := later.Cancel(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boom.Retry(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, g, "zasync_jobs_cancelled_total", q, 1)
+	waitMetric(t, g, "zasync_jobs_operator_retried_total", q, 1)
 
 	// The process's own collectors are in the runtime's registry too.
 	if _, ok := metricValue(t, g, "go_goroutines", nil); !ok {
