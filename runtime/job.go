@@ -278,3 +278,12 @@ func (j *Job) Annotation(ctx context.Context, name string, v any) (bool, error) 
 	}
 	return true, nil
 }
+
+// Annotations returns every live annotation of the job, by name, as JSON.
+func (j *Job) Annotations(ctx context.Context) (map[string]json.RawMessage, error) {
+	m, err := j.rt.store.Annotations(ctx, j.ref)
+	if err != nil {
+		return nil, fmt.Errorf("annotations of %s: %w", j.ref, err)
+	}
+	return m, nil
+}

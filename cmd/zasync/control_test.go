@@ -2,7 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -203,6 +207,67 @@ func TestBulkCommands(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, tc.want) || out != "" {
 			t.Errorf("zasync %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, out, errOut, tc.want)
 		}
+	}
+	srv.stop()
+}
+
+// apiCall sends a request to the HTTP API at url and returns its status and body.
+func apiCall(t *testing.T, method, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := monitorClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// apiLine is the line `zasync monitor` prints once it listens.
+var apiLine = regexp.MustCompile(`zasync monitor: API at (http://\S+)/api/v1/ over `)
+
+// serve --monitor mounts the HTTP API, whose actions need its token; `zasync monitor`, with
+// no dispatcher, answers for the same installation from Redis, and acts for loopback
+// clients when it has no token.
+func TestMonitorCommandAndServeAPI(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, "--builtin", "--poll-interval", "100ms", "--monitor", "127.0.0.1:0", "--monitor-token", "tok")
+	api := srv.monitor + "/api/v1"
+	if code, body := apiCall(t, "GET", api+"/queues", ""); code != 200 || !strings.Contains(body, `"name": "default"`) {
+		t.Fatalf("GET queues: %d %s", code, body)
+	}
+	if code, body := apiCall(t, "POST", api+"/queues/default/pause", ""); code != 401 || !strings.Contains(body, `"unauthorized"`) {
+		t.Fatalf("pause without the token: %d %s", code, body)
+	}
+	if code, body := apiCall(t, "POST", api+"/queues/default/pause", "tok"); code != 200 {
+		t.Fatalf("pause with the token: %d %s", code, body)
+	}
+
+	mon := launchCommand(t, nil, "monitor", "--redis", srv.redisURL, "--listen", "127.0.0.1:0")
+	url := mon.waitLine(apiLine)[1] + "/api/v1"
+	if code, body := apiCall(t, "GET", url+"/queues/default", ""); code != 200 || !strings.Contains(body, `"paused": true`) || !strings.Contains(body, srv.uuid) {
+		t.Fatalf("GET the queue from zasync monitor: %d %s", code, body)
+	}
+	if code, body := apiCall(t, "POST", url+"/queues/default/resume", ""); code != 200 || !strings.Contains(body, `"changed": true`) {
+		t.Fatalf("resume from loopback without a token: %d %s", code, body)
+	}
+	out, _, _ := zasync(t, nil, "status", "--redis", srv.redisURL)
+	if strings.Contains(out, "PAUSED") {
+		t.Fatalf("status after the resume:\n%s", out)
+	}
+	mon.signal(syscall.SIGINT)
+	if code := mon.wait(); code != 0 {
+		t.Fatalf("zasync monitor after SIGINT: exit %d:\n%s", code, mon.stderr())
+	}
+	if _, errOut, code := zasync(t, nil, "monitor"); code != 2 || !strings.Contains(errOut, "no Redis given") {
+		t.Fatalf("monitor without Redis: exit %d, stderr %q", code, errOut)
 	}
 	srv.stop()
 }

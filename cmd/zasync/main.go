@@ -47,6 +47,7 @@ var commands = []command{
 	{"retry", "run failed or cancelled jobs (queue/id …) again, as new attempts", runRetry},
 	{"delete", "delete jobs (queue/id …) that nothing runs, with their callbacks", runDelete},
 	{"purge", "delete completed jobs older than an age, before their retention", runPurge},
+	{"monitor", "serve the cluster-wide HTTP API over a Redis, with no dispatcher", runMonitor},
 	{"pause", "pause queues: no dispatcher claims from them until resume", runPause},
 	{"resume", "resume paused queues", runResume},
 	{"bench", "enqueue and drain no-op jobs, and print the throughput", runBench},

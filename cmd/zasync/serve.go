@@ -38,7 +38,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	grace := fs.Duration("grace", runtime.DefaultShutdownGrace, "how long a clean stop waits for running jobs")
 	uuid := fs.String("uuid", "", "this dispatcher's UUID (default $"+runtime.UUIDEnv+", else ./"+runtime.UUIDFile+", created on first start)")
 	monitorAddr := fs.String("monitor", "", "serve the HTTP monitor (JSON and /metrics) at this loopback address, e.g. 127.0.0.1:8080 (port 0 picks one)")
-	remote := fs.Bool("monitor-remote", false, "let --monitor listen on a non-loopback address (it has no authentication)")
+	remote := fs.Bool("monitor-remote", false, "let --monitor listen on a non-loopback address (reads have no authentication; actions need --monitor-token)")
+	token := fs.String("monitor-token", os.Getenv(tokenEnv), "the token the HTTP API's actions need (Authorization: Bearer TOKEN); default $"+tokenEnv)
 	builtin := fs.Bool("builtin", false, "register the built-in handlers: "+builtinNames())
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
@@ -92,7 +93,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if *remote {
 			opts = append(opts, monitor.AllowRemote())
 		}
-		srv, err := monitor.Listen(ctx, *monitorAddr, monitor.New(rt, monitor.WithLogger(cfg.Logger)), opts...)
+		h := withAPI(rt, *token, cfg.Logger, monitor.New(rt, monitor.WithLogger(cfg.Logger)))
+		srv, err := monitor.Listen(ctx, *monitorAddr, h, opts...)
 		if err != nil {
 			rt.Stop(ctx)
 			if errors.Is(err, monitor.ErrNotLoopback) {
@@ -101,7 +103,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer srv.Close()
-		fmt.Fprintf(stderr, "zasync serve: monitor at %s/ (metrics at %s/metrics)\n", srv.URL(), srv.URL())
+		fmt.Fprintf(stderr, "zasync serve: monitor at %s/ (metrics at %s/metrics, the HTTP API at %s%s/v1/)\n", srv.URL(), srv.URL(), srv.URL(), apiPrefix)
 	}
 	fmt.Fprintf(stderr, "zasync serve: dispatcher %s serving %s with %s on %s (poll %s, ping %s, death %s)\n",
 		rt.StatusInfo().UUID, strings.Join(queues, ", "), describeAgents(agentCfgs), redactURL(conn.url), *poll, *ping, *death)

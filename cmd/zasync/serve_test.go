@@ -82,8 +82,14 @@ func launchServe(t *testing.T, args ...string) *serveProc {
 // launchServeEnv is launchServe with env added to the process's environment.
 func launchServeEnv(t *testing.T, env []string, args ...string) *serveProc {
 	t.Helper()
+	return launchCommand(t, env, "serve", args...)
+}
+
+// launchCommand starts `zasync command args…` in the background, as launchServe does serve.
+func launchCommand(t *testing.T, env []string, command string, args ...string) *serveProc {
+	t.Helper()
 	p := &serveProc{t: t, dir: t.TempDir(), changed: make(chan struct{}, 1), exited: make(chan struct{})}
-	p.cmd = exec.Command(zasyncBin, append([]string{"serve"}, args...)...)
+	p.cmd = exec.Command(zasyncBin, append([]string{command}, args...)...)
 	p.cmd.Dir = p.dir
 	p.cmd.Env = append(append(os.Environ(), "ZASYNC_REDIS=", "ZASYNC_UUID="), env...)
 	stderr, err := p.cmd.StderrPipe()

@@ -74,12 +74,14 @@ func FuzzDecodeStoredJob(f *testing.F) {
 	f.Add(`{"handler":"h","args":[`+strings.Repeat("[", 9999)+strings.Repeat("]", 9999)+`]}`, "pending", "", "", "", "", "", "")
 	f.Add("{nope", "sideways", "x", "[", "{", "nope", "{}", "9999999999999999999999")
 	f.Add(`{"handler":"h"}`, "", "-1", "null", "null", "null", "null", "-1")
+	f.Add(`{"handler":"h"}`, "completed", "2", `[{"attempt":1,"owner":"u/a","completed":"2026-01-01T00:00:00Z","failure":{"type":"X","message":"m"}}]`, "", "", "", "1")
+	f.Add(`{"handler":"h"}`, "pending", "1", `[{"attempt":"one"}]`, "", "", "", "")
 	f.Fuzz(func(t *testing.T, call, status, attempt, retry, quotas, failure, callbacks, created string) {
 		ref := persistence.Ref{Queue: "q", ID: "id"}
 		h := map[string]string{}
 		for f, v := range map[string]string{fCall: call, fStatus: status, fAttempt: attempt, fRetry: retry,
 			fQuotas: quotas, fFailure: failure, fCallbacks: callbacks, fCreated: created, fChoice: failure, fChildren: callbacks,
-			fBeginAfter: attempt, fLevel: created} {
+			fBeginAfter: attempt, fLevel: created, fAttempts: retry} {
 			if v != "" {
 				h[f] = v
 			}

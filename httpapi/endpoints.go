@@ -1,0 +1,502 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/zasync/zasync/runtime"
+)
+
+// The JSON of the endpoints. Times are UTC; a zero time is left out.
+
+type queueJSON struct {
+	Name        string           `json:"name"`
+	Paused      bool             `json:"paused"`
+	Pending     int64            `json:"pending"`
+	Due         int64            `json:"due"`
+	Scheduled   int64            `json:"scheduled"`
+	PutBack     int64            `json:"put_back"`
+	Held        int64            `json:"held"`
+	Alive       int              `json:"dispatchers_alive"`
+	Dead        int              `json:"dispatchers_dead"`
+	Dispatchers []dispatcherJSON `json:"dispatchers,omitempty"`
+}
+
+type dispatcherJSON struct {
+	Queue       string      `json:"queue"`
+	UUID        string      `json:"uuid"`
+	Host        string      `json:"host,omitempty"`
+	PID         int         `json:"pid,omitempty"`
+	Alive       bool        `json:"alive"`
+	Activated   time.Time   `json:"activated,omitzero"`
+	LastPing    time.Time   `json:"last_ping,omitzero"`
+	SincePingMS int64       `json:"since_ping_ms"`
+	PingMS      int64       `json:"ping_interval_ms"`
+	DeathMS     int64       `json:"ping_death_interval_ms"`
+	Agents      []agentJSON `json:"agents"`
+}
+
+type agentJSON struct {
+	Name string `json:"name"`
+	Size int    `json:"size"`
+	Held int    `json:"held"`
+}
+
+type failureJSON struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+	Stack   string `json:"stack,omitempty"`
+}
+
+type jobJSON struct {
+	Job        string          `json:"job"`
+	Queue      string          `json:"queue"`
+	ID         string          `json:"id"`
+	Handler    string          `json:"handler"`
+	Call       string          `json:"call"`
+	Status     string          `json:"status"`
+	Failed     bool            `json:"failed"`
+	Attempt    int64           `json:"attempt"`
+	BeginAfter time.Time       `json:"begin_after,omitzero"`
+	Start      time.Time       `json:"active_start,omitzero"`
+	End        time.Time       `json:"active_end,omitzero"`
+	Completed  time.Time       `json:"completed,omitzero"`
+	WaitMS     int64           `json:"wait_ms"`
+	ActiveMS   int64           `json:"active_ms"`
+	Agent      string          `json:"agent,omitempty"`
+	Dispatcher string          `json:"dispatcher,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Failure    *failureJSON    `json:"failure,omitempty"`
+	Parent     string          `json:"parent,omitempty"`
+	Callbacks  []string        `json:"callbacks,omitempty"`
+	Quotas     []string        `json:"quotas,omitempty"`
+	Detail     *jobDetailJSON  `json:"detail,omitempty"`
+}
+
+// jobDetailJSON is what one job's endpoint adds to a listing's entry.
+type jobDetailJSON struct {
+	Args        []json.RawMessage          `json:"args"`
+	Kwargs      map[string]json.RawMessage `json:"kwargs"`
+	Traceback   string                     `json:"traceback,omitempty"`
+	Attempts    []attemptJSON              `json:"earlier_attempts"`
+	Annotations map[string]json.RawMessage `json:"annotations"`
+}
+
+type attemptJSON struct {
+	Attempt   int64        `json:"attempt"`
+	Owner     string       `json:"owner,omitempty"`
+	Start     time.Time    `json:"active_start,omitzero"`
+	End       time.Time    `json:"active_end,omitzero"`
+	Completed time.Time    `json:"completed,omitzero"`
+	Failure   *failureJSON `json:"failure,omitempty"`
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }
+
+func failureOf(f *runtime.Failure) *failureJSON {
+	if f == nil {
+		return nil
+	}
+	return &failureJSON{Type: f.Type, Message: f.Message, Stack: f.Stack}
+}
+
+func jobOf(s runtime.JobSummary) jobJSON {
+	j := jobJSON{Job: s.Job.String(), Queue: s.Job.Queue, ID: s.Job.ID, Handler: s.Handler, Call: s.Call,
+		Status: s.Status.String(), Failed: s.Failed, Attempt: s.Attempt, BeginAfter: s.BeginAfter.UTC(),
+		Start: s.ActiveStart.UTC(), End: s.ActiveEnd.UTC(), Completed: s.InitialCallbacksEnd.UTC(),
+		WaitMS: ms(s.Wait), ActiveMS: ms(s.Active), Agent: s.Agent, Dispatcher: s.Dispatcher,
+		Result: s.Result, Failure: failureOf(s.Failure), Parent: s.Parent, Quotas: s.QuotaNames}
+	for _, c := range s.Callbacks {
+		j.Callbacks = append(j.Callbacks, c.String())
+	}
+	return j
+}
+
+func dispatcherOf(q string, d runtime.DispatcherState) dispatcherJSON {
+	out := dispatcherJSON{Queue: q, UUID: d.UUID, Host: d.Host, PID: d.PID, Alive: !d.Dead, Activated: d.Activated.UTC(),
+		LastPing: d.LastPing.UTC(), SincePingMS: ms(d.SincePing), PingMS: ms(d.PingInterval), DeathMS: ms(d.PingDeathInterval),
+		Agents: []agentJSON{}}
+	for _, a := range d.Agents {
+		out.Agents = append(out.Agents, agentJSON{Name: a.Name, Size: a.Size, Held: a.Len})
+	}
+	return out
+}
+
+func queueOf(s runtime.QueueState, withDispatchers bool) queueJSON {
+	q := queueJSON{Name: s.Queue, Paused: s.Stats.Paused, Pending: s.Pending, Due: s.Stats.Due, Scheduled: s.Stats.Scheduled,
+		PutBack: s.Stats.PutBack, Held: s.Stats.Held}
+	for _, d := range s.Dispatchers {
+		if d.Dead {
+			q.Dead++
+		} else {
+			q.Alive++
+		}
+		if withDispatchers {
+			q.Dispatchers = append(q.Dispatchers, dispatcherOf(s.Queue, d))
+		}
+	}
+	return q
+}
+
+func (a *api) queues(w http.ResponseWriter, r *http.Request) {
+	states, err := a.rt.QueueStatus(r.Context(), "", "")
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := make([]queueJSON, 0, len(states))
+	for _, s := range states {
+		out = append(out, queueOf(s, false))
+	}
+	a.reply(w, map[string]any{"queues": out})
+}
+
+func (a *api) queue(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("queue")
+	if err := a.rt.CheckQueue(r.Context(), name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	states, err := a.rt.QueueStatus(r.Context(), name, "")
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	for _, s := range states {
+		if s.Queue == name {
+			a.reply(w, queueOf(s, true))
+			return
+		}
+	}
+	a.fail(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no queue " + name})
+}
+
+func (a *api) pause(_ http.ResponseWriter, r *http.Request) (any, error) {
+	name := r.PathValue("queue")
+	var changed bool
+	var err error
+	switch r.PathValue("action") {
+	case "pause":
+		changed, err = a.rt.PauseQueue(r.Context(), name)
+	case "resume":
+		changed, err = a.rt.ResumeQueue(r.Context(), name)
+	default:
+		return nil, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such action on a queue: " + r.PathValue("action") + " (pause, resume)"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"queue": name, "paused": r.PathValue("action") == "pause", "changed": changed}, nil
+}
+
+func (a *api) dispatchers(w http.ResponseWriter, r *http.Request) {
+	states, err := a.rt.QueueStatus(r.Context(), "", "")
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := []dispatcherJSON{}
+	for _, s := range states {
+		for _, d := range s.Dispatchers {
+			out = append(out, dispatcherOf(s.Queue, d))
+		}
+	}
+	a.reply(w, map[string]any{"dispatchers": out})
+}
+
+// Pages of /v1/jobs.
+const (
+	defaultPage = 50
+	maxPage     = 1000
+)
+
+// cursor is where a page of /v1/jobs goes on: after Skip jobs of the query, or, for a query
+// of completed jobs alone (newest first), at jobs completed before Before, skipping the Skip
+// ones completed at Before itself that the last page had.
+type cursor struct {
+	Skip   int       `json:"s"`
+	Before time.Time `json:"b,omitzero"`
+}
+
+func (c cursor) encode() string {
+	b, _ := json.Marshal(c) // plain data
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (cursor, error) {
+	var c cursor
+	if s == "" {
+		return c, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil || c.Skip < 0 {
+		return c, badRequest("cursor %q is not one this API gave", s)
+	}
+	return c, nil
+}
+
+// onlyCompleted tells whether a query selects completed jobs alone.
+func onlyCompleted(q runtime.Query) bool {
+	for _, s := range q.States {
+		if s != runtime.StateCompleted && s != runtime.StateSucceeded && s != runtime.StateFailed {
+			return false
+		}
+	}
+	return len(q.States) > 0
+}
+
+func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	q := runtime.Query{Queue: v.Get("queue"), Callable: v.Get("callable"), Agent: v.Get("agent"), UUID: v.Get("uuid")}
+	for _, s := range v["state"] {
+		st, err := runtime.ParseState(s)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		q.States = append(q.States, st)
+	}
+	page := defaultPage
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPage {
+			a.fail(w, badRequest("limit %q: want 1 to %d", s, maxPage))
+			return
+		}
+		page = n
+	}
+	c, err := decodeCursor(v.Get("cursor"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	timed := onlyCompleted(q)
+	if timed && !c.Before.IsZero() {
+		q.CallbacksCompleted.Before = c.Before
+	}
+	q.Limit = c.Skip + page + 1 // one more tells whether there is a next page
+	list, err := a.rt.Jobs(r.Context(), q)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	list = list[min(c.Skip, len(list)):]
+	out := map[string]any{}
+	if len(list) > page {
+		list = list[:page]
+		next := cursor{Skip: c.Skip + page}
+		if timed {
+			// Jobs completed at the last one's time: the next page is before that time and
+			// a microsecond, skipping them.
+			last := list[len(list)-1].InitialCallbacksEnd
+			next = cursor{Before: last.Add(time.Microsecond)}
+			for _, s := range list {
+				if s.InitialCallbacksEnd.Equal(last) {
+					next.Skip++
+				}
+			}
+			if last.Add(time.Microsecond).Equal(c.Before) {
+				next.Skip += c.Skip // the same instant again: keep skipping what came before
+			}
+		}
+		out["next_cursor"] = next.encode()
+	}
+	jobs := make([]jobJSON, len(list))
+	for i, s := range list {
+		jobs[i] = jobOf(s)
+	}
+	out["jobs"] = jobs
+	a.reply(w, out)
+}
+
+// ref reads the job of a request's path.
+func ref(r *http.Request) (runtime.Ref, error) {
+	ref := runtime.Ref{Queue: r.PathValue("queue"), ID: r.PathValue("id")}
+	if err := ref.Validate(); err != nil {
+		return ref, err
+	}
+	return ref, nil
+}
+
+func (a *api) job(w http.ResponseWriter, r *http.Request) {
+	ref, err := ref(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	j := a.rt.Job(ref)
+	s, err := j.Summary(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	ann, err := j.Annotations(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := jobOf(s)
+	d := &jobDetailJSON{Args: s.Args, Kwargs: s.Kwargs, Traceback: s.Traceback, Attempts: []attemptJSON{}, Annotations: ann}
+	if d.Args == nil {
+		d.Args = []json.RawMessage{}
+	}
+	if d.Kwargs == nil {
+		d.Kwargs = map[string]json.RawMessage{}
+	}
+	if d.Annotations == nil {
+		d.Annotations = map[string]json.RawMessage{}
+	}
+	for _, p := range s.EarlierAttempts {
+		d.Attempts = append(d.Attempts, attemptJSON{Attempt: p.Attempt, Owner: p.Owner, Start: p.Start.UTC(), End: p.End.UTC(),
+			Completed: p.Completed.UTC(), Failure: failureOf(p.Failure)})
+	}
+	out.Detail = d
+	a.reply(w, out)
+}
+
+func (a *api) jobAction(_ http.ResponseWriter, r *http.Request) (any, error) {
+	ref, err := ref(r)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"job": ref.String(), "action": r.PathValue("action")}
+	parts := func(refs []runtime.Ref) []string {
+		s := []string{}
+		for _, p := range refs {
+			s = append(s, p.String())
+		}
+		return s
+	}
+	switch r.PathValue("action") {
+	case "cancel":
+		rep, err := a.rt.Cancel(r.Context(), ref)
+		if err != nil {
+			return nil, err
+		}
+		out["was"], out["parts"] = rep.Was.String(), parts(rep.Parts)
+	case "retry":
+		rep, err := a.rt.Retry(r.Context(), ref)
+		if err != nil {
+			return nil, err
+		}
+		out["earlier_attempts"] = rep.Attempts
+	case "delete":
+		rep, err := a.rt.Delete(r.Context(), ref)
+		if err != nil {
+			return nil, err
+		}
+		out["was"], out["parts"] = rep.Was.String(), parts(rep.Parts)
+	default:
+		return nil, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such action on a job: " + r.PathValue("action") + " (cancel, retry, delete)"}
+	}
+	return out, nil
+}
+
+// decodeBody reads a request's JSON body into v, refusing unknown keys.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("body: %v", err)
+	}
+	return nil
+}
+
+// bulkJSON is a bulk action's report.
+type bulkJSON struct {
+	Matched int      `json:"matched"`
+	Done    int      `json:"done"`
+	Refused int      `json:"refused"`
+	More    bool     `json:"more"`
+	DryRun  bool     `json:"dry_run"`
+	Jobs    []string `json:"jobs,omitempty"`
+}
+
+func bulkOf(rep runtime.BulkReport, dry bool) bulkJSON {
+	out := bulkJSON{Matched: rep.Matched, Done: rep.Done, Refused: rep.Refused, More: rep.More, DryRun: dry}
+	for _, j := range rep.Jobs {
+		out.Jobs = append(out.Jobs, j.String())
+	}
+	return out
+}
+
+func (a *api) bulk(w http.ResponseWriter, r *http.Request) (any, error) {
+	var body struct {
+		States   []string `json:"states"`
+		Queue    string   `json:"queue"`
+		Callable string   `json:"callable"`
+		Agent    string   `json:"agent"`
+		UUID     string   `json:"uuid"`
+		Limit    int      `json:"limit"`
+		DryRun   bool     `json:"dry_run"`
+	}
+	if err := decodeBody(w, r, &body); err != nil {
+		return nil, err
+	}
+	q := runtime.Query{Queue: body.Queue, Callable: body.Callable, Agent: body.Agent, UUID: body.UUID, Limit: body.Limit}
+	for _, s := range body.States {
+		st, err := runtime.ParseState(s)
+		if err != nil {
+			return nil, err
+		}
+		q.States = append(q.States, st)
+	}
+	var opts []runtime.BulkOption
+	if body.DryRun {
+		opts = append(opts, runtime.DryRun())
+	}
+	var rep runtime.BulkReport
+	var err error
+	switch r.PathValue("action") {
+	case "cancel":
+		rep, err = a.rt.CancelMatching(r.Context(), q, opts...)
+	case "retry":
+		rep, err = a.rt.RetryMatching(r.Context(), q, opts...)
+	case "delete":
+		rep, err = a.rt.DeleteMatching(r.Context(), q, opts...)
+	default:
+		return nil, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no such bulk action: " + r.PathValue("action") + " (cancel, retry, delete)"}
+	}
+	if err != nil && !errors.Is(err, runtime.ErrInvalid) && rep.Matched > 0 {
+		// Stopped part way: what was done is said with the error.
+		return nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable",
+			msg: err.Error() + " (done " + strconv.Itoa(rep.Done) + " of " + strconv.Itoa(rep.Matched) + ")"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bulkOf(rep, body.DryRun), nil
+}
+
+func (a *api) purge(w http.ResponseWriter, r *http.Request) (any, error) {
+	var body struct {
+		State       string `json:"state"`
+		OlderThanMS *int64 `json:"older_than_ms"`
+		Queue       string `json:"queue"`
+		Limit       int    `json:"limit"`
+		DryRun      bool   `json:"dry_run"`
+	}
+	if err := decodeBody(w, r, &body); err != nil {
+		return nil, err
+	}
+	if body.OlderThanMS == nil {
+		return nil, badRequest("purge needs older_than_ms (0: every completed job)")
+	}
+	st, err := runtime.ParseState(body.State)
+	if err != nil {
+		return nil, err
+	}
+	var opts []runtime.BulkOption
+	if body.DryRun {
+		opts = append(opts, runtime.DryRun())
+	}
+	rep, err := a.rt.Purge(r.Context(), st, body.Queue, time.Duration(*body.OlderThanMS)*time.Millisecond, body.Limit, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return bulkOf(rep, body.DryRun), nil
+}
