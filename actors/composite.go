@@ -55,6 +55,27 @@ func CompositePostprocess(c *persistence.Call) (id string, ok bool) {
 	return k.Postprocess, err == nil
 }
 
+// PostprocessOwnCall returns the call of post, the postprocess of a composite whose sub-jobs
+// are children, as it was before the composite gave it their outcomes: enqueuePostprocess
+// appends one SubJob argument per sub-job, in their order, and a postprocess that runs again
+// (Runtime.Retry) gets them afresh. A call without them is returned as it is.
+func PostprocessOwnCall(post *persistence.Job, children []string) persistence.Call {
+	call := post.Call
+	n := len(children)
+	if n == 0 || len(call.Args) < n {
+		return call
+	}
+	tail := call.Args[len(call.Args)-n:]
+	for i, raw := range tail {
+		var sub SubJob
+		if json.Unmarshal(raw, &sub) != nil || sub.ID != children[i] {
+			return call
+		}
+	}
+	call.Args = slices.Clone(call.Args[:len(call.Args)-n])
+	return call
+}
+
 // compositeOf reads a composite's call; a call of another handler is not a composite.
 func compositeOf(c *persistence.Call) (composite, error) {
 	var k composite

@@ -71,9 +71,12 @@ type Jobs interface {
 	// last run is appended to its Attempts, its outcome, times, owner and retry counters are
 	// cleared, it leaves its completer's history and loses its expiry (and its annotations
 	// theirs), and each of its completed callbacks goes back to NEW, to run again when it
-	// completes. A job in another status gives *BadStatusError; one that succeeded, or a
-	// composite (its parts have outcomes of their own), gives ErrBadStatus too.
-	Rerun(ctx context.Context, ref Ref) (*Job, error)
+	// completes. Each of parts (jobs of its queue: a composite's postprocess and the sub-jobs
+	// to run again) is reset the same way in the same transaction, to NEW, and takes the
+	// part's Call when it is given; a part must be COMPLETED or NEW. A job in another status,
+	// or a part, gives *BadStatusError; a job that succeeded, or a composite given no parts,
+	// gives ErrBadStatus too.
+	Rerun(ctx context.Context, ref Ref, parts []RerunPart) (*Job, error)
 	// Delete removes jobs of one queue in one transaction, all or none: their records and
 	// annotations, their queue entries, the quota slots a put-back job keeps, and their
 	// entries in completed histories. Each must be NEW, PENDING or COMPLETED (else a
@@ -199,6 +202,13 @@ type Subscription interface {
 	C() <-chan string
 	// Close ends the subscription.
 	Close() error
+}
+
+// RerunPart is a part of a job that Store.Rerun resets with it: its id and, if not nil, the
+// call it runs next (a composite's postprocess, given back its own arguments).
+type RerunPart struct {
+	ID   string
+	Call *Call
 }
 
 // revokePrefix starts a RevokeNotice: a byte no queue name has (see ValidateName).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/zasync/zasync/actors"
 	"github.com/zasync/zasync/persistence"
@@ -160,18 +161,90 @@ type RetryReport struct {
 // Retry puts a completed job whose outcome is a failure (a cancelled one too) back in its
 // queue, due now, to run again as a new attempt of the same job: same id, its earlier runs
 // kept in its record (JobRecord.Attempts) with how each ended, its callbacks run again when it
-// completes. A job not completed, or that succeeded, gives ErrBadStatus; a composite too
-// (retry its failed parts); an unknown job ErrNotFound. Neither changes anything.
+// completes. A composite runs again with its sub-jobs that failed or were cancelled and its
+// postprocess, all in the same transaction; the sub-jobs that succeeded keep their results
+// (a part that is still finishing its callbacks, as one cancelled with the composite may be
+// for a moment, is waited for up to five seconds). A job not completed, or that succeeded,
+// gives ErrBadStatus; an unknown job ErrNotFound. Neither changes anything.
 func (rt *Runtime) Retry(ctx context.Context, ref Ref) (*RetryReport, error) {
 	if err := validRef(ref); err != nil {
 		return nil, fmt.Errorf("retry %s: %w", ref, err)
 	}
-	j, err := rt.store.Rerun(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("retry %s: %w", ref, err)
+	var j *persistence.Job
+	for wait := time.Now().Add(partsWait); ; {
+		rec, err := rt.store.Get(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("retry %s: %w", ref, err)
+		}
+		parts, err := rt.retryParts(ctx, rec)
+		if err == nil {
+			j, err = rt.store.Rerun(ctx, ref, parts)
+		}
+		if err == nil {
+			break
+		}
+		// A composite completes as its postprocess's callback runs, and a part cancelled
+		// with it completes through a job of its own: right after, a part may still be in
+		// its callbacks for a moment.
+		var bad *BadStatusError
+		if !errors.As(err, &bad) || bad.Status != StatusCallbacks || time.Now().After(wait) {
+			return nil, fmt.Errorf("retry %s: %w", ref, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("retry %s: %w", ref, ctx.Err())
+		case <-time.After(partsPause):
+		}
 	}
 	rt.metrics.retriedByOperator(ref.Queue)
 	return &RetryReport{Job: ref, Attempts: len(j.Attempts)}, nil
+}
+
+// How long Retry waits, and how often it looks again, for the parts of a composite that are
+// finishing their callbacks.
+const (
+	partsWait  = 5 * time.Second
+	partsPause = 20 * time.Millisecond
+)
+
+// retryParts returns what runs again with composite j: its postprocess, given back its own
+// arguments, and its sub-jobs that failed (a cancelled one too), with their own parts when
+// they are composites. Sub-jobs that succeeded keep their results, which the postprocess
+// gets again. Any other job has none.
+func (rt *Runtime) retryParts(ctx context.Context, j *persistence.Job) ([]persistence.RerunPart, error) {
+	post, ok := actors.CompositePostprocess(&j.Call)
+	if !ok {
+		return nil, nil
+	}
+	jobs, err := rt.store.GetMany(ctx, j.Queue, append([]string{post}, j.Children...))
+	if err != nil {
+		return nil, err
+	}
+	var parts []persistence.RerunPart
+	if pj := jobs[0]; pj != nil {
+		call := actors.PostprocessOwnCall(pj, j.Children)
+		parts = append(parts, persistence.RerunPart{ID: post, Call: &call})
+	}
+	for i, sub := range jobs[1:] {
+		switch {
+		case sub == nil:
+			return nil, fmt.Errorf("%w: sub-job %s has expired", ErrNotFound, j.Children[i])
+		case sub.Status != StatusCompleted && sub.Status != StatusNew:
+			// A part cancelled with the composite completes through a job of its own: it
+			// may still be running its callbacks.
+			return nil, &BadStatusError{Op: "retry a composite whose sub-job " + sub.ID + " has not completed",
+				Status: sub.Status, Allowed: []Status{StatusNew, StatusCompleted}}
+		case sub.Status == StatusNew || !sub.Failed():
+			continue // it has not run, or it succeeded: it stays as it is
+		}
+		parts = append(parts, persistence.RerunPart{ID: sub.ID})
+		more, err := rt.retryParts(ctx, sub)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, more...)
+	}
+	return parts, nil
 }
 
 // Retry retries the job: see Runtime.Retry.

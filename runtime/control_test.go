@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -393,5 +394,104 @@ func TestDeleteJobs(t *testing.T) {
 	}
 	if r, err := running.Delete(ctx); err != nil || r.Was != StatusCompleted {
 		t.Fatalf("Delete of the completed job: %+v %v", r, err)
+	}
+}
+
+// A serial composite whose second part fails is retried: that part and the postprocess run
+// again (the postprocess with the parts' new outcomes, not the old ones as well), the first
+// part keeps its result, and the composite succeeds. A cancelled composite retried runs its
+// cancelled parts again.
+func TestRetryComposite(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	runs := map[string]int{}
+	count := func(name string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		runs[name]++
+		return runs[name]
+	}
+	gate := make(chan struct{})
+	rt := startedRuntime(t, 4, func(rt *Runtime) {
+		rt.Handle("a", func(context.Context, *Call) (any, error) { return count("a"), nil })
+		rt.Handle("b", func(ctx context.Context, _ *Call) (any, error) {
+			if a, _ := Attempt(ctx); a == 1 {
+				count("b")
+				return nil, errors.New("b fails at first")
+			}
+			return count("b") * 10, nil
+		})
+		rt.Handle("wait", func(ctx context.Context, _ *Call) (any, error) {
+			if count("wait") == 1 {
+				<-ctx.Done() // the first run is cancelled
+				return nil, ctx.Err()
+			}
+			<-gate
+			return 5, nil
+		})
+		rt.Handle("post", func(_ context.Context, c *Call) (any, error) {
+			count("post")
+			total := 0
+			for i := range c.Args {
+				var sub SubJob
+				if err := c.Arg(i, &sub); err != nil {
+					return nil, err
+				}
+				if sub.Failure != nil {
+					return nil, fmt.Errorf("part %s failed: %w", sub.ID, sub.Failure)
+				}
+				var n int
+				json.Unmarshal(sub.Result, &n)
+				total += n
+			}
+			return fmt.Sprintf("%d parts, total %d", len(c.Args), total), nil
+		})
+	})
+	ctx := testCtx(t)
+	q := rt.Queue(DefaultQueue)
+	comp, err := q.Put(ctx, Serial(NewCall("a"), NewCall("b"), Postprocess(NewCall("post"))), Retry(NeverRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := comp.Wait(ctx)
+	if err != nil || out.Failure == nil {
+		t.Fatalf("first run of the composite: %+v %v, want the postprocess's failure", out, err)
+	}
+	if _, err := comp.Retry(ctx); err != nil {
+		t.Fatalf("Retry of the composite: %v", err)
+	}
+	out, err = comp.Wait(ctx)
+	var s string
+	if err != nil || out.Decode(&s) != nil || s != "2 parts, total 21" {
+		t.Fatalf("the retried composite: %+v %v (%q), want 2 parts, total 21 (a: 1, b: 20)", out, err, s)
+	}
+	mu.Lock()
+	if runs["a"] != 1 || runs["b"] != 2 || runs["post"] != 2 {
+		t.Errorf("runs %v, want a once, b and the postprocess twice", runs)
+	}
+	mu.Unlock()
+	if rec := mustInfo(t, comp); len(rec.Attempts) != 1 || rec.Attempts[0].Failure == nil {
+		t.Fatalf("the composite's attempts: %+v", rec.Attempts)
+	}
+
+	// Cancelled while its part runs, then retried: the part runs again.
+	par, err := q.Put(ctx, Parallel(NewCall("wait"), NewCall("a"), Postprocess(NewCall("post"))), Retry(NeverRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the wait part to run", func() bool { mu.Lock(); defer mu.Unlock(); return runs["wait"] == 1 })
+	if _, err := par.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCancelled(t, par)
+	// (Each cancelled part completes through a resumeCallbacks job of its own: Retry waits
+	// for those.)
+	if _, err := par.Retry(ctx); err != nil {
+		t.Fatalf("Retry of the cancelled composite: %v", err)
+	}
+	close(gate)
+	out, err = par.Wait(ctx)
+	if err != nil || out.Decode(&s) != nil || s != "2 parts, total 7" {
+		t.Fatalf("the retried parallel: %+v %v (%q), want 2 parts, total 7 (wait: 5, a: 2)", out, err, s)
 	}
 }

@@ -15,11 +15,21 @@ import (
 // An operator's actions on jobs after the fact: Rerun and Delete. (Revoke, the cancel, is
 // with Fail in jobs.go; a queue's pause with the queues.)
 
-// Rerun puts a failed completed job back in its queue as a new attempt.
-func (s *Store) Rerun(ctx context.Context, ref persistence.Ref) (*persistence.Job, error) {
+// Rerun puts a failed completed job back in its queue as a new attempt, with its parts.
+func (s *Store) Rerun(ctx context.Context, ref persistence.Ref, parts []persistence.RerunPart) (*persistence.Job, error) {
 	const op = "retry"
 	if err := validRef(op, ref); err != nil {
 		return nil, err
+	}
+	for _, p := range parts {
+		if err := validRef(op, ref.In(p.ID)); err != nil {
+			return nil, err
+		}
+		if p.Call != nil {
+			if _, err := p.Call.Encode(); err != nil {
+				return nil, fmt.Errorf("%s: part %s: %w", op, p.ID, err)
+			}
+		}
 	}
 	var out *persistence.Job
 	err := s.transact(ctx, op, []string{s.k.job(ref.Queue, ref.ID)}, func(t *txn) (writes, error) {
@@ -33,44 +43,61 @@ func (s *Store) Rerun(ctx context.Context, ref persistence.Ref) (*persistence.Jo
 		if j.Failure == nil {
 			return nil, fmt.Errorf("%s: %w: job %s succeeded; only a failed or cancelled job runs again", op, persistence.ErrBadStatus, ref)
 		}
-		if len(j.Children) > 0 {
-			return nil, fmt.Errorf("%s: %w: job %s is a composite; retry its failed parts", op, persistence.ErrBadStatus, ref)
+		if len(j.Children) > 0 && len(parts) == 0 {
+			return nil, fmt.Errorf("%s: %w: job %s is a composite: its postprocess and failed parts must run again with it", op, persistence.ErrBadStatus, ref)
 		}
-		cbs := make([]*persistence.Job, len(j.Callbacks))
-		cbWas := make([]map[string]string, len(j.Callbacks))
-		for i, id := range j.Callbacks {
-			t.watch(s.k.job(ref.Queue, id))
-			if cbs[i], cbWas[i], err = s.readJob(ctx, t, ref.In(id)); err != nil {
-				return nil, fmt.Errorf("callback %s: %w", id, err)
+		// Each job reset with its completed callbacks, read and watched first.
+		type resetJob struct {
+			j     *persistence.Job
+			was   map[string]string
+			call  *persistence.Call
+			cbs   []*persistence.Job
+			cbWas []map[string]string
+		}
+		all := []*resetJob{{j: j, was: was}}
+		for _, p := range parts {
+			t.watch(s.k.job(ref.Queue, p.ID))
+			pj, pwas, err := s.readJob(ctx, t, ref.In(p.ID))
+			if err != nil {
+				return nil, fmt.Errorf("part %s: %w", p.ID, err)
+			}
+			if err := persistence.CheckStatus(op+" part "+p.ID, pj.Status, persistence.StatusCompleted, persistence.StatusNew); err != nil {
+				return nil, err
+			}
+			all = append(all, &resetJob{j: pj, was: pwas, call: p.Call})
+		}
+		for _, r := range all {
+			for _, id := range r.j.Callbacks {
+				t.watch(s.k.job(ref.Queue, id))
+				cb, cbWas, err := s.readJob(ctx, t, ref.In(id))
+				if err != nil {
+					return nil, fmt.Errorf("callback %s: %w", id, err)
+				}
+				r.cbs, r.cbWas = append(r.cbs, cb), append(r.cbWas, cbWas)
 			}
 		}
 		now, err := s.now(ctx)
 		if err != nil {
 			return nil, err
 		}
-		done := j.Owner
-		if !j.Holder.IsZero() {
-			done = j.Holder
-		}
-		j.Attempts = append(j.Attempts, persistence.PastAttempt{Attempt: j.Attempt, Owner: done.String(),
-			Start: j.ActiveStart, End: j.ActiveEnd, Completed: j.Completed, Failure: j.Failure})
-		completers := []persistence.Owner{j.Owner, j.Holder}
-		reset(j)
-		j.Status, j.BeginAfter = persistence.StatusPending, now
 		out = j
 		return func(p redis.Pipeliner) error {
-			s.writeJob(ctx, p, j, was)
-			s.keep(ctx, p, j, completers)
-			p.ZAdd(ctx, s.k.pending(ref.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
-			for i, cb := range cbs {
-				if cb.Status != persistence.StatusCompleted {
-					continue // never ran: it runs when the job completes
+			for i, r := range all {
+				if r.j.Status == persistence.StatusCompleted {
+					status := persistence.StatusNew
+					if i == 0 {
+						status = persistence.StatusPending
+					}
+					s.again(ctx, p, r.j, r.was, status, r.call, now)
+				} else if r.call != nil { // a part that never ran: only its call changes
+					r.j.Call = *r.call
+					s.writeJob(ctx, p, r.j, r.was)
 				}
-				completers := []persistence.Owner{cb.Owner, cb.Holder}
-				reset(cb)
-				cb.Status = persistence.StatusNew
-				s.writeJob(ctx, p, cb, cbWas[i])
-				s.keep(ctx, p, cb, completers)
+				for k, cb := range r.cbs {
+					if cb.Status == persistence.StatusCompleted {
+						s.again(ctx, p, cb, r.cbWas[k], persistence.StatusNew, nil, now)
+					}
+				}
 			}
 			p.Publish(ctx, s.k.wake(ref.Queue), ref.Queue)
 			return nil
@@ -79,11 +106,39 @@ func (s *Store) Rerun(ctx context.Context, ref persistence.Ref) (*persistence.Jo
 	return out, err
 }
 
+// again queues the writes that make completed job j, as read in was, run again in status
+// (PENDING: queued, due at now; NEW: to be queued by whoever runs it), with call when it is
+// not nil: its run kept in its Attempts, the rest of that run cleared, no expiry, no entry in
+// a history.
+func (s *Store) again(ctx context.Context, p redis.Pipeliner, j *persistence.Job, was map[string]string, status persistence.Status,
+	call *persistence.Call, now time.Time) {
+	done := j.Owner
+	if !j.Holder.IsZero() {
+		done = j.Holder
+	}
+	j.Attempts = append(j.Attempts, persistence.PastAttempt{Attempt: j.Attempt, Owner: done.String(),
+		Start: j.ActiveStart, End: j.ActiveEnd, Completed: j.Completed, Failure: j.Failure})
+	completers := []persistence.Owner{j.Owner, j.Holder}
+	reset(j)
+	j.Status = status
+	if call != nil {
+		j.Call = *call
+	}
+	if status == persistence.StatusPending {
+		j.BeginAfter = now
+	}
+	s.writeJob(ctx, p, j, was)
+	s.keep(ctx, p, j, completers)
+	if status == persistence.StatusPending {
+		p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
+	}
+}
+
 // reset clears what a run of j left: its owner, outcome, times and retry counters.
 func reset(j *persistence.Job) {
 	j.Owner, j.Holder, j.Result, j.Failure, j.Retry = persistence.Owner{}, persistence.Owner{}, nil, nil, nil
 	j.ActiveStart, j.ActiveEnd, j.Completed = time.Time{}, time.Time{}, time.Time{}
-	j.WaitingOn, j.Parked = "", false
+	j.WaitingOn, j.Parked, j.Sealed = "", false, false
 }
 
 // keep queues the writes that make completed job j live again: no expiry for it and its

@@ -12,6 +12,7 @@ func init() {
 	register("Rerun",
 		testCase{"FailedJobRunsAgain", testRerunFailed},
 		testCase{"Refused", testRerunRefused},
+		testCase{"WithParts", testRerunParts},
 	)
 	register("Delete",
 		testCase{"WaitingAndCompleted", testDeleteJobs},
@@ -50,7 +51,7 @@ func testRerunFailed(t *testing.T, h Harness) {
 		t.Fatalf("history of %s: %v, want %s in it", o, ids, j.ID)
 	}
 
-	got, err := b.s.Rerun(b.ctx, j.Ref)
+	got, err := b.s.Rerun(b.ctx, j.Ref, nil)
 	if err != nil {
 		t.Fatalf("Rerun: %v", err)
 	}
@@ -82,7 +83,7 @@ func testRerunFailed(t *testing.T, h Harness) {
 	}
 	cbkRun(b, again.Fence(), cb.ID, "2")
 	b.complete(again.Fence(), 1)
-	if _, err := b.s.Rerun(b.ctx, j.Ref); err != nil {
+	if _, err := b.s.Rerun(b.ctx, j.Ref, nil); err != nil {
 		t.Fatalf("second Rerun: %v", err)
 	}
 	if a := b.get(j.Ref).Attempts; len(a) != 2 || a[0].Failure.Message != "first" || a[1].Failure.Message != "second" {
@@ -95,22 +96,22 @@ func testRerunRefused(t *testing.T, h Harness) {
 	b := setup(t, h)
 	o := b.dispatcher()
 	waiting := b.putCall("waiting")
-	if _, err := b.s.Rerun(b.ctx, waiting.Ref); !errors.Is(err, persistence.ErrBadStatus) {
+	if _, err := b.s.Rerun(b.ctx, waiting.Ref, nil); !errors.Is(err, persistence.ErrBadStatus) {
 		t.Fatalf("Rerun of a pending job: %v, want ErrBadStatus", err)
 	}
 	ok := b.putCall("ok")
 	r := b.start(b.claimOne(o, func(c *persistence.Job) bool { return c.ID == ok.ID }).Fence())
 	b.complete(b.commit(r.Fence(), "1").Fence(), 0)
-	if _, err := b.s.Rerun(b.ctx, ok.Ref); !errors.Is(err, persistence.ErrBadStatus) {
+	if _, err := b.s.Rerun(b.ctx, ok.Ref, nil); !errors.Is(err, persistence.ErrBadStatus) {
 		t.Fatalf("Rerun of a job that succeeded: %v, want ErrBadStatus", err)
 	}
 	if got := b.get(ok.Ref); got.Status != persistence.StatusCompleted || string(got.Result) != "1" {
 		t.Fatalf("refused rerun changed the job: %s %s", got.Status, got.Result)
 	}
-	if _, err := b.s.Rerun(b.ctx, ok.Ref.In("nope")); !errors.Is(err, persistence.ErrNotFound) {
+	if _, err := b.s.Rerun(b.ctx, ok.Ref.In("nope"), nil); !errors.Is(err, persistence.ErrNotFound) {
 		t.Fatalf("Rerun of an unknown job: %v, want ErrNotFound", err)
 	}
-	if _, err := b.s.Rerun(b.ctx, persistence.Ref{Queue: "a b", ID: "x"}); !errors.Is(err, persistence.ErrInvalid) {
+	if _, err := b.s.Rerun(b.ctx, persistence.Ref{Queue: "a b", ID: "x"}, nil); !errors.Is(err, persistence.ErrInvalid) {
 		t.Fatalf("Rerun in a bad queue name: %v, want ErrInvalid", err)
 	}
 }
@@ -176,5 +177,61 @@ func testDeleteRefused(t *testing.T, h Harness) {
 	}
 	if p := b.pending(Queue); !slices.Contains(p, other.ID) || !slices.Contains(p, parent.ID) {
 		t.Fatalf("queue after refused deletes: %v", p)
+	}
+}
+
+// A composite reruns with the parts it is given: each back to NEW (a new call for one that is
+// given one), its run kept in its attempts; without parts it is refused, and so is a part
+// that is not completed; nothing changes when refused.
+func testRerunParts(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o := b.dispatcher()
+	comp := b.putCall("composite")
+	part, _, err := b.s.AddChild(b.ctx, comp.Ref, persistence.JobSpec{Call: call("part", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := b.s.AddChild(b.ctx, comp.Ref, persistence.JobSpec{Call: call("other")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.s.Enqueue(b.ctx, part.Ref); err != nil {
+		t.Fatal(err)
+	}
+	b.failRun(o, part, "part failed") // no callbacks: COMPLETED at once
+	if _, err := b.s.Enqueue(b.ctx, other.Ref); err != nil {
+		t.Fatal(err)
+	}
+	otherRun := b.start(b.claimOne(o, func(c *persistence.Job) bool { return c.ID == other.ID }).Fence())
+	b.failRun(o, comp, "composite failed")
+
+	if _, err := b.s.Rerun(b.ctx, comp.Ref, nil); !errors.Is(err, persistence.ErrBadStatus) {
+		t.Fatalf("Rerun of a composite without parts: %v, want ErrBadStatus", err)
+	}
+	if _, err := b.s.Rerun(b.ctx, comp.Ref, []persistence.RerunPart{{ID: part.ID}, {ID: other.ID}}); !errors.Is(err, persistence.ErrBadStatus) {
+		t.Fatalf("Rerun with a running part: %v, want ErrBadStatus", err)
+	}
+	if got := b.get(comp.Ref); got.Status != persistence.StatusCompleted {
+		t.Fatalf("refused reruns changed the composite: %s", got.Status)
+	}
+	b.complete(b.commit(otherRun.Fence(), "2").Fence(), 0)
+
+	again := call("part", 2)
+	if _, err := b.s.Rerun(b.ctx, comp.Ref, []persistence.RerunPart{{ID: part.ID, Call: &again}}); err != nil {
+		t.Fatalf("Rerun with parts: %v", err)
+	}
+	if got := b.get(comp.Ref); got.Status != persistence.StatusPending || len(got.Attempts) != 1 {
+		t.Fatalf("the composite: %s with %d attempts, want PENDING with one", got.Status, len(got.Attempts))
+	}
+	p := b.get(part.Ref)
+	if p.Status != persistence.StatusNew || p.Failure != nil || len(p.Attempts) != 1 || p.Attempts[0].Failure.Message != "part failed" ||
+		p.Call.String() != again.String() {
+		t.Fatalf("the part: %s, failure %v, attempts %+v, call %s; want NEW with its new call and its run kept", p.Status, p.Failure, p.Attempts, p.Call.String())
+	}
+	if got := b.get(other.Ref); got.Status != persistence.StatusCompleted || string(got.Result) != "2" {
+		t.Fatalf("the part not given: %s %s, want it left completed", got.Status, got.Result)
+	}
+	if pending := b.pending(Queue); !slices.Equal(pending, []string{comp.ID}) {
+		t.Fatalf("queue %v, want the composite alone (its parts are queued by its run)", pending)
 	}
 }
