@@ -10,6 +10,16 @@ import (
 	"testing"
 )
 
+// waitServing waits until the dispatcher of srv is activated: until then its queue may not
+// be known to the store, and an action on it refused as unknown.
+func waitServing(t *testing.T, srv *serveProc) {
+	t.Helper()
+	pollUntil(t, "the dispatcher to activate", func() (bool, string) {
+		out, _, _ := zasync(t, nil, "uuids", "--redis", srv.redisURL)
+		return strings.TrimSpace(out) == srv.uuid, out
+	})
+}
+
 // jobStatus reads a job's status with `zasync job --json`.
 func jobStatus(t *testing.T, ref string, common []string) string {
 	t.Helper()
@@ -110,6 +120,7 @@ func TestCancelPauseResumeCommands(t *testing.T) {
 func TestControlBadInput(t *testing.T) {
 	t.Parallel()
 	srv := startServe(t, "--builtin", "--poll-interval", "100ms")
+	waitServing(t, srv)
 	common := []string{"--redis", srv.redisURL}
 	for _, tc := range []struct {
 		args []string
@@ -231,7 +242,7 @@ func apiCall(t *testing.T, method, url, token string) (int, string) {
 }
 
 // apiLine is the line `zasync monitor` prints once it listens.
-var apiLine = regexp.MustCompile(`zasync monitor: API at (http://\S+)/api/v1/ over `)
+var apiLine = regexp.MustCompile(`zasync monitor: dashboard at (http://\S+)/dashboard/, API at `)
 
 // serve --monitor mounts the HTTP API, whose actions need its token; `zasync monitor`, with
 // no dispatcher, answers for the same installation from Redis, and acts for loopback
@@ -239,6 +250,7 @@ var apiLine = regexp.MustCompile(`zasync monitor: API at (http://\S+)/api/v1/ ov
 func TestMonitorCommandAndServeAPI(t *testing.T) {
 	t.Parallel()
 	srv := startServe(t, "--builtin", "--poll-interval", "100ms", "--monitor", "127.0.0.1:0", "--monitor-token", "tok")
+	waitServing(t, srv)
 	api := srv.monitor + "/api/v1"
 	if code, body := apiCall(t, "GET", api+"/queues", ""); code != 200 || !strings.Contains(body, `"name": "default"`) {
 		t.Fatalf("GET queues: %d %s", code, body)
@@ -261,6 +273,12 @@ func TestMonitorCommandAndServeAPI(t *testing.T) {
 	out, _, _ := zasync(t, nil, "status", "--redis", srv.redisURL)
 	if strings.Contains(out, "PAUSED") {
 		t.Fatalf("status after the resume:\n%s", out)
+	}
+	if code, body := apiCall(t, "GET", mon.waitLine(apiLine)[1]+"/dashboard/", ""); code != 200 || !strings.Contains(body, "assets/app.js") {
+		t.Fatalf("the dashboard from zasync monitor: %d %.200s", code, body)
+	}
+	if code, body := apiCall(t, "GET", srv.monitor+"/dashboard/", ""); code != 200 || !strings.Contains(body, "assets/app.js") {
+		t.Fatalf("the dashboard from serve --monitor: %d %.200s", code, body)
 	}
 	mon.signal(syscall.SIGINT)
 	if code := mon.wait(); code != 0 {

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/zasync/zasync/dashboard"
 	"github.com/zasync/zasync/httpapi"
 	"github.com/zasync/zasync/monitor"
 	"github.com/zasync/zasync/runtime"
@@ -23,26 +24,38 @@ const tokenEnv = "ZASYNC_MONITOR_TOKEN"
 // apiPrefix is where serve --monitor and monitor mount the cluster-wide HTTP API.
 const apiPrefix = "/api"
 
-// withAPI returns a handler serving the HTTP API over rt under apiPrefix, and rest (if not
-// nil) elsewhere.
+// dashboardPrefix is where serve --monitor mounts the dashboard.
+const dashboardPrefix = "/dashboard"
+
+// withAPI returns a handler serving the HTTP API over rt under apiPrefix and the dashboard
+// under dashboardPrefix, and rest (if not nil) elsewhere; without rest, / goes to the
+// dashboard.
 func withAPI(rt *runtime.Runtime, token string, logger *slog.Logger, rest http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(apiPrefix+"/", http.StripPrefix(apiPrefix, httpapi.New(rt, httpapi.WithToken(token), httpapi.WithLogger(logger))))
+	mux.Handle(dashboardPrefix+"/", http.StripPrefix(dashboardPrefix, dashboard.New(rt, dashboard.WithToken(token), dashboard.WithLogger(logger))))
 	if rest != nil {
 		mux.Handle("/", rest)
 	} else {
-		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, "{\"api\": %q}\n", apiPrefix+"/v1/")
-		})
+		mux.Handle("GET /{$}", http.RedirectHandler(dashboardPrefix+"/", http.StatusFound))
 	}
 	return mux
 }
 
-// runMonitor serves the cluster-wide HTTP API over an existing Redis, with no dispatcher,
-// until SIGINT or SIGTERM.
+// runMonitor serves the cluster-wide HTTP API and the dashboard over an existing Redis, with
+// no dispatcher, until SIGINT or SIGTERM.
 func runMonitor(args []string, stdout, stderr io.Writer) error {
-	fs := flags("monitor", "--redis URL [--listen ADDR] [--monitor-token TOKEN] [--monitor-remote]", stderr)
+	return serveAPI("monitor", args, stderr)
+}
+
+// runDashboard is runMonitor by the name the dashboard is known by.
+func runDashboard(args []string, stdout, stderr io.Writer) error {
+	return serveAPI("dashboard", args, stderr)
+}
+
+// serveAPI is monitor and dashboard: the API and the dashboard, over an existing Redis.
+func serveAPI(cmd string, args []string, stderr io.Writer) error {
+	fs := flags(cmd, "--redis URL [--listen ADDR] [--monitor-token TOKEN] [--monitor-remote]", stderr)
 	rflags := addRedisFlags(fs, redisURLHelp+" (required: the API reads an existing Redis)")
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis")
 	listen := fs.String("listen", "127.0.0.1:8080", "serve the HTTP API at this loopback address (port 0 picks one)")
@@ -76,7 +89,7 @@ func runMonitor(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
-	fmt.Fprintf(stderr, "zasync monitor: API at %s%s/v1/ over %s\n", srv.URL(), apiPrefix, redactURL(conn.url))
+	fmt.Fprintf(stderr, "zasync %s: dashboard at %s%s/, API at %s%s/v1/ over %s\n", cmd, srv.URL(), dashboardPrefix, srv.URL(), apiPrefix, redactURL(conn.url))
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)

@@ -103,7 +103,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer srv.Close()
-		fmt.Fprintf(stderr, "zasync serve: monitor at %s/ (metrics at %s/metrics, the HTTP API at %s%s/v1/)\n", srv.URL(), srv.URL(), srv.URL(), apiPrefix)
+		fmt.Fprintf(stderr, "zasync serve: monitor at %s/ (metrics at %s/metrics, the dashboard at %s%s/, the HTTP API at %s%s/v1/)\n",
+			srv.URL(), srv.URL(), srv.URL(), dashboardPrefix, srv.URL(), apiPrefix)
 	}
 	fmt.Fprintf(stderr, "zasync serve: dispatcher %s serving %s with %s on %s (poll %s, ping %s, death %s)\n",
 		rt.StatusInfo().UUID, strings.Join(queues, ", "), describeAgents(agentCfgs), redactURL(conn.url), *poll, *ping, *death)

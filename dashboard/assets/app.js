@@ -1,0 +1,274 @@
+// zasync's dashboard: a page per view, drawn from the HTTP API (api/v1/, relative to where
+// the dashboard is served), routed by the URL's hash, refreshed by short polling. Everything
+// a job stored (calls, results, failures, annotations) is shown as text, never as HTML.
+"use strict";
+
+const api = "api/v1/";
+const refreshEvery = 2000; // ms between two reads of the page's data
+let timer = null; // the current view's refresh
+let view = null; // the current view's name and arguments, to redraw on refresh
+
+// el makes an element: el("a", {href: "#/"}, "text", child…). Strings become text nodes.
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+// call reads or acts through the API; it throws an Error with the API's message.
+async function call(method, path, body) {
+  const headers = {};
+  const token = sessionStorage.getItem("zasync-token");
+  if (token && method !== "GET") headers["Authorization"] = "Bearer " + token;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(api + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const e = new Error((data.error && data.error.message) || res.statusText);
+    e.code = data.error && data.error.code;
+    throw e;
+  }
+  return data;
+}
+
+function flash(text, isError) {
+  const f = document.getElementById("flash");
+  f.textContent = text;
+  f.className = isError ? "error" : "";
+  f.hidden = false;
+}
+
+// ask shows a question in the page and calls then() if it is confirmed.
+function ask(question, then) {
+  const box = document.getElementById("confirm");
+  document.getElementById("confirm-text").textContent = question;
+  box.hidden = false;
+  const yes = document.getElementById("confirm-yes");
+  const no = document.getElementById("confirm-no");
+  const done = () => { box.hidden = true; yes.onclick = null; no.onclick = null; };
+  yes.onclick = () => { done(); then(); };
+  no.onclick = done;
+}
+
+// act asks, then runs an action and reports its outcome, then redraws the view.
+function act(question, method, path, body, describe) {
+  ask(question, async () => {
+    try {
+      const r = await call(method, path, body);
+      flash(describe(r));
+    } catch (e) {
+      flash(e.message, true);
+    }
+    draw();
+  });
+}
+
+const when = (t) => (t ? new Date(t).toISOString().replace(".000Z", "Z") : "—");
+function dur(ms) {
+  if (ms === undefined || ms === null) return "—";
+  if (ms < 1000) return ms + " ms";
+  const s = ms / 1000;
+  if (s < 120) return s.toFixed(1) + " s";
+  const m = s / 60;
+  return m < 120 ? m.toFixed(1) + " min" : (m / 60).toFixed(1) + " h";
+}
+const jobLink = (job) => el("a", { href: "#/job/" + job }, job);
+const qs = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== undefined)).toString();
+
+function statusPill(j) {
+  let cls = "";
+  if (j.status === "completed") cls = j.failed ? "bad" : "ok";
+  else if (j.status === "active") cls = "warn";
+  const text = j.status === "completed" ? (j.failed ? (j.failure && j.failure.type === "CancelledError" ? "cancelled" : "failed") : "succeeded") : j.status;
+  return el("span", { class: "pill " + cls }, text);
+}
+
+// The views. Each returns the nodes of the page.
+
+async function overview() {
+  const { queues } = await call("GET", "queues");
+  const rows = queues.map((q) =>
+    el("tr", { "data-queue": q.name },
+      el("td", {}, el("a", { href: "#/jobs?" + qs({ state: "pending", queue: q.name }) }, q.name)),
+      el("td", {}, q.paused ? el("span", { class: "pill warn" }, "paused") : el("span", { class: "pill ok" }, "running")),
+      el("td", { class: "num" }, q.due), el("td", { class: "num" }, q.scheduled), el("td", { class: "num" }, q.put_back),
+      el("td", { class: "num" }, q.held),
+      el("td", { class: "num" }, el("span", { class: q.dispatchers_alive ? "ok" : "muted" }, q.dispatchers_alive)),
+      el("td", { class: "num" }, el("span", { class: q.dispatchers_dead ? "bad" : "muted" }, q.dispatchers_dead)),
+      el("td", {}, q.paused
+        ? el("button", { "data-action": "resume", onclick: () => act("Resume queue " + q.name + "?", "POST", "queues/" + q.name + "/resume", undefined, () => "Queue " + q.name + " resumed") }, "Resume")
+        : el("button", { "data-action": "pause", onclick: () => act("Pause queue " + q.name + "? No dispatcher will claim from it.", "POST", "queues/" + q.name + "/pause", undefined, () => "Queue " + q.name + " paused") }, "Pause"))));
+  return [
+    el("h1", {}, "Queues"),
+    queues.length ? el("table", { id: "queues" },
+      el("thead", {}, el("tr", {}, ["queue", "state", "due", "scheduled", "put back", "held", "dispatchers alive", "dead", ""].map((h, i) => el("th", { class: i >= 2 && i <= 7 ? "num" : "" }, h)))),
+      el("tbody", {}, rows)) : el("p", { class: "muted" }, "No queue has been used yet."),
+  ];
+}
+
+const states = ["pending", "assigned", "active", "callbacks", "succeeded", "failed"];
+
+async function jobs(params) {
+  const state = params.get("state") || "failed";
+  const filters = { queue: params.get("queue") || "", callable: params.get("callable") || "" };
+  const cursor = params.get("cursor") || "";
+  const page = await call("GET", "jobs?" + qs({ state, ...filters, limit: 50, cursor }));
+  const selected = new Set();
+  const bulk = (action) => {
+    const refs = [...selected];
+    if (!refs.length) return flash("Select jobs first.", true);
+    ask(action + " " + refs.length + " selected jobs?", async () => {
+      let done = 0;
+      const errors = [];
+      for (const r of refs) {
+        try { await call("POST", "jobs/" + r + "/" + action.toLowerCase()); done++; } catch (e) { errors.push(r + ": " + e.message); }
+      }
+      flash(action + ": " + done + " of " + refs.length + " done" + (errors.length ? "; " + errors.join("; ") : ""), errors.length > 0);
+      draw();
+    });
+  };
+  const filterForm = el("form", { class: "filters", id: "filters", onsubmit: (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    location.hash = "#/jobs?" + qs({ state, queue: f.get("queue"), callable: f.get("callable") });
+  } },
+  el("input", { name: "queue", placeholder: "queue (glob)", value: filters.queue }),
+  el("input", { name: "callable", placeholder: "handler (glob), e.g. email.*", value: filters.callable }),
+  el("button", { type: "submit" }, "Filter"));
+  const rows = page.jobs.map((j) => {
+    const box = el("input", { type: "checkbox", "data-job": j.job, onchange: (e) => (e.target.checked ? selected.add(j.job) : selected.delete(j.job)) });
+    return el("tr", { "data-job": j.job },
+      el("td", {}, box), el("td", {}, jobLink(j.job)), el("td", {}, j.call), el("td", {}, statusPill(j)),
+      el("td", {}, when(j.completed || j.active_start || j.begin_after)), el("td", { class: "num" }, dur(j.active_ms)),
+      el("td", {}, j.failure ? j.failure.type + ": " + j.failure.message : j.result ? JSON.stringify(j.result) : ""));
+  });
+  return [
+    el("h1", {}, "Jobs"),
+    el("div", { class: "tabs" }, states.map((s) => el("a", { href: "#/jobs?" + qs({ state: s, ...filters }), class: s === state ? "active" : "" }, s))),
+    filterForm,
+    el("div", { class: "actions" },
+      ["Retry", "Cancel", "Delete"].map((a) => el("button", { "data-bulk": a.toLowerCase(), class: a === "Delete" ? "danger" : "", onclick: () => bulk(a) }, a + " selected"))),
+    page.jobs.length ? el("table", { id: "jobs" },
+      el("thead", {}, el("tr", {}, ["", "job", "call", "state", "when", "ran", "outcome"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)) : el("p", { class: "muted", id: "no-jobs" }, "No " + state + " job."),
+    page.next_cursor ? el("p", {}, el("a", { id: "next-page", href: "#/jobs?" + qs({ state, ...filters, cursor: page.next_cursor }) }, "Next page →")) : null,
+  ];
+}
+
+async function job(ref) {
+  const j = await call("GET", "jobs/" + ref);
+  const d = j.detail;
+  const rows = [
+    ["job", j.job], ["call", j.call], ["status", statusPill(j)], ["attempt", j.attempt],
+    ["begin after", when(j.begin_after)], ["started", when(j.active_start)], ["ended", when(j.active_end)],
+    ["completed", when(j.completed)], ["waited", dur(j.wait_ms)], ["ran", dur(j.active_ms)],
+    ["agent", j.agent ? j.dispatcher + "/" + j.agent : "—"],
+    ["parent", j.parent ? jobLink(j.queue + "/" + j.parent) : "—"],
+    ["callbacks", j.callbacks && j.callbacks.length ? j.callbacks.map((c, i) => [i ? ", " : "", jobLink(c)]) : "—"],
+  ];
+  const outcome = j.failure
+    ? [el("h2", {}, "Failure"), el("pre", { id: "traceback" }, d.traceback || j.failure.type + ": " + j.failure.message)]
+    : j.result ? [el("h2", {}, "Result"), el("pre", { id: "result" }, JSON.stringify(j.result, null, 2))] : [];
+  const refPath = "jobs/" + j.job;
+  return [
+    el("h1", {}, "Job ", j.id),
+    el("div", { class: "actions" },
+      el("button", { "data-action": "retry", onclick: () => act("Run job " + j.job + " again?", "POST", refPath + "/retry", undefined, (r) => "Job put back to run again (" + r.earlier_attempts + " earlier attempts kept)") }, "Retry"),
+      el("button", { "data-action": "cancel", onclick: () => act("Cancel job " + j.job + "?", "POST", refPath + "/cancel", undefined, (r) => "Job cancelled (was " + r.was + ")") }, "Cancel"),
+      el("button", { "data-action": "delete", class: "danger", onclick: () => act("Delete job " + j.job + " for good?", "POST", refPath + "/delete", undefined, () => { location.hash = "#/jobs?state=" + (j.failed ? "failed" : "succeeded"); return "Job deleted"; }) }, "Delete")),
+    el("dl", { id: "job" }, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    el("h2", {}, "Arguments"), el("pre", {}, JSON.stringify({ args: d.args, kwargs: d.kwargs }, null, 2)),
+    outcome,
+    el("h2", {}, "Annotations"),
+    Object.keys(d.annotations).length
+      ? el("pre", { id: "annotations" }, JSON.stringify(d.annotations, null, 2)) : el("p", { class: "muted" }, "None."),
+    el("h2", {}, "Earlier attempts"),
+    d.earlier_attempts.length ? el("table", { id: "attempts" },
+      el("thead", {}, el("tr", {}, ["attempt", "by", "started", "completed", "how it ended"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, d.earlier_attempts.map((a) => el("tr", {},
+        el("td", {}, a.attempt), el("td", {}, a.owner || "—"), el("td", {}, when(a.active_start)), el("td", {}, when(a.completed)),
+        el("td", {}, a.failure ? (a.failure.type === "CancelledError" ? "cancelled" : "failed: " + a.failure.type + ": " + a.failure.message) : "succeeded")))))
+      : el("p", { class: "muted" }, "None: this is its first run."),
+  ];
+}
+
+async function dispatchers() {
+  const { dispatchers } = await call("GET", "dispatchers");
+  const rows = dispatchers.map((d) => {
+    const share = d.ping_death_interval_ms ? Math.min(1, d.since_ping_ms / d.ping_death_interval_ms) : 0;
+    const used = d.agents.reduce((n, a) => n + a.held, 0);
+    const size = d.agents.reduce((n, a) => n + a.size, 0);
+    return el("tr", { "data-dispatcher": d.uuid },
+      el("td", {}, d.queue), el("td", {}, d.uuid), el("td", {}, (d.host || "?") + " pid " + (d.pid || "?")),
+      el("td", {}, d.alive ? el("span", { class: "pill ok" }, "alive") : el("span", { class: "pill bad" }, "DEAD")),
+      el("td", {}, el("span", { class: "bar" + (d.alive ? "" : " bad"), style: null, "data-share": share.toFixed(2) }), " ",
+        dur(d.since_ping_ms) + " of " + dur(d.ping_death_interval_ms)),
+      el("td", { class: "num" }, used + " of " + size),
+      el("td", {}, d.agents.map((a) => a.name + " " + a.held + "/" + a.size).join(", ")));
+  });
+  return [
+    el("h1", {}, "Dispatchers"),
+    dispatchers.length ? el("table", { id: "dispatchers" },
+      el("thead", {}, el("tr", {}, ["queue", "uuid", "where", "state", "last ping (of the death interval)", "slots used", "agents"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)) : el("p", { class: "muted" }, "No activated dispatcher."),
+  ];
+}
+
+// route reads the hash: #/, #/jobs?…, #/job/queue/id, #/dispatchers.
+function route() {
+  const hash = location.hash.replace(/^#/, "") || "/";
+  const [path, query] = hash.split("?");
+  const params = new URLSearchParams(query || "");
+  if (path.startsWith("/job/")) return { name: "job", run: () => job(path.slice(5)), nav: "jobs" };
+  if (path === "/jobs") return { name: "jobs", run: () => jobs(params), nav: "jobs" };
+  if (path === "/dispatchers") return { name: "dispatchers", run: dispatchers, nav: "dispatchers" };
+  return { name: "overview", run: overview, nav: "overview" };
+}
+
+// draw draws the current view; a view whose page holds a form being typed in, or a
+// question being asked, is not redrawn under the user's hands.
+async function draw() {
+  const r = route();
+  view = r;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === r.nav);
+  try {
+    const nodes = await r.run();
+    if (view !== r) return; // the user went elsewhere meanwhile
+    const main = document.getElementById("view");
+    const focused = document.activeElement;
+    if (focused && main.contains(focused) && focused.tagName === "INPUT" && focused.type !== "checkbox") return;
+    const checked = new Set([...main.querySelectorAll("input[type=checkbox]:checked")].map((b) => b.dataset.job));
+    main.replaceChildren(...nodes.flat().filter(Boolean));
+    for (const b of main.querySelectorAll("input[type=checkbox]")) {
+      if (checked.has(b.dataset.job)) { b.checked = true; b.dispatchEvent(new Event("change")); }
+    }
+    for (const b of main.querySelectorAll(".bar")) b.style.width = Math.round(60 * Number(b.dataset.share)) + "px";
+    main.dataset.view = r.name;
+  } catch (e) {
+    document.getElementById("view").replaceChildren(el("p", { class: "bad", id: "error" }, e.message));
+  }
+}
+
+function start() {
+  document.getElementById("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const t = document.getElementById("token");
+    sessionStorage.setItem("zasync-token", t.value);
+    t.value = "";
+    flash("Token set for this tab.");
+  });
+  window.addEventListener("hashchange", () => { document.getElementById("flash").hidden = true; draw(); });
+  draw();
+  timer = setInterval(() => { if (document.getElementById("confirm").hidden) draw(); }, refreshEvery);
+}
+
+document.addEventListener("DOMContentLoaded", start);

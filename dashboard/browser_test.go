@@ -1,0 +1,305 @@
+package dashboard
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/zasync/zasync/internal/testredis"
+	"github.com/zasync/zasync/runtime"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+}
+
+// browserEnv names the Chromium the browser tests drive, when it is not on the PATH.
+const browserEnv = "ZASYNC_CHROMIUM"
+
+// artifactsEnv names a folder where the browser tests leave their screenshots.
+const artifactsEnv = "ZASYNC_ARTIFACTS"
+
+// browser starts a headless Chromium for the test, or skips the test when there is none.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := os.Getenv(browserEnv)
+	if path == "" {
+		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+			if p, err := exec.LookPath(name); err == nil {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		t.Skipf("no Chromium to drive: install Debian's chromium package (.ci/run does) or set %s", browserEnv)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(1280, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first call starts the browser, which lives as long as its context: no deadline
+	// on that one; the test's steps get one.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	return ctx
+}
+
+// screenshot saves the page as name.png in the artifacts folder ($ZASYNC_ARTIFACTS/dashboard,
+// else the test's own temporary folder).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := t.TempDir()
+	if a := os.Getenv(artifactsEnv); a != "" {
+		dir = filepath.Join(a, "dashboard")
+		os.MkdirAll(dir, 0o755)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG (lower is JPEG)
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// installation is a process serving "work" and the dashboard of another process mounted under
+// /ops/, on a shared Redis.
+type installation struct {
+	server, rt *runtime.Runtime
+	url        string
+	started    chan string
+}
+
+func newInstallation(t *testing.T) *installation {
+	t.Helper()
+	addr, prefix := testredis.Addr(), testredis.Prefix("dash")
+	if addr == "" {
+		addr = miniredis.RunT(t).Addr()
+	} else {
+		testredis.DeleteAtCleanup(t, addr, prefix)
+	}
+	client := func() redis.UniversalClient {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	in := &installation{started: make(chan string, 8)}
+	var err error
+	in.server, err = runtime.New(runtime.Config{Redis: client(), Prefix: prefix, UUID: "dash-server",
+		Queues:       []runtime.QueueConfig{{Name: "work", Agents: []runtime.AgentConfig{{Name: "main", Size: 3}}}},
+		PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.server.Close() })
+	in.server.Handle("ok", func(context.Context, *runtime.Call) (any, error) { return "fine", nil })
+	in.server.Handle("fail", func(ctx context.Context, _ *runtime.Call) (any, error) {
+		if a, _ := runtime.Attempt(ctx); a > 1 {
+			return "fixed", nil
+		}
+		return nil, errors.New("smtp down")
+	})
+	in.server.Handle("block", func(ctx context.Context, _ *runtime.Call) (any, error) {
+		j, _ := runtime.JobFrom(ctx)
+		in.started <- j.ID()
+		<-ctx.Done()
+		return nil, context.Cause(ctx)
+	})
+	if err := in.server.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.server.Stop(context.Background()) })
+	in.rt, err = runtime.New(runtime.Config{Redis: client(), Prefix: prefix, UUID: "dash"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.rt.Close() })
+	mux := http.NewServeMux()
+	mux.Handle("/ops/", http.StripPrefix("/ops", New(in.rt)))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	in.url = srv.URL + "/ops/"
+	return in
+}
+
+// until waits for cond, failing the test after 30 seconds.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// clickAndConfirm clicks sel, then the page's Confirm button, and returns what the page says
+// the action did.
+func clickAndConfirm(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	if err := chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("flash").hidden = true; undefined`),
+		chromedp.Click(chromedp.CSS(sel)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-yes")),
+		chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.WaitNotVisible(chromedp.CSS("#confirm")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+	); err != nil {
+		t.Fatalf("click %s and confirm: %v", sel, err)
+	}
+	said, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#flash")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return said
+}
+
+// In a real browser: the overview lists the queue, a queue is paused and resumed from it and
+// Redis agrees, a failed job is found in the jobs page, opened and retried, a running job is
+// cancelled from its page, and the dispatchers page shows the serving process. Each page is
+// saved as a screenshot.
+func TestDashboardInBrowser(t *testing.T) {
+	t.Parallel()
+	in := newInstallation(t)
+	ctx := browser(t)
+	bg := context.Background()
+	q := in.rt.Queue("work")
+	for range 3 {
+		if _, err := q.Put(bg, runtime.NewCall("ok")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed, err := q.Put(bg, runtime.NewCall("fail", "mail-1"), runtime.Retry(runtime.NeverRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := failed.Wait(bg); err != nil || out.Failure == nil {
+		t.Fatalf("the failing job: %+v %v", out, err)
+	}
+	blocked, err := q.Put(bg, runtime.NewCall("block"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-in.started
+
+	// Overview: pause, then resume, the queue.
+	row := `#queues tr[data-queue="work"]`
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
+		t.Fatalf("overview: %v", err)
+	}
+	screenshot(t, ctx, "overview")
+	if said := clickAndConfirm(t, ctx, row+` button[data-action="pause"]`); said != "Queue work paused" {
+		t.Fatalf("the page says %q after the pause", said)
+	}
+	until(t, "Redis to have the queue paused", func() bool { p, _ := in.rt.QueuePaused(bg, "work"); return p })
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(row+` button[data-action="resume"]`))); err != nil {
+		t.Fatalf("the overview does not show the pause: %v", err)
+	}
+	clickAndConfirm(t, ctx, row+` button[data-action="resume"]`)
+	until(t, "Redis to have the queue resumed", func() bool { p, _ := in.rt.QueuePaused(bg, "work"); return !p })
+
+	// Jobs: the failed one, opened and retried.
+	jobRow := `#jobs tr[data-job="` + failed.String() + `"]`
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/jobs?state=failed"), chromedp.WaitVisible(chromedp.CSS(jobRow))); err != nil {
+		t.Fatalf("jobs page: %v", err)
+	}
+	screenshot(t, ctx, "jobs")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(jobRow+" a")), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
+		t.Fatalf("job page: %v", err)
+	}
+	traceback, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#traceback")))
+	if err != nil {
+		t.Fatalf("job page's traceback: %v", err)
+	}
+	if !strings.Contains(traceback, "smtp down") {
+		t.Fatalf("the job page's traceback: %q, want the failure", traceback)
+	}
+	details, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#job")))
+	if err != nil || !strings.Contains(details, failed.String()) || !strings.Contains(details, "failed") || strings.Contains(details, "[object") {
+		t.Fatalf("the job page's details: %q %v, want the job and its state as text", details, err)
+	}
+	screenshot(t, ctx, "job")
+	if said := clickAndConfirm(t, ctx, `button[data-action="retry"]`); !strings.Contains(said, "1 earlier attempts kept") {
+		t.Fatalf("the page says %q after the retry", said)
+	}
+	until(t, "the retried job to succeed", func() bool {
+		rec, err := failed.Info(bg)
+		return err == nil && rec.Status == runtime.StatusCompleted && rec.Failure == nil
+	})
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#attempts"))); err != nil {
+		t.Fatalf("the job page does not show the earlier attempt: %v", err)
+	}
+
+	// The running job, cancelled from its page.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+blocked.String()), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
+		t.Fatalf("running job's page: %v", err)
+	}
+	if said := clickAndConfirm(t, ctx, `button[data-action="cancel"]`); said != "Job cancelled (was active)" {
+		t.Fatalf("the page says %q after the cancel", said)
+	}
+	until(t, "the cancelled job to complete", func() bool {
+		rec, err := blocked.Info(bg)
+		return err == nil && rec.Status == runtime.StatusCompleted && errors.Is(rec.Failure, runtime.ErrCancelled)
+	})
+
+	// Dispatchers.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/dispatchers"),
+		chromedp.WaitVisible(chromedp.CSS(`#dispatchers tr[data-dispatcher="dash-server"]`))); err != nil {
+		t.Fatalf("dispatchers page: %v", err)
+	}
+	screenshot(t, ctx, "dispatchers")
+}
+
+// The pages are served with a strict Content-Security-Policy, have no inline script, and are
+// mountable under any prefix: the assets and the API are reached relative to the page.
+func TestServedSafely(t *testing.T) {
+	t.Parallel()
+	in := newInstallation(t)
+	res, err := http.Get(in.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Security-Policy") != csp || res.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("index: %d, headers %v", res.StatusCode, res.Header)
+	}
+	for _, path := range []string{"assets/app.js", "assets/app.css", "api/v1/queues"} {
+		res, err := http.Get(in.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("%s: %d", path, res.StatusCode)
+		}
+	}
+	index, err := assets.ReadFile("assets/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"<script>", "onclick=", "onload=", "style=", "http://", "https://"} {
+		if strings.Contains(string(index), bad) {
+			t.Errorf("index.html has %q: the CSP forbids inline code and the pages load nothing from elsewhere", bad)
+		}
+	}
+}
