@@ -5,9 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,68 +14,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/zasync/zasync/internal/browsertest"
 	"github.com/zasync/zasync/internal/testredis"
 	"github.com/zasync/zasync/runtime"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
-}
-
-// browserEnv names the Chromium the browser tests drive, when it is not on the PATH.
-const browserEnv = "ZASYNC_CHROMIUM"
-
-// artifactsEnv names a folder where the browser tests leave their screenshots.
-const artifactsEnv = "ZASYNC_ARTIFACTS"
-
-// browser starts a headless Chromium for the test, or skips the test when there is none.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := os.Getenv(browserEnv)
-	if path == "" {
-		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-			if p, err := exec.LookPath(name); err == nil {
-				path = p
-				break
-			}
-		}
-	}
-	if path == "" {
-		t.Skipf("no Chromium to drive: install Debian's chromium package (.ci/run does) or set %s", browserEnv)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-		chromedp.WindowSize(1280, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	// The first call starts the browser, which lives as long as its context: no deadline
-	// on that one; the test's steps get one.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start %s: %v", path, err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelTimeout)
-	return ctx
-}
-
-// screenshot saves the page as name.png in the artifacts folder ($ZASYNC_ARTIFACTS/dashboard,
-// else the test's own temporary folder).
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	dir := t.TempDir()
-	if a := os.Getenv(artifactsEnv); a != "" {
-		dir = filepath.Join(a, "dashboard")
-		os.MkdirAll(dir, 0o755)
-	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG (lower is JPEG)
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // installation is a process serving "work" and the dashboard of another process mounted under
@@ -153,27 +95,6 @@ func until(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// clickAndConfirm clicks sel, then the page's Confirm button, and returns what the page says
-// the action did.
-func clickAndConfirm(t *testing.T, ctx context.Context, sel string) string {
-	t.Helper()
-	if err := chromedp.Do(ctx,
-		chromedp.Evaluate[chromedp.Void](`document.getElementById("flash").hidden = true; undefined`),
-		chromedp.Click(chromedp.CSS(sel)),
-		chromedp.WaitVisible(chromedp.CSS("#confirm-yes")),
-		chromedp.Click(chromedp.CSS("#confirm-yes")),
-		chromedp.WaitNotVisible(chromedp.CSS("#confirm")),
-		chromedp.WaitVisible(chromedp.CSS("#flash")),
-	); err != nil {
-		t.Fatalf("click %s and confirm: %v", sel, err)
-	}
-	said, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#flash")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return said
-}
-
 // In a real browser: the overview lists the queue, a queue is paused and resumed from it and
 // Redis agrees, a failed job is found in the jobs page, opened and retried, a running job is
 // cancelled from its page, and the dispatchers page shows the serving process. Each page is
@@ -181,7 +102,7 @@ func clickAndConfirm(t *testing.T, ctx context.Context, sel string) string {
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	in := newInstallation(t)
-	ctx := browser(t)
+	ctx := browsertest.Start(t, 90*time.Second)
 	bg := context.Background()
 	q := in.rt.Queue("work")
 	for range 3 {
@@ -207,15 +128,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
 		t.Fatalf("overview: %v", err)
 	}
-	screenshot(t, ctx, "overview")
-	if said := clickAndConfirm(t, ctx, row+` button[data-action="pause"]`); said != "Queue work paused" {
+	browsertest.Screenshot(t, ctx, "overview")
+	if said := browsertest.ClickAndConfirm(t, ctx, row+` button[data-action="pause"]`); said != "Queue work paused" {
 		t.Fatalf("the page says %q after the pause", said)
 	}
 	until(t, "Redis to have the queue paused", func() bool { p, _ := in.rt.QueuePaused(bg, "work"); return p })
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(row+` button[data-action="resume"]`))); err != nil {
 		t.Fatalf("the overview does not show the pause: %v", err)
 	}
-	clickAndConfirm(t, ctx, row+` button[data-action="resume"]`)
+	browsertest.ClickAndConfirm(t, ctx, row+` button[data-action="resume"]`)
 	until(t, "Redis to have the queue resumed", func() bool { p, _ := in.rt.QueuePaused(bg, "work"); return !p })
 
 	// Jobs: the failed one, opened and retried.
@@ -223,7 +144,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/jobs?state=failed"), chromedp.WaitVisible(chromedp.CSS(jobRow))); err != nil {
 		t.Fatalf("jobs page: %v", err)
 	}
-	screenshot(t, ctx, "jobs")
+	browsertest.Screenshot(t, ctx, "jobs")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(jobRow+" a")), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
 		t.Fatalf("job page: %v", err)
 	}
@@ -238,8 +159,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err != nil || !strings.Contains(details, failed.String()) || !strings.Contains(details, "failed") || strings.Contains(details, "[object") {
 		t.Fatalf("the job page's details: %q %v, want the job and its state as text", details, err)
 	}
-	screenshot(t, ctx, "job")
-	if said := clickAndConfirm(t, ctx, `button[data-action="retry"]`); !strings.Contains(said, "1 earlier attempts kept") {
+	browsertest.Screenshot(t, ctx, "job")
+	if said := browsertest.ClickAndConfirm(t, ctx, `button[data-action="retry"]`); !strings.Contains(said, "1 earlier attempts kept") {
 		t.Fatalf("the page says %q after the retry", said)
 	}
 	until(t, "the retried job to succeed", func() bool {
@@ -254,7 +175,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+blocked.String()), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
 		t.Fatalf("running job's page: %v", err)
 	}
-	if said := clickAndConfirm(t, ctx, `button[data-action="cancel"]`); said != "Job cancelled (was active)" {
+	if said := browsertest.ClickAndConfirm(t, ctx, `button[data-action="cancel"]`); said != "Job cancelled (was active)" {
 		t.Fatalf("the page says %q after the cancel", said)
 	}
 	until(t, "the cancelled job to complete", func() bool {
@@ -267,7 +188,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#dispatchers tr[data-dispatcher="dash-server"]`))); err != nil {
 		t.Fatalf("dispatchers page: %v", err)
 	}
-	screenshot(t, ctx, "dispatchers")
+	browsertest.Screenshot(t, ctx, "dispatchers")
 }
 
 // The pages are served with a strict Content-Security-Policy, have no inline script, and are

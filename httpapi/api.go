@@ -9,7 +9,8 @@
 //	GET  /v1/queues/{queue}             one queue, with its dispatchers and their agents
 //	POST /v1/queues/{queue}/pause       pause it (no dispatcher claims from it)
 //	POST /v1/queues/{queue}/resume      resume it
-//	GET  /v1/dispatchers                every activated dispatcher, with host, pid and agents
+//	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,
+//	                                    pid, agents and when it was last buried
 //	GET  /v1/jobs?state=…               jobs in the states given (repeat state), filtered by
 //	                                    queue, callable, agent and uuid (globs), a page at a
 //	                                    time: limit (default 50, at most 1000) and cursor

@@ -32,6 +32,8 @@ type dispatcherJSON struct {
 	Host        string      `json:"host,omitempty"`
 	PID         int         `json:"pid,omitempty"`
 	Alive       bool        `json:"alive"`
+	State       string      `json:"state"` // alive, dead (missed its pings, not yet buried) or stopped
+	Buried      time.Time   `json:"buried,omitzero"`
 	Activated   time.Time   `json:"activated,omitzero"`
 	LastPing    time.Time   `json:"last_ping,omitzero"`
 	SincePingMS int64       `json:"since_ping_ms"`
@@ -117,8 +119,16 @@ func jobOf(s runtime.JobSummary) jobJSON {
 }
 
 func dispatcherOf(q string, d runtime.DispatcherState) dispatcherJSON {
-	out := dispatcherJSON{Queue: q, UUID: d.UUID, Host: d.Host, PID: d.PID, Alive: !d.Dead, Activated: d.Activated.UTC(),
-		LastPing: d.LastPing.UTC(), SincePingMS: ms(d.SincePing), PingMS: ms(d.PingInterval), DeathMS: ms(d.PingDeathInterval),
+	state := "alive"
+	switch {
+	case d.Stopped:
+		state = "stopped"
+	case d.Dead:
+		state = "dead"
+	}
+	out := dispatcherJSON{Queue: q, UUID: d.UUID, Host: d.Host, PID: d.PID, Alive: state == "alive", State: state, Buried: d.Buried.UTC(),
+		Activated: d.Activated.UTC(),
+		LastPing:  d.LastPing.UTC(), SincePingMS: ms(d.SincePing), PingMS: ms(d.PingInterval), DeathMS: ms(d.PingDeathInterval),
 		Agents: []agentJSON{}}
 	for _, a := range d.Agents {
 		out.Agents = append(out.Agents, agentJSON{Name: a.Name, Size: a.Size, Held: a.Len})
@@ -194,16 +204,14 @@ func (a *api) pause(_ http.ResponseWriter, r *http.Request) (any, error) {
 }
 
 func (a *api) dispatchers(w http.ResponseWriter, r *http.Request) {
-	states, err := a.rt.QueueStatus(r.Context(), "", "")
+	list, err := a.rt.Dispatchers(r.Context(), r.URL.Query().Get("queue"))
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
 	out := []dispatcherJSON{}
-	for _, s := range states {
-		for _, d := range s.Dispatchers {
-			out = append(out, dispatcherOf(s.Queue, d))
-		}
+	for _, d := range list {
+		out = append(out, dispatcherOf(d.Queue, d))
 	}
 	a.reply(w, map[string]any{"dispatchers": out})
 }

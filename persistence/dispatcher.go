@@ -51,6 +51,10 @@ type DispatcherRecord struct {
 	DispatcherConfig
 	Activated time.Time // zero when not activated
 	LastPing  time.Time // zero before the first ping
+	// Buried is when a sibling last found the dispatcher dead and handed its jobs on
+	// (Dispatchers.Bury); zero if that never happened. It is kept when the dispatcher comes
+	// back, as the last death in its history.
+	Buried time.Time
 	// Dead is computed when the record is read, against the store's clock: see IsDead.
 	Dead bool
 }

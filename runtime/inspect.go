@@ -622,6 +622,7 @@ type QueueState struct {
 
 // DispatcherState is an activated dispatcher in one queue, as QueueStatus reports it.
 type DispatcherState struct {
+	Queue     string
 	UUID      string
 	Activated time.Time
 	// LastPing is zero before its first ping; SincePing is then 0.
@@ -633,9 +634,14 @@ type DispatcherState struct {
 	PingInterval      time.Duration
 	PingDeathInterval time.Duration
 	// Host and PID say where it runs, as its process recorded when it started.
-	Host   string `json:",omitempty"`
-	PID    int    `json:",omitempty"`
-	Agents []AgentState
+	Host string `json:",omitempty"`
+	PID  int    `json:",omitempty"`
+	// Stopped: its record is not activated (it stopped, or a sibling buried it); only
+	// Dispatchers lists such records. Buried is when a sibling last found it dead and handed
+	// its jobs on (zero: never), kept when it comes back.
+	Stopped bool      `json:",omitempty"`
+	Buried  time.Time `json:",omitzero"`
+	Agents  []AgentState
 }
 
 // AgentState is one agent of a dispatcher: its size and how many jobs it holds.
@@ -680,21 +686,63 @@ func (rt *Runtime) QueueStatus(ctx context.Context, queue, uuid string) ([]Queue
 			if !d.IsActivated() || (id != "" && d.UUID != id) {
 				continue
 			}
-			ds := DispatcherState{UUID: d.UUID, Activated: d.Activated, LastPing: d.LastPing, Dead: d.Dead,
-				PingInterval: d.PingInterval, PingDeathInterval: d.PingDeathInterval, Host: d.Host, PID: d.PID, Agents: []AgentState{}}
-			if !d.LastPing.IsZero() {
-				ds.SincePing = now.Sub(d.LastPing)
-			}
-			for _, a := range d.Agents {
-				held, err := rt.store.AgentJobs(ctx, q, persistence.Owner{Dispatcher: d.UUID, Agent: a.Name})
-				if err != nil {
-					return nil, fmt.Errorf("status: %w", err)
-				}
-				ds.Agents = append(ds.Agents, AgentState{Name: a.Name, Size: a.Size, Len: len(held)})
+			ds, err := rt.dispatcherState(ctx, d, now)
+			if err != nil {
+				return nil, fmt.Errorf("status: %w", err)
 			}
 			qs.Dispatchers = append(qs.Dispatchers, ds)
 		}
 		out = append(out, qs)
+	}
+	return out, nil
+}
+
+// dispatcherState describes record d at now, with its agents' loads.
+func (rt *Runtime) dispatcherState(ctx context.Context, d *persistence.DispatcherRecord, now time.Time) (DispatcherState, error) {
+	ds := DispatcherState{Queue: d.Queue, UUID: d.UUID, Activated: d.Activated, LastPing: d.LastPing, Dead: d.Dead && d.IsActivated(),
+		PingInterval: d.PingInterval, PingDeathInterval: d.PingDeathInterval, Host: d.Host, PID: d.PID,
+		Stopped: !d.IsActivated(), Buried: d.Buried, Agents: []AgentState{}}
+	if !d.LastPing.IsZero() {
+		ds.SincePing = now.Sub(d.LastPing)
+	}
+	for _, a := range d.Agents {
+		held, err := rt.store.AgentJobs(ctx, d.Queue, persistence.Owner{Dispatcher: d.UUID, Agent: a.Name})
+		if err != nil {
+			return ds, err
+		}
+		ds.Agents = append(ds.Agents, AgentState{Name: a.Name, Size: a.Size, Len: len(held)})
+	}
+	return ds, nil
+}
+
+// Dispatchers describes every dispatcher record of the queues whose names match the glob
+// queue ("" for all), activated or not (Stopped), ordered by queue then UUID: the living,
+// the dead not buried yet, and those that stopped or were buried, with when they last were.
+func (rt *Runtime) Dispatchers(ctx context.Context, queue string) ([]DispatcherState, error) {
+	if _, err := path.Match(queue, ""); err != nil {
+		return nil, invalidf("dispatchers: queue glob %q: %w", queue, err)
+	}
+	queues, err := rt.matchQueues(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	now, err := rt.store.Now(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dispatchers: %w", err)
+	}
+	out := []DispatcherState{}
+	for _, q := range queues {
+		recs, err := rt.store.Dispatchers(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("dispatchers: %w", err)
+		}
+		for _, d := range recs {
+			ds, err := rt.dispatcherState(ctx, d, now)
+			if err != nil {
+				return nil, fmt.Errorf("dispatchers: %w", err)
+			}
+			out = append(out, ds)
+		}
 	}
 	return out, nil
 }

@@ -209,16 +209,19 @@ async function dispatchers() {
     const size = d.agents.reduce((n, a) => n + a.size, 0);
     return el("tr", { "data-dispatcher": d.uuid },
       el("td", {}, d.queue), el("td", {}, d.uuid), el("td", {}, (d.host || "?") + " pid " + (d.pid || "?")),
-      el("td", {}, d.alive ? el("span", { class: "pill ok" }, "alive") : el("span", { class: "pill bad" }, "DEAD")),
-      el("td", {}, el("span", { class: "bar" + (d.alive ? "" : " bad"), style: null, "data-share": share.toFixed(2) }), " ",
+      el("td", { class: "state" }, { alive: el("span", { class: "pill ok" }, "alive"), dead: el("span", { class: "pill bad" }, "DEAD") }[d.state] ||
+        el("span", { class: "pill" }, "stopped")),
+      el("td", {}, d.buried ? when(d.buried) : "—"),
+      el("td", {}, el("span", { class: "bar" + (d.alive ? "" : " bad"), "data-share": share.toFixed(2) }), " ",
         dur(d.since_ping_ms) + " of " + dur(d.ping_death_interval_ms)),
       el("td", { class: "num" }, used + " of " + size),
       el("td", {}, d.agents.map((a) => a.name + " " + a.held + "/" + a.size).join(", ")));
   });
   return [
     el("h1", {}, "Dispatchers"),
+    el("p", { class: "muted" }, "Every dispatcher that has served a queue: alive, DEAD (it missed its pings: a sibling is about to hand its jobs on), or stopped (cleanly, or buried by a sibling that found it dead: see when it was last found dead)."),
     dispatchers.length ? el("table", { id: "dispatchers" },
-      el("thead", {}, el("tr", {}, ["queue", "uuid", "where", "state", "last ping (of the death interval)", "slots used", "agents"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["queue", "uuid", "where", "state", "last found dead", "last ping (of the death interval)", "slots used", "agents"].map((h) => el("th", {}, h)))),
       el("tbody", {}, rows)) : el("p", { class: "muted" }, "No activated dispatcher."),
   ];
 }

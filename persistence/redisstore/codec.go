@@ -482,6 +482,7 @@ type dispatcherRecord struct {
 	Agents            []persistence.AgentSpec `json:"agents,omitempty"`
 	Host              string                  `json:"host,omitempty"`
 	PID               int                     `json:"pid,omitempty"`
+	Buried            int64                   `json:"buried,omitempty"` // µs, 0 when never buried
 }
 
 func newDispatcherRecord(c persistence.DispatcherConfig) dispatcherRecord {
@@ -500,7 +501,7 @@ func decodeDispatcher(q, uuid, raw, ping string) (*persistence.DispatcherRecord,
 		return nil, fmt.Errorf("%w: dispatcher %s in %s: %v", persistence.ErrCorrupt, uuid, q, err)
 	}
 	d := &persistence.DispatcherRecord{
-		Queue: q, UUID: uuid, Activated: fromMicros(r.Activated),
+		Queue: q, UUID: uuid, Activated: fromMicros(r.Activated), Buried: fromMicros(r.Buried),
 		DispatcherConfig: persistence.DispatcherConfig{
 			PingInterval:      time.Duration(r.PingInterval) * time.Microsecond,
 			PingDeathInterval: time.Duration(r.PingDeathInterval) * time.Microsecond,

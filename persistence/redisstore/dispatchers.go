@@ -39,7 +39,7 @@ func (s *Store) readDispatcher(ctx context.Context, r reader, q, uuid string) (*
 		return nil, dispatcherRecord{}, err
 	}
 	raw := newDispatcherRecord(d.DispatcherConfig)
-	raw.Activated = micros(d.Activated)
+	raw.Activated, raw.Buried = micros(d.Activated), micros(d.Buried)
 	return d, raw, nil
 }
 
@@ -129,9 +129,9 @@ func (s *Store) Configure(ctx context.Context, q, uuid string, c persistence.Dis
 		return fmt.Errorf("configure: %w", err)
 	}
 	return s.updateRecord(ctx, "configure", q, uuid, func(_ time.Time, _ *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
-		activated := raw.Activated
+		activated, buried := raw.Activated, raw.Buried
 		*raw = newDispatcherRecord(c)
-		raw.Activated = activated
+		raw.Activated, raw.Buried = activated, buried
 		return noWrites, nil
 	})
 }
@@ -200,7 +200,7 @@ func (s *Store) Deactivate(ctx context.Context, q, uuid string) (*persistence.Cl
 func (s *Store) Bury(ctx context.Context, q, uuid string) (*persistence.CleanReport, bool, error) {
 	var rec *persistence.DispatcherRecord
 	alive := false
-	err := s.updateRecord(ctx, "bury", q, uuid, func(_ time.Time, d *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
+	err := s.updateRecord(ctx, "bury", q, uuid, func(now time.Time, d *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
 		rec, alive = d, false
 		switch {
 		case !d.IsActivated():
@@ -209,7 +209,7 @@ func (s *Store) Bury(ctx context.Context, q, uuid string) (*persistence.CleanRep
 			alive = true
 			return nil, nil
 		}
-		raw.Activated = 0
+		raw.Activated, raw.Buried = 0, micros(now)
 		if !d.LastPing.IsZero() {
 			return noWrites, nil
 		}

@@ -1146,8 +1146,9 @@ func dspBuryDead(t *testing.T, h Harness) {
 	if !slices.Equal(rep.Requeued, []string{ja.ID}) || !slices.Equal(rep.Interrupted, []string{jb.ID}) || len(rep.SystemJobs) != 1 {
 		t.Fatalf("Bury report %+v, want Requeued [%s] Interrupted [%s] and one system job", rep, ja.ID, jb.ID)
 	}
-	if r := dspRecord(b, Queue, o.Dispatcher); r.IsActivated() {
-		t.Fatalf("record after Bury still activated")
+	buriedAt := b.clock.Now().Truncate(time.Microsecond)
+	if r := dspRecord(b, Queue, o.Dispatcher); r.IsActivated() || !r.Buried.Equal(buriedAt) {
+		t.Fatalf("record after Bury: activated %v, buried %s; want deactivated, buried at %s", r.IsActivated(), r.Buried, buriedAt)
 	}
 	if held := dspAgentJobs(b, Queue, o); len(held) != 0 {
 		t.Fatalf("agent after Bury: holds %v, want nothing", held)
@@ -1161,6 +1162,13 @@ func dspBuryDead(t *testing.T, h Harness) {
 	}
 	if res := dspPing(b, Queue, o.Dispatcher); !res.Reactivated {
 		t.Fatalf("ping of a buried dispatcher: %+v, want Reactivated", res)
+	}
+	// Back, it keeps the time of its last burial, also when its configuration is written.
+	if err := b.s.Configure(b.ctx, Queue, o.Dispatcher, DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if r := dspRecord(b, Queue, o.Dispatcher); !r.IsActivated() || !r.Buried.Equal(buriedAt) {
+		t.Fatalf("record back after its burial: activated %v, buried %s; want activated, buried at %s", r.IsActivated(), r.Buried, buriedAt)
 	}
 }
 
