@@ -128,6 +128,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
 		t.Fatalf("overview: %v", err)
 	}
+	// The chart of completions per minute has a bar for the four jobs that completed.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(row+" svg.chart rect"))); err != nil {
+		t.Fatalf("the overview has no throughput bar: %v", err)
+	}
 	browsertest.Screenshot(t, ctx, "overview")
 	if said := browsertest.ClickAndConfirm(t, ctx, row+` button[data-action="pause"]`); said != "Queue work paused" {
 		t.Fatalf("the page says %q after the pause", said)

@@ -7,6 +7,8 @@
 //
 //	GET  /v1/queues                     every queue: counts, paused, dispatchers alive and dead
 //	GET  /v1/queues/{queue}             one queue, with its dispatchers and their agents
+//	GET  /v1/queues/{queue}/throughput  its completions per step_ms (default a minute) over the
+//	                                    last span_ms (default an hour), from counters
 //	POST /v1/queues/{queue}/pause       pause it (no dispatcher claims from it)
 //	POST /v1/queues/{queue}/resume      resume it
 //	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,
@@ -76,6 +78,7 @@ func New(rt *runtime.Runtime, opts ...Option) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/queues", a.queues)
 	mux.HandleFunc("GET /v1/queues/{queue}", a.queue)
+	mux.HandleFunc("GET /v1/queues/{queue}/throughput", a.throughput)
 	mux.HandleFunc("POST /v1/queues/{queue}/{action}", a.act(a.pause))
 	mux.HandleFunc("GET /v1/dispatchers", a.dispatchers)
 	mux.HandleFunc("GET /v1/jobs", a.jobs)

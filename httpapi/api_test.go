@@ -191,6 +191,21 @@ func TestReads(t *testing.T) {
 		q.Dispatchers[0].DeathMS <= 0 {
 		t.Fatalf("queue work: %+v", q)
 	}
+	var tp struct {
+		StepMS int64 `json:"step_ms"`
+		Points []struct {
+			Start     time.Time
+			Completed int64
+		}
+	}
+	w.get("/v1/queues/work/throughput", &tp)
+	total := int64(0)
+	for _, p := range tp.Points {
+		total += p.Completed
+	}
+	if tp.StepMS != 60000 || len(tp.Points) != 60 || total != 25 {
+		t.Fatalf("throughput: step %d ms, %d points, %d completed; want a minute, 60 points, 25", tp.StepMS, len(tp.Points), total)
+	}
 	var ds struct{ Dispatchers []dispatcherJSON }
 	w.get("/v1/dispatchers", &ds)
 	if len(ds.Dispatchers) != 1 || !ds.Dispatchers[0].Alive {
@@ -336,6 +351,8 @@ func TestErrors(t *testing.T) {
 		{"GET", "/v1/jobs?state=pending&limit=0", nil, 400, "invalid"},
 		{"GET", "/v1/jobs?state=pending&cursor=%21%21", nil, 400, "invalid"},
 		{"GET", "/v1/queues/nosuch", nil, 404, "not_found"},
+		{"GET", "/v1/queues/work/throughput?step_ms=0", nil, 400, "invalid"},
+		{"GET", "/v1/queues/work/throughput?step_ms=1&span_ms=86400000", nil, 400, "invalid"},
 		{"GET", "/v2/everything", nil, 404, "not_found"},
 		{"POST", "/v1/queues/nosuch/pause", nil, 404, "not_found"},
 		{"POST", "/v1/queues/work/explode", nil, 404, "not_found"},

@@ -185,6 +185,51 @@ func (a *api) queue(w http.ResponseWriter, r *http.Request) {
 	a.fail(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no queue " + name})
 }
 
+// msParam reads a duration in milliseconds from query parameter name, def when it is absent.
+func msParam(r *http.Request, name string, def time.Duration) (time.Duration, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, badRequest("%s %q: want a positive number of milliseconds", name, v)
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
+
+func (a *api) throughput(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("queue")
+	if err := a.rt.CheckQueue(r.Context(), name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	step, err := msParam(r, "step_ms", time.Minute)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	span, err := msParam(r, "span_ms", time.Hour)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	points, err := a.rt.Queue(name).Throughput(r.Context(), span, step)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	type point struct {
+		Start     time.Time `json:"start"`
+		Completed int64     `json:"completed"`
+	}
+	out := make([]point, len(points))
+	for i, p := range points {
+		out[i] = point{Start: p.Start.UTC(), Completed: p.Completed}
+	}
+	a.reply(w, map[string]any{"queue": name, "step_ms": ms(step), "points": out})
+}
+
 func (a *api) pause(_ http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("queue")
 	var changed bool

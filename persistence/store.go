@@ -408,7 +408,14 @@ type Monitor interface {
 	// CountCompleted counts an agent's completed history in [since, before) (zero: unbounded)
 	// in O(log n).
 	CountCompleted(ctx context.Context, queue string, agent Owner, since, before time.Time) (int64, error)
+	// Throughput counts the jobs completed in a queue, by every agent that ever claimed in it,
+	// in n windows of step from since: counts[i] is the window [since+i·step, since+(i+1)·step).
+	// It costs O(n · agents · log n), in one round trip, whatever the histories' sizes.
+	Throughput(ctx context.Context, queue string, since time.Time, step time.Duration, n int) (counts []int64, err error)
 }
+
+// MaxThroughputWindows is the most windows one Throughput call counts.
+const MaxThroughputWindows = 1440
 
 // MaxPage is the most entries one CompletedPage call returns.
 const MaxPage = 1000

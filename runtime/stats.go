@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/zasync/zasync/persistence"
 )
@@ -18,4 +19,36 @@ func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
 		return QueueStats{}, fmt.Errorf("stats of %q: %w", q.name, err)
 	}
 	return st, nil
+}
+
+// ThroughputPoint is one window of Queue.Throughput: the jobs completed in [Start, Start+step).
+type ThroughputPoint struct {
+	Start     time.Time
+	Completed int64
+}
+
+// Throughput counts the queue's completions (every agent's, of every process) in windows of
+// step over the last span, oldest first, the last window ending now by Redis's clock (so at
+// most persistence.MaxThroughputWindows windows: span/step of them, rounded up). It reads
+// only counters of the agents' completed histories, in one round trip, however many jobs
+// they hold.
+func (q *Queue) Throughput(ctx context.Context, span, step time.Duration) ([]ThroughputPoint, error) {
+	if step <= 0 || span < step {
+		return nil, invalidf("throughput of %q: span %s and step %s: want 0 < step ≤ span", q.name, span, step)
+	}
+	n := int((span + step - 1) / step)
+	now, err := q.rt.store.Now(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("throughput of %q: %w", q.name, err)
+	}
+	since := now.Add(-time.Duration(n) * step)
+	counts, err := q.rt.store.Throughput(ctx, q.name, since, step, n)
+	if err != nil {
+		return nil, fmt.Errorf("throughput of %q: %w", q.name, err)
+	}
+	out := make([]ThroughputPoint, n)
+	for i, c := range counts {
+		out[i] = ThroughputPoint{Start: since.Add(time.Duration(i) * step), Completed: c}
+	}
+	return out, nil
 }

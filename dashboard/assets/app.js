@@ -92,11 +92,38 @@ function statusPill(j) {
   return el("span", { class: "pill " + cls }, text);
 }
 
+// chart draws a bar chart of counts (oldest first) as SVG, a bar a count.
+function chart(counts, label) {
+  const ns = "http://www.w3.org/2000/svg";
+  const w = 180, h = 28, max = Math.max(1, ...counts);
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  const bw = w / counts.length;
+  counts.forEach((c, i) => {
+    if (!c) return;
+    const r = document.createElementNS(ns, "rect");
+    const bh = Math.max(1, Math.round((c / max) * (h - 2)));
+    r.setAttribute("x", (i * bw).toFixed(2));
+    r.setAttribute("y", h - bh);
+    r.setAttribute("width", Math.max(1, bw - 0.5).toFixed(2));
+    r.setAttribute("height", bh);
+    svg.append(r);
+  });
+  return svg;
+}
+
 // The views. Each returns the nodes of the page.
 
 async function overview() {
   const { queues } = await call("GET", "queues");
-  const rows = queues.map((q) =>
+  // Completions per minute over the last hour, for the first queues.
+  const rates = await Promise.all(queues.slice(0, 50).map((q) => call("GET", "queues/" + q.name + "/throughput").catch(() => null)));
+  const rows = queues.map((q, i) =>
     el("tr", { "data-queue": q.name },
       el("td", {}, el("a", { href: "#/jobs?" + qs({ state: "pending", queue: q.name }) }, q.name)),
       el("td", {}, q.paused ? el("span", { class: "pill warn" }, "paused") : el("span", { class: "pill ok" }, "running")),
@@ -104,13 +131,15 @@ async function overview() {
       el("td", { class: "num" }, q.held),
       el("td", { class: "num" }, el("span", { class: q.dispatchers_alive ? "ok" : "muted" }, q.dispatchers_alive)),
       el("td", { class: "num" }, el("span", { class: q.dispatchers_dead ? "bad" : "muted" }, q.dispatchers_dead)),
+      el("td", { class: "rate" }, rates[i] ? [chart(rates[i].points.map((p) => p.completed), "jobs completed per minute, last hour"), " ",
+        el("span", { class: "muted" }, rates[i].points.reduce((n, p) => n + p.completed, 0) + " in the last hour")] : "—"),
       el("td", {}, q.paused
         ? el("button", { "data-action": "resume", onclick: () => act("Resume queue " + q.name + "?", "POST", "queues/" + q.name + "/resume", undefined, () => "Queue " + q.name + " resumed") }, "Resume")
         : el("button", { "data-action": "pause", onclick: () => act("Pause queue " + q.name + "? No dispatcher will claim from it.", "POST", "queues/" + q.name + "/pause", undefined, () => "Queue " + q.name + " paused") }, "Pause"))));
   return [
     el("h1", {}, "Queues"),
     queues.length ? el("table", { id: "queues" },
-      el("thead", {}, el("tr", {}, ["queue", "state", "due", "scheduled", "put back", "held", "dispatchers alive", "dead", ""].map((h, i) => el("th", { class: i >= 2 && i <= 7 ? "num" : "" }, h)))),
+      el("thead", {}, el("tr", {}, ["queue", "state", "due", "scheduled", "put back", "held", "dispatchers alive", "dead", "completed per minute, last hour", ""].map((h, i) => el("th", { class: i >= 2 && i <= 7 ? "num" : "" }, h)))),
       el("tbody", {}, rows)) : el("p", { class: "muted" }, "No queue has been used yet."),
   ];
 }

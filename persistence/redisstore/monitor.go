@@ -146,3 +146,45 @@ func (s *Store) CountCompleted(ctx context.Context, q string, o persistence.Owne
 	n, err := s.rdb.ZCount(ctx, s.k.completed(q, o), lo, hi).Result()
 	return n, s.fail(op, err)
 }
+
+// Throughput counts a queue's completions in n windows of step from since.
+func (s *Store) Throughput(ctx context.Context, q string, since time.Time, step time.Duration, n int) ([]int64, error) {
+	const op = "throughput"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	switch {
+	case n < 1 || n > persistence.MaxThroughputWindows:
+		return nil, fmt.Errorf("%s: %w: %d windows, want 1 to %d", op, persistence.ErrInvalid, n, persistence.MaxThroughputWindows)
+	case step < time.Microsecond:
+		return nil, fmt.Errorf("%s: %w: window of %s", op, persistence.ErrInvalid, step)
+	}
+	if err := persistence.ValidateTime(op+": since", since); err != nil {
+		return nil, err
+	}
+	agents, err := s.agentsOf(ctx, q)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	counts := make([]int64, n)
+	if len(agents) == 0 {
+		return counts, nil
+	}
+	cmds := make([]*redis.IntCmd, 0, n*len(agents))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range n {
+			lo, hi := historyRange(since.Add(time.Duration(i)*step), since.Add(time.Duration(i+1)*step))
+			for _, o := range agents {
+				cmds = append(cmds, p.ZCount(ctx, s.k.completed(q, o), lo, hi))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	for k, c := range cmds {
+		counts[k/len(agents)] += c.Val()
+	}
+	return counts, nil
+}

@@ -18,6 +18,7 @@ func init() {
 		testCase{"CompletedPage", monCompletedPage},
 		testCase{"CountCompleted", monCountCompleted},
 		testCase{"BadInput", monBadInput},
+		testCase{"Throughput", monThroughput},
 	)
 }
 
@@ -195,6 +196,43 @@ func monBadInput(t *testing.T, h Harness) {
 	} {
 		if !errors.Is(c.err, persistence.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", c.name, c.err)
+		}
+	}
+}
+
+// Throughput counts the completions of every agent of a queue in windows of time, each
+// completion in the window of its time.
+func monThroughput(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o1, o2 := b.dispatcher(), b.dispatcher()
+	run := func(o persistence.Owner) {
+		b.putCall("job")
+		j := b.start(b.claimOne(o, nil).Fence())
+		b.complete(b.commit(j.Fence(), "1").Fence(), 0)
+	}
+	// Window 0: two jobs (one each); window 1: none; window 2: three. (Windows of 10 s: the
+	// dispatchers, which do not ping here, stay alive.)
+	run(o1)
+	run(o2)
+	b.clock.Advance(20 * time.Second)
+	run(o1)
+	run(o1)
+	run(o2)
+	counts, err := b.s.Throughput(b.ctx, Queue, Epoch, 10*time.Second, 4)
+	if err != nil || !slices.Equal(counts, []int64{2, 0, 3, 0}) {
+		t.Fatalf("Throughput: %v %v, want [2 0 3 0]", counts, err)
+	}
+	if counts, err := b.s.Throughput(b.ctx, "unused", Epoch, time.Minute, 2); err != nil || !slices.Equal(counts, []int64{0, 0}) {
+		t.Fatalf("Throughput of an unused queue: %v %v", counts, err)
+	}
+	for _, bad := range []func() error{
+		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, time.Minute, 0); return err },
+		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, time.Minute, persistence.MaxThroughputWindows+1); return err },
+		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, 0, 3); return err },
+		func() error { _, err := b.s.Throughput(b.ctx, "a b", Epoch, time.Minute, 3); return err },
+	} {
+		if err := bad(); !errors.Is(err, persistence.ErrInvalid) {
+			t.Errorf("bad Throughput: %v, want ErrInvalid", err)
 		}
 	}
 }
