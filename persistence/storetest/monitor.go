@@ -227,7 +227,10 @@ func monThroughput(t *testing.T, h Harness) {
 	}
 	for _, bad := range []func() error{
 		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, time.Minute, 0); return err },
-		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, time.Minute, persistence.MaxThroughputWindows+1); return err },
+		func() error {
+			_, err := b.s.Throughput(b.ctx, Queue, Epoch, time.Minute, persistence.MaxThroughputWindows+1)
+			return err
+		},
 		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, 0, 3); return err },
 		func() error { _, err := b.s.Throughput(b.ctx, "a b", Epoch, time.Minute, 3); return err },
 	} {
