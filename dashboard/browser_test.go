@@ -117,7 +117,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	if out, err := failed.Wait(bg); err != nil || out.Failure == nil {
 		t.Fatalf("the failing job: %+v %v", out, err)
 	}
-	blocked, err := q.Put(bg, runtime.NewCall("block"))
+	if err := q.CreateQuota(bg, "db", 1); err != nil {
+		t.Fatal(err)
+	}
+	blocked, err := q.Put(bg, runtime.NewCall("block"), runtime.Quotas("db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +178,24 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the job page does not show the earlier attempt: %v", err)
 	}
 
+	// The queue's page shows the quota held by the running job.
+	quota := `#quotas tr[data-quota="db"]`
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/queue/work"), chromedp.WaitVisible(chromedp.CSS(quota))); err != nil {
+		t.Fatalf("queue page: %v", err)
+	}
+	if held, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(quota))); err != nil || !strings.Contains(held, "1 of 1") || !strings.Contains(held, blocked.String()) {
+		t.Fatalf("the quota's row: %q %v, want 1 of 1 held by %s", held, err, blocked)
+	}
+	browsertest.Screenshot(t, ctx, "queue")
+
+	// A job found by its id alone.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#search"), failed.ID()+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`location.hash === "#/job/`+failed.String()+`" && document.querySelector("#job") !== null`)); err != nil {
+		t.Fatalf("the search did not open the job: %v", err)
+	}
+
 	// The running job, cancelled from its page.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+blocked.String()), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
 		t.Fatalf("running job's page: %v", err)
@@ -186,6 +207,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		rec, err := blocked.Info(bg)
 		return err == nil && rec.Status == runtime.StatusCompleted && errors.Is(rec.Failure, runtime.ErrCancelled)
 	})
+
+	// A composite: its page lists its parts, and a part's page links back to it.
+	comp, err := q.Put(bg, runtime.Serial(runtime.NewCall("ok"), runtime.NewCall("ok"), runtime.Postprocess(runtime.NewCall("ok"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Wait(bg); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+comp.String()), chromedp.WaitVisible(chromedp.CSS("#parts"))); err != nil {
+		t.Fatalf("composite's page: %v", err)
+	}
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#parts tbody tr").length`))
+	if err != nil || n != 3 {
+		t.Fatalf("the composite's page lists %d parts (%v), want its two sub-jobs and its postprocess", n, err)
+	}
+	browsertest.Screenshot(t, ctx, "composite")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#parts tbody tr:first-child a"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`document.querySelector("#job") !== null && document.querySelector("#job").textContent.includes("part of`+comp.String()+`")`)); err != nil {
+		t.Fatalf("a part's page does not link to its composite: %v", err)
+	}
 
 	// Dispatchers.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/dispatchers"),

@@ -6,7 +6,8 @@
 // Endpoints, under the prefix it is mounted at:
 //
 //	GET  /v1/queues                     every queue: counts, paused, dispatchers alive and dead
-//	GET  /v1/queues/{queue}             one queue, with its dispatchers and their agents
+//	GET  /v1/queues/{queue}             one queue, with its dispatchers and their agents, and its
+//	                                    quotas with their holders
 //	GET  /v1/queues/{queue}/throughput  its completions per step_ms (default a minute) over the
 //	                                    last span_ms (default an hour), from counters
 //	POST /v1/queues/{queue}/pause       pause it (no dispatcher claims from it)
@@ -14,8 +15,10 @@
 //	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,
 //	                                    pid, agents and when it was last buried
 //	GET  /v1/jobs?state=…               jobs in the states given (repeat state), filtered by
-//	                                    queue, callable, agent and uuid (globs), a page at a
-//	                                    time: limit (default 50, at most 1000) and cursor
+//	                                    queue, callable, agent and uuid (globs), completed_since,
+//	                                    completed_before, started_since, started_before (RFC
+//	                                    3339), a page at a time: limit (default 50, at most 1000)
+//	                                    and cursor
 //	GET  /v1/jobs/{queue}/{id}          one job: its call, outcome, earlier attempts, callbacks,
 //	                                    annotations
 //	POST /v1/jobs/{queue}/{id}/cancel   cancel it (retry, delete: the same)

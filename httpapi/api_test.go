@@ -238,6 +238,11 @@ func TestReads(t *testing.T) {
 	if len(seen) != 25 {
 		t.Fatalf("the pages gave %d jobs, want 25", len(seen))
 	}
+	var none struct{ Jobs []jobJSON }
+	w.get("/v1/jobs?state=succeeded&completed_before=2000-01-01T00:00:00Z", &none)
+	if len(none.Jobs) != 0 {
+		t.Fatalf("jobs completed before 2000: %d", len(none.Jobs))
+	}
 	var pending struct{ Jobs []jobJSON }
 	w.get("/v1/jobs?state=pending", &pending)
 	if len(pending.Jobs) != 1 || pending.Jobs[0].ID != later.ID() || pending.Jobs[0].BeginAfter.IsZero() {
@@ -350,6 +355,7 @@ func TestErrors(t *testing.T) {
 		{"GET", "/v1/jobs", nil, 400, "invalid"},
 		{"GET", "/v1/jobs?state=pending&limit=0", nil, 400, "invalid"},
 		{"GET", "/v1/jobs?state=pending&cursor=%21%21", nil, 400, "invalid"},
+		{"GET", "/v1/jobs?state=failed&completed_since=yesterday", nil, 400, "invalid"},
 		{"GET", "/v1/queues/nosuch", nil, 404, "not_found"},
 		{"GET", "/v1/queues/work/throughput?step_ms=0", nil, 400, "invalid"},
 		{"GET", "/v1/queues/work/throughput?step_ms=1&span_ms=86400000", nil, 400, "invalid"},

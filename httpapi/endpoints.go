@@ -24,6 +24,13 @@ type queueJSON struct {
 	Alive       int              `json:"dispatchers_alive"`
 	Dead        int              `json:"dispatchers_dead"`
 	Dispatchers []dispatcherJSON `json:"dispatchers,omitempty"`
+	Quotas      []quotaJSON      `json:"quotas,omitempty"`
+}
+
+type quotaJSON struct {
+	Name    string   `json:"name"`
+	Size    int      `json:"size"`
+	Holders []string `json:"holders"`
 }
 
 type dispatcherJSON struct {
@@ -74,6 +81,7 @@ type jobJSON struct {
 	Result     json.RawMessage `json:"result,omitempty"`
 	Failure    *failureJSON    `json:"failure,omitempty"`
 	Parent     string          `json:"parent,omitempty"`
+	Composite  string          `json:"composite,omitempty"`
 	Callbacks  []string        `json:"callbacks,omitempty"`
 	Quotas     []string        `json:"quotas,omitempty"`
 	Detail     *jobDetailJSON  `json:"detail,omitempty"`
@@ -86,6 +94,8 @@ type jobDetailJSON struct {
 	Traceback   string                     `json:"traceback,omitempty"`
 	Attempts    []attemptJSON              `json:"earlier_attempts"`
 	Annotations map[string]json.RawMessage `json:"annotations"`
+	// Parts are a composite's sub-jobs in order, then its postprocess.
+	Parts []jobJSON `json:"parts"`
 }
 
 type attemptJSON struct {
@@ -111,7 +121,7 @@ func jobOf(s runtime.JobSummary) jobJSON {
 		Status: s.Status.String(), Failed: s.Failed, Attempt: s.Attempt, BeginAfter: s.BeginAfter.UTC(),
 		Start: s.ActiveStart.UTC(), End: s.ActiveEnd.UTC(), Completed: s.InitialCallbacksEnd.UTC(),
 		WaitMS: ms(s.Wait), ActiveMS: ms(s.Active), Agent: s.Agent, Dispatcher: s.Dispatcher,
-		Result: s.Result, Failure: failureOf(s.Failure), Parent: s.Parent, Quotas: s.QuotaNames}
+		Result: s.Result, Failure: failureOf(s.Failure), Parent: s.Parent, Composite: s.Composite, Quotas: s.QuotaNames}
 	for _, c := range s.Callbacks {
 		j.Callbacks = append(j.Callbacks, c.String())
 	}
@@ -178,7 +188,21 @@ func (a *api) queue(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, s := range states {
 		if s.Queue == name {
-			a.reply(w, queueOf(s, true))
+			out := queueOf(s, true)
+			quotas, err := a.rt.Queue(name).Quotas(r.Context())
+			if err != nil {
+				a.fail(w, err)
+				return
+			}
+			out.Quotas = []quotaJSON{}
+			for _, qi := range quotas {
+				holders := []string{}
+				for _, id := range qi.Holders {
+					holders = append(holders, name+"/"+id)
+				}
+				out.Quotas = append(out.Quotas, quotaJSON{Name: qi.Name, Size: qi.Size, Holders: holders})
+			}
+			a.reply(w, out)
 			return
 		}
 	}
@@ -313,6 +337,24 @@ func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
 		}
 		q.States = append(q.States, st)
 	}
+	for _, win := range []struct {
+		name string
+		w    *runtime.Window
+	}{{"completed", &q.CallbacksCompleted}, {"started", &q.Start}} {
+		for _, side := range []struct {
+			name string
+			t    *time.Time
+		}{{"_since", &win.w.Since}, {"_before", &win.w.Before}} {
+			if s := v.Get(win.name + side.name); s != "" {
+				t, err := time.Parse(time.RFC3339Nano, s)
+				if err != nil {
+					a.fail(w, badRequest("%s%s %q: want an RFC 3339 time", win.name, side.name, s))
+					return
+				}
+				*side.t = t
+			}
+		}
+	}
 	page := defaultPage
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -328,7 +370,7 @@ func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	timed := onlyCompleted(q)
-	if timed && !c.Before.IsZero() {
+	if timed && !c.Before.IsZero() && (q.CallbacksCompleted.Before.IsZero() || c.Before.Before(q.CallbacksCompleted.Before)) {
 		q.CallbacksCompleted.Before = c.Before
 	}
 	q.Limit = c.Skip + page + 1 // one more tells whether there is a next page
@@ -406,6 +448,15 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 	for _, p := range s.EarlierAttempts {
 		d.Attempts = append(d.Attempts, attemptJSON{Attempt: p.Attempt, Owner: p.Owner, Start: p.Start.UTC(), End: p.End.UTC(),
 			Completed: p.Completed.UTC(), Failure: failureOf(p.Failure)})
+	}
+	parts, err := j.Parts(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	d.Parts = make([]jobJSON, len(parts))
+	for i, p := range parts {
+		d.Parts[i] = jobOf(p)
 	}
 	out.Detail = d
 	a.reply(w, out)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zasync/zasync/actors"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -56,6 +57,11 @@ type JobSummary struct {
 	// EarlierAttempts are the runs before an operator's retries (Runtime.Retry), oldest
 	// first, with how each ended.
 	EarlierAttempts []PastAttempt `json:",omitempty"`
+	// Composite is the composite this job is a sub-job of; Children are a composite's
+	// sub-jobs, in order, and Postprocess its postprocess (Job.Parts describes them).
+	Composite   string `json:",omitempty"`
+	Children    []Ref  `json:",omitempty"`
+	Postprocess *Ref   `json:",omitempty"`
 }
 
 // PastAttempt is how an earlier run of a retried job ended.
@@ -90,6 +96,14 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 	}
 	for _, id := range j.Callbacks {
 		s.Callbacks = append(s.Callbacks, j.In(id))
+	}
+	s.Composite = j.Composite
+	for _, id := range j.Children {
+		s.Children = append(s.Children, j.In(id))
+	}
+	if post, ok := actors.CompositePostprocess(&j.Call); ok {
+		ref := j.In(post)
+		s.Postprocess = &ref
 	}
 	return s
 }
@@ -128,6 +142,37 @@ func activeOf(j *persistence.Job, now time.Time) (time.Duration, bool) {
 		return j.ActiveEnd.Sub(j.ActiveStart), true
 	}
 	return now.Sub(j.ActiveStart), true
+}
+
+// Parts describes what a composite job is made of: its sub-jobs, in order, then its
+// postprocess; none for another job. Parts that have expired are left out.
+func (j *Job) Parts(ctx context.Context) ([]JobSummary, error) {
+	rec, err := j.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := slices.Clone(rec.Children)
+	if post, ok := actors.CompositePostprocess(&rec.Call); ok {
+		ids = append(ids, post)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	jobs, err := j.rt.store.GetMany(ctx, j.ref.Queue, ids)
+	if err != nil {
+		return nil, fmt.Errorf("parts of %s: %w", j.ref, err)
+	}
+	now, err := j.rt.store.Now(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("parts of %s: %w", j.ref, err)
+	}
+	out := make([]JobSummary, 0, len(jobs))
+	for _, p := range jobs {
+		if p != nil {
+			out = append(out, summarize(p, now))
+		}
+	}
+	return out, nil
 }
 
 // Summary reads the job and describes it (zc.async's asyncdb job). ErrNotFound if it does not

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -348,4 +349,25 @@ func (q *Queue) Quota(ctx context.Context, name string) (*QuotaInfo, error) {
 		return nil, fmt.Errorf("quota %q of %q: %w", name, q.name, err)
 	}
 	return info, nil
+}
+
+// Quotas reads every quota of the queue, by name: sizes and the jobs holding them.
+func (q *Queue) Quotas(ctx context.Context) ([]*QuotaInfo, error) {
+	names, err := q.rt.store.QuotaNames(ctx, q.name)
+	if err != nil {
+		return nil, fmt.Errorf("quotas of %q: %w", q.name, err)
+	}
+	slices.Sort(names)
+	out := make([]*QuotaInfo, 0, len(names))
+	for _, n := range names {
+		info, err := q.rt.store.Quota(ctx, q.name, n)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("quotas of %q: %w", q.name, err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
 }

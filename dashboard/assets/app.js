@@ -125,7 +125,7 @@ async function overview() {
   const rates = await Promise.all(queues.slice(0, 50).map((q) => call("GET", "queues/" + q.name + "/throughput").catch(() => null)));
   const rows = queues.map((q, i) =>
     el("tr", { "data-queue": q.name },
-      el("td", {}, el("a", { href: "#/jobs?" + qs({ state: "pending", queue: q.name }) }, q.name)),
+      el("td", {}, el("a", { href: "#/queue/" + q.name }, q.name)),
       el("td", {}, q.paused ? el("span", { class: "pill warn" }, "paused") : el("span", { class: "pill ok" }, "running")),
       el("td", { class: "num" }, q.due), el("td", { class: "num" }, q.scheduled), el("td", { class: "num" }, q.put_back),
       el("td", { class: "num" }, q.held),
@@ -133,9 +133,7 @@ async function overview() {
       el("td", { class: "num" }, el("span", { class: q.dispatchers_dead ? "bad" : "muted" }, q.dispatchers_dead)),
       el("td", { class: "rate" }, rates[i] ? [chart(rates[i].points.map((p) => p.completed), "jobs completed per minute, last hour"), " ",
         el("span", { class: "muted" }, rates[i].points.reduce((n, p) => n + p.completed, 0) + " in the last hour")] : "—"),
-      el("td", {}, q.paused
-        ? el("button", { "data-action": "resume", onclick: () => act("Resume queue " + q.name + "?", "POST", "queues/" + q.name + "/resume", undefined, () => "Queue " + q.name + " resumed") }, "Resume")
-        : el("button", { "data-action": "pause", onclick: () => act("Pause queue " + q.name + "? No dispatcher will claim from it.", "POST", "queues/" + q.name + "/pause", undefined, () => "Queue " + q.name + " paused") }, "Pause"))));
+      el("td", {}, pauseButton(q))));
   return [
     el("h1", {}, "Queues"),
     queues.length ? el("table", { id: "queues" },
@@ -144,13 +142,52 @@ async function overview() {
   ];
 }
 
+function pauseButton(q) {
+  return q.paused
+    ? el("button", { "data-action": "resume", onclick: () => act("Resume queue " + q.name + "?", "POST", "queues/" + q.name + "/resume", undefined, () => "Queue " + q.name + " resumed") }, "Resume")
+    : el("button", { "data-action": "pause", onclick: () => act("Pause queue " + q.name + "? No dispatcher will claim from it.", "POST", "queues/" + q.name + "/pause", undefined, () => "Queue " + q.name + " paused") }, "Pause");
+}
+
+async function queue(name) {
+  const [q, rate] = await Promise.all([call("GET", "queues/" + name), call("GET", "queues/" + name + "/throughput")]);
+  const counts = rate.points.map((p) => p.completed);
+  const big = chart(counts, "jobs completed per minute, last hour");
+  big.setAttribute("width", 720);
+  big.setAttribute("height", 90);
+  return [
+    el("h1", {}, "Queue ", q.name, " ", q.paused ? el("span", { class: "pill warn" }, "paused") : el("span", { class: "pill ok" }, "running")),
+    el("div", { class: "actions" }, pauseButton(q),
+      ["pending", "active", "failed"].map((st) => el("a", { href: "#/jobs?" + qs({ state: st, queue: q.name }) }, st + " jobs"))),
+    el("dl", { id: "queue" }, [["due", q.due], ["scheduled", q.scheduled], ["put back", q.put_back], ["held by agents", q.held],
+      ["dispatchers", q.dispatchers_alive + " alive, " + q.dispatchers_dead + " dead"]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    el("h2", {}, "Completed per minute, last hour (", counts.reduce((a, b) => a + b, 0), " in all)"), big,
+    el("h2", {}, "Dispatchers"),
+    q.dispatchers && q.dispatchers.length ? el("table", {},
+      el("thead", {}, el("tr", {}, ["uuid", "where", "state", "last ping", "agents"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, q.dispatchers.map((d) => el("tr", {}, el("td", {}, d.uuid), el("td", {}, (d.host || "?") + " pid " + (d.pid || "?")),
+        el("td", {}, d.state), el("td", {}, dur(d.since_ping_ms) + " ago"),
+        el("td", {}, d.agents.map((a) => a.name + " " + a.held + "/" + a.size).join(", ")))))) : el("p", { class: "muted" }, "No activated dispatcher."),
+    el("h2", {}, "Quotas"),
+    q.quotas.length ? el("table", { id: "quotas" },
+      el("thead", {}, el("tr", {}, ["quota", "slots used", "held by"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, q.quotas.map((u) => el("tr", { "data-quota": u.name }, el("td", {}, u.name), el("td", {}, u.holders.length + " of " + u.size),
+        el("td", {}, u.holders.length ? u.holders.map((h, i) => [i ? ", " : "", jobLink(h)]) : "—"))))) : el("p", { class: "muted" }, "No quota."),
+  ];
+}
+
 const states = ["pending", "assigned", "active", "callbacks", "succeeded", "failed"];
+// The completion windows a jobs page offers, in minutes.
+const windows = [["", "any time"], ["5", "last 5 minutes"], ["60", "last hour"], ["1440", "last day"]];
 
 async function jobs(params) {
   const state = params.get("state") || "failed";
-  const filters = { queue: params.get("queue") || "", callable: params.get("callable") || "" };
+  const filters = { queue: params.get("queue") || "", callable: params.get("callable") || "", uuid: params.get("uuid") || "",
+    within: params.get("within") || "" };
   const cursor = params.get("cursor") || "";
-  const page = await call("GET", "jobs?" + qs({ state, ...filters, limit: 50, cursor }));
+  const completed = state === "succeeded" || state === "failed";
+  const since = completed && filters.within ? new Date(Date.now() - Number(filters.within) * 60000).toISOString() : "";
+  const page = await call("GET", "jobs?" + qs({ state, queue: filters.queue, callable: filters.callable, uuid: filters.uuid,
+    completed_since: since, limit: 50, cursor }));
   const selected = new Set();
   const bulk = (action) => {
     const refs = [...selected];
@@ -168,10 +205,13 @@ async function jobs(params) {
   const filterForm = el("form", { class: "filters", id: "filters", onsubmit: (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
-    location.hash = "#/jobs?" + qs({ state, queue: f.get("queue"), callable: f.get("callable") });
+    location.hash = "#/jobs?" + qs({ state, queue: f.get("queue"), callable: f.get("callable"), uuid: f.get("uuid"), within: f.get("within") || "" });
   } },
   el("input", { name: "queue", placeholder: "queue (glob)", value: filters.queue }),
   el("input", { name: "callable", placeholder: "handler (glob), e.g. email.*", value: filters.callable }),
+  el("input", { name: "uuid", placeholder: "dispatcher UUID", value: filters.uuid }),
+  completed ? el("select", { name: "within", "aria-label": "completed within" },
+    windows.map(([v, label]) => el("option", { value: v, selected: v === filters.within }, "completed " + label))) : null,
   el("button", { type: "submit" }, "Filter"));
   const rows = page.jobs.map((j) => {
     const box = el("input", { type: "checkbox", "data-job": j.job, onchange: (e) => (e.target.checked ? selected.add(j.job) : selected.delete(j.job)) });
@@ -201,7 +241,8 @@ async function job(ref) {
     ["begin after", when(j.begin_after)], ["started", when(j.active_start)], ["ended", when(j.active_end)],
     ["completed", when(j.completed)], ["waited", dur(j.wait_ms)], ["ran", dur(j.active_ms)],
     ["agent", j.agent ? j.dispatcher + "/" + j.agent : "—"],
-    ["parent", j.parent ? jobLink(j.queue + "/" + j.parent) : "—"],
+    ["callback of", j.parent ? jobLink(j.queue + "/" + j.parent) : "—"],
+    ["part of", j.composite ? jobLink(j.queue + "/" + j.composite) : "—"],
     ["callbacks", j.callbacks && j.callbacks.length ? j.callbacks.map((c, i) => [i ? ", " : "", jobLink(c)]) : "—"],
   ];
   const outcome = j.failure
@@ -217,6 +258,12 @@ async function job(ref) {
     el("dl", { id: "job" }, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
     el("h2", {}, "Arguments"), el("pre", {}, JSON.stringify({ args: d.args, kwargs: d.kwargs }, null, 2)),
     outcome,
+    d.parts.length ? [el("h2", {}, "Parts"), el("table", { id: "parts" },
+      el("thead", {}, el("tr", {}, ["", "job", "call", "state", "outcome"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, d.parts.map((p, i) => el("tr", { "data-job": p.job },
+        el("td", {}, i < d.parts.length - 1 ? String(i + 1) : "postprocess"), el("td", {}, jobLink(p.job)), el("td", {}, p.call),
+        el("td", {}, statusPill(p)),
+        el("td", {}, p.failure ? p.failure.type + ": " + p.failure.message : p.result ? JSON.stringify(p.result) : "")))))] : [],
     el("h2", {}, "Annotations"),
     Object.keys(d.annotations).length
       ? el("pre", { id: "annotations" }, JSON.stringify(d.annotations, null, 2)) : el("p", { class: "muted" }, "None."),
@@ -262,6 +309,7 @@ function route() {
   const params = new URLSearchParams(query || "");
   if (path.startsWith("/job/")) return { name: "job", run: () => job(path.slice(5)), nav: "jobs" };
   if (path === "/jobs") return { name: "jobs", run: () => jobs(params), nav: "jobs" };
+  if (path.startsWith("/queue/")) return { name: "queue", run: () => queue(path.slice(7)), nav: "overview" };
   if (path === "/dispatchers") return { name: "dispatchers", run: dispatchers, nav: "dispatchers" };
   return { name: "overview", run: overview, nav: "overview" };
 }
@@ -290,7 +338,24 @@ async function draw() {
   }
 }
 
+// find opens the page of the job whose id (queue/id, or an id alone: each queue is tried)
+// was typed in the search box.
+async function find(text) {
+  const ref = text.trim();
+  if (!ref) return;
+  if (ref.includes("/")) { location.hash = "#/job/" + ref; return; }
+  const { queues } = await call("GET", "queues");
+  for (const q of queues) {
+    try { await call("GET", "jobs/" + q.name + "/" + ref); location.hash = "#/job/" + q.name + "/" + ref; return; } catch (e) { /* not in this queue */ }
+  }
+  flash("No job " + ref + " in any queue.", true);
+}
+
 function start() {
+  document.getElementById("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    find(document.getElementById("search").value).catch((err) => flash(err.message, true));
+  });
   document.getElementById("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const t = document.getElementById("token");
