@@ -96,6 +96,8 @@ type jobDetailJSON struct {
 	Annotations map[string]json.RawMessage `json:"annotations"`
 	// Parts are a composite's sub-jobs in order, then its postprocess.
 	Parts []jobJSON `json:"parts"`
+	// RetryCounts are what the retry policy counted of this attempt: interruptions, errors…
+	RetryCounts map[string]int `json:"retry_counts"`
 }
 
 type attemptJSON struct {
@@ -435,7 +437,11 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := jobOf(s)
-	d := &jobDetailJSON{Args: s.Args, Kwargs: s.Kwargs, Traceback: s.Traceback, Attempts: []attemptJSON{}, Annotations: ann}
+	d := &jobDetailJSON{Args: s.Args, Kwargs: s.Kwargs, Traceback: s.Traceback, Attempts: []attemptJSON{}, Annotations: ann,
+		RetryCounts: s.RetryCounts}
+	if d.RetryCounts == nil {
+		d.RetryCounts = map[string]int{}
+	}
 	if d.Args == nil {
 		d.Args = []json.RawMessage{}
 	}

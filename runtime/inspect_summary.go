@@ -57,6 +57,9 @@ type JobSummary struct {
 	// EarlierAttempts are the runs before an operator's retries (Runtime.Retry), oldest
 	// first, with how each ended.
 	EarlierAttempts []PastAttempt `json:",omitempty"`
+	// RetryCounts are what its retry policy has counted of this attempt (interruptions,
+	// errors, …), by name.
+	RetryCounts map[string]int `json:",omitempty"`
 	// Composite is the composite this job is a sub-job of; Children are a composite's
 	// sub-jobs, in order, and Postprocess its postprocess (Job.Parts describes them).
 	Composite   string `json:",omitempty"`
@@ -98,6 +101,9 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 		s.Callbacks = append(s.Callbacks, j.In(id))
 	}
 	s.Composite = j.Composite
+	if len(j.Retry) > 0 {
+		s.RetryCounts = maps.Clone(map[string]int(j.Retry))
+	}
 	for _, id := range j.Children {
 		s.Children = append(s.Children, j.In(id))
 	}

@@ -241,6 +241,8 @@ async function job(ref) {
     ["begin after", when(j.begin_after)], ["started", when(j.active_start)], ["ended", when(j.active_end)],
     ["completed", when(j.completed)], ["waited", dur(j.wait_ms)], ["ran", dur(j.active_ms)],
     ["agent", j.agent ? j.dispatcher + "/" + j.agent : "—"],
+    ["this attempt", Object.keys(d.retry_counts).length
+      ? Object.entries(d.retry_counts).map(([k, v]) => k + ": " + v).join(", ") + " (as its retry policy counts them)" : "—"],
     ["callback of", j.parent ? jobLink(j.queue + "/" + j.parent) : "—"],
     ["part of", j.composite ? jobLink(j.queue + "/" + j.composite) : "—"],
     ["callbacks", j.callbacks && j.callbacks.length ? j.callbacks.map((c, i) => [i ? ", " : "", jobLink(c)]) : "—"],
