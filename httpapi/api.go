@@ -8,8 +8,9 @@
 //	GET  /v1/queues                     every queue: counts, paused, dispatchers alive and dead
 //	GET  /v1/queues/{queue}             one queue, with its dispatchers and their agents, and its
 //	                                    quotas with their holders
-//	GET  /v1/queues/{queue}/throughput  its completions per step_ms (default a minute) over the
-//	                                    last span_ms (default an hour), from counters
+//	GET  /v1/queues/{queue}/throughput  its completions and failures per step_ms (default a
+//	                                    minute) over the last span_ms (default an hour), from
+//	                                    counters
 //	POST /v1/queues/{queue}/pause       pause it (no dispatcher claims from it)
 //	POST /v1/queues/{queue}/resume      resume it
 //	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,

@@ -248,10 +248,11 @@ func (a *api) throughput(w http.ResponseWriter, r *http.Request) {
 	type point struct {
 		Start     time.Time `json:"start"`
 		Completed int64     `json:"completed"`
+		Failed    int64     `json:"failed"`
 	}
 	out := make([]point, len(points))
 	for i, p := range points {
-		out[i] = point{Start: p.Start.UTC(), Completed: p.Completed}
+		out[i] = point{Start: p.Start.UTC(), Completed: p.Completed, Failed: p.Failed}
 	}
 	a.reply(w, map[string]any{"queue": name, "step_ms": ms(step), "points": out})
 }

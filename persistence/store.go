@@ -408,10 +408,18 @@ type Monitor interface {
 	// CountCompleted counts an agent's completed history in [since, before) (zero: unbounded)
 	// in O(log n).
 	CountCompleted(ctx context.Context, queue string, agent Owner, since, before time.Time) (int64, error)
+	// FailedPage lists the jobs of a queue that completed with a failure in [since, before)
+	// (zero: unbounded), newest first, with when each completed, as CompletedPage lists a
+	// history (and pages the same way): an index kept by the completions, so that failed
+	// jobs are found without reading the others. A job retried or deleted leaves it.
+	FailedPage(ctx context.Context, queue string, since, before time.Time, offset, limit int) ([]Completion, error)
+	// CountFailed counts that index in [since, before) in O(log n).
+	CountFailed(ctx context.Context, queue string, since, before time.Time) (int64, error)
 	// Throughput counts the jobs completed in a queue, by every agent that ever claimed in it,
-	// in n windows of step from since: counts[i] is the window [since+i·step, since+(i+1)·step).
+	// in n windows of step from since, and those of them that failed (from the index of
+	// failures): completed[i] and failed[i] are of the window [since+i·step, since+(i+1)·step).
 	// It costs O(n · agents · log n), in one round trip, whatever the histories' sizes.
-	Throughput(ctx context.Context, queue string, since time.Time, step time.Duration, n int) (counts []int64, err error)
+	Throughput(ctx context.Context, queue string, since time.Time, step time.Duration, n int) (completed, failed []int64, err error)
 }
 
 // MaxThroughputWindows is the most windows one Throughput call counts.

@@ -434,10 +434,11 @@ func (p *plan) onlyWhere() bool {
 	return p.Callable == "" && p.RequestedStart.IsZero() && p.Start.IsZero() && p.End.IsZero()
 }
 
-// Count counts the jobs q selects (at most q.Limit when it is set). Pending jobs, and
-// completed ones (not split into succeeded and failed), filtered at most by queue, agent and
-// uuid (and for completed ones callbacks completion), are counted in O(log n) commands per
-// queue or agent without reading a job; other counts read the jobs a window at a time.
+// Count counts the jobs q selects (at most q.Limit when it is set). Pending jobs, completed
+// ones (not split into succeeded and failed) filtered at most by queue, agent and uuid, and
+// failed ones filtered at most by queue (and for completed ones callbacks completion), are
+// counted in O(log n) commands per queue or agent without reading a job; other counts read
+// the jobs a window at a time.
 func (rt *Runtime) Count(ctx context.Context, q Query) (int, error) {
 	p, err := rt.plan(ctx, q, 0, selAll)
 	if err != nil {
@@ -465,7 +466,7 @@ func (rt *Runtime) Count(ctx context.Context, q Query) (int, error) {
 		}
 	}
 	if p.sel&selCompleted != 0 && !full() {
-		if p.sel&selCompleted == selCompleted && p.onlyWhere() {
+		if (p.sel&selCompleted == selCompleted || p.failedIndex()) && p.onlyWhere() {
 			m, err := rt.countCompleted(ctx, p)
 			if err != nil {
 				return 0, err

@@ -191,8 +191,10 @@ type historyEntry struct {
 // time, each window's records in one round trip. It pages by time: the next window ends just
 // after the last entry read, skipping the entries of that microsecond already read.
 type historyStream struct {
-	queue  string
-	owner  persistence.Owner
+	queue string
+	owner persistence.Owner
+	// failed: the stream reads the queue's index of failures, not an agent's history.
+	failed bool
 	since  time.Time
 	before time.Time
 	offset int
@@ -205,7 +207,13 @@ func (s *historyStream) head(ctx context.Context, store persistence.Store) (*his
 	for len(s.buf) == 0 && !s.done {
 		size := window(s.reads)
 		s.reads++
-		page, err := store.CompletedPage(ctx, s.queue, s.owner, s.since, s.before, s.offset, size)
+		var page []persistence.Completion
+		var err error
+		if s.failed {
+			page, err = store.FailedPage(ctx, s.queue, s.since, s.before, s.offset, size)
+		} else {
+			page, err = store.CompletedPage(ctx, s.queue, s.owner, s.since, s.before, s.offset, size)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("query: %w", err)
 		}
@@ -246,6 +254,13 @@ func (s *historyStream) head(ctx context.Context, store persistence.Store) (*his
 // p's callbacks-completed window (a history is ordered by completion time).
 func (rt *Runtime) historyStreams(ctx context.Context, p *plan) ([]*historyStream, error) {
 	var streams []*historyStream
+	if p.failedIndex() {
+		for _, q := range p.queues {
+			streams = append(streams, &historyStream{queue: q, failed: true,
+				since: p.CallbacksCompleted.Since, before: p.CallbacksCompleted.Before})
+		}
+		return streams, nil
+	}
 	for _, q := range p.queues {
 		owners, err := rt.store.Agents(ctx, q)
 		if err != nil {
@@ -292,9 +307,16 @@ func (rt *Runtime) scanCompleted(ctx context.Context, p *plan, visit func(*persi
 	}
 }
 
+// failedIndex reports whether the completed jobs p selects are the failed ones of whole
+// queues: the queues' indexes of failures list them, no history need be read.
+func (p *plan) failedIndex() bool {
+	return p.sel&selCompleted == selFailed && p.Agent == "" && p.uuid == ""
+}
+
 // countCompleted counts the history entries of the agents p names in p's callbacks-completed
-// window: one ZCOUNT per agent. An agent idle for longer than the retention period may still
-// list jobs whose records have expired; they are counted.
+// window, or the entries of the queues' indexes of failures (see failedIndex): one ZCOUNT per
+// agent or queue. An agent idle for longer than the retention period may still list jobs
+// whose records have expired; they are counted.
 func (rt *Runtime) countCompleted(ctx context.Context, p *plan) (int, error) {
 	streams, err := rt.historyStreams(ctx, p)
 	if err != nil {
@@ -302,7 +324,13 @@ func (rt *Runtime) countCompleted(ctx context.Context, p *plan) (int, error) {
 	}
 	n := 0
 	for _, s := range streams {
-		m, err := rt.store.CountCompleted(ctx, s.queue, s.owner, s.since, s.before)
+		var m int64
+		var err error
+		if s.failed {
+			m, err = rt.store.CountFailed(ctx, s.queue, s.since, s.before)
+		} else {
+			m, err = rt.store.CountCompleted(ctx, s.queue, s.owner, s.since, s.before)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("count: %w", err)
 		}

@@ -21,13 +21,16 @@ func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
 	return st, nil
 }
 
-// ThroughputPoint is one window of Queue.Throughput: the jobs completed in [Start, Start+step).
+// ThroughputPoint is one window of Queue.Throughput: the jobs completed in [Start,
+// Start+step), and how many of them failed.
 type ThroughputPoint struct {
 	Start     time.Time
 	Completed int64
+	Failed    int64
 }
 
-// Throughput counts the queue's completions (every agent's, of every process) in windows of
+// Throughput counts the queue's completions (every agent's, of every process), and its
+// failures, in windows of
 // step over the last span, oldest first, the last window ending now by Redis's clock (so at
 // most persistence.MaxThroughputWindows windows: span/step of them, rounded up). It reads
 // only counters of the agents' completed histories, in one round trip, however many jobs
@@ -42,13 +45,13 @@ func (q *Queue) Throughput(ctx context.Context, span, step time.Duration) ([]Thr
 		return nil, fmt.Errorf("throughput of %q: %w", q.name, err)
 	}
 	since := now.Add(-time.Duration(n) * step)
-	counts, err := q.rt.store.Throughput(ctx, q.name, since, step, n)
+	counts, failed, err := q.rt.store.Throughput(ctx, q.name, since, step, n)
 	if err != nil {
 		return nil, fmt.Errorf("throughput of %q: %w", q.name, err)
 	}
 	out := make([]ThroughputPoint, n)
 	for i, c := range counts {
-		out[i] = ThroughputPoint{Start: since.Add(time.Duration(i) * step), Completed: c}
+		out[i] = ThroughputPoint{Start: since.Add(time.Duration(i) * step), Completed: c, Failed: failed[i]}
 	}
 	return out, nil
 }

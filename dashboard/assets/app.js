@@ -92,8 +92,9 @@ function statusPill(j) {
   return el("span", { class: "pill " + cls }, text);
 }
 
-// chart draws a bar chart of counts (oldest first) as SVG, a bar a count.
-function chart(counts, label) {
+// chart draws a bar chart of counts (oldest first) as SVG, a bar a count, the part of each
+// that failed (failed[i] of counts[i]) in red.
+function chart(counts, failed, label) {
   const ns = "http://www.w3.org/2000/svg";
   const w = 180, h = 28, max = Math.max(1, ...counts);
   const svg = document.createElementNS(ns, "svg");
@@ -113,6 +114,17 @@ function chart(counts, label) {
     r.setAttribute("width", Math.max(1, bw - 0.5).toFixed(2));
     r.setAttribute("height", bh);
     svg.append(r);
+    const f = failed ? failed[i] : 0;
+    if (f) {
+      const fr = document.createElementNS(ns, "rect");
+      const fh = Math.max(1, Math.round((f / c) * bh));
+      fr.setAttribute("x", (i * bw).toFixed(2));
+      fr.setAttribute("y", h - fh);
+      fr.setAttribute("width", Math.max(1, bw - 0.5).toFixed(2));
+      fr.setAttribute("height", fh);
+      fr.setAttribute("class", "failed");
+      svg.append(fr);
+    }
   });
   return svg;
 }
@@ -131,13 +143,15 @@ async function overview() {
       el("td", { class: "num" }, q.held),
       el("td", { class: "num" }, el("span", { class: q.dispatchers_alive ? "ok" : "muted" }, q.dispatchers_alive)),
       el("td", { class: "num" }, el("span", { class: q.dispatchers_dead ? "bad" : "muted" }, q.dispatchers_dead)),
-      el("td", { class: "rate" }, rates[i] ? [chart(rates[i].points.map((p) => p.completed), "jobs completed per minute, last hour"), " ",
-        el("span", { class: "muted" }, rates[i].points.reduce((n, p) => n + p.completed, 0) + " in the last hour")] : "—"),
+      el("td", { class: "rate" }, rates[i] ? [chart(rates[i].points.map((p) => p.completed), rates[i].points.map((p) => p.failed),
+        "jobs completed per minute, last hour, failures in red"), " ",
+        el("span", { class: "muted" }, rates[i].points.reduce((n, p) => n + p.completed, 0) + " in the last hour, " +
+          rates[i].points.reduce((n, p) => n + p.failed, 0) + " failed")] : "—"),
       el("td", {}, pauseButton(q))));
   return [
     el("h1", {}, "Queues"),
     queues.length ? el("table", { id: "queues" },
-      el("thead", {}, el("tr", {}, ["queue", "state", "due", "scheduled", "put back", "held", "dispatchers alive", "dead", "completed per minute, last hour", ""].map((h, i) => el("th", { class: i >= 2 && i <= 7 ? "num" : "" }, h)))),
+      el("thead", {}, el("tr", {}, ["queue", "state", "due", "scheduled", "put back", "held", "dispatchers alive", "dead", "completed per minute, last hour (failed in red)", ""].map((h, i) => el("th", { class: i >= 2 && i <= 7 ? "num" : "" }, h)))),
       el("tbody", {}, rows)) : el("p", { class: "muted" }, "No queue has been used yet."),
   ];
 }
@@ -151,7 +165,8 @@ function pauseButton(q) {
 async function queue(name) {
   const [q, rate] = await Promise.all([call("GET", "queues/" + name), call("GET", "queues/" + name + "/throughput")]);
   const counts = rate.points.map((p) => p.completed);
-  const big = chart(counts, "jobs completed per minute, last hour");
+  const failures = rate.points.map((p) => p.failed);
+  const big = chart(counts, failures, "jobs completed per minute, last hour, failures in red");
   big.setAttribute("width", 720);
   big.setAttribute("height", 90);
   return [
@@ -160,7 +175,8 @@ async function queue(name) {
       ["pending", "active", "failed"].map((st) => el("a", { href: "#/jobs?" + qs({ state: st, queue: q.name }) }, st + " jobs"))),
     el("dl", { id: "queue" }, [["due", q.due], ["scheduled", q.scheduled], ["put back", q.put_back], ["held by agents", q.held],
       ["dispatchers", q.dispatchers_alive + " alive, " + q.dispatchers_dead + " dead"]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
-    el("h2", {}, "Completed per minute, last hour (", counts.reduce((a, b) => a + b, 0), " in all)"), big,
+    el("h2", {}, "Completed per minute, last hour (", counts.reduce((a, b) => a + b, 0), " in all, ",
+      failures.reduce((a, b) => a + b, 0), " failed, in red)"), big,
     el("h2", {}, "Dispatchers"),
     q.dispatchers && q.dispatchers.length ? el("table", {},
       el("thead", {}, el("tr", {}, ["uuid", "where", "state", "last ping", "agents"].map((h) => el("th", {}, h)))),

@@ -146,6 +146,7 @@ func reset(j *persistence.Job) {
 func (s *Store) keep(ctx context.Context, p redis.Pipeliner, j *persistence.Job, completers []persistence.Owner) {
 	p.Persist(ctx, s.k.job(j.Queue, j.ID))
 	p.Persist(ctx, s.k.annotations(j.Queue, j.ID))
+	p.ZRem(ctx, s.k.failed(j.Queue), j.ID)
 	for _, o := range completers {
 		if !o.IsZero() {
 			p.ZRem(ctx, s.k.completed(j.Queue, o), j.ID)
@@ -199,6 +200,7 @@ func (s *Store) Delete(ctx context.Context, q string, ids []string) ([]*persiste
 						p.ZRem(ctx, s.k.completed(q, o), j.ID)
 					}
 				}
+				p.ZRem(ctx, s.k.failed(q), j.ID)
 				p.Del(ctx, s.k.job(q, j.ID), s.k.annotations(q, j.ID))
 			}
 			return nil

@@ -566,6 +566,9 @@ func (s *Store) cleanJob(ctx context.Context, q string, o persistence.Owner, id 
 					at = now
 				}
 				s.addHistory(ctx, p, q, o, id, at)
+				if j.Failed() {
+					s.addFailed(ctx, p, q, id, at)
+				}
 			default:
 				s.release(ctx, p, &old, false)
 				s.enqueue(ctx, p, j, now, h.Val())

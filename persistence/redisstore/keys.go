@@ -73,6 +73,12 @@ func (k keys) completed(q string, o persistence.Owner) string {
 	return k.base(q) + "completed:" + o.Dispatcher + ":" + o.Agent
 }
 
+// failed: zset, the queue's completed jobs whose outcome is a failure, scored by completion
+// time in microseconds, as the histories are: the index that lists failed jobs without
+// reading every completed record. Trimmed of the entries older than the retention period by
+// the completions that add to it and by TrimCompleted; a retry or a delete takes its job out.
+func (k keys) failed(q string) string { return k.base(q) + "failed" }
+
 // wake: pub/sub channel; Put publishes the queue name so that idle dispatchers claim at once.
 func (k keys) wake(q string) string { return k.base(q) + "wake" }
 

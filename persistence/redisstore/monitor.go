@@ -119,11 +119,37 @@ func (s *Store) CompletedPage(ctx context.Context, q string, o persistence.Owner
 	if err := validAgent(op, q, o); err != nil {
 		return nil, err
 	}
+	return s.page(ctx, op, s.k.completed(q, o), since, before, offset, limit)
+}
+
+// FailedPage lists a window of a queue's index of failures, newest first.
+func (s *Store) FailedPage(ctx context.Context, q string, since, before time.Time, offset, limit int) ([]persistence.Completion, error) {
+	const op = "failed page"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	return s.page(ctx, op, s.k.failed(q), since, before, offset, limit)
+}
+
+// CountFailed counts a window of a queue's index of failures: one ZCOUNT.
+func (s *Store) CountFailed(ctx context.Context, q string, since, before time.Time) (int64, error) {
+	const op = "count failed"
+	if err := validQueue(op, q); err != nil {
+		return 0, err
+	}
+	lo, hi := historyRange(since, before)
+	n, err := s.rdb.ZCount(ctx, s.k.failed(q), lo, hi).Result()
+	return n, s.fail(op, err)
+}
+
+// page reads a window of a zset of completions (a history, the index of failures) newest
+// first.
+func (s *Store) page(ctx context.Context, op, key string, since, before time.Time, offset, limit int) ([]persistence.Completion, error) {
 	if offset < 0 || limit < 1 || limit > persistence.MaxPage {
 		return nil, fmt.Errorf("%s: %w: offset %d must not be negative, limit %d must be 1 to %d", op, persistence.ErrInvalid, offset, limit, persistence.MaxPage)
 	}
 	lo, hi := historyRange(since, before)
-	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, s.k.completed(q, o),
+	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, key,
 		&redis.ZRangeBy{Min: lo, Max: hi, Offset: int64(offset), Count: int64(limit)}).Result()
 	if err != nil {
 		return nil, s.fail(op, err)
@@ -147,33 +173,31 @@ func (s *Store) CountCompleted(ctx context.Context, q string, o persistence.Owne
 	return n, s.fail(op, err)
 }
 
-// Throughput counts a queue's completions in n windows of step from since.
-func (s *Store) Throughput(ctx context.Context, q string, since time.Time, step time.Duration, n int) ([]int64, error) {
+// Throughput counts a queue's completions, and its failures, in n windows of step from since.
+func (s *Store) Throughput(ctx context.Context, q string, since time.Time, step time.Duration, n int) ([]int64, []int64, error) {
 	const op = "throughput"
 	if err := validQueue(op, q); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch {
 	case n < 1 || n > persistence.MaxThroughputWindows:
-		return nil, fmt.Errorf("%s: %w: %d windows, want 1 to %d", op, persistence.ErrInvalid, n, persistence.MaxThroughputWindows)
+		return nil, nil, fmt.Errorf("%s: %w: %d windows, want 1 to %d", op, persistence.ErrInvalid, n, persistence.MaxThroughputWindows)
 	case step < time.Microsecond:
-		return nil, fmt.Errorf("%s: %w: window of %s", op, persistence.ErrInvalid, step)
+		return nil, nil, fmt.Errorf("%s: %w: window of %s", op, persistence.ErrInvalid, step)
 	}
 	if err := persistence.ValidateTime(op+": since", since); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	agents, err := s.agentsOf(ctx, q)
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, nil, s.fail(op, err)
 	}
-	counts := make([]int64, n)
-	if len(agents) == 0 {
-		return counts, nil
-	}
-	cmds := make([]*redis.IntCmd, 0, n*len(agents))
+	completed, failed := make([]int64, n), make([]int64, n)
+	cmds := make([]*redis.IntCmd, 0, n*(len(agents)+1))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range n {
 			lo, hi := historyRange(since.Add(time.Duration(i)*step), since.Add(time.Duration(i+1)*step))
+			cmds = append(cmds, p.ZCount(ctx, s.k.failed(q), lo, hi))
 			for _, o := range agents {
 				cmds = append(cmds, p.ZCount(ctx, s.k.completed(q, o), lo, hi))
 			}
@@ -181,10 +205,15 @@ func (s *Store) Throughput(ctx context.Context, q string, since time.Time, step 
 		return nil
 	})
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, nil, s.fail(op, err)
 	}
+	per := len(agents) + 1
 	for k, c := range cmds {
-		counts[k/len(agents)] += c.Val()
+		if k%per == 0 {
+			failed[k/per] = c.Val()
+		} else {
+			completed[k/per] += c.Val()
+		}
 	}
-	return counts, nil
+	return completed, failed, nil
 }

@@ -283,11 +283,24 @@ func (s *Store) complete(ctx context.Context, p redis.Pipeliner, j *persistence.
 	if !by.IsZero() {
 		s.addHistory(ctx, p, q, by, j.ID, now)
 	}
+	if j.Failed() {
+		s.addFailed(ctx, p, q, j.ID, now)
+	}
 	if s.retention > 0 {
 		p.PExpire(ctx, s.k.job(q, j.ID), s.retention)
 		p.PExpire(ctx, s.k.annotations(q, j.ID), s.retention)
 	}
 	p.Publish(ctx, s.k.done(q), j.ID)
+}
+
+// addFailed records id as failed, completed at t, and trims the queue's index of failures to
+// the retention period.
+func (s *Store) addFailed(ctx context.Context, p redis.Pipeliner, q, id string, t time.Time) {
+	key := s.k.failed(q)
+	p.ZAdd(ctx, key, redis.Z{Score: float64(micros(t)), Member: id})
+	if s.retention > 0 {
+		p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(micros(t.Add(-s.retention)), 10))
+	}
 }
 
 // addHistory records id as completed by o at t and trims o's history to the retention period.

@@ -281,7 +281,8 @@ return out
 // KEYS[i] the job key of run i (n runs); then, for each agent the caller expects the runs to
 // be held or owned by, its jobs, parked set and completed history; then, for each quota name
 // the caller expects, its set; then the annotations' keys of the runs whose flags say so, in
-// the runs' order. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3] retention ms (0:
+// the runs' order; last, the queue's index of failures (keys.failed), which a job completed
+// with a failure joins. ARGV[1] the queue's key prefix, ARGV[2] now µs, ARGV[3] retention ms (0:
 // keep forever), ARGV[4] the oldest completion kept in histories, µs (0: this call leaves
 // them untrimmed), ARGV[5] when a record completed now expires, Unix ms by the server's clock
 // ("" when the caller does not know that clock: the script reads it), ARGV[6] the queue's
@@ -357,7 +358,7 @@ local function use(x)
   end
   return x
 end
-local codes, out = {}, {''}
+local codes, out, failed = {}, {''}, {}
 local C, L, F, ZERO, S, O, H, Q, A = string.byte('clf0sohqa', 1, 9) -- the flags' letters
 for i = 1, n do
   local owner, attempt, flags, outcome = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -477,6 +478,10 @@ for i = 1, n do
         if annotated then redis.call('PEXPIREAT', KEYS[ann], expiry()) end
       end
       done[#done + 1] = id
+      if failure ~= '' then
+        failed[#failed + 1] = now
+        failed[#failed + 1] = id
+      end
     end
     if del then redis.call('HDEL', KEYS[i], unpack(del)) end
     if set then
@@ -499,6 +504,10 @@ for _, x in ipairs(order) do
       if oldest ~= '0' then redis.call('ZREMRANGEBYSCORE', KEYS[x.at + 3], '-inf', '(' .. oldest) end
     end
   end
+end
+if #failed > 0 then
+  redis.call('ZADD', KEYS[#KEYS], unpack(failed))
+  if oldest ~= '0' then redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS], '-inf', '(' .. oldest) end
 end
 if #done > 0 then redis.call('PUBLISH', channel, table.concat(done, ' ')) end
 return out
@@ -958,6 +967,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		args = append(args, owner(c.Fence.Owner), attemptArg(c.Fence.Attempt), f, outcome)
 		args = append(args, extra...)
 	}
+	keys = append(keys, s.k.failed(q)) // last, whatever came before (see commitScript)
 	return scriptCall{script: commitScript, keys: keys, args: args}
 }
 

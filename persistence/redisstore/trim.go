@@ -40,6 +40,10 @@ func (s *Store) TrimCompleted(ctx context.Context, q string) (int64, error) {
 	}
 	// Exclusive, as a completion's own trim: an entry exactly one retention old is kept.
 	cutoff := "(" + strconv.FormatInt(micros(now.Add(-s.retention)), 10)
+	// The index of failures, as the histories: it names only jobs whose records are kept.
+	if err := s.rdb.ZRemRangeByScore(ctx, s.k.failed(q), "-inf", cutoff).Err(); err != nil {
+		return 0, s.fail(op, err)
+	}
 	var removed int64
 	for batch := range slices.Chunk(agents, trimBatch) {
 		cmds := make([]*redis.IntCmd, len(batch))

@@ -19,6 +19,7 @@ func init() {
 		testCase{"CountCompleted", monCountCompleted},
 		testCase{"BadInput", monBadInput},
 		testCase{"Throughput", monThroughput},
+		testCase{"FailedIndex", monFailedIndex},
 	)
 }
 
@@ -200,8 +201,8 @@ func monBadInput(t *testing.T, h Harness) {
 	}
 }
 
-// Throughput counts the completions of every agent of a queue in windows of time, each
-// completion in the window of its time.
+// Throughput counts the completions of every agent of a queue, and its failures, in windows
+// of time, each in the window of its time.
 func monThroughput(t *testing.T, h Harness) {
 	b := setup(t, h)
 	o1, o2 := b.dispatcher(), b.dispatcher()
@@ -218,24 +219,95 @@ func monThroughput(t *testing.T, h Harness) {
 	run(o1)
 	run(o1)
 	run(o2)
-	counts, err := b.s.Throughput(b.ctx, Queue, Epoch, 10*time.Second, 4)
-	if err != nil || !slices.Equal(counts, []int64{2, 0, 3, 0}) {
-		t.Fatalf("Throughput: %v %v, want [2 0 3 0]", counts, err)
+	// And one failure in window 3.
+	b.clock.Advance(10 * time.Second)
+	b.putCall("job")
+	j := b.start(b.claimOne(o1, nil).Fence())
+	if _, err := b.s.Commit(b.ctx, j.Fence(), persistence.Outcome{Failure: persistence.NewFailure(errors.New("no"), ""), Complete: true}); err != nil {
+		t.Fatal(err)
 	}
-	if counts, err := b.s.Throughput(b.ctx, "unused", Epoch, time.Minute, 2); err != nil || !slices.Equal(counts, []int64{0, 0}) {
-		t.Fatalf("Throughput of an unused queue: %v %v", counts, err)
+	counts, failed, err := b.s.Throughput(b.ctx, Queue, Epoch, 10*time.Second, 4)
+	if err != nil || !slices.Equal(counts, []int64{2, 0, 3, 1}) || !slices.Equal(failed, []int64{0, 0, 0, 1}) {
+		t.Fatalf("Throughput: %v, failed %v, %v; want [2 0 3 1], failed [0 0 0 1]", counts, failed, err)
+	}
+	counts, failed, err = b.s.Throughput(b.ctx, "unused", Epoch, time.Minute, 2)
+	if err != nil || !slices.Equal(counts, []int64{0, 0}) || !slices.Equal(failed, []int64{0, 0}) {
+		t.Fatalf("Throughput of an unused queue: %v %v %v", counts, failed, err)
+	}
+	throughput := func(q string, step time.Duration, n int) error {
+		_, _, err := b.s.Throughput(b.ctx, q, Epoch, step, n)
+		return err
 	}
 	for _, bad := range []func() error{
-		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, time.Minute, 0); return err },
-		func() error {
-			_, err := b.s.Throughput(b.ctx, Queue, Epoch, time.Minute, persistence.MaxThroughputWindows+1)
-			return err
-		},
-		func() error { _, err := b.s.Throughput(b.ctx, Queue, Epoch, 0, 3); return err },
-		func() error { _, err := b.s.Throughput(b.ctx, "a b", Epoch, time.Minute, 3); return err },
+		func() error { return throughput(Queue, time.Minute, 0) },
+		func() error { return throughput(Queue, time.Minute, persistence.MaxThroughputWindows+1) },
+		func() error { return throughput(Queue, 0, 3) },
+		func() error { return throughput("a b", time.Minute, 3) },
 	} {
 		if err := bad(); !errors.Is(err, persistence.ErrInvalid) {
 			t.Errorf("bad Throughput: %v, want ErrInvalid", err)
 		}
+	}
+}
+
+// The index of failures lists the jobs completed with a failure, whichever way they completed
+// (a commit alone or in a batch, the completion after callbacks), newest first, and counts
+// them; a job retried or deleted leaves it; successes never join it.
+func monFailedIndex(t *testing.T, h Harness) {
+	b := setup(t, h)
+	o := b.dispatcher()
+	fail := persistence.Outcome{Failure: persistence.NewFailure(errors.New("no"), ""), Complete: true}
+	runOne := func(j *persistence.Job) *persistence.Job {
+		return b.start(b.claimOne(o, func(c *persistence.Job) bool { return c.ID == j.ID }).Fence())
+	}
+	alone, batched, withCallback, ok := b.putCall("alone"), b.putCall("batched"), b.putCall("cb"), b.putCall("ok")
+	cbkAdd(b, withCallback.Ref, "report")
+	if _, err := b.s.Commit(b.ctx, runOne(alone).Fence(), fail); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(time.Second)
+	r := runOne(batched)
+	if _, errs, err := b.s.CommitMany(b.ctx, []persistence.Commit{{Fence: r.Fence(), Outcome: fail, Known: r}}); err != nil || errs[0] != nil {
+		t.Fatalf("CommitMany: %v %v", errs, err)
+	}
+	b.clock.Advance(time.Second)
+	r = runOne(ok)
+	if _, err := b.s.Commit(b.ctx, r.Fence(), persistence.Outcome{Result: []byte("1"), Complete: true}); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(time.Second)
+	cbRun, err := b.s.Commit(b.ctx, runOne(withCallback).Fence(), fail)
+	if err != nil || cbRun.Status != persistence.StatusCallbacks {
+		t.Fatalf("commit of a job with a callback: %v %v", cbRun, err)
+	}
+	if n, err := b.s.CountFailed(b.ctx, Queue, time.Time{}, time.Time{}); err != nil || n != 2 {
+		t.Fatalf("CountFailed before the callback completes: %d %v, want 2", n, err)
+	}
+	b.complete(cbRun.Fence(), 1)
+	page, err := b.s.FailedPage(b.ctx, Queue, time.Time{}, time.Time{}, 0, 10)
+	var got []string
+	for _, c := range page {
+		got = append(got, c.ID)
+	}
+	if err != nil || !slices.Equal(got, []string{withCallback.ID, batched.ID, alone.ID}) {
+		t.Fatalf("FailedPage: %v %v, want the three failures newest first", got, err)
+	}
+	if n, err := b.s.CountFailed(b.ctx, Queue, Epoch.Add(time.Second), time.Time{}); err != nil || n != 2 {
+		t.Fatalf("CountFailed since a second in: %d %v, want 2", n, err)
+	}
+	if _, err := b.s.Rerun(b.ctx, alone.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.s.Delete(b.ctx, Queue, []string{batched.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.s.CountFailed(b.ctx, Queue, time.Time{}, time.Time{}); err != nil || n != 1 {
+		t.Fatalf("CountFailed after a retry and a delete: %d %v, want 1", n, err)
+	}
+	if _, err := b.s.FailedPage(b.ctx, Queue, time.Time{}, time.Time{}, 0, 0); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("FailedPage of no entry: %v, want ErrInvalid", err)
+	}
+	if _, err := b.s.CountFailed(b.ctx, "a b", time.Time{}, time.Time{}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("CountFailed of a bad queue name: %v, want ErrInvalid", err)
 	}
 }
