@@ -131,9 +131,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
 		t.Fatalf("overview: %v", err)
 	}
-	// The chart of completions per minute has a bar for the four jobs that completed.
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(row+" svg.chart rect"))); err != nil {
-		t.Fatalf("the overview has no throughput bar: %v", err)
+	// The chart of completions per minute has a bar for the four jobs that completed, the
+	// failed one's part in red.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(row+" svg.chart rect")),
+		chromedp.WaitVisible(chromedp.CSS(row+" svg.chart rect.failed"))); err != nil {
+		t.Fatalf("the overview's throughput chart: %v", err)
 	}
 	browsertest.Screenshot(t, ctx, "overview")
 	if said := browsertest.ClickAndConfirm(t, ctx, row+` button[data-action="pause"]`); said != "Queue work paused" {
