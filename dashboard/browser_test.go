@@ -198,6 +198,36 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the search did not open the job: %v", err)
 	}
 
+	// Two more failures, selected on the jobs page and retried together.
+	var more []*runtime.Job
+	for _, arg := range []string{"mail-2", "mail-3"} {
+		j, err := q.Put(bg, runtime.NewCall("fail", arg), runtime.Retry(runtime.NeverRetry))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := j.Wait(bg); err != nil || out.Failure == nil {
+			t.Fatalf("the failing job: %+v %v", out, err)
+		}
+		more = append(more, j)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/jobs?state=failed"),
+		chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-job="`+more[0].String()+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-job="`+more[1].String()+`"]`)),
+		chromedp.Click(chromedp.CSS(`input[data-job="`+more[0].String()+`"]`)),
+		chromedp.Click(chromedp.CSS(`input[data-job="`+more[1].String()+`"]`)),
+	); err != nil {
+		t.Fatalf("selecting failed jobs: %v", err)
+	}
+	if said := browsertest.ClickAndConfirm(t, ctx, `button[data-bulk="retry"]`); said != "Retry: 2 of 2 done" {
+		t.Fatalf("the page says %q after the bulk retry", said)
+	}
+	for _, j := range more {
+		until(t, "the bulk-retried job to succeed", func() bool {
+			rec, err := j.Info(bg)
+			return err == nil && rec.Status == runtime.StatusCompleted && rec.Failure == nil
+		})
+	}
+
 	// The running job, cancelled from its page.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+blocked.String()), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
 		t.Fatalf("running job's page: %v", err)
