@@ -101,12 +101,13 @@ type jobDetailJSON struct {
 }
 
 type attemptJSON struct {
-	Attempt   int64        `json:"attempt"`
-	Owner     string       `json:"owner,omitempty"`
-	Start     time.Time    `json:"active_start,omitzero"`
-	End       time.Time    `json:"active_end,omitzero"`
-	Completed time.Time    `json:"completed,omitzero"`
-	Failure   *failureJSON `json:"failure,omitempty"`
+	Attempt     int64        `json:"attempt"`
+	Owner       string       `json:"owner,omitempty"`
+	Start       time.Time    `json:"active_start,omitzero"`
+	End         time.Time    `json:"active_end,omitzero"`
+	Completed   time.Time    `json:"completed,omitzero"`
+	Failure     *failureJSON `json:"failure,omitempty"`
+	Interrupted bool         `json:"interrupted,omitempty"`
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
@@ -454,7 +455,7 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, p := range s.EarlierAttempts {
 		d.Attempts = append(d.Attempts, attemptJSON{Attempt: p.Attempt, Owner: p.Owner, Start: p.Start.UTC(), End: p.End.UTC(),
-			Completed: p.Completed.UTC(), Failure: failureOf(p.Failure)})
+			Completed: p.Completed.UTC(), Failure: failureOf(p.Failure), Interrupted: p.Interrupted})
 	}
 	parts, err := j.Parts(r.Context())
 	if err != nil {

@@ -116,8 +116,9 @@ type Job struct {
 	Sealed bool
 	// Composite is the id of the composite this job is a sub-job of (set by AddChild).
 	Composite string
-	// Attempts are the job's earlier runs, oldest first, each kept when an operator put the
-	// completed job back to run again (Store.Rerun).
+	// Attempts are the job's earlier runs, oldest first: each run taken from it by an
+	// interruption (its dispatcher stopped or was found dead), and each kept when an operator
+	// put the completed job back to run again (Store.Rerun); the last MaxAttempts of them.
 	Attempts []PastAttempt
 
 	Created     time.Time
@@ -132,15 +133,29 @@ type Job struct {
 	Corrupt *CorruptError
 }
 
-// PastAttempt is how an earlier run of a job ended, kept when the completed job was put back
-// to run again (Store.Rerun).
+// PastAttempt is how an earlier run of a job ended: interrupted, or completed and put back to
+// run again (Store.Rerun).
 type PastAttempt struct {
 	Attempt   int64     `json:"attempt"`         // the job's Attempt then
-	Owner     string    `json:"owner,omitempty"` // "uuid/agent" of the run that completed it
+	Owner     string    `json:"owner,omitempty"` // "uuid/agent" of the run
 	Start     time.Time `json:"start,omitzero"`  // when it started (zero: it never did)
-	End       time.Time `json:"end,omitzero"`    // when its outcome was stored
-	Completed time.Time `json:"completed"`       // when it completed, its callbacks done
+	End       time.Time `json:"end,omitzero"`    // when its outcome was stored, or it was interrupted
+	Completed time.Time `json:"completed,omitzero"`
 	Failure   *Failure  `json:"failure,omitempty"`
+	// Interrupted: the run was taken from the job when its dispatcher stopped or was found
+	// dead (or its agent held it without running it); it stored no outcome.
+	Interrupted bool `json:"interrupted,omitempty"`
+}
+
+// MaxAttempts is how many earlier runs a job keeps in Attempts: the newest.
+const MaxAttempts = 50
+
+// KeepAttempt appends a to j's Attempts, keeping the newest MaxAttempts.
+func (j *Job) KeepAttempt(a PastAttempt) {
+	j.Attempts = append(j.Attempts, a)
+	if n := len(j.Attempts); n > MaxAttempts {
+		j.Attempts = append([]PastAttempt(nil), j.Attempts[n-MaxAttempts:]...)
+	}
 }
 
 // Fence returns the fence of the job's current run.

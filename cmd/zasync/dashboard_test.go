@@ -90,5 +90,12 @@ func TestDashboardSeesADispatcherDie(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](agent)); err != nil {
 		t.Fatalf("the job page does not show the job held by the survivor: %v", err)
 	}
+	// Its run on the dead process is kept as an earlier run, interrupted.
+	interrupted := `document.querySelector('#attempts') !== null && document.querySelector('#attempts').textContent.includes("` + victim + `/main") &&
+		document.querySelector('#attempts').textContent.includes("interrupted")`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](interrupted)); err != nil {
+		t.Fatalf("the job page does not show the interrupted run: %v", err)
+	}
+	browsertest.Screenshot(t, ctx, "job-moved")
 	procs[survivor].stop()
 }

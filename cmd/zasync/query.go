@@ -676,7 +676,10 @@ func printSummary(w io.Writer, s runtime.JobSummary) {
 	}
 	for _, a := range s.EarlierAttempts {
 		how := "succeeded"
-		if a.Failure != nil {
+		switch {
+		case a.Interrupted:
+			how = "interrupted (its dispatcher stopped or was found dead)"
+		case a.Failure != nil:
 			how = "failed: " + oneLine(a.Failure.Error())
 		}
 		fmt.Fprintf(w, "%-22s attempt %d by %s, started %s, completed %s, %s\n", "earlier attempt:",

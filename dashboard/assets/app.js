@@ -290,7 +290,8 @@ async function job(ref) {
       el("thead", {}, el("tr", {}, ["attempt", "by", "started", "completed", "how it ended"].map((h) => el("th", {}, h)))),
       el("tbody", {}, d.earlier_attempts.map((a) => el("tr", {},
         el("td", {}, a.attempt), el("td", {}, a.owner || "—"), el("td", {}, when(a.active_start)), el("td", {}, when(a.completed)),
-        el("td", {}, a.failure ? (a.failure.type === "CancelledError" ? "cancelled" : "failed: " + a.failure.type + ": " + a.failure.message) : "succeeded")))))
+        el("td", {}, a.interrupted ? "interrupted: its dispatcher stopped or was found dead, at " + when(a.active_end)
+          : a.failure ? (a.failure.type === "CancelledError" ? "cancelled" : "failed: " + a.failure.type + ": " + a.failure.message) : "succeeded")))))
       : el("p", { class: "muted" }, "None: this is its first run."),
   ];
 }

@@ -116,7 +116,7 @@ func (s *Store) again(ctx context.Context, p redis.Pipeliner, j *persistence.Job
 	if !j.Holder.IsZero() {
 		done = j.Holder
 	}
-	j.Attempts = append(j.Attempts, persistence.PastAttempt{Attempt: j.Attempt, Owner: done.String(),
+	j.KeepAttempt(persistence.PastAttempt{Attempt: j.Attempt, Owner: done.String(),
 		Start: j.ActiveStart, End: j.ActiveEnd, Completed: j.Completed, Failure: j.Failure})
 	completers := []persistence.Owner{j.Owner, j.Holder}
 	reset(j)

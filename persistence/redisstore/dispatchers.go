@@ -541,6 +541,10 @@ func (s *Store) cleanJob(ctx context.Context, q string, o persistence.Owner, id 
 				handler, list = persistence.HandlerResumeCallbacks, &report.Resumed
 			}
 			sys = newJob(q, persistence.JobSpec{Call: persistence.Call{Handler: handler}, Target: id, Assigner: o.Dispatcher}, systemJob, now)
+			if j.Status == persistence.StatusActive && j.Corrupt == nil {
+				// The run is taken from the job: kept as an earlier run, interrupted.
+				j.KeepAttempt(persistence.PastAttempt{Attempt: j.Attempt, Owner: j.Owner.String(), Start: j.ActiveStart, End: now, Interrupted: true})
+			}
 			j.Owner, j.Holder, j.Parked = persistence.Owner{}, persistence.Owner{}, false
 			outcome, sysID = list, sys.ID
 		case persistence.StatusCompleted:

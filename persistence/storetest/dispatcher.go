@@ -1153,6 +1153,14 @@ func dspBuryDead(t *testing.T, h Harness) {
 	if held := dspAgentJobs(b, Queue, o); len(held) != 0 {
 		t.Fatalf("agent after Bury: holds %v, want nothing", held)
 	}
+	// The run taken from the active job is kept as an earlier run, interrupted.
+	if a := b.get(jb.Ref).Attempts; len(a) != 1 || !a[0].Interrupted || a[0].Owner != o.String() || a[0].Attempt != got[1].Attempt ||
+		!a[0].End.Equal(buriedAt) {
+		t.Fatalf("attempts of the interrupted job: %+v, want its run by %s, interrupted at %s", a, o, buriedAt)
+	}
+	if a := b.get(ja.Ref).Attempts; len(a) != 0 {
+		t.Fatalf("attempts of the job put back unstarted: %+v, want none", a)
+	}
 	if _, err := b.s.Commit(b.ctx, got[1].Fence(), persistence.Outcome{Result: json.RawMessage(`1`)}); !errors.Is(err, persistence.ErrReassigned) {
 		t.Fatalf("late commit of a buried dispatcher's job: %v, want ErrReassigned", err)
 	}
