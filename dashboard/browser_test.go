@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/chromedp/chromedp"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -33,12 +32,7 @@ type installation struct {
 
 func newInstallation(t *testing.T) *installation {
 	t.Helper()
-	addr, prefix := testredis.Addr(), testredis.Prefix("dash")
-	if addr == "" {
-		addr = miniredis.RunT(t).Addr()
-	} else {
-		testredis.DeleteAtCleanup(t, addr, prefix)
-	}
+	addr, prefix := testredis.Shared(t, "dash")
 	client := func() redis.UniversalClient {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		t.Cleanup(func() { c.Close() })

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -37,12 +36,7 @@ type world struct {
 
 func newWorld(t *testing.T, opts ...Option) *world {
 	t.Helper()
-	addr, prefix := testredis.Addr(), testredis.Prefix("api")
-	if addr == "" {
-		addr = miniredis.RunT(t).Addr()
-	} else {
-		testredis.DeleteAtCleanup(t, addr, prefix)
-	}
+	addr, prefix := testredis.Shared(t, "api")
 	client := func() redis.UniversalClient {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		t.Cleanup(func() { c.Close() })

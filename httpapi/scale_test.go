@@ -92,7 +92,7 @@ func BenchmarkAPIAtScale(b *testing.B) {
 	if err := server.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	for {
+	for deadline := time.Now().Add(30 * time.Minute); ; {
 		st, err := q.Stats(ctx)
 		if err != nil {
 			b.Fatal(err)
@@ -100,7 +100,10 @@ func BenchmarkAPIAtScale(b *testing.B) {
 		if st.Due+st.Held == 0 {
 			break
 		}
-		time.Sleep(100 * time.Millisecond) // waiting for the drain, with nothing to signal it
+		if time.Now().After(deadline) {
+			b.Fatalf("the drain did not end within 30 minutes: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the queue's counts, with a deadline
 	}
 	if _, err := rt.PauseQueue(ctx, "big"); err != nil {
 		b.Fatal(err)

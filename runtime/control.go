@@ -37,9 +37,11 @@ type CancelReport struct {
 // wins: a job whose outcome was stored first gives ErrBadStatus (a *BadStatusError saying its
 // status) and is left as it is. An unknown job gives ErrNotFound. Neither changes anything.
 func (rt *Runtime) Cancel(ctx context.Context, ref Ref) (*CancelReport, error) {
-	if err := validRef(ref); err != nil {
+	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("cancel %s: %w", ref, err)
 	}
+	// Was is read first: the revoke answers the job as it left it. (A claim or a start in
+	// between makes it one step behind, which a report can live with.)
 	was, err := rt.store.Get(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s: %w", ref, err)
@@ -50,9 +52,6 @@ func (rt *Runtime) Cancel(ctx context.Context, ref Ref) (*CancelReport, error) {
 	}
 	rt.metrics.cancelled(ref.Queue)
 	r := &CancelReport{Job: ref, Was: was.Status}
-	if j.Status != was.Status && slices.Contains(persistence.Revocable, j.Status) {
-		r.Was = j.Status // changed between the read and the revoke; the revoke saw this
-	}
 	if err := rt.cancelParts(ctx, j, &r.Parts); err != nil {
 		return r, fmt.Errorf("cancel %s: the job is cancelled, not all of its parts: %w", ref, err)
 	}
@@ -92,9 +91,6 @@ func (rt *Runtime) cancelParts(ctx context.Context, j *persistence.Job, parts *[
 	}
 	return nil
 }
-
-// validRef checks a job reference given by a caller.
-func validRef(ref Ref) error { return ref.Validate() }
 
 // PauseQueue pauses a queue for every process: no dispatcher claims from it until ResumeQueue,
 // while puts still succeed and running jobs go on. The pause is stored in Redis, so it
@@ -167,7 +163,7 @@ type RetryReport struct {
 // for a moment, is waited for up to five seconds). A job not completed, or that succeeded,
 // gives ErrBadStatus; an unknown job ErrNotFound. Neither changes anything.
 func (rt *Runtime) Retry(ctx context.Context, ref Ref) (*RetryReport, error) {
-	if err := validRef(ref); err != nil {
+	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("retry %s: %w", ref, err)
 	}
 	var j *persistence.Job
@@ -271,7 +267,7 @@ const deleteTries = 5
 // has not completed: delete or cancel that one. An unknown job gives ErrNotFound. Neither
 // changes anything.
 func (rt *Runtime) Delete(ctx context.Context, ref Ref) (*DeleteReport, error) {
-	if err := validRef(ref); err != nil {
+	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("delete %s: %w", ref, err)
 	}
 	for try := 1; ; try++ {

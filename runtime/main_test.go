@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -128,12 +127,7 @@ func (p customPolicy) Name() string { return p.name }
 // under a prefix of the test's own.
 func sharedRedis(t *testing.T, tag string) (redis.UniversalClient, string) {
 	t.Helper()
-	addr, prefix := testredis.Addr(), testredis.Prefix(tag)
-	if addr == "" {
-		addr = miniredis.RunT(t).Addr()
-	} else {
-		testredis.DeleteAtCleanup(t, addr, prefix)
-	}
+	addr, prefix := testredis.Shared(t, tag)
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
 	return c, prefix

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/chromedp/chromedp"
 
 	"github.com/zasync/zasync/internal/browsertest"
@@ -23,12 +22,7 @@ var dashboardLine = regexp.MustCompile(`zasync dashboard: dashboard at (http://\
 // dashboard shows it on.
 func TestDashboardSeesADispatcherDie(t *testing.T) {
 	t.Parallel()
-	addr, prefix := testredis.Addr(), testName("zasynctest-dash-")
-	if addr == "" {
-		addr = miniredis.RunT(t).Addr()
-	} else {
-		testredis.DeleteAtCleanup(t, addr, prefix)
-	}
+	addr, prefix := testredis.Shared(t, "dash")
 	url := "redis://" + addr
 	common := []string{"--redis", url, "--prefix", prefix}
 	serve := func(uuid string) *serveProc {

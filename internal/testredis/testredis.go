@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -53,4 +54,16 @@ func DeleteAtCleanup(t testing.TB, addr, prefix string) {
 			}
 		}
 	})
+}
+
+// Shared returns the address of a Redis that several runtimes or processes of one test share,
+// and a key prefix of the test's own: the real Redis of ZASYNC_TEST_REDIS, whose keys under
+// the prefix are deleted when t ends, or else a miniredis of the test's own.
+func Shared(t testing.TB, tag string) (addr, prefix string) {
+	addr, prefix = Addr(), Prefix(tag)
+	if addr == "" {
+		return miniredis.RunT(t).Addr(), prefix
+	}
+	DeleteAtCleanup(t, addr, prefix)
+	return addr, prefix
 }

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -55,25 +54,40 @@ func (s *Store) Rerun(ctx context.Context, ref persistence.Ref, parts []persiste
 			cbWas []map[string]string
 		}
 		all := []*resetJob{{j: j, was: was}}
-		for _, p := range parts {
-			t.watch(s.k.job(ref.Queue, p.ID))
-			pj, pwas, err := s.readJob(ctx, t, ref.In(p.ID))
-			if err != nil {
-				return nil, fmt.Errorf("part %s: %w", p.ID, err)
+		// The parts in one round trip, then every callback of the job and its parts in one.
+		partIDs := make([]string, len(parts))
+		for i, p := range parts {
+			partIDs[i] = p.ID
+		}
+		pjs, pwas, err := s.readWatched(ctx, t, ref.Queue, partIDs)
+		if err != nil {
+			return nil, err
+		}
+		for i, p := range parts {
+			if pjs[i] == nil {
+				return nil, fmt.Errorf("part %s: %w: job %s", p.ID, persistence.ErrNotFound, ref.In(p.ID))
 			}
-			if err := persistence.CheckStatus(op+" part "+p.ID, pj.Status, persistence.StatusCompleted, persistence.StatusNew); err != nil {
+			if err := persistence.CheckStatus(op+" part "+p.ID, pjs[i].Status, persistence.StatusCompleted, persistence.StatusNew); err != nil {
 				return nil, err
 			}
-			all = append(all, &resetJob{j: pj, was: pwas, call: p.Call})
+			all = append(all, &resetJob{j: pjs[i], was: pwas[i], call: p.Call})
 		}
+		var cbIDs []string
+		for _, r := range all {
+			cbIDs = append(cbIDs, r.j.Callbacks...)
+		}
+		cbs, cbWas, err := s.readWatched(ctx, t, ref.Queue, cbIDs)
+		if err != nil {
+			return nil, err
+		}
+		k := 0
 		for _, r := range all {
 			for _, id := range r.j.Callbacks {
-				t.watch(s.k.job(ref.Queue, id))
-				cb, cbWas, err := s.readJob(ctx, t, ref.In(id))
-				if err != nil {
-					return nil, fmt.Errorf("callback %s: %w", id, err)
+				if cbs[k] == nil {
+					return nil, fmt.Errorf("callback %s: %w: job %s", id, persistence.ErrNotFound, ref.In(id))
 				}
-				r.cbs, r.cbWas = append(r.cbs, cb), append(r.cbWas, cbWas)
+				r.cbs, r.cbWas = append(r.cbs, cbs[k]), append(r.cbWas, cbWas[k])
+				k++
 			}
 		}
 		now, err := s.now(ctx)
@@ -134,6 +148,18 @@ func (s *Store) again(ctx context.Context, p redis.Pipeliner, j *persistence.Job
 	}
 }
 
+// readWatched watches the jobs ids of queue q in t and reads them in one round trip (see
+// readJobs).
+func (s *Store) readWatched(ctx context.Context, t *txn, q string, ids []string) ([]*persistence.Job, []map[string]string, error) {
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	for _, id := range ids {
+		t.watch(s.k.job(q, id))
+	}
+	return s.readJobs(ctx, t, q, ids)
+}
+
 // reset clears what a run of j left: its owner, outcome, times and retry counters.
 func reset(j *persistence.Job) {
 	j.Owner, j.Holder, j.Result, j.Failure, j.Retry = persistence.Owner{}, persistence.Owner{}, nil, nil, nil
@@ -172,14 +198,17 @@ func (s *Store) Delete(ctx context.Context, q string, ids []string) ([]*persiste
 	}
 	var out []*persistence.Job
 	err := s.transact(ctx, op, watch, func(t *txn) (writes, error) {
+		read, _, err := s.readJobs(ctx, t, q, ids)
+		if err != nil {
+			return nil, err
+		}
 		jobs := make([]*persistence.Job, 0, len(ids))
-		for i, id := range ids {
-			j, _, err := s.readJob(ctx, t, persistence.Ref{Queue: q, ID: id})
-			if errors.Is(err, persistence.ErrNotFound) && i > 0 {
+		for i, j := range read {
+			if j == nil && i > 0 {
 				continue // a part that expired already
 			}
-			if err != nil {
-				return nil, err
+			if j == nil {
+				return nil, fmt.Errorf("%w: job %s", persistence.ErrNotFound, persistence.Ref{Queue: q, ID: ids[i]})
 			}
 			if err := persistence.CheckStatus(op, j.Status, persistence.Deletable...); err != nil {
 				return nil, fmt.Errorf("job %s: %w", j.Ref, err)

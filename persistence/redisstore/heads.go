@@ -25,7 +25,8 @@ func (h *heads) get(q string, k keys) *queueHead {
 	prefix := k.job(q, "")
 	base := k.base(q)
 	v, _ := h.m.LoadOrStore(q, &queueHead{prefix: prefix, prefixArg: prefix, k: k, q: q, base: base,
-		dispatchers: k.dispatchers(q), putback: k.putback(q), pending: k.pending(q), agents: k.agents(q), done: k.done(q)})
+		dispatchers: k.dispatchers(q), putback: k.putback(q), pending: k.pending(q), agents: k.agents(q), done: k.done(q),
+		failed: k.failed(q)})
 	return v.(*queueHead)
 }
 
@@ -98,6 +99,7 @@ type queueHead struct {
 	base                                  string // the queue's key prefix
 	dispatchers, putback, pending, agents string
 	done                                  string   // the done channel
+	failed                                string   // the index of failures
 	owners                                sync.Map // persistence.Owner → *ownerKeys
 	nOwners                               atomic.Int32
 

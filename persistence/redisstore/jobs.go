@@ -120,6 +120,31 @@ func (s *Store) readJob(ctx context.Context, r reader, ref persistence.Ref) (*pe
 	return j, h.Val(), nil
 }
 
+// readJobs reads several jobs of queue q in one round trip, as readJob reads one: each job and
+// its hash, nil for one that does not exist. The first record that cannot be read whole
+// gives its error.
+func (s *Store) readJobs(ctx context.Context, r reader, q string, ids []string) ([]*persistence.Job, []map[string]string, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	if err := r.pipelined(ctx, func(p redis.Pipeliner) {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, s.k.job(q, id))
+		}
+	}); err != nil {
+		return nil, nil, err
+	}
+	jobs, hashes := make([]*persistence.Job, len(ids)), make([]map[string]string, len(ids))
+	for i, c := range cmds {
+		j, ok, err := decodeJob(persistence.Ref{Queue: q, ID: ids[i]}, c.Val())
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			jobs[i], hashes[i] = j, c.Val()
+		}
+	}
+	return jobs, hashes, nil
+}
+
 // readRun is readJob for a fenced write, which may go on with a job read in part when its
 // fence could be read (see fenceRead).
 func (s *Store) readRun(ctx context.Context, r reader, ref persistence.Ref) (*persistence.Job, map[string]string, error) {
@@ -334,23 +359,23 @@ func (s *Store) release(ctx context.Context, p redis.Pipeliner, j *persistence.J
 
 // Fail completes a job that has not started with failure f.
 func (s *Store) Fail(ctx context.Context, ref persistence.Ref, fence *persistence.Fence, f *persistence.Failure) (*persistence.Job, error) {
-	return s.failJob(ctx, "fail", ref, fence, f, false)
+	return s.failJob(ctx, "fail", ref, fence, f, false, false)
 }
 
 // Cancel fails a job that has not started and queues a resumeCallbacks job for it.
 func (s *Store) Cancel(ctx context.Context, ref persistence.Ref, f *persistence.Failure) (*persistence.Job, error) {
-	return s.failJob(ctx, "cancel", ref, nil, f, true)
+	return s.failJob(ctx, "cancel", ref, nil, f, true, false)
 }
 
 // Revoke cancels a job whose outcome is not stored yet, fencing out any run of it.
 func (s *Store) Revoke(ctx context.Context, ref persistence.Ref, f *persistence.Failure) (*persistence.Job, error) {
-	return s.failJob(ctx, "revoke", ref, nil, f, true)
+	return s.failJob(ctx, "revoke", ref, nil, f, true, true)
 }
 
-// failJob stores failure f as the outcome of a job that has not started (op "revoke": that
-// has not stored one); with resume, a resumeCallbacks system job is queued for it in the
-// same transaction.
-func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fence *persistence.Fence, f *persistence.Failure, resume bool) (*persistence.Job, error) {
+// failJob stores failure f as the outcome of a job that has not started (with revoke: that
+// has not stored one, fencing out its run); with resume, a resumeCallbacks system job is
+// queued for it in the same transaction.
+func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fence *persistence.Fence, f *persistence.Failure, resume, revoke bool) (*persistence.Job, error) {
 	if err := validRef(op, ref); err != nil {
 		return nil, err
 	}
@@ -369,7 +394,6 @@ func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fen
 			}
 		}
 		out = j
-		revoke := op == "revoke"
 		allowed := persistence.Failable
 		if revoke {
 			allowed = persistence.Revocable

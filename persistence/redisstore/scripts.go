@@ -885,7 +885,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 			}
 		}
 	}
-	keys := make([]string, n, n+3*len(agents)+len(quotas))
+	keys := make([]string, n, n+3*len(agents)+len(quotas)+1) // +1: the index of failures, last
 	args := make([]any, 0, 9+len(agents)+len(quotas)+4*n)
 	retention, oldest, expireAt := int64(0), int64(0), ""
 	if s.retention > 0 {
@@ -967,7 +967,7 @@ func (s *Store) commitCall(commits []persistence.Commit, now time.Time) scriptCa
 		args = append(args, owner(c.Fence.Owner), attemptArg(c.Fence.Attempt), f, outcome)
 		args = append(args, extra...)
 	}
-	keys = append(keys, s.k.failed(q)) // last, whatever came before (see commitScript)
+	keys = append(keys, h.failed) // last, whatever came before (see commitScript)
 	return scriptCall{script: commitScript, keys: keys, args: args}
 }
 
