@@ -41,10 +41,11 @@ func (f *Failure) Error() string { return f.Type + ": " + f.Message }
 func (f *Failure) FailureType() string { return f.Type }
 
 // Is matches sentinels and typed errors of the same kind, so a Failure read back from storage
-// still answers errors.Is(f, ErrConflict).
+// still answers errors.Is(f, ErrConflict). A nil *Failure (a job that succeeded) matches
+// nothing.
 func (f *Failure) Is(target error) bool {
 	t, ok := target.(typer)
-	return ok && t.FailureType() == f.Type
+	return ok && f != nil && t.FailureType() == f.Type
 }
 
 // kindOf names an error's kind: the FailureType of the first error in the chain (depth first,

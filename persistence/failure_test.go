@@ -232,3 +232,12 @@ func TestFailureKindThroughMultipleWraps(t *testing.T) {
 		t.Fatalf("kind of a joined ErrConflict: %q, want ConflictError", f.Type)
 	}
 }
+
+// A job that succeeded has a nil *Failure: asked whether it is of a kind, it says no, rather
+// than panicking (a poll once asked it of every job taken from its agent).
+func TestNilFailureMatchesNothing(t *testing.T) {
+	var f *Failure
+	if errors.Is(f, ErrCancelled) || errors.Is(f, ErrConflict) {
+		t.Fatal("a nil failure matched a kind")
+	}
+}
