@@ -321,6 +321,7 @@ func TestActions(t *testing.T) {
 			t.Fatalf("bulk-retried job: %+v %v", out, err)
 		}
 	}
+	rep = bulkJSON{}
 	w.post("/v1/purge", map[string]any{"state": "succeeded", "older_than_ms": 0}, &rep)
 	if rep.Done < 3 {
 		t.Fatalf("purge: %+v", rep)

@@ -72,7 +72,7 @@ func (rt *Runtime) DeleteMatching(ctx context.Context, q Query, opts ...BulkOpti
 }
 
 // Purge deletes completed jobs (state: completed, succeeded or failed) that completed more
-// than olderThan ago, before their retention would, in the queues whose name matches queue
+// than olderThan ago (0: every one), before their retention would, in the queues whose name matches queue
 // (a glob; empty: every queue): at most limit of them (0: MaxPurge), the oldest histories'
 // entries first as the query reads them. Call it again while BulkReport.More.
 func (rt *Runtime) Purge(ctx context.Context, state State, queue string, olderThan time.Duration, limit int, opts ...BulkOption) (BulkReport, error) {
@@ -91,7 +91,12 @@ func (rt *Runtime) Purge(ctx context.Context, state State, queue string, olderTh
 	if err != nil {
 		return BulkReport{}, fmt.Errorf("purge: %w", err)
 	}
-	q := Query{States: []State{state}, Queue: queue, CallbacksCompleted: Window{Before: now.Add(-olderThan)}}
+	q := Query{States: []State{state}, Queue: queue}
+	if olderThan > 0 {
+		// No bound at zero: a job this process just saw complete may carry a time a
+		// millisecond past the store's clock, and "every completed job" must include it.
+		q.CallbacksCompleted = Window{Before: now.Add(-olderThan)}
+	}
 	return rt.bulk(ctx, "purge", q, selCompleted, limit, opts, rt.deleteOne)
 }
 
