@@ -15,6 +15,8 @@ import (
 
 	"github.com/zasync/zasync/internal/browsertest"
 	"github.com/zasync/zasync/internal/testredis"
+	"github.com/zasync/zasync/persistence"
+	"github.com/zasync/zasync/persistence/redisstore"
 	"github.com/zasync/zasync/runtime"
 )
 
@@ -25,9 +27,10 @@ func TestMain(m *testing.M) {
 // installation is a process serving "work" and the dashboard of another process mounted under
 // /ops/, on a shared Redis.
 type installation struct {
-	server, rt *runtime.Runtime
-	url        string
-	started    chan string
+	server, rt   *runtime.Runtime
+	url          string
+	addr, prefix string
+	started      chan string
 }
 
 func newInstallation(t *testing.T) *installation {
@@ -38,7 +41,7 @@ func newInstallation(t *testing.T) *installation {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	in := &installation{started: make(chan string, 8)}
+	in := &installation{started: make(chan string, 8), addr: addr, prefix: prefix}
 	var err error
 	in.server, err = runtime.New(runtime.Config{Redis: client(), Prefix: prefix, UUID: "dash-server",
 		Queues:       []runtime.QueueConfig{{Name: "work", Agents: []runtime.AgentConfig{{Name: "main", Size: 3}}}},
@@ -258,12 +261,64 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("a part's page does not link to its composite: %v", err)
 	}
 
+	// A run whose process lost the job without knowing commits late: the fence refuses it and
+	// the job's page says so on that run.
+	late := lateCommit(t, in)
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+late.String()), chromedp.WaitVisible(chromedp.CSS("#attempts .late"))); err != nil {
+		t.Fatalf("the job page does not show the refused late commit: %v", err)
+	}
+	if text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#attempts"))); err != nil ||
+		!strings.Contains(text, "ghost/main") || !strings.Contains(text, "interrupted") || !strings.Contains(text, "late commit refused") {
+		t.Fatalf("the earlier attempts: %q %v, want ghost/main's run, interrupted, its late commit refused", text, err)
+	}
+	browsertest.Screenshot(t, ctx, "job-late-commit")
+
 	// Dispatchers.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/dispatchers"),
 		chromedp.WaitVisible(chromedp.CSS(`#dispatchers tr[data-dispatcher="dash-server"]`))); err != nil {
 		t.Fatalf("dispatchers page: %v", err)
 	}
 	browsertest.Screenshot(t, ctx, "dispatchers")
+}
+
+// lateCommit makes a job whose run was taken from its process, which then committed late: a
+// dispatcher "ghost" of queue "late" (which nothing serves) claims and starts it through the
+// store, is found gone (deactivated, its run interrupted), and commits with its old fence.
+func lateCommit(t *testing.T, in *installation) *runtime.Job {
+	t.Helper()
+	bg := context.Background()
+	st, err := redisstore.New(redis.NewClient(&redis.Options{Addr: in.addr}), redisstore.Options{Prefix: in.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	j, err := in.rt.Queue("late").Put(bg, runtime.NewCall("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := persistence.DispatcherConfig{PingInterval: time.Minute, PingDeathInterval: 2 * time.Minute,
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 1}}}
+	if err := st.Register(bg, "late", "ghost", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Activate(bg, "late", "ghost"); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := st.Claim(bg, persistence.ClaimParams{Queue: "late", Dispatcher: "ghost", Agent: "main", Size: 1})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("the ghost's claim: %v %v", claimed, err)
+	}
+	run, err := st.Start(bg, claimed[0].Fence())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Deactivate(bg, "late", "ghost"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Commit(bg, run.Fence(), persistence.Outcome{Result: []byte(`"late"`), Complete: true}); !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("the late commit: %v, want ErrReassigned", err)
+	}
+	return j
 }
 
 // The pages are served with a strict Content-Security-Policy, have no inline script, and are

@@ -108,6 +108,7 @@ type attemptJSON struct {
 	Completed   time.Time    `json:"completed,omitzero"`
 	Failure     *failureJSON `json:"failure,omitempty"`
 	Interrupted bool         `json:"interrupted,omitempty"`
+	LateCommit  time.Time    `json:"late_commit,omitzero"`
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
@@ -455,7 +456,7 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, p := range s.EarlierAttempts {
 		d.Attempts = append(d.Attempts, attemptJSON{Attempt: p.Attempt, Owner: p.Owner, Start: p.Start.UTC(), End: p.End.UTC(),
-			Completed: p.Completed.UTC(), Failure: failureOf(p.Failure), Interrupted: p.Interrupted})
+			Completed: p.Completed.UTC(), Failure: failureOf(p.Failure), Interrupted: p.Interrupted, LateCommit: p.LateCommit.UTC()})
 	}
 	parts, err := j.Parts(r.Context())
 	if err != nil {

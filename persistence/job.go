@@ -145,6 +145,10 @@ type PastAttempt struct {
 	// Interrupted: the run was taken from the job when its dispatcher stopped or was found
 	// dead (or its agent held it without running it); it stored no outcome.
 	Interrupted bool `json:"interrupted,omitempty"`
+	// LateCommit is when the run, after the job was taken from it, tried to store its outcome
+	// and the fence refused it (zero: it never did). Its process had lost the job without
+	// knowing, frozen or cut off past its death interval; nothing it wrote was kept.
+	LateCommit time.Time `json:"late_commit,omitzero"`
 }
 
 // MaxAttempts is how many earlier runs a job keeps in Attempts: the newest.

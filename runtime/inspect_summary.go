@@ -54,8 +54,9 @@ type JobSummary struct {
 	Callbacks []Ref
 	Parent    string
 	Attempt   int64
-	// EarlierAttempts are the runs before an operator's retries (Runtime.Retry), oldest
-	// first, with how each ended.
+	// EarlierAttempts are the job's earlier runs, oldest first, with how each ended: those
+	// interrupted (their dispatcher stopped or was found dead), those before an operator's
+	// retries (Runtime.Retry), and when a run's late commit was refused by the fence.
 	EarlierAttempts []PastAttempt `json:",omitempty"`
 	// RetryCounts are what its retry policy has counted of this attempt (interruptions,
 	// errors, …), by name.

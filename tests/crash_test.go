@@ -329,6 +329,23 @@ func TestCrashAcrossProcesses(t *testing.T) {
 	if len(refused) == 0 || len(critical) == 0 {
 		t.Fatalf("crash-2, presumed dead: %d reassigned ERRORs, %d CRITICAL reactivations; want both", len(refused), len(critical))
 	}
+	// Each refused late commit is noted on its job, on crash-2's run, and only there.
+	notes := 0
+	for id := range known {
+		for _, a := range w.record(id).Attempts {
+			if a.LateCommit.IsZero() {
+				continue
+			}
+			if !strings.HasPrefix(a.Owner, stopped.uuid+"/") {
+				t.Fatalf("%s: a late commit noted on %s's run, which was never presumed dead: %+v", id, a.Owner, a)
+			}
+			notes++
+		}
+	}
+	t.Logf("late commits noted on the jobs: %d", notes)
+	if notes == 0 {
+		t.Fatalf("crash-2's refused late commits left no note on any job")
+	}
 
 	for _, s := range servers[1:] {
 		s.cmd.Process.Signal(syscall.SIGTERM)

@@ -290,10 +290,20 @@ async function job(ref) {
       el("thead", {}, el("tr", {}, ["attempt", "by", "started", "completed", "how it ended"].map((h) => el("th", {}, h)))),
       el("tbody", {}, d.earlier_attempts.map((a) => el("tr", {},
         el("td", {}, a.attempt), el("td", {}, a.owner || "—"), el("td", {}, when(a.active_start)), el("td", {}, when(a.completed)),
-        el("td", {}, a.interrupted ? "interrupted: its dispatcher stopped or was found dead, at " + when(a.active_end)
-          : a.failure ? (a.failure.type === "CancelledError" ? "cancelled" : "failed: " + a.failure.type + ": " + a.failure.message) : "succeeded")))))
+        el("td", {}, ending(a))))))
       : el("p", { class: "muted" }, "None: this is its first run."),
   ];
+}
+
+// ending says how an earlier attempt ended, and whether its process came back too late to
+// commit (the fence refused it).
+function ending(a) {
+  const how = a.interrupted ? "interrupted: its dispatcher stopped or was found dead, at " + when(a.active_end)
+    : a.failure ? (a.failure.type === "CancelledError" ? "cancelled" : "failed: " + a.failure.type + ": " + a.failure.message)
+    : a.completed ? "succeeded" : "taken from it";
+  if (!a.late_commit) return how;
+  return [how, el("br"), el("span", { class: "pill bad late" }, "late commit refused"),
+    " at " + when(a.late_commit) + ": its process still ran it after losing it; the fence kept nothing of it"];
 }
 
 async function dispatchers() {

@@ -382,6 +382,27 @@ func TestFenceHoldsWhenCleanedMidCommit(t *testing.T) {
 	}
 }
 
+// A late commit refused inside a Batch (the path a node's committer takes) is noted on the
+// job as one through CommitMany is: the stale run's attempt carries when.
+func TestBatchNotesARefusedLateCommit(t *testing.T) {
+	f := newFixture(t)
+	j := f.running()
+	if _, err := f.s.Deactivate(f.ctx, "q", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, _, _ := f.s.Batch(f.ctx, []persistence.Commit{{Fence: j.Fence(), Outcome: persistence.Outcome{Result: json.RawMessage(`42`)}}}, nil)
+	if !errors.Is(errs[0], persistence.ErrReassigned) {
+		t.Fatalf("Batch's late commit: %v, want ErrReassigned", errs[0])
+	}
+	got, err := f.s.Get(f.ctx, j.Ref)
+	if err != nil || len(got.Attempts) != 1 || got.Attempts[0].Owner != j.Owner.String() || got.Attempts[0].LateCommit.IsZero() {
+		t.Fatalf("the job after a late commit in a batch: %+v %v, want its interrupted run noted", got.Attempts, err)
+	}
+	if got.Result != nil || got.Status != persistence.StatusActive {
+		t.Fatalf("the late commit changed the job: %s %s", got.Status, got.Result)
+	}
+}
+
 // A read that hit its socket deadline is a passed deadline for the caller, as well as the
 // store being unavailable: the socket deadline comes from the context's, and the read can
 // time out a moment before the context says it is done.

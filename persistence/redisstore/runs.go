@@ -191,7 +191,11 @@ func (s *Store) CommitMany(ctx context.Context, commits []persistence.Commit) ([
 		return nil, nil, nil
 	}
 	if s.noScripts {
-		return s.commitWatched(ctx, commits)
+		jobs, errs, err := s.commitWatched(ctx, commits)
+		if err == nil {
+			s.noteRefused(ctx, commits, errs)
+		}
+		return jobs, errs, err
 	}
 	now, err := s.now(ctx)
 	if err != nil {
@@ -205,7 +209,54 @@ func (s *Store) CommitMany(ctx context.Context, commits []persistence.Commit) ([
 	if err != nil {
 		return nil, nil, err
 	}
+	s.noteRefused(ctx, commits, errs)
 	return jobs, errs, nil
+}
+
+// noteRefused records, in the attempts of each job whose commit the fence refused, that a late
+// commit of that run came and was refused: the one trace the job keeps of a process that ran
+// it after losing it (frozen past its death interval, say). It is rare, so it pays its own
+// transactions; it is only a note, so a failure to write it is dropped.
+func (s *Store) noteRefused(ctx context.Context, commits []persistence.Commit, errs []error) {
+	for i, err := range errs {
+		if errors.Is(err, persistence.ErrReassigned) {
+			_ = s.noteLate(ctx, commits[i].Fence)
+		}
+	}
+}
+
+// noteLate marks the run f names as one whose late commit was refused now: its entry in the
+// job's Attempts, or a new entry when the job kept none for it (a run taken by a revoke).
+func (s *Store) noteLate(ctx context.Context, f persistence.Fence) error {
+	const op = "note a refused commit"
+	return s.transact(ctx, op, []string{s.k.job(f.Queue, f.ID)}, func(t *txn) (writes, error) {
+		j, was, err := s.readJob(ctx, t, f.Ref)
+		if err != nil {
+			return nil, err
+		}
+		if checkFence(j, f) == nil {
+			return nil, nil // the run holds it after all: nothing was refused for lateness
+		}
+		now, err := s.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		at := -1
+		for k, a := range j.Attempts {
+			if a.Attempt == f.Attempt && a.Owner == f.Owner.String() {
+				at = k
+			}
+		}
+		if at < 0 {
+			j.KeepAttempt(persistence.PastAttempt{Attempt: f.Attempt, Owner: f.Owner.String()})
+			at = len(j.Attempts) - 1
+		}
+		j.Attempts[at].LateCommit = now
+		return func(p redis.Pipeliner) error {
+			s.writeJob(ctx, p, j, was)
+			return nil
+		}, nil
+	})
 }
 
 // commitWatched commits runs through the optimistic transaction.

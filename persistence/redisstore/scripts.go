@@ -1173,6 +1173,7 @@ func (s *Store) Batch(ctx context.Context, commits []persistence.Commit, claims 
 			jobs[i], errs[i] = gj[m], ge[m]
 		}
 	}
+	s.noteRefused(ctx, commits, errs)
 	// The claims: those whose script met ids it was not given run again together, at once;
 	// those it left to the transaction, and those it cannot take, claim through it.
 	steps := make([]claimStep, len(cl))

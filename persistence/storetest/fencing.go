@@ -22,6 +22,7 @@ func init() {
 		testCase{"StartActiveBadStatus", testFencingStartActiveBadStatus},
 		testCase{"CommitTwice", testFencingCommitTwice},
 		testCase{"AdoptBumpsAttempt", testFencingAdoptBumpsAttempt},
+		testCase{"LateCommitNoted", testFencingLateCommitNoted},
 	)
 }
 
@@ -359,4 +360,51 @@ func testFencingAdoptBumpsAttempt(t *testing.T, h Harness) {
 	if got := b.get(y.Ref); got.Status != persistence.StatusActive || got.Owner != c || got.Attempt != ry.Attempt {
 		t.Fatalf("the adopting job: want ACTIVE owned by %s attempt %d, got %s, %s, %d", c, ry.Attempt, got.Status, got.Owner, got.Attempt)
 	}
+}
+
+// A refused late commit leaves a trace on the job: the stale run's entry in Attempts says
+// when, and nothing else of the job changes. A second refusal of the same run updates that
+// entry rather than adding one; other stale writes (a Start) leave no note.
+func testFencingLateCommitNoted(t *testing.T, h Harness) {
+	b := setup(t, h)
+	x := b.putCall("x")
+	a := b.dispatcher()
+	oldFence := b.qrRun(a, x.ID).Fence()
+	sys := b.qrInterrupt(a, x.ID)
+	rb := b.qrRun(b.qrHandleInterrupt(sys, persistence.RetryCommonFourTimes).runner, x.ID)
+	if _, err := b.s.Start(b.ctx, oldFence); !errors.Is(err, persistence.ErrReassigned) {
+		t.Fatalf("stale Start: %v, want ErrReassigned", err)
+	}
+	if n := lateNotes(b.get(x.Ref), oldFence); n != 0 {
+		t.Fatalf("a stale Start left %d late-commit notes, want none", n)
+	}
+	before := fcSnap(b.get(x.Ref))
+	for range 2 {
+		_, err := b.s.Commit(b.ctx, oldFence, persistence.Outcome{Result: json.RawMessage(`13`)})
+		fcWantReassigned(t, "Commit", err)
+	}
+	b.fcUnchanged(x.Ref, before, "A's late commits")
+	j := b.get(x.Ref)
+	if n := lateNotes(j, oldFence); n != 1 {
+		t.Fatalf("after two refused commits of one run: %d entries of it with LateCommit, want 1: %+v", n, j.Attempts)
+	}
+	for _, at := range j.Attempts {
+		if at.Attempt == rb.Attempt && !at.LateCommit.IsZero() {
+			t.Fatalf("the current run is marked late: %+v", at)
+		}
+	}
+	if c := b.commit(rb.Fence(), `42`); string(c.Result) != "42" {
+		t.Fatalf("the current run's commit after the note: %s", c.Result)
+	}
+}
+
+// lateNotes counts j's entries for the run f names that carry a refused late commit.
+func lateNotes(j *persistence.Job, f persistence.Fence) int {
+	n := 0
+	for _, a := range j.Attempts {
+		if a.Attempt == f.Attempt && a.Owner == f.Owner.String() && !a.LateCommit.IsZero() {
+			n++
+		}
+	}
+	return n
 }
