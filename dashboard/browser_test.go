@@ -275,8 +275,9 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// Dispatchers.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/dispatchers"),
-		chromedp.WaitVisible(chromedp.CSS(`#dispatchers tr[data-dispatcher="dash-server"]`))); err != nil {
-		t.Fatalf("dispatchers page: %v", err)
+		chromedp.WaitVisible(chromedp.CSS(`#dispatchers tr[data-dispatcher="dash-server"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#events tr[data-kind="activated"][data-dispatcher="dash-server"]`))); err != nil {
+		t.Fatalf("dispatchers page, with its history: %v", err)
 	}
 	browsertest.Screenshot(t, ctx, "dispatchers")
 }

@@ -15,6 +15,9 @@
 //	POST /v1/queues/{queue}/resume      resume it
 //	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,
 //	                                    pid, agents and when it was last buried
+//	GET  /v1/dispatchers/events?queue=… their history, newest first: activated, stopped,
+//	                                    found_dead (by a sibling, with the jobs it handed on)
+//	                                    and came_back; limit (default 100, at most 500)
 //	GET  /v1/jobs?state=…               jobs in the states given (repeat state), filtered by
 //	                                    queue, callable, agent and uuid (globs), completed_since,
 //	                                    completed_before, started_since, started_before (RFC
@@ -85,6 +88,7 @@ func New(rt *runtime.Runtime, opts ...Option) http.Handler {
 	mux.HandleFunc("GET /v1/queues/{queue}/throughput", a.throughput)
 	mux.HandleFunc("POST /v1/queues/{queue}/{action}", a.act(a.pause))
 	mux.HandleFunc("GET /v1/dispatchers", a.dispatchers)
+	mux.HandleFunc("GET /v1/dispatchers/events", a.dispatcherEvents)
 	mux.HandleFunc("GET /v1/jobs", a.jobs)
 	mux.HandleFunc("GET /v1/jobs/{queue}/{id}", a.job)
 	mux.HandleFunc("POST /v1/jobs/{queue}/{id}/{action}", a.act(a.jobAction))

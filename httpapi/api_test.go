@@ -205,6 +205,11 @@ func TestReads(t *testing.T) {
 	if len(ds.Dispatchers) != 1 || !ds.Dispatchers[0].Alive {
 		t.Fatalf("dispatchers: %+v", ds)
 	}
+	var evs struct{ Events []eventJSON }
+	w.get("/v1/dispatchers/events?queue=w*&limit=5", &evs)
+	if len(evs.Events) != 1 || evs.Events[0].Kind != "activated" || evs.Events[0].Dispatcher != ds.Dispatchers[0].UUID || evs.Events[0].At.IsZero() {
+		t.Fatalf("dispatcher events: %+v, want the one activation", evs)
+	}
 
 	// The succeeded jobs, ten at a time, newest first, each once.
 	seen := map[string]bool{}
@@ -355,6 +360,9 @@ func TestErrors(t *testing.T) {
 		{"GET", "/v1/queues/work/throughput?step_ms=0", nil, 400, "invalid"},
 		{"GET", "/v1/queues/work/throughput?step_ms=1&span_ms=86400000", nil, 400, "invalid"},
 		{"GET", "/v2/everything", nil, 404, "not_found"},
+		{"GET", "/v1/dispatchers/events?limit=0", nil, 400, "invalid"},
+		{"GET", "/v1/dispatchers/events?limit=501", nil, 400, "invalid"},
+		{"GET", "/v1/dispatchers/events?queue=[", nil, 400, "invalid"},
 		{"POST", "/v1/queues/nosuch/pause", nil, 404, "not_found"},
 		{"POST", "/v1/queues/work/explode", nil, 404, "not_found"},
 		{"POST", "/v1/jobs/work/" + j.ID() + "/explode", nil, 404, "not_found"},

@@ -290,6 +290,40 @@ func (a *api) dispatchers(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, map[string]any{"dispatchers": out})
 }
 
+// eventJSON is one step of a dispatcher's life, as GET /v1/dispatchers/events gives it.
+type eventJSON struct {
+	Queue      string    `json:"queue"`
+	Dispatcher string    `json:"dispatcher"`
+	At         time.Time `json:"at"`
+	Kind       string    `json:"kind"`
+	Jobs       int       `json:"jobs"`
+}
+
+// defaultEvents is how many events GET /v1/dispatchers/events gives without a limit.
+const defaultEvents = 100
+
+func (a *api) dispatcherEvents(w http.ResponseWriter, r *http.Request) {
+	limit := defaultEvents
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > runtime.MaxDispatcherEvents {
+			a.fail(w, badRequest("limit %q: want 1 to %d", s, runtime.MaxDispatcherEvents))
+			return
+		}
+		limit = n
+	}
+	evs, err := a.rt.DispatcherEvents(r.Context(), r.URL.Query().Get("queue"), limit)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := make([]eventJSON, len(evs))
+	for i, e := range evs {
+		out[i] = eventJSON{Queue: e.Queue, Dispatcher: e.Dispatcher, At: e.At.UTC(), Kind: string(e.Kind), Jobs: e.Jobs}
+	}
+	a.reply(w, map[string]any{"events": out})
+}
+
 // Pages of /v1/jobs.
 const (
 	defaultPage = 50

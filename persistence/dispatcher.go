@@ -76,6 +76,41 @@ func (d *DispatcherRecord) IsDead(now time.Time) bool {
 	return ref.Add(d.PingDeathInterval).Before(now)
 }
 
+// DispatcherEvent is one step of a dispatcher's life in a queue, as the queue's log of them
+// keeps it (Dispatchers.DispatcherEvents): when it started, stopped, was found dead by a
+// sibling, or came back after being presumed dead.
+type DispatcherEvent struct {
+	Queue      string
+	Dispatcher string
+	At         time.Time // store time
+	Kind       DispatcherEventKind
+	// Jobs is how many jobs the step took from the dispatcher's agents and handed on (put
+	// back, interrupted, callbacks resumed, completed ones filed): a stop's or a death's
+	// cleaning, or an activation's clean-up of what an earlier run left.
+	Jobs int
+}
+
+// DispatcherEventKind names a step of a dispatcher's life.
+type DispatcherEventKind string
+
+// The kinds of DispatcherEvent.
+const (
+	// EventActivated: the dispatcher started (Dispatchers.Activate), taking over its record
+	// when a dead run of it still held it.
+	EventActivated DispatcherEventKind = "activated"
+	// EventStopped: the dispatcher stopped cleanly (Dispatchers.Deactivate).
+	EventStopped DispatcherEventKind = "stopped"
+	// EventFoundDead: a sibling found the dispatcher past its ping death interval and
+	// handed its jobs on (Dispatchers.Bury).
+	EventFoundDead DispatcherEventKind = "found_dead"
+	// EventCameBack: a dispatcher presumed dead pinged again (or was reactivated): it was
+	// alive after all, and its jobs that were not taken are still its own.
+	EventCameBack DispatcherEventKind = "came_back"
+)
+
+// MaxDispatcherEvents is how many events a queue's log keeps: the newest.
+const MaxDispatcherEvents = 500
+
 // PingResult says what a ping did.
 type PingResult struct {
 	// Reactivated: the record was not activated (a sibling had presumed the dispatcher dead);

@@ -320,6 +320,11 @@ type Dispatchers interface {
 	Dispatcher(ctx context.Context, queue, uuid string) (*DispatcherRecord, error)
 	// Dispatchers reads every record of a queue, ordered by UUID.
 	Dispatchers(ctx context.Context, queue string) ([]*DispatcherRecord, error)
+	// DispatcherEvents reads the newest limit events of the queue's dispatchers (at most
+	// MaxDispatcherEvents are kept), newest first: activations, stops, deaths found by a
+	// sibling and returns. Activate, Deactivate, Bury, Reactivate and a Ping that
+	// reactivates each add one.
+	DispatcherEvents(ctx context.Context, queue string, limit int) ([]DispatcherEvent, error)
 	// NextSibling returns the next activated record after uuid in UUID order, wrapping
 	// around; ErrNotFound when there is none but uuid itself.
 	NextSibling(ctx context.Context, queue, uuid string) (*DispatcherRecord, error)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zasync/zasync/persistence"
 )
 
 // wantCancelled waits for j and checks that it failed as cancelled.
@@ -493,5 +495,56 @@ func TestRetryComposite(t *testing.T) {
 	out, err = par.Wait(ctx)
 	if err != nil || out.Decode(&s) != nil || s != "2 parts, total 7" {
 		t.Fatalf("the retried parallel: %+v %v (%q), want 2 parts, total 7 (wait: 5, a: 2)", out, err, s)
+	}
+}
+
+// The log of dispatcher events says, newest first, that a process started and stopped, and
+// reads across queues by glob; a bad limit or glob is refused. The kinds are the store's.
+func TestDispatcherEvents(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := sharedRedis(t, "events")
+	ctx := testCtx(t)
+	rt := newRuntime(t, Config{Redis: rdb, Prefix: prefix, UUID: "ev1",
+		Queues:       []QueueConfig{{Name: "a", Agents: []AgentConfig{{Name: "main", Size: 1}}}, {Name: "b", Agents: []AgentConfig{{Name: "main", Size: 1}}}},
+		PollInterval: 20 * time.Millisecond})
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the dispatcher activated in both queues", func() bool {
+		ds, err := rt.Dispatchers(ctx, "")
+		return err == nil && len(ds) == 2 && !ds[0].Stopped && !ds[1].Stopped
+	})
+	if err := rt.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := rt.DispatcherEvents(ctx, "", 10)
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("events: %+v %v, want a start and a stop in each of two queues", evs, err)
+	}
+	for i, e := range evs {
+		want := EventStopped
+		if i >= 2 {
+			want = EventActivated
+		}
+		if e.Kind != want || e.Dispatcher != "ev1" || (i > 0 && e.At.After(evs[i-1].At)) {
+			t.Fatalf("event %d of %+v: want %s by ev1, newest first", i, evs, want)
+		}
+	}
+	if evs, err := rt.DispatcherEvents(ctx, "b", 1); err != nil || len(evs) != 1 || evs[0].Queue != "b" || evs[0].Kind != EventStopped {
+		t.Fatalf("queue b's newest event: %+v %v", evs, err)
+	}
+	for _, bad := range []struct {
+		glob  string
+		limit int
+	}{{"[", 1}, {"", 0}, {"", MaxDispatcherEvents + 1}} {
+		if _, err := rt.DispatcherEvents(ctx, bad.glob, bad.limit); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("DispatcherEvents(%q, %d): %v, want ErrInvalid", bad.glob, bad.limit, err)
+		}
+	}
+	for k, p := range map[DispatcherEventKind]persistence.DispatcherEventKind{EventActivated: persistence.EventActivated,
+		EventStopped: persistence.EventStopped, EventFoundDead: persistence.EventFoundDead, EventCameBack: persistence.EventCameBack} {
+		if string(k) != string(p) {
+			t.Fatalf("kind %s is %s in the store", k, p)
+		}
 	}
 }

@@ -645,6 +645,59 @@ type DispatcherState struct {
 	Agents  []AgentState
 }
 
+// DispatcherEvent is one step of a dispatcher's life in a queue: it started, stopped, was
+// found dead by a sibling, or came back after being presumed dead.
+type DispatcherEvent struct {
+	Queue      string
+	Dispatcher string
+	At         time.Time // store time
+	Kind       DispatcherEventKind
+	// Jobs is how many jobs the step took from the dispatcher and handed on (a stop's or a
+	// death's cleaning; a start's clean-up of what an earlier run of it left).
+	Jobs int `json:",omitempty"`
+}
+
+// DispatcherEventKind names a step of a dispatcher's life.
+type DispatcherEventKind string
+
+// The kinds of DispatcherEvent.
+const (
+	EventActivated DispatcherEventKind = "activated"  // it started (taking over its record if a dead run of it held it)
+	EventStopped   DispatcherEventKind = "stopped"    // it stopped cleanly
+	EventFoundDead DispatcherEventKind = "found_dead" // a sibling found it past its death interval and handed its jobs on
+	EventCameBack  DispatcherEventKind = "came_back"  // it pinged again after being presumed dead
+)
+
+// MaxDispatcherEvents is how many events each queue keeps: the newest.
+const MaxDispatcherEvents = persistence.MaxDispatcherEvents
+
+// DispatcherEvents returns the newest limit events (1 to MaxDispatcherEvents) of the
+// dispatchers of the queues whose names match the glob queue ("" for all), newest first.
+func (rt *Runtime) DispatcherEvents(ctx context.Context, queue string, limit int) ([]DispatcherEvent, error) {
+	if _, err := path.Match(queue, ""); err != nil {
+		return nil, invalidf("dispatcher events: queue glob %q: %w", queue, err)
+	}
+	if limit < 1 || limit > MaxDispatcherEvents {
+		return nil, invalidf("dispatcher events: limit %d is not between 1 and %d", limit, MaxDispatcherEvents)
+	}
+	queues, err := rt.matchQueues(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	out := []DispatcherEvent{}
+	for _, q := range queues {
+		evs, err := rt.store.DispatcherEvents(ctx, q, limit)
+		if err != nil {
+			return nil, fmt.Errorf("dispatcher events: %w", err)
+		}
+		for _, e := range evs {
+			out = append(out, DispatcherEvent{Queue: e.Queue, Dispatcher: e.Dispatcher, At: e.At, Kind: DispatcherEventKind(e.Kind), Jobs: e.Jobs})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b DispatcherEvent) int { return b.At.Compare(a.At) })
+	return out[:min(len(out), limit)], nil
+}
+
 // AgentState is one agent of a dispatcher: its size and how many jobs it holds.
 type AgentState struct {
 	Name string

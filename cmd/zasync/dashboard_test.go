@@ -18,8 +18,8 @@ var dashboardLine = regexp.MustCompile(`zasync dashboard: dashboard at (http://\
 
 // Two `zasync serve` processes share a queue and `zasync dashboard` shows them; the one
 // running a job is killed with SIGKILL: in a real browser its row turns from alive to stopped
-// with the time it was found dead, and the job moves to the other process, whose page the
-// dashboard shows it on.
+// with the time it was found dead, its history says so with the job it handed on, and the job
+// moves to the other process, whose page the dashboard shows it on.
 func TestDashboardSeesADispatcherDie(t *testing.T) {
 	t.Parallel()
 	addr, prefix := testredis.Shared(t, "dash")
@@ -73,6 +73,14 @@ func TestDashboardSeesADispatcherDie(t *testing.T) {
 	found, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+row+` td:nth-child(5)').textContent`))
 	if err != nil || !strings.HasPrefix(found, time.Now().UTC().Format("2006-")) {
 		t.Fatalf("when the dead dispatcher was found dead: %q %v", found, err)
+	}
+	// The history says it was found dead, with the job it held handed on.
+	death := `#events tr[data-kind="found_dead"][data-dispatcher="` + victim + `"]`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('`+death+`') !== null`)); err != nil {
+		t.Fatalf("the history does not show the death: %v", err)
+	}
+	if jobs, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(death+" td.num"))); err != nil || jobs != "1" {
+		t.Fatalf("jobs handed on at the death: %q %v, want 1", jobs, err)
 	}
 	browsertest.Screenshot(t, ctx, "dispatcher-dead")
 

@@ -306,8 +306,14 @@ function ending(a) {
     " at " + when(a.late_commit) + ": its process still ran it after losing it; the fence kept nothing of it"];
 }
 
+// eventWords says what a dispatcher event was, for the history table.
+const eventWords = {
+  activated: ["started", ""], stopped: ["stopped cleanly", ""],
+  found_dead: ["found dead by a sibling", "bad"], came_back: ["came back: it was alive after all", "warn"],
+};
+
 async function dispatchers() {
-  const { dispatchers } = await call("GET", "dispatchers");
+  const [{ dispatchers }, { events }] = await Promise.all([call("GET", "dispatchers"), call("GET", "dispatchers/events?limit=100")]);
   const rows = dispatchers.map((d) => {
     const share = d.ping_death_interval_ms ? Math.min(1, d.since_ping_ms / d.ping_death_interval_ms) : 0;
     const used = d.agents.reduce((n, a) => n + a.held, 0);
@@ -319,7 +325,7 @@ async function dispatchers() {
       el("td", {}, d.buried ? when(d.buried) : "—"),
       el("td", {}, el("span", { class: "bar" + (d.alive ? "" : " bad"), "data-share": share.toFixed(2) }), " ",
         dur(d.since_ping_ms) + " of " + dur(d.ping_death_interval_ms)),
-      el("td", { class: "num" }, used + " of " + size),
+      el("td", { class: "num" }, used ? el("a", { href: "#/jobs?" + qs({ state: "active", queue: d.queue, uuid: d.uuid }) }, used + " of " + size) : "0 of " + size),
       el("td", {}, d.agents.map((a) => a.name + " " + a.held + "/" + a.size).join(", ")));
   });
   return [
@@ -328,6 +334,16 @@ async function dispatchers() {
     dispatchers.length ? el("table", { id: "dispatchers" },
       el("thead", {}, el("tr", {}, ["queue", "uuid", "where", "state", "last found dead", "last ping (of the death interval)", "slots used", "agents"].map((h) => el("th", {}, h)))),
       el("tbody", {}, rows)) : el("p", { class: "muted" }, "No activated dispatcher."),
+    el("h2", {}, "History"),
+    el("p", { class: "muted" }, "Starts, stops, deaths found by a sibling (with the jobs it handed on) and returns, newest first."),
+    events.length ? el("table", { id: "events" },
+      el("thead", {}, el("tr", {}, ["when", "queue", "dispatcher", "what happened", "jobs handed on"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, events.map((e) => {
+        const [words, tone] = eventWords[e.kind] || [e.kind, ""];
+        return el("tr", { "data-kind": e.kind, "data-dispatcher": e.dispatcher },
+          el("td", {}, when(e.at)), el("td", {}, e.queue), el("td", {}, e.dispatcher),
+          el("td", {}, el("span", { class: "pill " + tone }, words)), el("td", { class: "num" }, e.jobs ? String(e.jobs) : "—"));
+      }))) : el("p", { class: "muted" }, "Nothing yet."),
   ];
 }
 

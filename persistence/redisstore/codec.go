@@ -528,3 +528,32 @@ func mustJSON(v any) string {
 	}
 	return string(b)
 }
+
+// eventRecord is a dispatcher event as the queue's log stores it (keys.events): its queue is
+// the key's.
+type eventRecord struct {
+	Dispatcher string `json:"dispatcher"`
+	At         int64  `json:"at"` // µs
+	Kind       string `json:"kind"`
+	Jobs       int    `json:"jobs,omitempty"`
+}
+
+func encodeEvent(ev persistence.DispatcherEvent) string {
+	b, _ := json.Marshal(eventRecord{Dispatcher: ev.Dispatcher, At: micros(ev.At), Kind: string(ev.Kind), Jobs: ev.Jobs})
+	return string(b)
+}
+
+// decodeEvent reads one entry of q's log of dispatcher events; ErrCorrupt when it is not one.
+func decodeEvent(q, v string) (persistence.DispatcherEvent, error) {
+	var r eventRecord
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		return persistence.DispatcherEvent{}, fmt.Errorf("%w: dispatcher event %q: %v", persistence.ErrCorrupt, v, err)
+	}
+	switch k := persistence.DispatcherEventKind(r.Kind); {
+	case r.Dispatcher == "" || r.At <= 0 || r.Jobs < 0:
+		return persistence.DispatcherEvent{}, fmt.Errorf("%w: dispatcher event %q: no dispatcher, time or count", persistence.ErrCorrupt, v)
+	case k != persistence.EventActivated && k != persistence.EventStopped && k != persistence.EventFoundDead && k != persistence.EventCameBack:
+		return persistence.DispatcherEvent{}, fmt.Errorf("%w: dispatcher event %q: unknown kind", persistence.ErrCorrupt, v)
+	}
+	return persistence.DispatcherEvent{Queue: q, Dispatcher: r.Dispatcher, At: fromMicros(r.At), Kind: persistence.DispatcherEventKind(r.Kind), Jobs: r.Jobs}, nil
+}

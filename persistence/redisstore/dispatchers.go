@@ -160,7 +160,10 @@ func (s *Store) Activate(ctx context.Context, q, uuid string) (*persistence.Clea
 			return nil, alreadyActivated(q, uuid)
 		}
 		raw.Activated = micros(now)
-		return noWrites, nil
+		return func(p redis.Pipeliner) error {
+			s.pushEvent(ctx, p, persistence.DispatcherEvent{Queue: q, Dispatcher: uuid, At: now, Kind: persistence.EventActivated, Jobs: report.Len()})
+			return nil
+		}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -175,8 +178,9 @@ func alreadyActivated(q, uuid string) error {
 // Deactivate marks a record not activated and cleans its agents.
 func (s *Store) Deactivate(ctx context.Context, q, uuid string) (*persistence.CleanReport, error) {
 	var rec *persistence.DispatcherRecord
-	err := s.updateRecord(ctx, "deactivate", q, uuid, func(_ time.Time, d *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
-		rec = d
+	var at time.Time
+	err := s.updateRecord(ctx, "deactivate", q, uuid, func(now time.Time, d *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
+		rec, at = d, now
 		raw.Activated = 0
 		// A record that never pinged keeps its activation as its ping: the last moment it was
 		// known alive, so that it still reads dead once that is past the death interval. A
@@ -192,16 +196,21 @@ func (s *Store) Deactivate(ctx context.Context, q, uuid string) (*persistence.Cl
 	if err != nil {
 		return nil, err
 	}
-	return s.cleanDispatcher(ctx, q, rec)
+	report, err := s.cleanDispatcher(ctx, q, rec)
+	if err == nil && rec.IsActivated() {
+		s.logEvent(ctx, persistence.DispatcherEvent{Queue: q, Dispatcher: uuid, At: at, Kind: persistence.EventStopped, Jobs: report.Len()})
+	}
+	return report, err
 }
 
 // Bury deactivates a dead record, checking in the deactivating transaction that it is still
 // dead, and cleans its agents.
 func (s *Store) Bury(ctx context.Context, q, uuid string) (*persistence.CleanReport, bool, error) {
 	var rec *persistence.DispatcherRecord
+	var buried time.Time
 	alive := false
 	err := s.updateRecord(ctx, "bury", q, uuid, func(now time.Time, d *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
-		rec, alive = d, false
+		rec, alive, buried = d, false, time.Time{}
 		switch {
 		case !d.IsActivated():
 			return nil, nil // deactivated already: only what is left is cleaned below
@@ -210,6 +219,7 @@ func (s *Store) Bury(ctx context.Context, q, uuid string) (*persistence.CleanRep
 			return nil, nil
 		}
 		raw.Activated, raw.Buried = 0, micros(now)
+		buried = now
 		if !d.LastPing.IsZero() {
 			return noWrites, nil
 		}
@@ -223,14 +233,23 @@ func (s *Store) Bury(ctx context.Context, q, uuid string) (*persistence.CleanRep
 		return nil, false, err
 	}
 	report, err := s.cleanDispatcher(ctx, q, rec)
+	if err == nil && !buried.IsZero() {
+		s.logEvent(ctx, persistence.DispatcherEvent{Queue: q, Dispatcher: uuid, At: buried, Kind: persistence.EventFoundDead, Jobs: report.Len()})
+	}
 	return report, err == nil, err
 }
 
 // Reactivate activates a record without cleaning it.
 func (s *Store) Reactivate(ctx context.Context, q, uuid string) error {
-	return s.updateRecord(ctx, "reactivate", q, uuid, func(now time.Time, _ *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
+	return s.updateRecord(ctx, "reactivate", q, uuid, func(now time.Time, d *persistence.DispatcherRecord, raw *dispatcherRecord) (writes, error) {
 		raw.Activated = micros(now)
-		return noWrites, nil
+		if d.IsActivated() {
+			return noWrites, nil
+		}
+		return func(p redis.Pipeliner) error {
+			s.pushEvent(ctx, p, persistence.DispatcherEvent{Queue: q, Dispatcher: uuid, At: now, Kind: persistence.EventCameBack})
+			return nil
+		}, nil
 	})
 }
 
@@ -250,6 +269,9 @@ func (s *Store) Ping(ctx context.Context, q, uuid string) (persistence.PingResul
 		return func(p redis.Pipeliner) error {
 			if res.Wrote {
 				p.Set(ctx, s.k.ping(q, uuid), strconv.FormatInt(micros(now), 10), 0)
+			}
+			if res.Reactivated {
+				s.pushEvent(ctx, p, persistence.DispatcherEvent{Queue: q, Dispatcher: uuid, At: now, Kind: persistence.EventCameBack})
 			}
 			return nil
 		}, nil
@@ -591,4 +613,45 @@ func (s *Store) cleanJob(ctx context.Context, q string, o persistence.Owner, id 
 		report.SystemJobs = append(report.SystemJobs, sysID)
 	}
 	return nil
+}
+
+// pushEvent queues the writes that add ev to its queue's log of dispatcher events, trimmed to
+// the newest persistence.MaxDispatcherEvents: in the transaction of the change it records.
+func (s *Store) pushEvent(ctx context.Context, p redis.Pipeliner, ev persistence.DispatcherEvent) {
+	p.LPush(ctx, s.k.events(ev.Queue), encodeEvent(ev))
+	p.LTrim(ctx, s.k.events(ev.Queue), 0, persistence.MaxDispatcherEvents-1)
+}
+
+// logEvent adds ev to the log on its own, after the change it records: a stop's or a death's
+// event carries the count of the cleaning that follows the record's change. It is only an
+// operator's log, so a failure to write it is dropped.
+func (s *Store) logEvent(ctx context.Context, ev persistence.DispatcherEvent) {
+	_, _ = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		s.pushEvent(ctx, p, ev)
+		return nil
+	})
+}
+
+// DispatcherEvents reads the newest limit events of q's dispatchers, newest first.
+func (s *Store) DispatcherEvents(ctx context.Context, q string, limit int) ([]persistence.DispatcherEvent, error) {
+	const op = "dispatcher events"
+	if err := validQueue(op, q); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > persistence.MaxDispatcherEvents {
+		return nil, fmt.Errorf("%s: %w: limit %d is not between 1 and %d", op, persistence.ErrInvalid, limit, persistence.MaxDispatcherEvents)
+	}
+	raw, err := s.rdb.LRange(ctx, s.k.events(q), 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	out := make([]persistence.DispatcherEvent, 0, len(raw))
+	for _, r := range raw {
+		ev, err := decodeEvent(q, r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }

@@ -55,6 +55,10 @@ func (k keys) dispatchers(q string) string { return k.base(q) + "dispatchers" }
 // in microseconds). No UUID can be its name: '!' is not allowed in names.
 const pausedField = "!paused"
 
+// events: list, the queue's dispatcher events (persistence.DispatcherEvent), newest first, as
+// JSON; trimmed to persistence.MaxDispatcherEvents by each push.
+func (k keys) events(q string) string { return k.base(q) + "events" }
+
 // ping: string, a dispatcher's last ping in microseconds of store time.
 func (k keys) ping(q, uuid string) string { return k.base(q) + "ping:" + uuid }
 

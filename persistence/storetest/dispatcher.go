@@ -44,6 +44,7 @@ func init() {
 		testCase{"BuryDead", dspBuryDead},
 		testCase{"RacingBurials", dspRacingBurials},
 		testCase{"ForgetStopped", dspForgetStopped},
+		testCase{"Events", dspEvents},
 	)
 }
 
@@ -1299,5 +1300,78 @@ func dspForgetStopped(t *testing.T, h Harness) {
 	b.putCall("job")
 	if jobs := dspClaim(b, Queue, stopped, 3, 1); len(jobs) != 1 {
 		t.Fatalf("claim of a forgotten UUID started again: %d jobs, want 1", len(jobs))
+	}
+}
+
+// dspEvents: the queue's log of dispatcher events has, newest first, a start, a death found
+// by a sibling with the jobs it handed on, a return, a clean stop and a takeover; calls that
+// change nothing (a second burial, a second stop, an idle ping) add nothing; the log is per
+// queue and the limit is checked.
+func dspEvents(t *testing.T, h Harness) {
+	b := setup(t, h)
+	if evs, err := b.s.DispatcherEvents(b.ctx, Queue, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("events of a new queue: %v %v, want none", evs, err)
+	}
+	o := b.dispatcher()
+	started := b.clock.Now()
+	b.putCall("a")
+	b.putCall("b")
+	got := dspClaim(b, Queue, o, 3, 0)
+	b.start(got[1].Fence())
+	b.clock.Advance(61 * time.Second)
+	found := b.clock.Now()
+	if _, ok, err := b.s.Bury(b.ctx, Queue, o.Dispatcher); err != nil || !ok {
+		t.Fatalf("Bury: %v %v", ok, err)
+	}
+	if _, _, err := b.s.Bury(b.ctx, Queue, o.Dispatcher); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(time.Second)
+	back := b.clock.Now()
+	dspPing(b, Queue, o.Dispatcher)
+	dspPing(b, Queue, o.Dispatcher) // too soon to write, and active: nothing to log
+	b.clock.Advance(time.Second)
+	stopped := b.clock.Now()
+	b.qrDeactivate(o)
+	b.qrDeactivate(o)
+	b.clock.Advance(time.Second)
+	again := b.clock.Now()
+	if _, err := b.s.Activate(b.ctx, Queue, o.Dispatcher); err != nil {
+		t.Fatal(err)
+	}
+	other := newUUID()
+	b.activate("other", other, DefaultConfig())
+
+	evs, err := b.s.DispatcherEvents(b.ctx, Queue, persistence.MaxDispatcherEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []persistence.DispatcherEvent{
+		{Queue: Queue, Dispatcher: o.Dispatcher, At: again, Kind: persistence.EventActivated},
+		{Queue: Queue, Dispatcher: o.Dispatcher, At: stopped, Kind: persistence.EventStopped},
+		{Queue: Queue, Dispatcher: o.Dispatcher, At: back, Kind: persistence.EventCameBack},
+		{Queue: Queue, Dispatcher: o.Dispatcher, At: found, Kind: persistence.EventFoundDead, Jobs: 2},
+		{Queue: Queue, Dispatcher: o.Dispatcher, At: started, Kind: persistence.EventActivated},
+	}
+	if len(evs) != len(want) {
+		t.Fatalf("events: %+v, want %+v", evs, want)
+	}
+	for i := range want {
+		w := want[i]
+		w.At = w.At.Truncate(time.Microsecond)
+		if g := evs[i]; g.Queue != w.Queue || g.Dispatcher != w.Dispatcher || !g.At.Equal(w.At) || g.Kind != w.Kind || g.Jobs != w.Jobs {
+			t.Fatalf("event %d: %+v, want %+v", i, g, w)
+		}
+	}
+	if evs, err := b.s.DispatcherEvents(b.ctx, Queue, 2); err != nil || len(evs) != 2 || evs[1].Kind != persistence.EventStopped {
+		t.Fatalf("the newest two events: %+v %v", evs, err)
+	}
+	if evs, err := b.s.DispatcherEvents(b.ctx, "other", 10); err != nil || len(evs) != 1 || evs[0].Dispatcher != other {
+		t.Fatalf("the other queue's events: %+v %v, want its one activation", evs, err)
+	}
+	for _, bad := range []int{0, -1, persistence.MaxDispatcherEvents + 1} {
+		if _, err := b.s.DispatcherEvents(b.ctx, Queue, bad); !errors.Is(err, persistence.ErrInvalid) {
+			t.Fatalf("DispatcherEvents with limit %d: %v, want ErrInvalid", bad, err)
+		}
 	}
 }
