@@ -31,6 +31,7 @@ type installation struct {
 	url          string
 	addr, prefix string
 	started      chan string
+	next         chan struct{} // moves the "progress" handler on a step
 }
 
 func newInstallation(t *testing.T) *installation {
@@ -41,7 +42,7 @@ func newInstallation(t *testing.T) *installation {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	in := &installation{started: make(chan string, 8), addr: addr, prefix: prefix}
+	in := &installation{started: make(chan string, 8), next: make(chan struct{}), addr: addr, prefix: prefix}
 	var err error
 	in.server, err = runtime.New(runtime.Config{Redis: client(), Prefix: prefix, UUID: "dash-server",
 		Queues:       []runtime.QueueConfig{{Name: "work", Agents: []runtime.AgentConfig{{Name: "main", Size: 3}}}},
@@ -56,6 +57,18 @@ func newInstallation(t *testing.T) *installation {
 			return "fixed", nil
 		}
 		return nil, errors.New("smtp down")
+	})
+	in.server.Handle("progress", func(ctx context.Context, _ *runtime.Call) (any, error) {
+		for step := 1; ; step++ {
+			if err := runtime.Annotate(ctx, "step", step); err != nil {
+				return nil, err
+			}
+			select {
+			case <-in.next:
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		}
 	})
 	in.server.Handle("block", func(ctx context.Context, _ *runtime.Call) (any, error) {
 		j, _ := runtime.JobFrom(ctx)
@@ -223,6 +236,38 @@ func TestDashboardInBrowser(t *testing.T) {
 			rec, err := j.Info(bg)
 			return err == nil && rec.Status == runtime.StatusCompleted && rec.Failure == nil
 		})
+	}
+
+	// A filter typed in the jobs page: the handler's glob keeps only its jobs.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/jobs?state=succeeded"),
+		chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-job="`+more[1].String()+`"]`)),
+		chromedp.SendKeys(chromedp.CSS(`#filters input[name="callable"]`), "fa*"),
+		chromedp.Click(chromedp.CSS(`#filters button[type="submit"]`))); err != nil {
+		t.Fatalf("filtering the jobs page: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`location.hash.includes("callable=fa") && document.querySelectorAll("#jobs tbody tr").length === 3 &&
+		[...document.querySelectorAll("#jobs tbody tr td:nth-child(3)")].every((td) => td.textContent.startsWith("fail("))`)); err != nil {
+		n, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#jobs") ? document.querySelector("#jobs").textContent : "no table"`))
+		t.Fatalf("the filtered jobs page does not list the three fail jobs alone: %v: %s", err, n)
+	}
+
+	// A running job's page follows its annotations as the handler writes them.
+	prog, err := q.Put(bg, runtime.NewCall("progress"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shows := func(step string) string {
+		return `document.querySelector("#annotations") !== null && document.querySelector("#annotations").textContent.includes('"step": ` + step + `')`
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+prog.String())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](shows("1"))); err != nil {
+		t.Fatalf("the running job's page does not show its first annotation: %v", err)
+	}
+	in.next <- struct{}{}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](shows("2"))); err != nil {
+		t.Fatalf("the running job's page did not follow its annotation without a reload: %v", err)
 	}
 
 	// The running job, cancelled from its page.
