@@ -59,6 +59,8 @@ type failureJSON struct {
 	Type    string `json:"type"`
 	Message string `json:"message"`
 	Stack   string `json:"stack,omitempty"`
+	// Kinds are the program's registered errors the failure matched (runtime.RegisterError).
+	Kinds []string `json:"kinds,omitempty"`
 }
 
 type jobJSON struct {
@@ -117,7 +119,7 @@ func failureOf(f *runtime.Failure) *failureJSON {
 	if f == nil {
 		return nil
 	}
-	return &failureJSON{Type: f.Type, Message: f.Message, Stack: f.Stack}
+	return &failureJSON{Type: f.Type, Message: f.Message, Stack: f.Stack, Kinds: f.Kinds}
 }
 
 func jobOf(s runtime.JobSummary) jobJSON {

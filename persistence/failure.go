@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,6 +20,9 @@ type Failure struct {
 	Type    string `json:"type"`            // the error's kind, e.g. "TimeoutError" or "strconv.NumError"
 	Message string `json:"message"`         // the error's text
 	Stack   string `json:"stack,omitempty"` // where it happened, if known
+	// Kinds are the names of the registered errors (RegisterError) the error matched with
+	// errors.Is when it was stored, so that errors.Is still matches them once read back.
+	Kinds []string `json:"kinds,omitempty"`
 }
 
 // NewFailure describes err, with stack (which may be empty) as the place it happened. Message
@@ -31,7 +35,7 @@ func NewFailure(err error, stack string) *Failure {
 		}
 		return &c
 	}
-	return &Failure{Type: kindOf(err), Message: truncate(err.Error()), Stack: truncate(stack)}
+	return &Failure{Type: kindOf(err), Message: truncate(err.Error()), Stack: truncate(stack), Kinds: registeredKinds(err)}
 }
 
 func (f *Failure) Error() string { return f.Type + ": " + f.Message }
@@ -44,8 +48,17 @@ func (f *Failure) FailureType() string { return f.Type }
 // still answers errors.Is(f, ErrConflict). A nil *Failure (a job that succeeded) matches
 // nothing.
 func (f *Failure) Is(target error) bool {
-	t, ok := target.(typer)
-	return ok && f != nil && t.FailureType() == f.Type
+	if f == nil {
+		return false
+	}
+	if t, ok := target.(typer); ok && t.FailureType() == f.Type {
+		return true
+	}
+	if len(f.Kinds) == 0 {
+		return false
+	}
+	name, ok := registeredName(target)
+	return ok && slices.Contains(f.Kinds, name)
 }
 
 // kindOf names an error's kind: the FailureType of the first error in the chain (depth first,

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,7 +147,7 @@ func TestFailureIs(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatalf("Unmarshal: %v", err)
 	}
-	if back != *f {
+	if !reflect.DeepEqual(back, *f) {
 		t.Fatalf("want the failure unchanged by a JSON round trip, got %+v from %+v", back, *f)
 	}
 	if !errors.Is(&back, ErrConflict) {
@@ -241,3 +243,56 @@ func TestNilFailureMatchesNothing(t *testing.T) {
 		t.Fatal("a nil failure matched a kind")
 	}
 }
+
+// A registered sentinel keeps its identity through storage: a failure made from an error
+// wrapping it lists its name and matches it after a JSON round trip; one not registered does
+// not; bad registrations are refused and change nothing.
+func TestRegisteredErrorsSurviveStorage(t *testing.T) {
+	errMailbox := errors.New("test: no such mailbox")
+	errOther := errors.New("test: other")
+	errLater := errors.New("test: registered later")
+	if err := RegisterError(errMailbox); err != nil {
+		t.Fatal(err)
+	}
+	if err := RegisterError(errMailbox); err != nil {
+		t.Fatalf("registering again: %v", err)
+	}
+	f := NewFailure(fmt.Errorf("sending: %w", errors.Join(errOther, errMailbox)), "")
+	b, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Failure
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(&back, errMailbox) || !slices.Equal(back.Kinds, []string{"test: no such mailbox"}) {
+		t.Fatalf("the failure read back: %+v, want it to match the registered error", back)
+	}
+	if errors.Is(&back, errOther) || errors.Is(&back, ErrConflict) {
+		t.Fatalf("the failure read back matches an error that was not registered, or another kind")
+	}
+	// Registered after the failure was stored: not listed, so not matched.
+	if err := RegisterError(errLater); err != nil {
+		t.Fatal(err)
+	}
+	if errors.Is(&back, errLater) {
+		t.Fatal("a failure stored before its error was registered matches it")
+	}
+	for _, bad := range []error{nil, errors.New(""), errors.New("test: no such mailbox"), uncomparable{[]int{1}}} {
+		if err := RegisterError(bad); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("RegisterError(%#v): %v, want ErrInvalid", bad, err)
+		}
+	}
+	if errors.Is(&back, uncomparable{}) {
+		t.Fatal("a failure matches an error that cannot be compared")
+	}
+	var none *Failure
+	if errors.Is(none, errMailbox) {
+		t.Fatal("a nil failure matches")
+	}
+}
+
+type uncomparable struct{ x []int }
+
+func (u uncomparable) Error() string { return "test: uncomparable" }

@@ -50,6 +50,22 @@ type (
 	AbortedError = persistence.AbortedError
 )
 
+// RegisterError registers a program's own sentinel error, so that it keeps its identity
+// once stored: a job that failed with an error matching it (errors.Is) stores its name with
+// the failure, and errors.Is(failure, err) holds when the failure is read back, in any
+// process that registered err too. The name is err's text, so every process must register
+// the same errors with the same texts; call it at start-up, next to Handle. Registering err
+// again does nothing; nil, an error with an empty text, one that is not comparable (not a
+// sentinel), another error with the same text, or more than persistence.MaxErrorKinds errors
+// give ErrInvalid.
+//
+//	var ErrNoMailbox = errors.New("no such mailbox")
+//	runtime.RegisterError(ErrNoMailbox)
+//	…
+//	out, _ := job.Wait(ctx)
+//	errors.Is(out.Failure, ErrNoMailbox) // true when the handler returned it, wrapped or not
+func RegisterError(err error) error { return persistence.RegisterError(err) }
+
 // IsKind reports whether err is, or wraps, an error of the named kind ("TimeoutError",
 // "AbortedError", …), also for a *Failure read back from storage, which keeps only the name.
 func IsKind(err error, kind string) bool { return persistence.IsKind(err, kind) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -219,5 +220,43 @@ func TestTypedRefusals(t *testing.T) {
 	}
 	if _, err := (TypedCall[int]{}).Put(ctx, DefaultQueue); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a zero TypedCall's Put: %v", err)
+	}
+}
+
+var errNoMailbox = errors.New("runtime test: no such mailbox")
+
+// A program's registered sentinel survives storage: the handler returns it wrapped, and the
+// failure that another runtime reads back matches it with errors.Is.
+func TestRegisteredErrorKeptThroughStorage(t *testing.T) {
+	t.Parallel()
+	if err := RegisterError(errNoMailbox); err != nil {
+		t.Fatal(err)
+	}
+	rdb, prefix := sharedRedis(t, "errkind")
+	ctx := testCtx(t)
+	server := newRuntime(t, Config{Redis: rdb, Prefix: prefix, UUID: "errkind-server",
+		Queues:       []QueueConfig{{Name: DefaultQueue, Agents: []AgentConfig{{Name: "main", Size: 1}}}},
+		PollInterval: 20 * time.Millisecond})
+	send, err := Register(server, "send", func(_ context.Context, to string) (string, error) {
+		return "", fmt.Errorf("delivering to %s: %w", to, errNoMailbox)
+	}, Retry(NeverRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Stop(context.Background()) })
+	j, err := send.Put(ctx, DefaultQueue, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Wait(ctx); !errors.Is(err, errNoMailbox) {
+		t.Fatalf("the failure: %v, want it to match the registered error", err)
+	}
+	client := newRuntime(t, Config{Redis: rdb, Prefix: prefix, UUID: "errkind-client"})
+	out, err := client.Job(j.Ref()).Wait(ctx)
+	if err != nil || !errors.Is(out.Failure, errNoMailbox) || errors.Is(out.Failure, ErrInvalid) {
+		t.Fatalf("the failure read by another runtime: %+v %v", out, err)
 	}
 }
