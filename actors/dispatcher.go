@@ -51,8 +51,11 @@ type dispatcherActor struct {
 type queueState struct {
 	spec      QueueSpec
 	activated bool
-	agents    []*actor.PID
-	byName    map[string]*actor.PID // the agents by name
+	// twin: the record was found activated and alive, another process running with this
+	// UUID; said once, then activation is tried quietly at each poll until it dies.
+	twin   bool
+	agents []*actor.PID
+	byName map[string]*actor.PID // the agents by name
 }
 
 func newDispatcher(exec *executor, historian *actor.PID, now func() time.Time, o Options) *dispatcherActor {
@@ -228,9 +231,13 @@ func (d *dispatcherActor) activate(q *queueState) bool {
 	report, err := d.exec.store.Activate(ctx, q.spec.Name, d.o.UUID)
 	switch {
 	case errors.Is(err, persistence.ErrAlreadyActivated):
-		d.exec.events.Error(fmt.Sprintf("UUID %s already activated in queue %s: another process?  (To stop poll attempts in this "+
-			"process, stop its zasync runtime.  To stop polls permanently, don't start a zasync runtime with this UUID!)",
-			d.o.UUID, q.spec.Name))
+		if !q.twin {
+			q.twin = true
+			d.exec.events.Error(fmt.Sprintf("UUID %s already activated in queue %s: another process?  (To stop poll attempts in this "+
+				"process, stop its zasync runtime.  To stop polls permanently, don't start a zasync runtime with this UUID!)  "+
+				"This process takes the queue over once that one stops pinging for %s; it says nothing more until then.",
+				d.o.UUID, q.spec.Name, d.o.PingDeathInterval), "queue", q.spec.Name, "uuid", d.o.UUID)
+		}
 		return false
 	case err != nil:
 		d.exec.events.Error("cannot activate dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
@@ -243,6 +250,11 @@ func (d *dispatcherActor) activate(q *queueState) bool {
 	}
 	if n := report.Len(); n > 0 {
 		d.exec.events.Warn("cleaned jobs left by an earlier run of this dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "jobs", n)
+	}
+	if q.twin {
+		q.twin = false
+		d.exec.events.Warn(fmt.Sprintf("took over UUID %s in queue %s: the other process running with it stopped pinging", d.o.UUID, q.spec.Name),
+			"queue", q.spec.Name, "uuid", d.o.UUID)
 	}
 	d.exec.events.Info(fmt.Sprintf("activated dispatcher %s", d.o.UUID), "queue", q.spec.Name)
 	q.activated = true

@@ -89,6 +89,14 @@ type Config struct {
 	// for results never creates uuid.txt.
 	UUID string
 
+	// WaitForTakeover lets Start go on when another process runs a dispatcher with this
+	// UUID (its record activated and alive): this one then says so once and takes the
+	// queues over when that process stops pinging for PingDeathInterval, for a rolling
+	// restart that starts the new process before the old one stops. Default false: Start
+	// refuses with ErrAlreadyActivated, saying which process holds the UUID, since two
+	// processes sharing a uuid.txt is usually a mistake.
+	WaitForTakeover bool
+
 	// Logger receives zasync's logs (job successes and failures, retries, dispatcher life).
 	// Default: nil, which discards them.
 	Logger *slog.Logger

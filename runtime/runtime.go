@@ -70,8 +70,9 @@ type Runtime struct {
 	remindMu  sync.RWMutex
 	reminders map[string]*actor.PID
 
-	nodeMu sync.Mutex
-	node   *actors.Node // the running dispatcher, between Start and Stop
+	nodeMu   sync.Mutex
+	node     *actors.Node // the running dispatcher, between Start and Stop
+	nodeUUID string       // its UUID
 	// live is node too, for introspection, which must not wait on nodeMu: Stop holds it
 	// through the whole shutdown.
 	live atomic.Pointer[actors.Node]

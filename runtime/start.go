@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zasync/zasync/actors"
+	"github.com/zasync/zasync/persistence"
 )
 
 // ErrStarted reports a Start of a runtime already started.
@@ -30,8 +35,14 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := rt.dispatcherUUID(); err != nil {
+	id, err := rt.dispatcherUUID()
+	if err != nil {
 		return err
+	}
+	if !rt.cfg.WaitForTakeover {
+		if err := rt.checkUUIDFree(ctx, id); err != nil {
+			return err
+		}
 	}
 	root, err := rt.actorRoot()
 	if err != nil {
@@ -51,8 +62,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("zasync: start: %w", err)
 	}
-	rt.node = n
+	rt.node, rt.nodeUUID = n, id
 	rt.live.Store(n)
+	running.add(id)
 	return nil
 }
 
@@ -68,10 +80,95 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 		return ErrNotStarted
 	}
 	err := rt.node.Stop(ctx)
+	running.remove(rt.nodeUUID)
 	rt.node = nil
 	rt.live.Store(nil)
 	if err != nil {
 		return fmt.Errorf("zasync: stop: %w", err)
 	}
 	return nil
+}
+
+// checkUUIDFree refuses to start when a dispatcher record of this UUID is activated and alive
+// in a queue this process would serve, held by a process that still runs: two processes
+// with one UUID. A record left by a process of this host that is gone (it crashed, and this
+// is its restart) is no refusal: the dispatcher takes it over once it dies, as it always did.
+// A store out of reach is no reason to refuse either; the dispatcher tries again at each
+// poll. (Two processes starting at once may both pass; the one whose activation loses says
+// so once in its log and waits.)
+func (rt *Runtime) checkUUIDFree(ctx context.Context, id string) error {
+	for _, q := range rt.cfg.Queues {
+		d, err := rt.store.Dispatcher(ctx, q.Name, id)
+		if err != nil || !d.IsActivated() || d.Dead || predecessorGone(d) {
+			continue
+		}
+		where := "another process"
+		if d.Host != "" || d.PID != 0 {
+			where = fmt.Sprintf("process %d on %s", d.PID, d.Host)
+		}
+		since := "never pinged"
+		if now, err := rt.store.Now(ctx); err == nil && !d.LastPing.IsZero() {
+			since = "last ping " + now.Sub(d.LastPing).Round(time.Millisecond).String() + " ago"
+		}
+		return fmt.Errorf("zasync: start: %w: UUID %s is in use in queue %s by %s (%s): two processes sharing %s? "+
+			"Give this one its own UUID (Config.UUID, $%s, or a %s in another folder), or let it wait for the takeover "+
+			"(Config.WaitForTakeover; serve --wait-for-takeover)",
+			ErrAlreadyActivated, id, q.Name, where, since, UUIDFile, UUIDEnv, UUIDFile)
+	}
+	return nil
+}
+
+// predecessorGone reports whether d was recorded by a process of this host that no longer
+// runs, or by this very process id with no runtime of this process running with its UUID
+// now (a container restarted, where every run is the same pid).
+func predecessorGone(d *persistence.DispatcherRecord) bool {
+	host, _ := os.Hostname()
+	if d.Host == "" || d.Host != host || d.PID <= 0 {
+		return false
+	}
+	if d.PID == os.Getpid() {
+		return !running.has(d.UUID)
+	}
+	return !processRuns(d.PID)
+}
+
+// running counts the started runtimes of this process by dispatcher UUID: a record of this
+// process's pid is a live twin when one of them runs with its UUID, else left by an earlier
+// run of the same pid.
+var running = uuidCounts{n: map[string]int{}}
+
+type uuidCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *uuidCounts) add(id string) {
+	c.mu.Lock()
+	c.n[id]++
+	c.mu.Unlock()
+}
+
+func (c *uuidCounts) remove(id string) {
+	c.mu.Lock()
+	if c.n[id]--; c.n[id] <= 0 {
+		delete(c.n, id)
+	}
+	c.mu.Unlock()
+}
+
+func (c *uuidCounts) has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[id] > 0
+}
+
+// processRuns reports whether a process with this id runs on this host. Where that cannot
+// be told (no signal 0), it is taken to run: the safe answer, a refusal.
+func processRuns(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || !(errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -18,8 +20,10 @@ import (
 // started, ACTIVE in its agent. Nothing will ever ping for it again.
 func (w *world) crashed(uuid string, death time.Duration, job *runtime.Job) {
 	w.t.Helper()
+	// Its process ran on this host and is gone, as a crashed one is.
+	host, _ := os.Hostname()
 	cfg := persistence.DispatcherConfig{PingInterval: death / 4, PingDeathInterval: death,
-		Agents: []persistence.AgentSpec{{Name: "main", Size: 1}}}
+		Agents: []persistence.AgentSpec{{Name: "main", Size: 1}}, Host: host, PID: gonePID(w.t)}
 	if err := w.store.Register(w.ctx, runtime.DefaultQueue, uuid, cfg); err != nil {
 		w.t.Fatal(err)
 	}
@@ -33,6 +37,16 @@ func (w *world) crashed(uuid string, death time.Duration, job *runtime.Job) {
 	if err != nil || len(got) != 1 || got[0].ID != job.ID() || got[0].Status != persistence.StatusActive {
 		w.t.Fatalf("the crashed dispatcher's claim: %v, %v; want %s ACTIVE", got, err, job.ID())
 	}
+}
+
+// gonePID returns the id of a process of this host that has exited.
+func gonePID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
 }
 
 // Scenario 46: a process restarted after a hard crash, with the same UUID, finds its record

@@ -40,13 +40,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	monitorAddr := fs.String("monitor", "", "serve the HTTP monitor (JSON and /metrics) at this loopback address, e.g. 127.0.0.1:8080 (port 0 picks one)")
 	remote := fs.Bool("monitor-remote", false, "let --monitor listen on a non-loopback address (reads have no authentication; actions need --monitor-token)")
 	token := fs.String("monitor-token", os.Getenv(tokenEnv), "the token the HTTP API's actions need (Authorization: Bearer TOKEN); default $"+tokenEnv)
+	takeover := fs.Bool("wait-for-takeover", false, "when another live process runs with this UUID, wait and take its queues over once it stops pinging (default: refuse to start)")
 	builtin := fs.Bool("builtin", false, "register the built-in handlers: "+builtinNames())
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	cfg := runtime.Config{Prefix: *prefix, UUID: *uuid, PollInterval: *poll, PingInterval: *ping,
-		PingDeathInterval: *death, ShutdownGrace: *grace, RetryPolicies: []runtime.RetryPolicy{retryErrors}}
+		PingDeathInterval: *death, ShutdownGrace: *grace, RetryPolicies: []runtime.RetryPolicy{retryErrors}, WaitForTakeover: *takeover}
 	agentCfgs, err := parseAgents(agents)
 	if err != nil {
 		return err

@@ -769,29 +769,44 @@ func TestServeBadInput(t *testing.T) {
 	}
 }
 
-// TestServeSameUUID: a second process started with the UUID of a running one does not
-// take over its dispatcher; it says so, and the first serves on.
-func TestServeSameUUID(t *testing.T) {
+// A second `zasync serve` with the UUID of one that runs (two processes sharing a uuid.txt)
+// says so in one line, naming the process that holds it, and exits 1; with
+// --wait-for-takeover it waits, says so once, and takes the queue over when the first dies.
+func TestServeRefusesALiveUUID(t *testing.T) {
 	t.Parallel()
-	uuid, prefix := testName("d-twin-"), testName("zasynctest-twin-")
-	args := []string{"--builtin", "--uuid", uuid, "--prefix", prefix, "--poll-interval", "200ms"}
-	if os.Getenv("ZASYNC_TEST_REDIS") != "" {
-		args = append(args, "--redis", "redis://"+realRedis(t, prefix)+"/0")
+	addr, prefix := testredis.Shared(t, "twin")
+	uuid := "twin-" + prefix
+	common := []string{"--redis", "redis://" + addr, "--prefix", prefix, "--uuid", uuid, "--builtin",
+		"--poll-interval", "50ms", "--ping-interval", "100ms", "--ping-death-interval", "1s"}
+	first := startServe(t, common...)
+
+	_, errOut, code := zasync(t, nil, append([]string{"serve"}, common...)...)
+	want := fmt.Sprintf("UUID %s is in use in queue default by process %d on ", uuid, first.cmd.Process.Pid)
+	if code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "--wait-for-takeover") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("a second serve with a live UUID: exit %d, stderr %q; want 1 and one line saying %q", code, errOut, want)
 	}
-	first := startServe(t, args...)
-	if os.Getenv("ZASYNC_TEST_REDIS") == "" {
-		args = append(args, "--redis", first.redisURL) // the first one's embedded Redis
+
+	waiting := startServe(t, append([]string{"--wait-for-takeover"}, common...)...)
+	waiting.waitLine(regexp.MustCompile(`level=ERROR msg="UUID ` + regexp.QuoteMeta(uuid) + ` already activated in queue default: another process\?`))
+	if strings.Contains(waiting.stderr(), "activated dispatcher "+uuid) {
+		t.Fatalf("the waiting process activated the dispatcher:\n%s", waiting.stderr())
 	}
-	second := startServe(t, args...)
-	second.waitLine(regexp.MustCompile(`level=ERROR msg="UUID ` + uuid + ` already activated in queue default: another process\?`))
-	second.stop()
-	if strings.Contains(second.stderr(), "activated dispatcher "+uuid) {
-		t.Errorf("the second process activated the dispatcher:\n%s", second.stderr())
+	// The first one serves on.
+	out, errOut, code := zasync(t, nil, "put", "--redis", "redis://"+addr, "--prefix", prefix, "sum", "2", "3")
+	if code != 0 {
+		t.Fatalf("put: exit %d, stderr %q", code, errOut)
 	}
-	// The first one's dispatcher still runs jobs.
-	out, errOut, code := zasync(t, nil, "put", "--redis", first.redisURL, "--prefix", prefix, "sum", "2", "3", "--wait", "--timeout", "1m")
+	ref := strings.TrimSpace(out)
+	first.cmd.Process.Kill()
+	<-first.exited
+	waiting.waitLine(regexp.MustCompile(`took over UUID ` + regexp.QuoteMeta(uuid) + ` in queue default`))
+	if n := strings.Count(waiting.stderr(), "already activated"); n != 1 {
+		t.Fatalf("the waiting process said %d times that the UUID was taken, want once:\n%s", n, waiting.stderr())
+	}
+	// A job put meanwhile completes, on one or the other.
+	out, errOut, code = zasync(t, nil, "wait", ref, "--redis", "redis://"+addr, "--prefix", prefix, "--timeout", "1m")
 	if code != 0 || out != "5\n" {
-		t.Fatalf("put sum 2 3 --wait after the second process stopped: exit %d, stdout %q, stderr %q", code, out, errOut)
+		t.Fatalf("wait for the job after the takeover: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	first.stop()
+	waiting.stop()
 }
