@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -83,11 +84,18 @@ type Config struct {
 	// same time.
 	//
 	// Default: the environment variable ZASYNC_UUID, else the first line of ./uuid.txt,
-	// which is created with a new random UUID the first time a dispatcher starts. A UUID set
+	// which is created with a new random UUID the first time a dispatcher starts (in a test
+	// binary, a new random UUID for each runtime, and no file). A UUID set
 	// here wins over both, which is what several dispatchers in one process (tests) need.
 	// It is resolved when the dispatcher starts, so a program that only puts jobs and waits
 	// for results never creates uuid.txt.
 	UUID string
+
+	// Clock, for tests, replaces Redis's clock as the time jobs are scheduled, claimed and
+	// judged by (begin_after, deadlines, deaths), so that a test can move time forward
+	// (zasynctest does). Every runtime sharing the Redis must use the same clock. Default:
+	// nil, Redis's TIME, which is what production uses.
+	Clock interface{ Now() time.Time }
 
 	// WaitForTakeover lets Start go on when another process runs a dispatcher with this
 	// UUID (its record activated and alive): this one then says so once and takes the
@@ -285,6 +293,11 @@ func resolveUUID(explicit, dir string) (string, error) {
 			return "", fmt.Errorf("%s: %w", UUIDEnv, err)
 		}
 		return id, nil
+	}
+	if dir == "" && testing.Testing() {
+		// A test binary runs in its package's folder: a uuid.txt left there would be
+		// committed by mistake, and shared by every test that forgot Config.UUID.
+		return uuid.NewString(), nil
 	}
 	path := filepath.Join(dir, UUIDFile)
 	for range 2 { // a file removed between the failed create and the read is created again

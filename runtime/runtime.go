@@ -127,7 +127,7 @@ func New(cfg Config) (*Runtime, error) {
 		rt.logger.Warn("zasync: no Redis configured: using an embedded in-memory Redis; nothing is kept after this process exits and no other process can reach it",
 			"logger", "zasync.events", "addr", m.Addr())
 	}
-	store, err := redisstore.New(rdb, redisstore.Options{Prefix: cfg.Prefix, Retention: cfg.Retention})
+	store, err := redisstore.New(rdb, redisstore.Options{Prefix: cfg.Prefix, Retention: cfg.Retention, Clock: cfg.Clock})
 	if err != nil {
 		rt.Close()
 		return nil, fmt.Errorf("zasync: %w", err)
