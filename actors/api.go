@@ -64,10 +64,13 @@ type QueueSpec struct {
 // Options configure a dispatcher node. The runtime fills every field (its Config documents
 // the defaults).
 type Options struct {
-	Store             persistence.Store
-	Handlers          Handlers
-	Policies          *persistence.RetryPolicies
-	Logger            *slog.Logger
+	Store    persistence.Store
+	Handlers Handlers
+	Policies *persistence.RetryPolicies
+	Logger   *slog.Logger
+	// LogArguments puts calls' arguments and results in the log records about jobs; off,
+	// a record names the job and its handler only (arguments may hold personal data).
+	LogArguments      bool
 	UUID              string
 	Queues            []QueueSpec
 	PollInterval      time.Duration

@@ -57,7 +57,7 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
 		// Nothing to run: skipped, so that its parent still completes.
-		e.events.Error(fmt.Sprintf("callback %s of %s does not exist; skipped", id, repr(parent)), "error", err)
+		e.events.Error(fmt.Sprintf("callback %s of %s does not exist; skipped", id, e.repr(parent)), jobAttrs(parent, "error", err)...)
 		return Result{Ending: Finished}
 	case err != nil:
 		return e.storeFailure(ctx, parent, err)
@@ -76,7 +76,7 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 	})
 	switch {
 	case errors.Is(err, persistence.ErrReassigned):
-		e.events.Error(repr(parent)+" "+reassignedMessage, "error", err)
+		e.events.Error(e.repr(parent)+" "+reassignedMessage, jobAttrs(parent, "error", err)...)
 		return Result{Ending: Reassigned, Job: parent, Err: fmt.Errorf("%w: %w", errParentLost, err)}
 	case errors.Is(err, persistence.ErrBadStatus):
 		return Result{Ending: Finished, Job: cb} // it moved on meanwhile (completed by another run)
@@ -97,7 +97,7 @@ func (e *executor) runCallback(ctx context.Context, parent *persistence.Job, id 
 		return e.storeFailure(ctx, adopted, err)
 	}
 	if adopted.Expired(now) {
-		e.events.Error(fmt.Sprintf("failing expired callback %s to %s", repr(adopted), repr(parent)))
+		e.events.Error(fmt.Sprintf("failing expired callback %s to %s", e.repr(adopted), e.repr(parent)), jobAttrs(adopted)...)
 		return e.failWith(ctx, adopted, &persistence.TimeoutError{BeginAfter: adopted.BeginAfter, BeginBy: adopted.BeginBy})
 	}
 	return e.callback(ctx, adopted, parent)
@@ -203,7 +203,7 @@ func (e *executor) system(ctx context.Context, sys *persistence.Job) Result {
 	switch {
 	case errors.Is(err, persistence.ErrBadStatus) || errors.Is(err, persistence.ErrNotFound):
 		// Its target moved on meanwhile (completed by another run, or expired from history).
-		e.events.Error("job already completed?", "job", repr(sys), "error", err)
+		e.events.Error("job already completed? "+e.repr(sys), jobAttrs(sys, "error", err)...)
 		r = Result{Ending: Finished}
 	case err != nil:
 		return e.storeFailure(ctx, started, err)

@@ -77,7 +77,7 @@ type executor struct {
 	commits   *committer // batches the commits of concurrent runs
 	runners   *runners   // the goroutines runs go on
 	obs       Observer   // hears events for metrics; nil: none
-
+	logArgs   bool       // Options.LogArguments
 }
 
 func newExecutor(base context.Context, o Options) *executor {
@@ -89,7 +89,7 @@ func newExecutor(base context.Context, o Options) *executor {
 		store: o.Store, handlers: o.Handlers, policies: o.Policies,
 		events: eventsLogger(log), trace: log.With("logger", "zasync.trace"),
 		base: base, opTimeout: 30 * time.Second,
-		obs: o.Observer, runners: newRunners(base),
+		obs: o.Observer, runners: newRunners(base), logArgs: o.LogArguments,
 	}
 	return e
 }
@@ -99,9 +99,33 @@ func (e *executor) op() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(e.base, e.opTimeout)
 }
 
-// repr names a job in logs, as zc.async's repr did: its ref and its call.
-func repr(j *persistence.Job) string {
-	return fmt.Sprintf("<zasync.Job %s %s>", j.Ref, j.Call.String())
+// repr names a job in a log message, as zc.async's repr did: its ref and its call, whose
+// arguments only with Options.LogArguments (else its handler alone).
+func (e *executor) repr(j *persistence.Job) string {
+	if e.logArgs {
+		return fmt.Sprintf("<zasync.Job %s %s>", j.Ref, j.Call.String())
+	}
+	return fmt.Sprintf("<zasync.Job %s %s>", j.Ref, j.Call.Handler)
+}
+
+// jobAttrs are the attributes of every log record about j: which job, queue, handler,
+// attempt and dispatcher (and agent), and whether it is one of zasync's own steps.
+func jobAttrs(j *persistence.Job, more ...any) []any {
+	a := make([]any, 0, 14+len(more))
+	a = append(a, "job", j.Ref.String(), "queue", j.Queue, "handler", j.Call.Handler, "attempt", j.Attempt)
+	if !j.Owner.IsZero() {
+		a = append(a, "dispatcher", j.Owner.Dispatcher, "agent", j.Owner.Agent)
+	}
+	if internalStep(j) {
+		a = append(a, "system", true)
+	}
+	return append(a, more...)
+}
+
+// internalStep reports whether j is one of zasync's own steps (a recovery, a composite's next
+// step), not a job a program put: composites are a program's, though zasync runs them.
+func internalStep(j *persistence.Job) bool {
+	return j.Call.IsSystem() && j.Call.Handler != HandlerSerial && j.Call.Handler != HandlerParallel
 }
 
 // run runs a job claimed by an agent (or adopted), to the end of what this process does with
@@ -183,7 +207,7 @@ func (e *executor) execute(ctx context.Context, j *persistence.Job, parent *pers
 			}
 			d := e.decide(j, policy.JobError(err, counts), err)
 			if d.Action == persistence.ActionReschedule && j.Holder.IsZero() {
-				e.events.Log(context.Background(), persistence.LevelCritical, "can only reschedule a job directly in an agent", "job", repr(j))
+				e.events.Log(context.Background(), persistence.LevelCritical, "can only reschedule a job directly in an agent: "+e.repr(j), jobAttrs(j)...)
 				d = persistence.Stop()
 			}
 			e.observeRetry(j, d, RetryReasonError)
@@ -350,9 +374,9 @@ func (e *executor) decide(j *persistence.Job, d persistence.Decision, err error)
 			level = persistence.LevelCritical
 		}
 		e.trace.Log(context.Background(), level, fmt.Sprintf("Retry policy for job %s requests another attempt after %d counts of %s occurrences",
-			repr(j), d.Count, d.Counter), "decision", d.String(), "error", err)
+			e.repr(j), d.Count, d.Counter), jobAttrs(j, "decision", d.String(), "error", err)...)
 	} else if !d.Retries() && d.Counter != "" {
-		e.trace.Warn(fmt.Sprintf("Retry policy for job %s is not retrying after %d counts of %s occurrences", repr(j), d.Count, d.Counter), "error", err)
+		e.trace.Warn(fmt.Sprintf("Retry policy for job %s is not retrying after %d counts of %s occurrences", e.repr(j), d.Count, d.Counter), jobAttrs(j, "error", err)...)
 	}
 	return d
 }
@@ -362,7 +386,7 @@ func (e *executor) decide(j *persistence.Job, d persistence.Decision, err error)
 func (e *executor) policy(j *persistence.Job) persistence.RetryPolicy {
 	p, err := e.policies.Lookup(j.RetryPolicy)
 	if err != nil {
-		e.events.Error("unknown retry policy; using the default", "job", repr(j), "policy", j.RetryPolicy)
+		e.events.Error("unknown retry policy; using the default: "+e.repr(j), jobAttrs(j, "policy", j.RetryPolicy)...)
 		return persistence.RetryCommonFourTimes
 	}
 	return p
@@ -423,12 +447,12 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 			// The job is in a state no retry of this run can commit (its record lost or
 			// changed under it): end the run, freeing its slot. The job is this agent's to
 			// recover at its next poll if the store still lists it there.
-			e.events.Error(fmt.Sprintf("cannot commit %s: the store refuses it for good; the run ends and the job is left for recovery", repr(j)), "error", err)
+			e.events.Error(fmt.Sprintf("cannot commit %s: the store refuses it for good; the run ends and the job is left for recovery", e.repr(j)), jobAttrs(j, "error", err)...)
 			return Result{Ending: Failed, Job: j, Err: err}
 		}
 		if out.Failure != nil && out.Failure.Type == "CommitError" {
 			if !transient(err) {
-				e.events.Error(fmt.Sprintf("cannot commit the commit error of %s either; the run ends and the job is left for recovery", repr(j)), "error", err)
+				e.events.Error(fmt.Sprintf("cannot commit the commit error of %s either; the run ends and the job is left for recovery", e.repr(j)), jobAttrs(j, "error", err)...)
 				return Result{Ending: Failed, Job: j, Err: err}
 			}
 			// A failure to commit must itself commit: retry while the store is out of
@@ -456,9 +480,13 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 			}
 		}
 		if succeeded {
-			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job succeeded with result: %s", repr(j), out.Result), "error", err)
+			result := "(its result is left out of logs: LogArguments)"
+			if e.logArgs {
+				result = string(out.Result)
+			}
+			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job succeeded with result: %s", e.repr(j), result), jobAttrs(j, "error", err)...)
 		} else {
-			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job failed with traceback:\n%s", repr(j), traceback(out.Failure)), "error", err)
+			e.events.Info(fmt.Sprintf("Commit failed for %s (see subsequent traceback).  Prior to this, job failed with traceback:\n%s", e.repr(j), traceback(out.Failure)), jobAttrs(j, "error", err)...)
 		}
 		f := persistence.NewFailure(err, "")
 		f.Type = "CommitError"
@@ -471,13 +499,24 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 func (e *executor) logOutcome(j *persistence.Job) {
 	e.observeOutcome(j)
 	if j.Failed() {
-		e.events.Log(context.Background(), j.FailureLogLevel, fmt.Sprintf("%s failed with traceback:\n%s", repr(j), traceback(j.Failure)),
-			"failure", j.Failure.Error())
+		e.events.Log(context.Background(), j.FailureLogLevel, fmt.Sprintf("%s failed with traceback:\n%s", e.repr(j), traceback(j.Failure)),
+			jobAttrs(j, "failure", j.Failure.Error())...)
 		return
 	}
-	if e.trace.Enabled(context.Background(), slog.LevelInfo) { // formatting costs more than a no-op job
-		e.trace.Info(fmt.Sprintf("%s succeeded with result: %s", repr(j), j.Result))
+	// zasync's own steps (a composite's next step, a recovery) are the detail of a user's
+	// job: DEBUG, not INFO.
+	level := slog.LevelInfo
+	if internalStep(j) {
+		level = slog.LevelDebug
 	}
+	if !e.trace.Enabled(context.Background(), level) { // formatting costs more than a no-op job
+		return
+	}
+	if e.logArgs {
+		e.trace.Log(context.Background(), level, fmt.Sprintf("%s succeeded with result: %s", e.repr(j), j.Result), jobAttrs(j)...)
+		return
+	}
+	e.trace.Log(context.Background(), level, e.repr(j)+" succeeded", jobAttrs(j)...)
 }
 
 // traceback renders a failure as a log shows it: where it happened, if known, then what
@@ -493,10 +532,10 @@ func traceback(f *persistence.Failure) string {
 // while it ran (its handler's context says so) was taken by the revoke: that is no error.
 func (e *executor) reassigned(ctx context.Context, j *persistence.Job, err error) Result {
 	if revoked(ctx) {
-		e.events.Info(repr(j) + " was cancelled while it ran; its run's outcome is dropped")
+		e.events.Info(e.repr(j)+" was cancelled while it ran; its run's outcome is dropped", jobAttrs(j)...)
 		return Result{Ending: Cancelled, Job: j, Err: err}
 	}
-	e.events.Error(repr(j)+" "+reassignedMessage, "error", err)
+	e.events.Error(e.repr(j)+" "+reassignedMessage, jobAttrs(j, "error", err)...)
 	return Result{Ending: Reassigned, Job: j, Err: err}
 }
 
@@ -540,7 +579,7 @@ func transient(err error) bool {
 // cannot be read): the job ends FAILED with that failure, its callbacks run, and its slot is
 // free, rather than the job staying ACTIVE and held. It is not retried: the failure says why.
 func (e *executor) giveUp(ctx context.Context, j *persistence.Job, err error) Result {
-	e.events.Error(fmt.Sprintf("%s cannot run: the store refuses it for good; failing it", repr(j)), "error", err)
+	e.events.Error(fmt.Sprintf("%s cannot run: the store refuses it for good; failing it", e.repr(j)), jobAttrs(j, "error", err)...)
 	out := persistence.Outcome{Failure: persistence.NewFailure(fmt.Errorf("zasync: the job cannot run: %w", err), ""), Complete: true}
 	var done *persistence.Job
 	cerr := e.persist("fail a job that cannot run", func(context.Context) (cerr error) {

@@ -152,8 +152,29 @@ func TestExecSuccess(t *testing.T) {
 	if r.Ending != Finished || r.Job.Status != persistence.StatusCompleted || string(r.Job.Result) != "42" {
 		t.Fatalf("run: %v %s %s, want finished COMPLETED 42", r.Ending, r.Job.Status, r.Job.Result)
 	}
-	if _, ok := f.logs.Find(slog.LevelInfo, "succeeded with result: 42"); !ok {
+	// The record names the job in attributes, and leaves out its arguments and result.
+	rec, ok := f.logs.Find(slog.LevelInfo, "succeeded")
+	if !ok {
 		t.Fatalf("no INFO success log")
+	}
+	if want := "<zasync.Job " + j.Ref.String() + " add> succeeded"; rec.Message != want {
+		t.Fatalf("the success log %q, want %q: no arguments, no result", rec.Message, want)
+	}
+	attrs := map[string]string{}
+	rec.Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
+	want := map[string]string{"job": j.Ref.String(), "queue": "q", "handler": "add", "attempt": "1", "dispatcher": "d1", "agent": "main"}
+	for k, v := range want {
+		if attrs[k] != v {
+			t.Fatalf("the success log's %s: %q, want %q (all: %v)", k, attrs[k], v, attrs)
+		}
+	}
+
+	// With LogArguments, zc.async's text with the result.
+	f.exec.logArgs = true
+	j = f.put("add", 1, 2)
+	f.runNext(j.ID)
+	if _, ok := f.logs.Find(slog.LevelInfo, "add(1, 2)> succeeded with result: 3"); !ok {
+		t.Fatalf("no INFO success log with the call and result")
 	}
 }
 

@@ -105,6 +105,12 @@ type Config struct {
 	// processes sharing a uuid.txt is usually a mistake.
 	WaitForTakeover bool
 
+	// LogArguments puts calls' arguments and results in the log records about jobs. Default
+	// false: a record names the job (job, queue, handler, attempt, dispatcher and agent
+	// attributes) but not what it was called with or returned, which may be personal data.
+	// Failures are logged with their messages and tracebacks either way.
+	LogArguments bool
+
 	// Logger receives zasync's logs (job successes and failures, retries, dispatcher life).
 	// Default: nil, which discards them.
 	Logger *slog.Logger

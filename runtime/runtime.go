@@ -373,6 +373,7 @@ func (rt *Runtime) nodeOptions(root *actors.Root) actors.Options {
 		Handlers:          rt,
 		Policies:          rt.policies,
 		Logger:            rt.logger,
+		LogArguments:      rt.cfg.LogArguments,
 		UUID:              id,
 		Queues:            queues,
 		PollInterval:      rt.cfg.PollInterval,

@@ -43,6 +43,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	takeover := fs.Bool("wait-for-takeover", false, "when another live process runs with this UUID, wait and take its queues over once it stops pinging (default: refuse to start)")
 	builtin := fs.Bool("builtin", false, "register the built-in handlers: "+builtinNames())
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text (key=value) or json (one object a line)")
+	logArgs := fs.Bool("log-arguments", false, "put jobs' arguments and results in the logs (default: left out, as they may be personal data)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -62,7 +64,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return usagef("--log-level %q: want debug, info, warn or error", *level)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl, ReplaceAttr: levelNames}))
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: levelNames}
+	switch *format {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return usagef("--log-format %q: want text or json", *format)
+	}
+	cfg.LogArguments = *logArgs
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

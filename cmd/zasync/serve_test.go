@@ -810,3 +810,37 @@ func TestServeRefusesALiveUUID(t *testing.T) {
 	}
 	waiting.stop()
 }
+
+// serve --log-format json writes one JSON object a line; a job's record names it in
+// attributes and leaves its arguments and result out, unless --log-arguments.
+func TestServeLogsJSON(t *testing.T) {
+	t.Parallel()
+	addr, prefix := testredis.Shared(t, "jsonlog")
+	common := []string{"--redis", "redis://" + addr, "--prefix", prefix}
+	for _, withArgs := range []bool{false, true} {
+		args := append([]string{"--builtin", "--log-format", "json", "--uuid", fmt.Sprintf("jsonlog-%v-%s", withArgs, prefix)}, common...)
+		if withArgs {
+			args = append(args, "--log-arguments")
+		}
+		p := startServe(t, args...)
+		out, errOut, code := zasync(t, nil, append([]string{"put", "sum", "20", "22", "--wait", "--timeout", "1m"}, common...)...)
+		if code != 0 || out != "42\n" {
+			t.Fatalf("put sum --wait: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		line := p.waitLine(regexp.MustCompile(`(?m)^(\{.*"msg":"<zasync.Job [^"]*succeeded.*)$`))[1]
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("a log line that is not JSON: %q: %v", line, err)
+		}
+		if rec["handler"] != "sum" || rec["queue"] != "default" || rec["attempt"] != float64(1) || rec["job"] == nil || rec["dispatcher"] == nil {
+			t.Fatalf("the success record's attributes: %v", rec)
+		}
+		if shows := strings.Contains(line, "20, 22") && strings.Contains(line, "42"); shows != withArgs {
+			t.Fatalf("--log-arguments %v, the success record: %s", withArgs, line)
+		}
+		p.stop()
+	}
+	if _, errOut, code := zasync(t, nil, append([]string{"serve", "--log-format", "xml"}, common...)...); code != 2 || !strings.Contains(errOut, `--log-format "xml": want text or json`) {
+		t.Fatalf("serve --log-format xml: exit %d, stderr %q", code, errOut)
+	}
+}
