@@ -84,6 +84,9 @@ type Options struct {
 	// they wake the dispatcher when a job is put. StartNode starts one below Root for each
 	// queue that has none here, which the node's Stop stops.
 	QueueActors map[string]*actor.PID
+	// OnCommit, if set, is called as a run's outcome is committed, with the run's context and
+	// job; it returns what to call with the commit's error (a tracer's span, say).
+	OnCommit func(ctx context.Context, j *persistence.Job) func(error)
 	// Observer hears the node's claims, outcomes, retries, interruptions, reassignments and
 	// polls, for metrics; nil hears nothing.
 	Observer Observer

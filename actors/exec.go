@@ -78,6 +78,7 @@ type executor struct {
 	runners   *runners   // the goroutines runs go on
 	obs       Observer   // hears events for metrics; nil: none
 	logArgs   bool       // Options.LogArguments
+	onCommit  func(context.Context, *persistence.Job) func(error)
 }
 
 func newExecutor(base context.Context, o Options) *executor {
@@ -89,7 +90,7 @@ func newExecutor(base context.Context, o Options) *executor {
 		store: o.Store, handlers: o.Handlers, policies: o.Policies,
 		events: eventsLogger(log), trace: log.With("logger", "zasync.trace"),
 		base: base, opTimeout: 30 * time.Second,
-		obs: o.Observer, runners: newRunners(base), logArgs: o.LogArguments,
+		obs: o.Observer, runners: newRunners(base), logArgs: o.LogArguments, onCommit: o.OnCommit,
 	}
 	return e
 }
@@ -429,7 +430,14 @@ func (e *executor) commit(ctx context.Context, j *persistence.Job, policy persis
 	counts := out.Retry
 	succeeded := out.Failure == nil
 	for attempt := 1; ; attempt++ {
+		var end func(error)
+		if e.onCommit != nil {
+			end = e.onCommit(ctx, j)
+		}
 		done, err := e.commits.commit(j, out)
+		if end != nil {
+			end(err)
+		}
 		if err == nil {
 			e.logOutcome(done)
 			if done.Status == persistence.StatusCallbacks {

@@ -50,7 +50,16 @@ type Call struct {
 	Handler string                     `json:"handler"`
 	Args    []json.RawMessage          `json:"args,omitempty"`
 	Kwargs  map[string]json.RawMessage `json:"kwargs,omitempty"`
+	// Meta is metadata carried with the call, apart from its arguments: a trace context, a
+	// request id. At most MaxMetaEntries entries, MaxMetaBytes in all; names not empty.
+	Meta map[string]string `json:"meta,omitempty"`
 }
+
+// Limits of a call's metadata.
+const (
+	MaxMetaEntries = 32
+	MaxMetaBytes   = 8 << 10 // names and values together
+)
 
 // Validate checks the handler name, that every argument is a JSON value, and the call as
 // stored against MaxCallDepth and MaxCallSize.

@@ -37,6 +37,9 @@ func (c *Call) AppendEncoded(dst []byte) ([]byte, error) {
 	for k, v := range c.Kwargs {
 		n += len(k) + len(v) + 4
 	}
+	for k, v := range c.Meta {
+		n += len(k) + len(v) + 6
+	}
 	e := encoder{emit: true, out: slices.Grow(dst, n)}
 	if err := c.encode(&e); err != nil {
 		return dst, err
@@ -96,8 +99,47 @@ func (c *Call) encode(e *encoder) error {
 		}
 		e.raw("}")
 	}
+	if len(c.Meta) > 0 {
+		if err := c.encodeMeta(e); err != nil {
+			return err
+		}
+	}
 	e.raw("}")
 	return checkLimits("call of "+c.Handler, e.size, e.depth)
+}
+
+// encodeMeta checks the call's metadata against its limits and writes it, names sorted.
+func (c *Call) encodeMeta(e *encoder) error {
+	if len(c.Meta) > MaxMetaEntries {
+		return invalidf("the call of %q has %d metadata entries, more than %d", c.Handler, len(c.Meta), MaxMetaEntries)
+	}
+	keys := make([]string, 0, len(c.Meta))
+	for k := range c.Meta {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // json.Marshal's order, and the same first error every time
+	size := 0
+	for _, k := range keys {
+		if v := c.Meta[k]; k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return invalidf("metadata %q of %q: the name is empty, or it is not valid UTF-8", k, c.Handler)
+		}
+		size += len(k) + len(c.Meta[k])
+	}
+	if size > MaxMetaBytes {
+		return invalidf("the metadata of %q is %d bytes, more than %d", c.Handler, size, MaxMetaBytes)
+	}
+	e.raw(`,"meta":{`)
+	for i, k := range keys {
+		if i > 0 {
+			e.raw(",")
+		}
+		e.str(k)
+		e.raw(":")
+		e.str(c.Meta[k])
+	}
+	e.raw("}")
+	e.depth = max(e.depth, 2)
+	return nil
 }
 
 // checkLimits checks the size and depth of a call or pair of calls as stored; what names it
@@ -209,6 +251,37 @@ func decodeStored(data []byte) (c Call, ok bool) {
 			if end >= len(data) || data[end] != ',' {
 				return Call{}, false
 			}
+		}
+	}
+	if rest := data[i:]; bytes.HasPrefix(rest, []byte(`,"meta":{`)) {
+		i += len(`,"meta":{`)
+		c.Meta = make(map[string]string)
+		for {
+			k, ok := plainString(data, i)
+			if !ok {
+				return Call{}, false
+			}
+			i += len(k) + 2
+			if i >= len(data) || data[i] != ':' {
+				return Call{}, false
+			}
+			v, ok := plainString(data, i+1)
+			if !ok {
+				return Call{}, false
+			}
+			c.Meta[k] = v
+			i += 1 + len(v) + 2
+			if i >= len(data) {
+				return Call{}, false
+			}
+			if data[i] == '}' {
+				i++
+				break
+			}
+			if data[i] != ',' {
+				return Call{}, false
+			}
+			i++
 		}
 	}
 	if i != len(data)-1 || data[i] != '}' {

@@ -3,7 +3,10 @@ package persistence
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -27,6 +30,22 @@ func referenceValidate(c *Call) error {
 		}
 		if !json.Valid(v) {
 			return invalidf("keyword argument %q of %q is not JSON: %.40q", k, c.Handler, v)
+		}
+	}
+	if len(c.Meta) > 0 {
+		if len(c.Meta) > MaxMetaEntries {
+			return invalidf("the call of %q has %d metadata entries, more than %d", c.Handler, len(c.Meta), MaxMetaEntries)
+		}
+		keys := slices.Sorted(maps.Keys(c.Meta))
+		size := 0
+		for _, k := range keys {
+			if k == "" || !utf8.ValidString(k) || !utf8.ValidString(c.Meta[k]) {
+				return invalidf("metadata %q of %q: the name is empty, or it is not valid UTF-8", k, c.Handler)
+			}
+			size += len(k) + len(c.Meta[k])
+		}
+		if size > MaxMetaBytes {
+			return invalidf("the metadata of %q is %d bytes, more than %d", c.Handler, size, MaxMetaBytes)
 		}
 	}
 	if len(c.Args) == 0 && len(c.Kwargs) == 0 {
@@ -82,6 +101,10 @@ func FuzzCallEncode(f *testing.F) {
 			c.Kwargs = map[string]json.RawMessage{key: json.RawMessage(value)}
 		}
 		checkEncoding(t, &c)
+		// The same strings as metadata, with the arguments and alone.
+		c.Meta = map[string]string{key: value, "k2": arg1}
+		checkEncoding(t, &c)
+		checkEncoding(t, &Call{Handler: handler, Meta: c.Meta})
 	})
 }
 
@@ -147,6 +170,10 @@ func FuzzDecodeCall(f *testing.F) {
 		`{"handler":"h","args":[` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `]}`,
 		`{"handler":"h","args":[` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `]}`,
 		`{"handler":"h","args":["` + strings.Repeat("x", 10240) + `"]}`, `null`, `[]`, ``,
+		`{"handler":"h","meta":{"a":"b"}}`, `{"handler":"h","args":[1],"kwargs":{"k":2},"meta":{"a":"b","c":""}}`,
+		`{"handler":"h","meta":{}}`, `{"handler":"h","meta":{"a":1}}`, `{"handler":"h","meta":{"a":"A"}}`,
+		`{"handler":"h","meta":{"a":"b",}}`, `{"handler":"h","meta":{"a":"b"},"args":[1]}`, `{"handler":"h","meta":{"a""b"}}`,
+		`{"handler":"h","meta":{"a":"b"}`, `{"handler":"h","meta":null}`, `{"handler":"h","meta":{"a":"b","a":"c"}}`,
 	} {
 		f.Add(s)
 	}
@@ -287,4 +314,26 @@ func jsonDepth(b []byte) int {
 		}
 	}
 	return deepest
+}
+
+// Metadata is encoded as json.Marshal writes it and read back as json.Unmarshal reads it;
+// its limits are checked.
+func TestCallMetaEncoding(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", MaxMetaBytes)
+	many := map[string]string{}
+	for i := range MaxMetaEntries + 1 {
+		many[fmt.Sprint("k", i)] = "v"
+	}
+	for _, c := range []Call{
+		{Handler: "h", Meta: map[string]string{"traceparent": "00-abc-def-01", "request-id": "<&>\u2028"}},
+		{Handler: "h", Args: []json.RawMessage{json.RawMessage(`1`)}, Kwargs: map[string]json.RawMessage{"k": json.RawMessage(`2`)}, Meta: map[string]string{"a": ""}},
+		{Handler: "h", Meta: map[string]string{"": "x"}},
+		{Handler: "h", Meta: map[string]string{"a": "\xff"}},
+		{Handler: "h", Meta: map[string]string{"a": big}},
+		{Handler: "h", Meta: map[string]string{"a": big[1:]}},
+		{Handler: "h", Meta: many},
+	} {
+		checkEncoding(t, &c)
+	}
 }

@@ -19,6 +19,9 @@ type Call struct {
 	Args []json.RawMessage
 	// Kwargs are the keyword arguments by name, each a JSON value.
 	Kwargs map[string]json.RawMessage
+	// Meta is metadata carried with the call apart from its arguments (WithMeta, the Meta
+	// put option): a request id, a trace context. Typed handlers take it too.
+	Meta map[string]string
 
 	// err is the first argument that did not marshal: kept so that NewCall and Kwarg can be
 	// used inline, and reported by Put (or AddCallback) before anything is written.
@@ -140,7 +143,7 @@ func (c Call) forPut() (persistence.Call, error) {
 	if c.err != nil {
 		return persistence.Call{}, c.err
 	}
-	return persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs}, nil
+	return persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs, Meta: c.Meta}, nil
 }
 
 // system is persistent for a call of zasync's own (a composite, its default postprocess),
@@ -149,7 +152,7 @@ func (c Call) system() (persistence.Call, error) {
 	if c.err != nil {
 		return persistence.Call{}, c.err
 	}
-	pc := persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs}
+	pc := persistence.Call{Handler: c.Handler, Args: c.Args, Kwargs: c.Kwargs, Meta: c.Meta}
 	if err := pc.Validate(); err != nil {
 		return persistence.Call{}, err
 	}
@@ -159,5 +162,5 @@ func (c Call) system() (persistence.Call, error) {
 // callFrom returns a handler's view of a stored call. The arguments are copied, so that a
 // handler that changes its Call cannot change the record its run holds.
 func callFrom(pc *persistence.Call) *Call {
-	return &Call{Handler: pc.Handler, Args: slices.Clone(pc.Args), Kwargs: maps.Clone(pc.Kwargs)}
+	return &Call{Handler: pc.Handler, Args: slices.Clone(pc.Args), Kwargs: maps.Clone(pc.Kwargs), Meta: maps.Clone(pc.Meta)}
 }

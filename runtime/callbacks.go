@@ -66,11 +66,15 @@ func CallbackBeginBy(d time.Duration) CallbackOption {
 // ran it in the caller's transaction; a zasync caller may be a client without the handler,
 // and a queued callback survives a crash.)
 func (j *Job) AddCallback(ctx context.Context, call Call, opts ...CallbackOption) (*Job, error) {
+	end := j.rt.tracePut(ctx, j.ref.Queue, []*Call{&call})
 	pc, err := call.persistent()
 	if err != nil {
+		end(nil, err)
 		return nil, fmt.Errorf("add callback %q to %s: %w", call.Handler, j.ref, err)
 	}
-	return j.addCallback(ctx, persistence.JobSpec{Call: pc}, "callback "+strconv.Quote(call.Handler), opts)
+	cb, err := j.addCallback(ctx, persistence.JobSpec{Call: pc}, "callback "+strconv.Quote(call.Handler), opts)
+	end(jobRefs(cb), err)
+	return cb, err
 }
 
 // AddCallbacks adds a callback that picks its call by the job's outcome: success when the
@@ -78,6 +82,22 @@ func (j *Job) AddCallback(ctx context.Context, call Call, opts ...CallbackOption
 // callback's result is then the job's result, or fails with the job's failure). It is
 // otherwise an AddCallback.
 func (j *Job) AddCallbacks(ctx context.Context, success, failure *Call, opts ...CallbackOption) (*Job, error) {
+	var sides []*Call // copies, for the tracer to add metadata to
+	for _, c := range []**Call{&success, &failure} {
+		if *c != nil {
+			cp := **c
+			*c = &cp
+			sides = append(sides, &cp)
+		}
+	}
+	end := j.rt.tracePut(ctx, j.ref.Queue, sides)
+	cb, err := j.addCallbacks(ctx, success, failure, opts)
+	end(jobRefs(cb), err)
+	return cb, err
+}
+
+// addCallbacks is AddCallbacks without the tracer.
+func (j *Job) addCallbacks(ctx context.Context, success, failure *Call, opts []CallbackOption) (*Job, error) {
 	choice := &persistence.CallbackChoice{}
 	for _, side := range []struct {
 		call *Call

@@ -120,9 +120,11 @@ func validComposite(call Call) error {
 // itself with create, given its call, then its parts as its children. create makes the
 // composite a job of q (the outer one) or a child of another composite (a composite part).
 func (q *Queue) build(ctx context.Context, call Call, create func(persistence.Call) (*persistence.Job, error)) (*persistence.Job, error) {
-	pc, err := Call{Handler: actors.HandlerCollect}.system()
-	if call.composite.post != nil {
-		pc, err = call.composite.post.persistent()
+	pc, err := Call{Handler: actors.HandlerCollect, Meta: call.Meta}.system()
+	if post := call.composite.post; post != nil {
+		p := *post
+		p.Meta = inherit(call.Meta, p.Meta)
+		pc, err = p.persistent()
 	}
 	if err != nil {
 		return nil, err
@@ -131,11 +133,14 @@ func (q *Queue) build(ctx context.Context, call Call, create func(persistence.Ca
 	if err != nil {
 		return nil, err
 	}
-	comp, err := create(actors.CompositeCall(call.Handler, pj.ID))
+	cc := actors.CompositeCall(call.Handler, pj.ID)
+	cc.Meta = call.Meta
+	comp, err := create(cc)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range call.composite.parts {
+		p.Meta = inherit(call.Meta, p.Meta)
 		if err := q.addPart(ctx, comp.Ref, p); err != nil {
 			return nil, err
 		}
@@ -198,15 +203,19 @@ func AddSubJob(ctx context.Context, composite *Job, call Call) (*Job, error) {
 	case call.postprocess:
 		return fail(errors.Join(errComposite, errors.New("a postprocess is given to Serial or Parallel, not added")))
 	}
+	rt := composite.rt
+	end := rt.tracePut(ctx, composite.ref.Queue, []*Call{&call})
 	pc, err := call.persistent()
 	if err != nil {
+		end(nil, err)
 		return fail(err)
 	}
-	rt := composite.rt
 	child, err := actors.AddSubJob(ctx, rt.store, composite.ref, persistence.JobSpec{Call: pc, Assigner: rt.assigner()})
 	if child == nil {
+		end(nil, err)
 		return fail(err)
 	}
+	end([]Ref{child.Ref}, err)
 	if err != nil {
 		return rt.Job(child.Ref), fmt.Errorf("add sub-job %q to %s: %w", call.Handler, composite.ref, err)
 	}

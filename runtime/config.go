@@ -91,6 +91,10 @@ type Config struct {
 	// for results never creates uuid.txt.
 	UUID string
 
+	// Tracer, if set, is told of every put, wait, handler run and commit of this runtime's
+	// jobs, to trace them (package zasyncotel traces them with OpenTelemetry). Default: nil.
+	Tracer Tracer
+
 	// Clock, for tests, replaces Redis's clock as the time jobs are scheduled, claimed and
 	// judged by (begin_after, deadlines, deaths), so that a test can move time forward
 	// (zasynctest does). Every runtime sharing the Redis must use the same clock. Default:

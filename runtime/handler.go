@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/zasync/zasync/actors"
@@ -168,12 +169,37 @@ func (rt *Runtime) Handler(name string) (actors.Handler, bool) {
 	}
 	rt.mu.RLock()
 	h, ok := rt.handlers[name]
+	if ok {
+		h = rt.wrap(h)
+	}
 	rt.mu.RUnlock()
 	if !ok {
 		return nil, false
 	}
+	tracer := rt.cfg.Tracer
 	return func(ctx context.Context, pc *persistence.Call) (any, error) {
-		res, err := h(context.WithValue(ctx, runtimeKey{}, rt), callFrom(pc))
+		ctx = context.WithValue(ctx, runtimeKey{}, rt)
+		call := callFrom(pc)
+		var res any
+		var err error
+		if tracer != nil {
+			ref, attempt := Ref{}, int64(0)
+			if r, ok := actors.RunningFrom(ctx); ok && r.Job != nil {
+				ref, attempt = r.Job.Ref, r.Job.Attempt
+			}
+			var end func(error)
+			ctx, end = tracer.Run(ctx, ref, attempt, call)
+			defer func() {
+				if r := recover(); r != nil {
+					end(fmt.Errorf("panic: %v", r))
+					panic(r) // the actors recover it, as a PanicError
+				}
+			}()
+			res, err = h(ctx, call)
+			end(err)
+		} else {
+			res, err = h(ctx, call)
+		}
 		if err != nil {
 			return nil, err
 		}

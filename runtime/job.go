@@ -114,6 +114,17 @@ func outcome(rec *persistence.Job) *Outcome {
 // notifications, and re-reads the job every 2 seconds only in case one was lost. When ctx
 // ends first it returns an error wrapping ctx.Err().
 func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
+	if j.rt.cfg.Tracer != nil {
+		end := j.rt.traceWait(ctx, j.ref)
+		out, err := j.wait(ctx)
+		end(err)
+		return out, err
+	}
+	return j.wait(ctx)
+}
+
+// wait is Wait without the tracer.
+func (j *Job) wait(ctx context.Context) (*Outcome, error) {
 	// Watch before the first read: a completion between the read and the watch would
 	// otherwise be missed until the next re-read. The watch shares the queue's one
 	// subscription with the runtime's other waits.

@@ -41,6 +41,7 @@ type putSettings struct {
 	retry      RetryPolicy
 	level      *slog.Level
 	notify     *actor.PID
+	meta       map[string]string // the Meta options'
 	err        error
 }
 
@@ -131,6 +132,7 @@ func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 		if err != nil {
 			return nil, err
 		}
+		pc.Meta = inherit(s.meta, pc.Meta)
 		m.Specs[i] = spec
 		m.Specs[i].Call = pc
 	}
@@ -177,6 +179,28 @@ func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, e
 // may still have been put (as when any reply is lost); a ctx ended before the call writes
 // nothing. A composite is put directly, not through the queue's actor.
 func (q *Queue) Put(ctx context.Context, call Call, opts ...PutOption) (*Job, error) {
+	if q.rt.cfg.Tracer != nil && call.composite == nil { // a composite is traced as it is put
+		end := q.rt.tracePut(ctx, q.name, []*Call{&call})
+		j, err := q.put(ctx, call, opts)
+		end(jobRefs(j), err)
+		return j, err
+	}
+	return q.put(ctx, call, opts)
+}
+
+// jobRefs is the refs of jobs, for a Tracer; none for nil ones.
+func jobRefs(jobs ...*Job) []Ref {
+	refs := make([]Ref, 0, len(jobs))
+	for _, j := range jobs {
+		if j != nil {
+			refs = append(refs, j.ref)
+		}
+	}
+	return refs
+}
+
+// put is Put without the tracer.
+func (q *Queue) put(ctx context.Context, call Call, opts []PutOption) (*Job, error) {
 	if call.composite != nil {
 		return q.putCompositeNotified(ctx, call, opts)
 	}
@@ -198,6 +222,22 @@ func (q *Queue) PutMany(ctx context.Context, calls []Call, opts ...PutOption) ([
 	if len(calls) == 0 {
 		return nil, nil
 	}
+	if q.rt.cfg.Tracer != nil {
+		calls = slices.Clone(calls)
+		ptrs := make([]*Call, len(calls))
+		for i := range calls {
+			ptrs[i] = &calls[i]
+		}
+		end := q.rt.tracePut(ctx, q.name, ptrs)
+		jobs, err := q.putMany(ctx, calls, opts)
+		end(jobRefs(jobs...), err)
+		return jobs, err
+	}
+	return q.putMany(ctx, calls, opts)
+}
+
+// putMany is PutMany without the tracer.
+func (q *Queue) putMany(ctx context.Context, calls []Call, opts []PutOption) ([]*Job, error) {
 	m, err := q.message(calls, opts)
 	if err != nil {
 		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
@@ -223,7 +263,10 @@ func (q *Queue) putCompositeNotified(ctx context.Context, call Call, opts []PutO
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
+	call.Meta = inherit(s.meta, call.Meta)
+	end := q.rt.tracePut(ctx, q.name, []*Call{&call})
 	job, err := q.putComposite(ctx, call, base)
+	end(jobRefs(job), err)
 	if err != nil {
 		return nil, err
 	}

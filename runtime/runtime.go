@@ -38,8 +38,9 @@ type Runtime struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu       sync.RWMutex
-	handlers map[string]HandlerFunc
+	mu         sync.RWMutex
+	handlers   map[string]HandlerFunc
+	middleware []Middleware // Use's, outermost first; under mu
 
 	uuidMu sync.Mutex
 	uuid   string // the dispatcher UUID once resolved; see dispatcherUUID
@@ -374,6 +375,7 @@ func (rt *Runtime) nodeOptions(root *actors.Root) actors.Options {
 		Policies:          rt.policies,
 		Logger:            rt.logger,
 		LogArguments:      rt.cfg.LogArguments,
+		OnCommit:          rt.commitHook(),
 		UUID:              id,
 		Queues:            queues,
 		PollInterval:      rt.cfg.PollInterval,

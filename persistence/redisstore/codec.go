@@ -426,7 +426,7 @@ func fenceRead(j *persistence.Job) bool {
 
 // encodeCall renders c as json.Marshal does.
 func encodeCall(c *persistence.Call) string {
-	if len(c.Args) == 0 && len(c.Kwargs) == 0 && plainName(c.Handler) {
+	if len(c.Args) == 0 && len(c.Kwargs) == 0 && len(c.Meta) == 0 && plainName(c.Handler) {
 		return `{"handler":"` + c.Handler + `"}`
 	}
 	b, err := c.Encode()

@@ -16,6 +16,7 @@ import (
 func FuzzCodecRoundTrip(f *testing.F) {
 	f.Add("h", `[1,"a"]`, uint8(3), int64(2), "d1", "main", int64(1700000000000000), int64(3600000000), "q1", `{"x":1}`, "Boom", "trace", "cb1", true, 8)
 	f.Add("zasync.fail", `null`, uint8(0), int64(0), "", "", int64(0), int64(0), "", ``, "", "", "", false, 0)
+	f.Add("plain", `1`, uint8(1), int64(1), "", "", int64(0), int64(0), "", ``, "00-abc-01", "x", "", false, 1)
 	f.Fuzz(func(t *testing.T, handler, arg string, status uint8, attempt int64, disp, agent string,
 		beginAfter, beginBy int64, quota, result, failType, stack, callback string, parked bool, level int) {
 		if !json.Valid([]byte(arg)) || (result != "" && !json.Valid([]byte(result))) {
@@ -36,6 +37,9 @@ func FuzzCodecRoundTrip(f *testing.F) {
 			RetryPolicy:     persistence.RetryCommonFourTimesName,
 			FailureLogLevel: slog.Level(level),
 			Parked:          parked,
+		}
+		if level%2 != 0 { // a call of no arguments, with metadata
+			j.Call = persistence.Call{Handler: handler, Meta: map[string]string{"k": stack, "traceparent": failType}}
 		}
 		if disp != "" && agent != "" && validName(disp) && validName(agent) {
 			j.Owner = persistence.Owner{Dispatcher: disp, Agent: agent}
