@@ -1,21 +1,24 @@
 // Package runtime is zasync's public API: the only package a program imports.
 //
+// Its name is the standard library's runtime's too: a file that needs both imports this one
+// under another name, as in zasync "github.com/zasync/zasync/runtime".
+//
 // A program builds a Runtime from a Config (a Redis client, or none for an embedded one;
-// queues and their agents; intervals; a logger), registers handlers by name, and puts calls
-// into queues:
+// queues and their agents; intervals; a logger), registers typed handlers by name, and puts
+// jobs into queues:
 //
 //	rt, err := runtime.New(runtime.Config{Redis: rdb})
 //	...
 //	defer rt.Close()
-//	rt.Handle("add", runtime.Func2(func(ctx context.Context, a, b int) (int, error) {
-//		return a + b, nil
-//	}))
-//	job, err := rt.Queue("default").Put(ctx, runtime.NewCall("add", 40, 2))
+//	add, err := runtime.Register(rt, "add", func(ctx context.Context, p Pair) (int, error) {
+//		return p.A + p.B, nil
+//	})
+//	job, err := add.Put(ctx, "default", Pair{A: 40, B: 2})
 //	...
-//	out, err := job.Wait(ctx) // until a dispatcher serving "default" has run it
-//	var sum int
-//	err = out.Decode(&sum) // 42, or the job's *Failure
+//	sum, err := job.Wait(ctx) // 42 once a dispatcher serving "default" has run it, or its *Failure
 //
+// The untyped API (Handle, NewCall, Queue.Put, Outcome.Decode) is there for calls built at
+// run time and for the command.
 // A call names a handler and carries JSON arguments; no code travels with it, so every
 // process that serves a queue registers the same handlers. Jobs are run by the dispatchers
 // of the processes serving their queue, this one or others. The job record, its result and its
