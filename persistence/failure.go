@@ -72,7 +72,7 @@ func kindOf(err error) string {
 		name := fmt.Sprintf("%T", e)
 		u, ok := e.(interface{ Unwrap() error })
 		switch name {
-		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError", "persistence.permanentError":
 			if !ok {
 				if m, ok := e.(interface{ Unwrap() []error }); ok && len(m.Unwrap()) > 0 {
 					e = m.Unwrap()[0]

@@ -296,8 +296,12 @@ func (r *RetryPolicies) Register(p RetryPolicy) error {
 // Lookup returns the policy registered under name, or an error wrapping ErrNotFound.
 func (r *RetryPolicies) Lookup(name string) (RetryPolicy, error) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if p, ok := r.m[name]; ok {
+	p, ok := r.m[name]
+	r.mu.RUnlock()
+	if ok {
+		return p, nil
+	}
+	if p, ok := parseBackoff(name); ok { // its name is its definition: nothing to register
 		return p, nil
 	}
 	return nil, fmt.Errorf("%w: retry policy %q", ErrNotFound, name)

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/zasync/zasync/actors"
@@ -117,14 +118,48 @@ func result[R any](r R, err error) (any, error) {
 // register the handlers its jobs name. The name may not be empty, start with "zasync."
 // (zasync's own jobs) or be registered already: each gives ErrInvalid. Handle may be called
 // while the runtime runs.
-func (rt *Runtime) Handle(name string, h HandlerFunc) error {
+//
+// opts are the handler's defaults: every put of a call of name through this runtime
+// (Queue.Put, PutMany, a JobType's) applies them before its own options, so that a put need
+// not repeat a retry policy, say. (A put by a process that did not register the handler, the
+// command's say, does not know them.)
+func (rt *Runtime) Handle(name string, h HandlerFunc, opts ...PutOption) error {
 	if err := checkHandlerName("handle", name); err != nil {
 		return err
 	}
 	if h == nil {
 		return invalidf("handle %q: nil handler", name)
 	}
-	return rt.register("handle", name, h)
+	if err := (&putSettings{}).apply(opts); err != nil {
+		return fmt.Errorf("handle %q: %w", name, err)
+	}
+	if err := rt.register("handle", name, h); err != nil {
+		return err
+	}
+	if len(opts) > 0 {
+		rt.mu.Lock()
+		if rt.defaults == nil {
+			rt.defaults = map[string][]PutOption{}
+		}
+		rt.defaults[name] = slices.Clone(opts)
+		rt.hasDefaults.Store(true)
+		rt.mu.Unlock()
+	}
+	return nil
+}
+
+// withDefaults returns opts after the defaults of handler, if it has any.
+func (rt *Runtime) withDefaults(handler string, opts []PutOption) []PutOption {
+	if !rt.hasDefaults.Load() {
+		return opts
+	}
+	rt.mu.RLock()
+	d := rt.defaults[handler]
+	rt.mu.RUnlock()
+	if len(d) == 0 {
+		return opts
+	}
+	return append(slices.Clone(d), opts...)
 }
 
 // checkHandlerName checks a name a handler is registered under; what names the call in the

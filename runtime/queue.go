@@ -116,6 +116,16 @@ func Notify(pid *actor.PID) PutOption {
 	}
 }
 
+// apply applies opts to s, and returns the first bad option's error.
+func (s *putSettings) apply(opts []PutOption) error {
+	for _, o := range opts {
+		if o != nil {
+			o(s)
+		}
+	}
+	return s.err
+}
+
 // message turns calls and options into the message that puts them, without I/O.
 func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 	spec, s, err := q.settings(opts)
@@ -132,8 +142,18 @@ func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 		if err != nil {
 			return nil, err
 		}
-		pc.Meta = inherit(s.meta, pc.Meta)
 		m.Specs[i] = spec
+		if own := q.rt.withDefaults(pc.Handler, opts); len(own) != len(opts) {
+			// The handler's defaults, then the put's options.
+			hs, hset, err := q.settings(own)
+			if err != nil {
+				return nil, err
+			}
+			m.Specs[i] = hs
+			pc.Meta = inherit(hset.meta, pc.Meta)
+		} else {
+			pc.Meta = inherit(s.meta, pc.Meta)
+		}
 		m.Specs[i].Call = pc
 	}
 	return m, nil
@@ -143,11 +163,8 @@ func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 // duration, for the store to add to its own time when it puts the job.
 func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, error) {
 	s := &putSettings{}
-	for _, o := range opts {
-		o(s)
-	}
-	if s.err != nil {
-		return persistence.JobSpec{}, nil, s.err
+	if err := s.apply(opts); err != nil {
+		return persistence.JobSpec{}, nil, err
 	}
 	spec := persistence.JobSpec{
 		BeginAfter:      s.beginAfter,

@@ -52,3 +52,29 @@ func RetryAt(t time.Time) Decision { return persistence.RetryAt(t) }
 
 // RetryAfter puts the job back into its queue, to begin d from now.
 func RetryAfter(d time.Duration) Decision { return persistence.RetryAfter(d) }
+
+// ErrPermanent marks a handler error that no retry can cure: every built-in policy stops on
+// it. Wrap an error with Permanent to mark it; a stored failure still matches it.
+var ErrPermanent = persistence.ErrPermanent
+
+// Permanent marks err as one that no retry can cure (a card declined, a record gone): the
+// built-in policies, RetryBackoff included, do not retry it. errors.Is finds both err and
+// ErrPermanent in the result; its text and kind are err's. Nil stays nil.
+func Permanent(err error) error { return persistence.Permanent(err) }
+
+// CountErrors is the counter of the handler errors RetryBackoff has retried.
+const CountErrors = persistence.CountErrors
+
+// RetryBackoff returns a policy that retries a handler's errors up to n times, the k-th retry
+// after a delay drawn between half and all of min(max, base·2^(k-1)): exponential backoff with
+// jitter. Meanwhile the job waits in its queue, scheduled, its slot free. Permanent errors and
+// ErrInvalid are not retried; conflicts, an unreachable Redis and interruptions are answered
+// as RetryCommonFourTimes answers them. Every process knows it from its name alone, so it
+// needs no Config.RetryPolicies entry. n from 1 to 1000 and 0 < base <= max <= 30 days, else
+// ErrInvalid:
+//
+//	backoff, err := runtime.RetryBackoff(5, time.Second, time.Minute)
+//	q.Put(ctx, call, runtime.Retry(backoff))
+func RetryBackoff(n int, base, max time.Duration) (RetryPolicy, error) {
+	return persistence.RetryBackoff(n, base, max)
+}

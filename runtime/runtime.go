@@ -38,9 +38,11 @@ type Runtime struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu         sync.RWMutex
-	handlers   map[string]HandlerFunc
-	middleware []Middleware // Use's, outermost first; under mu
+	mu          sync.RWMutex
+	handlers    map[string]HandlerFunc
+	middleware  []Middleware           // Use's, outermost first; under mu
+	defaults    map[string][]PutOption // Handle's options by handler; under mu
+	hasDefaults atomic.Bool            // some handler has defaults: puts look them up
 
 	uuidMu sync.Mutex
 	uuid   string // the dispatcher UUID once resolved; see dispatcherUUID

@@ -18,25 +18,24 @@ import (
 // JobType is a handler registered with Register: it puts jobs of its kind with an argument of
 // type A, and their Wait gives the handler's result as an R.
 type JobType[A, R any] struct {
-	rt       *Runtime
-	name     string
-	defaults []PutOption
+	rt   *Runtime
+	name string
 }
 
 // Register registers f under name, as Runtime.Handle does, and returns its JobType. A job of
 // it has one argument, the A it was put with, as JSON; f gets it decoded into A, and f's R is
 // the job's result. A call with another number of arguments, keyword arguments, or an
 // argument that does not decode into A fails with ErrInvalid, which the built-in retry
-// policies do not retry. opts are the defaults of every put through the JobType (a retry
-// policy, say), applied before the put's own options.
+// policies do not retry. opts are the handler's defaults (a retry policy, say), applied to
+// every put of its jobs through this runtime before the put's own options, as Handle's.
 func Register[A, R any](rt *Runtime, name string, f func(ctx context.Context, a A) (R, error), opts ...PutOption) (*JobType[A, R], error) {
 	if f == nil {
 		return nil, invalidf("register %q: nil function", name)
 	}
-	if err := rt.Handle(name, Func1(f)); err != nil {
+	if err := rt.Handle(name, Func1(f), opts...); err != nil {
 		return nil, err
 	}
-	return &JobType[A, R]{rt: rt, name: name, defaults: opts}, nil
+	return &JobType[A, R]{rt: rt, name: name}, nil
 }
 
 // Name is the name the handler is registered under.
@@ -51,7 +50,7 @@ func (t *JobType[A, R]) Call(a A) TypedCall[R] {
 // Put puts a job of this type with argument a in the named queue, with the JobType's default
 // options and then opts.
 func (t *JobType[A, R]) Put(ctx context.Context, queue string, a A, opts ...PutOption) (*TypedJob[R], error) {
-	j, err := t.rt.Queue(queue).Put(ctx, NewCall(t.name, a), t.options(opts)...)
+	j, err := t.rt.Queue(queue).Put(ctx, NewCall(t.name, a), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +64,7 @@ func (t *JobType[A, R]) PutMany(ctx context.Context, queue string, args []A, opt
 	for i, a := range args {
 		calls[i] = NewCall(t.name, a)
 	}
-	jobs, err := t.rt.Queue(queue).PutMany(ctx, calls, t.options(opts)...)
+	jobs, err := t.rt.Queue(queue).PutMany(ctx, calls, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -78,13 +77,6 @@ func (t *JobType[A, R]) PutMany(ctx context.Context, queue string, args []A, opt
 
 // Job returns the typed handle of the job ref names, taken to be of this type.
 func (t *JobType[A, R]) Job(ref Ref) *TypedJob[R] { return &TypedJob[R]{Job: t.rt.Job(ref)} }
-
-func (t *JobType[A, R]) options(opts []PutOption) []PutOption {
-	if len(t.defaults) == 0 {
-		return opts
-	}
-	return append(append(make([]PutOption, 0, len(t.defaults)+len(opts)), t.defaults...), opts...)
-}
 
 // TypedJob is a job whose result is an R: a job of a JobType, a typed callback's or a typed
 // composite's. Every method of Job is there; Wait gives the result typed.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 	beginAfter := fs.String("begin-after", "", "do not start before this time: RFC 3339 (2026-11-22T15:04:05Z) or +DURATION from now (+90s)")
 	beginBy := fs.Duration("begin-by", 0, "fail with TimeoutError if not started within this long after --begin-after")
 	fs.Var(&quotas, "quota", "a quota the job takes a slot of while it runs (repeatable; it must exist)")
-	retry := fs.String("retry", "four", "retry policy: never, four (RetryCommonFourTimes), forever (RetryCommonForever) or errors (any error retried 3 times)")
+	retry := fs.String("retry", "four", "retry policy: never, four (RetryCommonFourTimes), forever (RetryCommonForever), errors (any error retried 3 times) or backoff:N,BASE,MAX (errors retried N times after BASE, doubling up to MAX, with jitter)")
 	wait := fs.Bool("wait", false, "wait for the job to complete and print its result")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after this long (0: no limit)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -263,7 +264,11 @@ func putOptions(beginAfter string, beginBy time.Duration, quotas []string, retry
 	case "errors":
 		opts = append(opts, runtime.Retry(retryErrors))
 	default:
-		return nil, usagef("--retry %q: want never, four, forever or errors", retry)
+		p, err := parseBackoff(retry)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, runtime.Retry(p))
 	}
 	return opts, nil
 }
@@ -273,4 +278,31 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "    ")
 	return enc.Encode(v)
+}
+
+// parseBackoff reads --retry backoff:N,BASE,MAX.
+func parseBackoff(v string) (runtime.RetryPolicy, error) {
+	want := usagef("--retry %q: want never, four, forever, errors or backoff:N,BASE,MAX (e.g. backoff:5,1s,1m)", v)
+	rest, ok := strings.CutPrefix(v, "backoff:")
+	if !ok {
+		return nil, want
+	}
+	parts := strings.Split(rest, ",")
+	if len(parts) != 3 {
+		return nil, want
+	}
+	n, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return nil, want
+	}
+	base, err1 := time.ParseDuration(parts[1])
+	max, err2 := time.ParseDuration(parts[2])
+	if err1 != nil || err2 != nil {
+		return nil, want
+	}
+	p, err := runtime.RetryBackoff(n, base, max)
+	if err != nil {
+		return nil, usagef("--retry %q: %v", v, err)
+	}
+	return p, nil
 }

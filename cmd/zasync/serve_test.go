@@ -328,9 +328,27 @@ func TestServePutWait(t *testing.T) {
 		})
 		t.Run("bad retry", func(t *testing.T) {
 			t.Parallel()
-			out, errOut, code := zasync(t, nil, "put", "--redis", url, "--retry", "bogus", "echo", "1")
-			if code != 2 || out != "" || !strings.Contains(errOut, `--retry "bogus"`) {
-				t.Fatalf("put --retry bogus: exit %d, stdout %q, stderr %q; want exit 2", code, out, errOut)
+			for _, bad := range []string{"bogus", "backoff:3,1s", "backoff:0,1s,1m", "backoff:3,1m,1s", "backoff:x,1s,1m"} {
+				out, errOut, code := zasync(t, nil, "put", "--redis", url, "--retry", bad, "echo", "1")
+				if code != 2 || out != "" || !strings.Contains(errOut, `--retry "`+bad+`"`) || strings.Count(errOut, "\n") != 1 {
+					t.Fatalf("put --retry %s: exit %d, stdout %q, stderr %q; want exit 2 and one line", bad, code, out, errOut)
+				}
+			}
+		})
+		t.Run("retry with backoff", func(t *testing.T) {
+			t.Parallel()
+			// A failure retried once, a tenth of a second later, then kept.
+			out, errOut, code := zasync(t, nil, "put", "--redis", url, "--retry", "backoff:1,100ms,100ms", "--json", "--wait", "fail", `"boom"`)
+			var res struct {
+				Job     string
+				Failure struct{ Message string }
+			}
+			if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.Failure.Message != "boom" {
+				t.Fatalf("put --retry backoff:1,100ms,100ms fail --wait: exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+			out, errOut, code = zasync(t, nil, "job", res.Job, "--redis", url, "--json")
+			if code != 0 || !strings.Contains(out, `"attempt": 2`) {
+				t.Fatalf("the job after its retry: exit %d, stdout %q, stderr %q; want its second attempt", code, out, errOut)
 			}
 		})
 		t.Run("unserved queue", func(t *testing.T) {
