@@ -79,6 +79,7 @@ type executor struct {
 	obs       Observer   // hears events for metrics; nil: none
 	logArgs   bool       // Options.LogArguments
 	onCommit  func(context.Context, *persistence.Job) func(error)
+	grace     time.Duration // how long a handler past its run timeout is waited for
 }
 
 func newExecutor(base context.Context, o Options) *executor {
@@ -90,7 +91,7 @@ func newExecutor(base context.Context, o Options) *executor {
 		store: o.Store, handlers: o.Handlers, policies: o.Policies,
 		events: eventsLogger(log), trace: log.With("logger", "zasync.trace"),
 		base: base, opTimeout: 30 * time.Second,
-		obs: o.Observer, runners: newRunners(base), logArgs: o.LogArguments, onCommit: o.OnCommit,
+		obs: o.Observer, runners: newRunners(base), logArgs: o.LogArguments, onCommit: o.OnCommit, grace: o.ShutdownGrace,
 	}
 	return e
 }
@@ -344,7 +345,44 @@ func (e *executor) invoke(ctx context.Context, j *persistence.Job, call persiste
 	if !ok {
 		return nil, fmt.Errorf("%w for %q", persistence.ErrNoHandler, call.Handler)
 	}
-	return callHandler(WithRunning(ctx, &Running{Job: j, Parent: parent, Store: e.store}), h, &call)
+	ctx = WithRunning(ctx, &Running{Job: j, Parent: parent, Store: e.store})
+	if j.Timeout > 0 && !j.Call.IsSystem() {
+		return e.invokeTimed(ctx, j, h, &call)
+	}
+	return callHandler(ctx, h, &call)
+}
+
+// invokeTimed runs a handler under its job's run timeout: its context ends at the timeout, and
+// a run that has not returned by then fails with a TimeoutError. A handler that ignores its
+// context is waited for the grace (Options.ShutdownGrace) more, then abandoned: the run goes on
+// without it (its failure through the retry policy, its slot freed), and what it returns later
+// is dropped; its goroutine ends when it returns.
+func (e *executor) invokeTimed(ctx context.Context, j *persistence.Job, h Handler, call *persistence.Call) (any, error) {
+	timedOut := &persistence.TimeoutError{Run: true, Limit: j.Timeout}
+	ctx, cancel := context.WithTimeoutCause(ctx, j.Timeout, timedOut)
+	defer cancel()
+	type result struct {
+		value any
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := callHandler(ctx, h, call)
+		done <- result{v, err}
+	}()
+	abandon := time.NewTimer(j.Timeout + e.grace)
+	defer abandon.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil && errors.Is(context.Cause(ctx), timedOut) {
+			return nil, timedOut // it gave up because of the timeout: that is its failure
+		}
+		return r.value, r.err
+	case <-abandon.C:
+		e.events.Warn(fmt.Sprintf("%s ignored its run timeout of %s and was abandoned after %s more; what it returns is dropped",
+			e.repr(j), j.Timeout, e.grace), jobAttrs(j)...)
+		return nil, timedOut
+	}
 }
 
 // stackError carries the stack of a panic to the failure.

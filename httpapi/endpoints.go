@@ -96,6 +96,9 @@ type jobDetailJSON struct {
 	Traceback   string                     `json:"traceback,omitempty"`
 	Attempts    []attemptJSON              `json:"earlier_attempts"`
 	Annotations map[string]json.RawMessage `json:"annotations"`
+	RetryPolicy string                     `json:"retry_policy,omitempty"`
+	TimeoutMS   int64                      `json:"run_timeout_ms,omitempty"`
+	Meta        map[string]string          `json:"meta,omitempty"`
 	// Parts are a composite's sub-jobs in order, then its postprocess.
 	Parts []jobJSON `json:"parts"`
 	// RetryCounts are what the retry policy counted of this attempt: interruptions, errors…
@@ -477,7 +480,7 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 	}
 	out := jobOf(s)
 	d := &jobDetailJSON{Args: s.Args, Kwargs: s.Kwargs, Traceback: s.Traceback, Attempts: []attemptJSON{}, Annotations: ann,
-		RetryCounts: s.RetryCounts}
+		RetryCounts: s.RetryCounts, RetryPolicy: s.RetryPolicy, TimeoutMS: ms(s.Timeout), Meta: s.Meta}
 	if d.RetryCounts == nil {
 		d.RetryCounts = map[string]int{}
 	}

@@ -87,13 +87,20 @@ func (e *BadStatusError) Is(target error) bool { return target == ErrBadStatus }
 // FailureType reports the name stored in a Failure made from this error.
 func (e *BadStatusError) FailureType() string { return "BadStatusError" }
 
-// TimeoutError is the failure of a job that was not started before its begin_by deadline.
+// TimeoutError is the failure of a job that was not started before its begin_by deadline, or
+// whose run took longer than its run timeout (Run).
 type TimeoutError struct {
 	BeginAfter time.Time     // when the job became due
 	BeginBy    time.Duration // how long after BeginAfter it had to start
+	// Run, Limit: the job's run took longer than its run timeout, Limit (Job.Timeout).
+	Run   bool
+	Limit time.Duration
 }
 
 func (e *TimeoutError) Error() string {
+	if e.Run {
+		return fmt.Sprintf("zasync: the run took longer than its timeout of %s", e.Limit)
+	}
 	if e.BeginAfter.IsZero() {
 		return "zasync: job timed out"
 	}

@@ -90,12 +90,15 @@ type Job struct {
 	// completes or is taken back. An adopted job keeps its holder.
 	Holder Owner
 
-	BeginAfter      time.Time     // never claimed before this (UTC)
-	BeginBy         time.Duration // 0: no deadline; else not started by BeginAfter+BeginBy → TimeoutError
-	QuotaNames      []string      // quotas this job takes a slot of while it runs
-	RetryPolicy     string        // name of its retry policy, fixed at creation
-	Retry           RetryCounts   // the policy's persistent counters
-	FailureLogLevel slog.Level    // level at which its failure is logged
+	BeginAfter time.Time     // never claimed before this (UTC)
+	BeginBy    time.Duration // 0: no deadline; else not started by BeginAfter+BeginBy → TimeoutError
+	// Timeout bounds each run of the handler (0: none): the handler's context ends at it, and
+	// a run past it fails with a TimeoutError, which goes through the retry policy.
+	Timeout         time.Duration
+	QuotaNames      []string    // quotas this job takes a slot of while it runs
+	RetryPolicy     string      // name of its retry policy, fixed at creation
+	Retry           RetryCounts // the policy's persistent counters
+	FailureLogLevel slog.Level  // level at which its failure is logged
 
 	Result  json.RawMessage // set when it succeeded
 	Failure *Failure        // set when it failed
@@ -162,6 +165,9 @@ func (j *Job) KeepAttempt(a PastAttempt) {
 	}
 }
 
+// MaxRunTimeout is the longest run timeout a job may have.
+const MaxRunTimeout = 30 * 24 * time.Hour
+
 // Fence returns the fence of the job's current run.
 func (j *Job) Fence() Fence { return Fence{Ref: j.Ref, Owner: j.Owner, Attempt: j.Attempt} }
 
@@ -204,6 +210,9 @@ type JobSpec struct {
 	// BeginBy: if set, the job fails with TimeoutError when it has not started by
 	// BeginAfter+BeginBy. Negative is invalid.
 	BeginBy time.Duration
+	// Timeout bounds each run of the handler (see Job.Timeout). Negative, or more than
+	// MaxRunTimeout, is invalid.
+	Timeout time.Duration
 	// QuotaNames: quotas the job takes a slot of while it runs; each must exist when the job
 	// is put in a queue.
 	QuotaNames []string
@@ -257,6 +266,9 @@ func (s *JobSpec) check(dst []byte, encode bool) (call []byte, err error) {
 	}
 	if s.BeginIn < 0 {
 		return dst, invalidf("negative begin_in %s", s.BeginIn)
+	}
+	if s.Timeout < 0 || s.Timeout > MaxRunTimeout {
+		return dst, invalidf("run timeout %s: want 0 (none) to %s", s.Timeout, MaxRunTimeout)
 	}
 	if s.BeginIn > 0 && !s.BeginAfter.IsZero() {
 		return dst, invalidf("both begin_after and begin_in")

@@ -61,6 +61,11 @@ type JobSummary struct {
 	// RetryCounts are what its retry policy has counted of this attempt (interruptions,
 	// errors, …), by name.
 	RetryCounts map[string]int `json:",omitempty"`
+	// RetryPolicy is the name of its retry policy; Timeout bounds each of its runs (0: none).
+	RetryPolicy string        `json:",omitempty"`
+	Timeout     time.Duration `json:",omitempty"`
+	// Meta is its call's metadata.
+	Meta map[string]string `json:",omitempty"`
 	// Composite is the composite this job is a sub-job of; Children are a composite's
 	// sub-jobs, in order, and Postprocess its postprocess (Job.Parts describes them).
 	Composite   string `json:",omitempty"`
@@ -102,6 +107,7 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 		s.Callbacks = append(s.Callbacks, j.In(id))
 	}
 	s.Composite = j.Composite
+	s.RetryPolicy, s.Timeout, s.Meta = j.RetryPolicy, j.Timeout, maps.Clone(j.Call.Meta)
 	if len(j.Retry) > 0 {
 		s.RetryCounts = maps.Clone(map[string]int(j.Retry))
 	}

@@ -42,6 +42,7 @@ type putSettings struct {
 	level      *slog.Level
 	notify     *actor.PID
 	meta       map[string]string // the Meta options'
+	timeout    time.Duration
 	err        error
 }
 
@@ -76,6 +77,22 @@ func BeginIn(d time.Duration) PutOption {
 // begin_after. Default: no deadline. Negative is invalid.
 func BeginBy(d time.Duration) PutOption {
 	return func(s *putSettings) { s.beginBy = d }
+}
+
+// Timeout bounds each run of the job's handler: its context ends d after the run starts,
+// and a run still going then fails with a TimeoutError (errors.As finds it; kind
+// "TimeoutError"), which the retry policy answers as any handler error: RetryBackoff retries
+// it, the default policy does not. A handler that ignores its context is waited for
+// Config.ShutdownGrace more, then abandoned: the job goes on (its slot freed, its failure
+// stored), and what the handler returns later is dropped. 0 (the default) is no timeout;
+// negative or more than 30 days is invalid. Give it once for a handler with Handle's options.
+func Timeout(d time.Duration) PutOption {
+	return func(s *putSettings) {
+		if (d < 0 || d > persistence.MaxRunTimeout) && s.err == nil {
+			s.err = invalidf("run timeout %s: want 0 (none) to %s", d, persistence.MaxRunTimeout)
+		}
+		s.timeout = d
+	}
 }
 
 // Quotas makes the job take a slot of each named quota of its queue while it runs, so that
@@ -170,6 +187,7 @@ func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, e
 		BeginAfter:      s.beginAfter,
 		BeginIn:         s.beginInOrZero(),
 		BeginBy:         s.beginBy,
+		Timeout:         s.timeout,
 		QuotaNames:      s.quotas,
 		FailureLogLevel: s.level,
 		Assigner:        q.rt.assigner(),

@@ -25,6 +25,7 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 	beginAfter := fs.String("begin-after", "", "do not start before this time: RFC 3339 (2026-11-22T15:04:05Z) or +DURATION from now (+90s)")
 	beginBy := fs.Duration("begin-by", 0, "fail with TimeoutError if not started within this long after --begin-after")
 	fs.Var(&quotas, "quota", "a quota the job takes a slot of while it runs (repeatable; it must exist)")
+	runTimeout := fs.Duration("run-timeout", 0, "bound each run of the handler: a run past it fails with a TimeoutError (0: none)")
 	retry := fs.String("retry", "four", "retry policy: never, four (RetryCommonFourTimes), forever (RetryCommonForever), errors (any error retried 3 times) or backoff:N,BASE,MAX (errors retried N times after BASE, doubling up to MAX, with jitter)")
 	wait := fs.Bool("wait", false, "wait for the job to complete and print its result")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after this long (0: no limit)")
@@ -43,6 +44,12 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts, err := putOptions(*beginAfter, *beginBy, quotas, *retry)
+	if err == nil && *runTimeout != 0 {
+		if *runTimeout < 0 {
+			err = usagef("--run-timeout %s: want a positive duration", *runTimeout)
+		}
+		opts = append(opts, runtime.Timeout(*runTimeout))
+	}
 	if err != nil {
 		return err
 	}

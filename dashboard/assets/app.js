@@ -257,6 +257,9 @@ async function job(ref) {
     ["begin after", when(j.begin_after)], ["started", when(j.active_start)], ["ended", when(j.active_end)],
     ["completed", when(j.completed)], ["waited", dur(j.wait_ms)], ["ran", dur(j.active_ms)],
     ["agent", j.agent ? j.dispatcher + "/" + j.agent : "—"],
+    ["retry policy", d.retry_policy || "RetryCommonFourTimes"],
+    ["run timeout", d.run_timeout_ms ? dur(d.run_timeout_ms) : "none"],
+    ["metadata", d.meta && Object.keys(d.meta).length ? Object.entries(d.meta).map(([k, v]) => k + "=" + v).join(", ") : "—"],
     ["this attempt", Object.keys(d.retry_counts).length
       ? Object.entries(d.retry_counts).map(([k, v]) => k + ": " + v).join(", ") + " (as its retry policy counts them)" : "—"],
     ["callback of", j.parent ? jobLink(j.queue + "/" + j.parent) : "—"],

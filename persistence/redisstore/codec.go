@@ -52,12 +52,13 @@ const (
 	fComposite   = "composite"    // id of the composite this is a sub-job of
 	fAnnotated   = "annotated"    // "1" once the job has live annotations (its :ann hash)
 	fAttempts    = "attempts"     // JSON list of persistence.PastAttempt: runs before a rerun
+	fTimeout     = "timeout"      // µs, each run's timeout; none: 0
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
 	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
 	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite,
-	fAttempts}
+	fAttempts, fTimeout}
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
@@ -112,6 +113,7 @@ func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 		num(fBeginAfter, micros(j.BeginAfter))
 	}
 	num(fBeginBy, j.BeginBy.Microseconds())
+	num(fTimeout, j.Timeout.Microseconds())
 	js(fQuotas, j.QuotaNames, len(j.QuotaNames) == 0)
 	if j.RetryPolicy == persistence.RetryCommonFourTimesName {
 		put(fPolicy, "")
@@ -329,6 +331,8 @@ func (d *jobDecoder) field(f, v string) {
 		j.BeginAfter = fromMicros(d.num(f, v))
 	case fBeginBy:
 		j.BeginBy = time.Duration(d.num(f, v)) * time.Microsecond
+	case fTimeout:
+		j.Timeout = time.Duration(d.num(f, v)) * time.Microsecond
 	case fLevel:
 		d.hasLevel = true
 		j.FailureLogLevel = slog.Level(d.num(f, v))

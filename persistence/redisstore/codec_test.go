@@ -34,6 +34,7 @@ func FuzzCodecRoundTrip(f *testing.F) {
 			Status:          persistence.Status(status % 6),
 			Attempt:         attempt,
 			BeginBy:         time.Duration(beginBy) * time.Microsecond,
+			Timeout:         time.Duration(beginBy/7) * time.Microsecond,
 			RetryPolicy:     persistence.RetryCommonFourTimesName,
 			FailureLogLevel: slog.Level(level),
 			Parked:          parked,

@@ -35,6 +35,7 @@ func newJob(q string, spec persistence.JobSpec, kind jobKind, now time.Time) *pe
 		Status:      persistence.StatusNew,
 		BeginAfter:  spec.BeginAfter.UTC().Truncate(time.Microsecond),
 		BeginBy:     spec.BeginBy.Truncate(time.Microsecond),
+		Timeout:     spec.Timeout.Truncate(time.Microsecond),
 		QuotaNames:  slices.Clone(spec.QuotaNames),
 		RetryPolicy: spec.RetryPolicy,
 		Choice:      spec.Choice,

@@ -82,7 +82,7 @@ local fallback = {'fallback'}
 local fields = {'status', 'owner', 'attempt', 'holder', 'begin_after', 'begin_by', 'quotas', 'policy',
   'retry', 'log_level', 'result', 'failure', 'callbacks', 'choice', 'parent', 'target', 'waiting_on',
   'parked', 'assigner', 'created', 'active_start', 'active_end', 'completed', 'children', 'sealed',
-  'composite', 'annotated', 'attempts'}
+  'composite', 'annotated', 'attempts', 'timeout'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
 -- The queue's pause mark is a field of the same hash, read in the same command.
