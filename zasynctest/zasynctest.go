@@ -44,11 +44,12 @@ type Kit struct {
 	// Timeout bounds RunDue's wait. Default 30 seconds.
 	Timeout time.Duration
 
-	t      testing.TB
-	clock  *Clock
-	queues []string
-	mu     sync.Mutex
-	run    bool
+	t       testing.TB
+	clock   *Clock
+	queues  []string
+	mu      sync.Mutex
+	run     bool
+	counted int // the program's completed jobs when RunDue last returned
 }
 
 // Defaults the kit gives to the zero fields of the Config given to New.
@@ -156,8 +157,10 @@ func (k *Kit) ctx() (context.Context, context.CancelFunc) {
 // due, held by an agent (running, waiting on another job, or with callbacks to run) or put
 // back after an interruption: every job due now has run, with its callbacks and the
 // composites and jobs it made, which were due too. Jobs scheduled later stay (Advance the
-// clock, then RunDue again). It returns how many jobs completed meanwhile, and fails the test,
-// saying what is left, after Timeout.
+// clock, then RunDue again). It returns how many of the program's jobs (composites included,
+// zasync's own steps not) completed since the last RunDue returned, or since New: a started
+// runtime may run some before the call. It fails the test, saying what is left, after
+// Timeout.
 func (k *Kit) RunDue() int {
 	k.t.Helper()
 	ctx, cancel := k.ctx()
@@ -171,7 +174,6 @@ func (k *Kit) RunDue() int {
 		k.run = true
 	}
 	k.mu.Unlock()
-	before := k.completed(ctx)
 	deadline := time.Now().Add(k.Timeout - k.Timeout/10) // leaves time to say what is left
 	for {
 		left, err := k.busy(ctx)
@@ -179,7 +181,12 @@ func (k *Kit) RunDue() int {
 			k.t.Fatalf("zasynctest: RunDue: %v", err)
 		}
 		if left == "" {
-			return k.completed(ctx) - before
+			n := k.completed(ctx)
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			done := n - k.counted
+			k.counted = n
+			return done
 		}
 		if time.Now().After(deadline) {
 			k.t.Fatalf("zasynctest: RunDue: not done after %s: %s", k.Timeout, left)

@@ -418,7 +418,12 @@ func (s *Store) HeldBy(ctx context.Context, q string) ([]persistence.Owner, erro
 
 // agentsOf lists every agent that ever claimed in q, sorted.
 func (s *Store) agentsOf(ctx context.Context, q string) ([]persistence.Owner, error) {
-	names, err := s.rdb.SMembers(ctx, s.k.agents(q)).Result()
+	return s.agentsIn(ctx, s.rdb, q)
+}
+
+// agentsIn is agentsOf read through c (a transaction's connection, say).
+func (s *Store) agentsIn(ctx context.Context, c redis.Cmdable, q string) ([]persistence.Owner, error) {
+	names, err := c.SMembers(ctx, s.k.agents(q)).Result()
 	if err != nil {
 		return nil, err
 	}

@@ -477,3 +477,24 @@ func TestPutBeginIn(t *testing.T) {
 		t.Fatalf("pending after the refused puts: %v, want the first job only", n)
 	}
 }
+
+// Stats is one snapshot: a job claimed by a new agent between the read of the queue's agents
+// and the counts still counts, as held, not as nothing (which made a busy queue look idle).
+func TestStatsIsOneSnapshot(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.s.Put(f.ctx, "q", persistence.JobSpec{Call: persistence.Call{Handler: "h"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.s.beforeExec = func(op string) {
+		if op == "stats" {
+			f.s.beforeExec = nil
+			if _, err := f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "new", Size: 1}); err != nil {
+				t.Errorf("Claim: %v", err)
+			}
+		}
+	}
+	st, err := f.s.Stats(f.ctx, "q")
+	if err != nil || st.Due != 0 || st.Held != 1 {
+		t.Fatalf("Stats while a new agent claims the only job: %+v %v, want it held", st, err)
+	}
+}
