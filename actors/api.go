@@ -84,6 +84,11 @@ type Options struct {
 	// they wake the dispatcher when a job is put. StartNode starts one below Root for each
 	// queue that has none here, which the node's Stop stops.
 	QueueActors map[string]*actor.PID
+	// Activated, if set, is called once per queue with the outcome of the dispatcher's first
+	// attempt to activate its record there: nil when it did, else the store's error
+	// (persistence.ErrAlreadyActivated when another live process holds the UUID). The
+	// dispatcher goes on trying at each poll either way.
+	Activated func(queue string, err error)
 	// OnCommit, if set, is called as a run's outcome is committed, with the run's context and
 	// job; it returns what to call with the commit's error (a tracer's span, say).
 	OnCommit func(ctx context.Context, j *persistence.Job) func(error)

@@ -53,9 +53,10 @@ type queueState struct {
 	activated bool
 	// twin: the record was found activated and alive, another process running with this
 	// UUID; said once, then activation is tried quietly at each poll until it dies.
-	twin   bool
-	agents []*actor.PID
-	byName map[string]*actor.PID // the agents by name
+	twin     bool
+	reported bool // the first activation's outcome was given to Options.Activated
+	agents   []*actor.PID
+	byName   map[string]*actor.PID // the agents by name
 }
 
 func newDispatcher(exec *executor, historian *actor.PID, now func() time.Time, o Options) *dispatcherActor {
@@ -213,6 +214,18 @@ var hostName, _ = os.Hostname()
 // alive means another process runs with this UUID: that is logged and tried again at every
 // poll until the record dies.
 func (d *dispatcherActor) activate(q *queueState) bool {
+	err := d.tryActivate(q)
+	if !q.reported {
+		q.reported = true
+		if d.o.Activated != nil {
+			d.o.Activated(q.spec.Name, err)
+		}
+	}
+	return err == nil
+}
+
+// tryActivate is activate's attempt: nil once the record is activated by this dispatcher.
+func (d *dispatcherActor) tryActivate(q *queueState) error {
 	ctx, cancel := d.exec.op()
 	defer cancel()
 	cfg := persistence.DispatcherConfig{PingInterval: d.o.PingInterval, PingDeathInterval: d.o.PingDeathInterval,
@@ -224,7 +237,7 @@ func (d *dispatcherActor) activate(q *queueState) bool {
 	registered := errors.Is(err, persistence.ErrAlreadyRegistered)
 	if err != nil && !registered {
 		d.exec.events.Error("cannot register dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
-		return false
+		return err
 	}
 	// An existing record keeps the intervals it was activated with until this process has
 	// taken it over: another process running with this UUID is judged by its own.
@@ -238,10 +251,10 @@ func (d *dispatcherActor) activate(q *queueState) bool {
 				"This process takes the queue over once that one stops pinging for %s; it says nothing more until then.",
 				d.o.UUID, q.spec.Name, d.o.PingDeathInterval), "queue", q.spec.Name, "uuid", d.o.UUID)
 		}
-		return false
+		return err
 	case err != nil:
 		d.exec.events.Error("cannot activate dispatcher", "queue", q.spec.Name, "uuid", d.o.UUID, "error", err)
-		return false
+		return err
 	}
 	if registered {
 		if err := d.exec.store.Configure(ctx, q.spec.Name, d.o.UUID, cfg); err != nil {
@@ -258,7 +271,7 @@ func (d *dispatcherActor) activate(q *queueState) bool {
 	}
 	d.exec.events.Info(fmt.Sprintf("activated dispatcher %s", d.o.UUID), "queue", q.spec.Name)
 	q.activated = true
-	return true
+	return nil
 }
 
 // drain starts a clean shutdown.

@@ -22,9 +22,11 @@ var ErrStarted = errors.New("zasync: runtime already started")
 var ErrNotStarted = errors.New("zasync: runtime not started")
 
 // Start starts this runtime's dispatcher, with an agent per configured agent in each
-// configured queue: it activates its record in each queue (another live process with the
-// same UUID is refused and retried at each poll, with an ERROR), pings, and claims and runs
-// jobs until Stop. It returns at once; a program that only puts jobs never calls it. The
+// configured queue: it activates its record in each queue, pings, and claims and runs jobs
+// until Stop. It returns once the first activation in each queue has been tried (a store out
+// of reach is tried again at each poll, and does not fail Start); a program that only puts
+// jobs never calls it. When another live process runs with the same UUID, Start fails with
+// ErrAlreadyActivated, saying which, unless Config.WaitForTakeover. ctx bounds that wait. The
 // handlers must be registered before.
 func (rt *Runtime) Start(ctx context.Context) error {
 	rt.nodeMu.Lock()
@@ -58,9 +60,39 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		}
 		o.QueueActors[q.Name] = qa.PID()
 	}
+	// The first activation in each queue is waited for: a live process holding the UUID,
+	// which the check above may have missed (it started a moment before this one), is
+	// refused here, where the record's activation decides.
+	activated := make(chan error, len(o.Queues))
+	o.Activated = func(_ string, err error) { activated <- err }
 	n, err := actors.StartNode(o)
 	if err != nil {
 		return fmt.Errorf("zasync: start: %w", err)
+	}
+	for range o.Queues {
+		var aerr error
+		select {
+		case aerr = <-activated:
+		case <-ctx.Done():
+			aerr = ctx.Err()
+		}
+		refuse := aerr != nil && errors.Is(aerr, ErrAlreadyActivated) && !rt.cfg.WaitForTakeover
+		if refuse {
+			if cerr := rt.checkUUIDFree(ctx, id); cerr != nil {
+				aerr = cerr
+			} else {
+				refuse = false // its process is gone: take it over once its record dies
+			}
+		}
+		if refuse || errors.Is(aerr, ctx.Err()) && ctx.Err() != nil {
+			stop, cancel := context.WithTimeout(context.Background(), rt.cfg.ShutdownGrace+time.Minute)
+			serr := n.Stop(stop)
+			cancel()
+			if refuse {
+				return errors.Join(aerr, serr)
+			}
+			return fmt.Errorf("zasync: start: %w", errors.Join(aerr, serr))
+		}
 	}
 	rt.node, rt.nodeUUID = n, id
 	rt.live.Store(n)
@@ -94,8 +126,8 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 // with one UUID. A record left by a process of this host that is gone (it crashed, and this
 // is its restart) is no refusal: the dispatcher takes it over once it dies, as it always did.
 // A store out of reach is no reason to refuse either; the dispatcher tries again at each
-// poll. (Two processes starting at once may both pass; the one whose activation loses says
-// so once in its log and waits.)
+// poll. (Two processes starting at once may both pass it: Start then refuses the one whose
+// first activation loses.)
 func (rt *Runtime) checkUUIDFree(ctx context.Context, id string) error {
 	for _, q := range rt.cfg.Queues {
 		d, err := rt.store.Dispatcher(ctx, q.Name, id)
