@@ -418,15 +418,15 @@ func (s *Store) HeldBy(ctx context.Context, q string) ([]persistence.Owner, erro
 
 // agentsOf lists every agent that ever claimed in q, sorted.
 func (s *Store) agentsOf(ctx context.Context, q string) ([]persistence.Owner, error) {
-	return s.agentsIn(ctx, s.rdb, q)
-}
-
-// agentsIn is agentsOf read through c (a transaction's connection, say).
-func (s *Store) agentsIn(ctx context.Context, c redis.Cmdable, q string) ([]persistence.Owner, error) {
-	names, err := c.SMembers(ctx, s.k.agents(q)).Result()
+	names, err := s.rdb.SMembers(ctx, s.k.agents(q)).Result()
 	if err != nil {
 		return nil, err
 	}
+	return owners(names), nil
+}
+
+// owners reads the members of an agents set ("uuid/agent"), sorted; malformed ones are left out.
+func owners(names []string) []persistence.Owner {
 	slices.Sort(names)
 	out := make([]persistence.Owner, 0, len(names))
 	for _, n := range names {
@@ -434,7 +434,7 @@ func (s *Store) agentsIn(ctx context.Context, c redis.Cmdable, q string) ([]pers
 			out = append(out, o)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // cleanDispatcher cleans every agent of d: those in its record and any other that claimed
