@@ -330,6 +330,9 @@ type Dispatchers interface {
 	NextSibling(ctx context.Context, queue, uuid string) (*DispatcherRecord, error)
 	// AgentJobs lists the ids held by an agent, in claim order.
 	AgentJobs(ctx context.Context, queue string, agent Owner) ([]string, error)
+	// AgentLoads counts the jobs each of agents holds in queue, in one round trip: a listing
+	// of many dispatchers needs the counts, not the ids.
+	AgentLoads(ctx context.Context, queue string, agents []Owner) ([]int, error)
 	// HeldBy lists every agent that holds jobs in a queue, with or without a record, so that
 	// a sweep can find jobs whose dispatcher is gone.
 	HeldBy(ctx context.Context, queue string) ([]Owner, error)

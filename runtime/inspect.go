@@ -759,12 +759,16 @@ func (rt *Runtime) dispatcherState(ctx context.Context, d *persistence.Dispatche
 	if !d.LastPing.IsZero() {
 		ds.SincePing = now.Sub(d.LastPing)
 	}
-	for _, a := range d.Agents {
-		held, err := rt.store.AgentJobs(ctx, d.Queue, persistence.Owner{Dispatcher: d.UUID, Agent: a.Name})
-		if err != nil {
-			return ds, err
-		}
-		ds.Agents = append(ds.Agents, AgentState{Name: a.Name, Size: a.Size, Len: len(held)})
+	owners := make([]persistence.Owner, len(d.Agents))
+	for i, a := range d.Agents {
+		owners[i] = persistence.Owner{Dispatcher: d.UUID, Agent: a.Name}
+	}
+	loads, err := rt.store.AgentLoads(ctx, d.Queue, owners)
+	if err != nil {
+		return ds, err
+	}
+	for i, a := range d.Agents {
+		ds.Agents = append(ds.Agents, AgentState{Name: a.Name, Size: a.Size, Len: loads[i]})
 	}
 	return ds, nil
 }

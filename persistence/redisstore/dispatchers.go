@@ -378,6 +378,33 @@ func (s *Store) AgentJobs(ctx context.Context, q string, o persistence.Owner) ([
 	return ids, s.fail(op, err)
 }
 
+// AgentLoads counts the jobs each of agents holds in q, with one ZCARD each, pipelined.
+func (s *Store) AgentLoads(ctx context.Context, q string, agents []persistence.Owner) ([]int, error) {
+	const op = "agent loads"
+	for _, o := range agents {
+		if err := validAgent(op, q, o); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]int, len(agents))
+	if len(agents) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.IntCmd, len(agents))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, o := range agents {
+			cmds[i] = p.ZCard(ctx, s.k.agent(q, o))
+		}
+		return nil
+	}); err != nil {
+		return nil, s.fail(op, err)
+	}
+	for i, c := range cmds {
+		out[i] = int(c.Val())
+	}
+	return out, nil
+}
+
 func validAgent(op, q string, o persistence.Owner) error {
 	if err := validDispatcher(op, q, o.Dispatcher); err != nil {
 		return err

@@ -45,6 +45,7 @@ func init() {
 		testCase{"RacingBurials", dspRacingBurials},
 		testCase{"ForgetStopped", dspForgetStopped},
 		testCase{"Events", dspEvents},
+		testCase{"AgentLoads", dspAgentLoads},
 	)
 }
 
@@ -119,6 +120,11 @@ func dspAgentJobs(b *bundle, q string, o persistence.Owner) []string {
 	held, err := b.s.AgentJobs(b.ctx, q, o)
 	if err != nil {
 		b.t.Fatalf("AgentJobs(%s, %s): %v", q, o, err)
+	}
+	// AgentLoads counts what AgentJobs lists, wherever a case looks.
+	loads, err := b.s.AgentLoads(b.ctx, q, []persistence.Owner{o})
+	if err != nil || len(loads) != 1 || loads[0] != len(held) {
+		b.t.Fatalf("AgentLoads(%s, %s): %v %v, want [%d] as AgentJobs lists", q, o, loads, err, len(held))
 	}
 	return held
 }
@@ -1373,5 +1379,28 @@ func dspEvents(t *testing.T, h Harness) {
 		if _, err := b.s.DispatcherEvents(b.ctx, Queue, bad); !errors.Is(err, persistence.ErrInvalid) {
 			t.Fatalf("DispatcherEvents with limit %d: %v, want ErrInvalid", bad, err)
 		}
+	}
+}
+
+// dspAgentLoads: the counts of several agents in one call, in their order, an agent that
+// never claimed counting none; an invalid owner is refused.
+func dspAgentLoads(t *testing.T, h Harness) {
+	b := setup(t, h)
+	a, c := b.dispatcher(), b.dispatcher()
+	for range 3 {
+		b.putCall("x")
+	}
+	dspClaim(b, Queue, a, 2, 0)
+	dspClaim(b, Queue, c, 3, 0)
+	idle := persistence.Owner{Dispatcher: a.Dispatcher, Agent: "idle"}
+	loads, err := b.s.AgentLoads(b.ctx, Queue, []persistence.Owner{c, idle, a})
+	if err != nil || !slices.Equal(loads, []int{1, 0, 2}) {
+		t.Fatalf("AgentLoads: %v %v, want [1 0 2]", loads, err)
+	}
+	if loads, err := b.s.AgentLoads(b.ctx, Queue, nil); err != nil || len(loads) != 0 {
+		t.Fatalf("AgentLoads of no agent: %v %v", loads, err)
+	}
+	if _, err := b.s.AgentLoads(b.ctx, Queue, []persistence.Owner{{Dispatcher: "a:b", Agent: "main"}}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("AgentLoads of an invalid owner: %v, want ErrInvalid", err)
 	}
 }
