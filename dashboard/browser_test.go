@@ -283,7 +283,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 
 	// A composite: its page lists its parts, and a part's page links back to it.
-	comp, err := q.Put(bg, runtime.Serial(runtime.NewCall("ok"), runtime.NewCall("ok"), runtime.Postprocess(runtime.NewCall("ok"))))
+	comp, err := q.Put(bg, runtime.Serial(runtime.NewCall("ok"), runtime.Parallel(runtime.NewCall("ok"), runtime.NewCall("ok")),
+		runtime.Postprocess(runtime.NewCall("ok"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,9 +294,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+comp.String()), chromedp.WaitVisible(chromedp.CSS("#parts"))); err != nil {
 		t.Fatalf("composite's page: %v", err)
 	}
-	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#parts tbody tr").length`))
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#parts > tbody > tr[data-job]").length`))
 	if err != nil || n != 3 {
 		t.Fatalf("the composite's page lists %d parts (%v), want its two sub-jobs and its postprocess", n, err)
+	}
+	// The parallel part's own parts, as a branch of the tree, with their states.
+	nested, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#parts tr.subparts table > tbody > tr[data-job]").length`))
+	if err != nil || nested != 3 {
+		t.Fatalf("the nested composite's branch lists %d jobs (%v), want its two parts and its collecting step", nested, err)
 	}
 	browsertest.Screenshot(t, ctx, "composite")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#parts tbody tr:first-child a"))); err != nil {

@@ -249,6 +249,27 @@ async function jobs(params) {
   ];
 }
 
+// partsTable draws a composite's parts in order, its postprocess last, and below each part
+// that is a composite itself its own parts: a tree, three levels deep at most.
+async function partsTable(parts, depth) {
+  const rows = [];
+  for (const [i, p] of parts.entries()) {
+    rows.push(el("tr", { "data-job": p.job },
+      el("td", {}, i < parts.length - 1 ? String(i + 1) : "postprocess"), el("td", {}, jobLink(p.job)), el("td", {}, p.call),
+      el("td", {}, statusPill(p)),
+      el("td", {}, p.failure ? p.failure.type + ": " + p.failure.message : p.result ? JSON.stringify(p.result) : "")));
+    if (depth < 2 && (p.handler === "zasync.serial" || p.handler === "zasync.parallel")) {
+      const sub = await call("GET", "jobs/" + p.job);
+      if (sub.detail.parts.length) {
+        rows.push(el("tr", { class: "subparts" }, el("td", {}, "↳"), el("td", { colspan: 4 }, await partsTable(sub.detail.parts, depth + 1))));
+      }
+    }
+  }
+  return el("table", { id: depth === 0 ? "parts" : undefined, class: "parts" },
+    el("thead", {}, el("tr", {}, ["", "job", "call", "state", "outcome"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows));
+}
+
 async function job(ref) {
   const j = await call("GET", "jobs/" + ref);
   const d = j.detail;
@@ -279,12 +300,7 @@ async function job(ref) {
     el("dl", { id: "job" }, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
     el("h2", {}, "Arguments"), el("pre", {}, JSON.stringify({ args: d.args, kwargs: d.kwargs }, null, 2)),
     outcome,
-    d.parts.length ? [el("h2", {}, "Parts"), el("table", { id: "parts" },
-      el("thead", {}, el("tr", {}, ["", "job", "call", "state", "outcome"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, d.parts.map((p, i) => el("tr", { "data-job": p.job },
-        el("td", {}, i < d.parts.length - 1 ? String(i + 1) : "postprocess"), el("td", {}, jobLink(p.job)), el("td", {}, p.call),
-        el("td", {}, statusPill(p)),
-        el("td", {}, p.failure ? p.failure.type + ": " + p.failure.message : p.result ? JSON.stringify(p.result) : "")))))] : [],
+    d.parts.length ? [el("h2", {}, "Parts"), await partsTable(d.parts, 0)] : [],
     el("h2", {}, "Annotations"),
     Object.keys(d.annotations).length
       ? el("pre", { id: "annotations" }, JSON.stringify(d.annotations, null, 2)) : el("p", { class: "muted" }, "None."),
