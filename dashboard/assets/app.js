@@ -379,8 +379,9 @@ function route() {
 }
 
 // draw draws the current view; a view whose page holds a form being typed in, or a
-// question being asked, is not redrawn under the user's hands.
-async function draw() {
+// question being asked, is not redrawn under the user's hands, nor, on a periodic refresh
+// (refresh set), one whose jobs are selected for a bulk action.
+async function draw(refresh) {
   const r = route();
   view = r;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === r.nav);
@@ -390,6 +391,9 @@ async function draw() {
     const main = document.getElementById("view");
     const focused = document.activeElement;
     if (focused && main.contains(focused) && focused.tagName === "INPUT" && focused.type !== "checkbox") return;
+    // Jobs selected for a bulk action stay where they are: the periodic refresh waits until
+    // the action, or until none is selected.
+    if (refresh && main.dataset.view === r.name && main.querySelector("input[type=checkbox]:checked")) return;
     const checked = new Set([...main.querySelectorAll("input[type=checkbox]:checked")].map((b) => b.dataset.job));
     main.replaceChildren(...nodes.flat().filter(Boolean));
     for (const b of main.querySelectorAll("input[type=checkbox]")) {
@@ -429,7 +433,7 @@ function start() {
   });
   window.addEventListener("hashchange", () => { document.getElementById("flash").hidden = true; draw(); });
   draw();
-  timer = setInterval(() => { if (document.getElementById("confirm").hidden) draw(); }, refreshEvery);
+  timer = setInterval(() => { if (document.getElementById("confirm").hidden) draw(true); }, refreshEvery);
 }
 
 document.addEventListener("DOMContentLoaded", start);

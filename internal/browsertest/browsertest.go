@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -77,9 +78,13 @@ func Screenshot(t *testing.T, ctx context.Context, name string) {
 // returns what the page says the action did.
 func ClickAndConfirm(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
+	// The click is made in the page, on the element the selector finds then: a page that
+	// redraws itself (every two seconds) may have replaced the one a node id would name.
+	click := `(() => { const e = document.querySelector(` + strconv.Quote(sel) + `); if (!e) throw new Error("no element"); e.click(); })()`
 	if err := chromedp.Do(ctx,
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("flash").hidden = true; undefined`),
-		chromedp.Click(chromedp.CSS(sel)),
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](click),
 		chromedp.WaitVisible(chromedp.CSS("#confirm-yes")),
 		chromedp.Click(chromedp.CSS("#confirm-yes")),
 		chromedp.WaitNotVisible(chromedp.CSS("#confirm")),
