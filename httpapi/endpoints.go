@@ -231,6 +231,19 @@ func msParam(r *http.Request, name string, def time.Duration) (time.Duration, er
 	return time.Duration(n) * time.Millisecond, nil
 }
 
+// limitParam reads the query's limit: def when it is absent, else a number from 1 to max.
+func limitParam(r *http.Request, def, max int) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, badRequest("limit %q: want 1 to %d", s, max)
+	}
+	return n, nil
+}
+
 func (a *api) throughput(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("queue")
 	if err := a.rt.CheckQueue(r.Context(), name); err != nil {
@@ -308,14 +321,10 @@ type eventJSON struct {
 const defaultEvents = 100
 
 func (a *api) dispatcherEvents(w http.ResponseWriter, r *http.Request) {
-	limit := defaultEvents
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > runtime.MaxDispatcherEvents {
-			a.fail(w, badRequest("limit %q: want 1 to %d", s, runtime.MaxDispatcherEvents))
-			return
-		}
-		limit = n
+	limit, err := limitParam(r, defaultEvents, runtime.MaxDispatcherEvents)
+	if err != nil {
+		a.fail(w, err)
+		return
 	}
 	evs, err := a.rt.DispatcherEvents(r.Context(), r.URL.Query().Get("queue"), limit)
 	if err != nil {
@@ -399,14 +408,10 @@ func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	page := defaultPage
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxPage {
-			a.fail(w, badRequest("limit %q: want 1 to %d", s, maxPage))
-			return
-		}
-		page = n
+	page, err := limitParam(r, defaultPage, maxPage)
+	if err != nil {
+		a.fail(w, err)
+		return
 	}
 	c, err := decodeCursor(v.Get("cursor"))
 	if err != nil {

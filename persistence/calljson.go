@@ -227,67 +227,62 @@ func decodeStored(data []byte) (c Call, ok bool) {
 		}
 	}
 	if rest := data[i:]; bytes.HasPrefix(rest, []byte(`,"kwargs":{`)) {
-		i += len(`,"kwargs":{`)
 		c.Kwargs = make(map[string]json.RawMessage)
-		for {
-			k, ok := plainString(data, i)
-			if !ok {
-				return Call{}, false
+		if i, ok = members(data, i+len(`,"kwargs":{`), func(k string, at int) (int, bool) {
+			end, _, ok := s.value(at, limit)
+			if ok {
+				c.Kwargs[k] = json.RawMessage(data[at:end:end])
 			}
-			i += len(k) + 2
-			if i >= len(data) || data[i] != ':' {
-				return Call{}, false
-			}
-			i++
-			end, _, ok := s.value(i, limit)
-			if !ok {
-				return Call{}, false
-			}
-			c.Kwargs[k] = json.RawMessage(data[i:end:end])
-			i = end + 1
-			if end < len(data) && data[end] == '}' {
-				break
-			}
-			if end >= len(data) || data[end] != ',' {
-				return Call{}, false
-			}
+			return end, ok
+		}); !ok {
+			return Call{}, false
 		}
 	}
 	if rest := data[i:]; bytes.HasPrefix(rest, []byte(`,"meta":{`)) {
-		i += len(`,"meta":{`)
 		c.Meta = make(map[string]string)
-		for {
-			k, ok := plainString(data, i)
-			if !ok {
-				return Call{}, false
+		if i, ok = members(data, i+len(`,"meta":{`), func(k string, at int) (int, bool) {
+			v, ok := plainString(data, at)
+			if ok {
+				c.Meta[k] = v
 			}
-			i += len(k) + 2
-			if i >= len(data) || data[i] != ':' {
-				return Call{}, false
-			}
-			v, ok := plainString(data, i+1)
-			if !ok {
-				return Call{}, false
-			}
-			c.Meta[k] = v
-			i += 1 + len(v) + 2
-			if i >= len(data) {
-				return Call{}, false
-			}
-			if data[i] == '}' {
-				i++
-				break
-			}
-			if data[i] != ',' {
-				return Call{}, false
-			}
-			i++
+			return at + len(v) + 2, ok
+		}); !ok {
+			return Call{}, false
 		}
 	}
 	if i != len(data)-1 || data[i] != '}' {
 		return Call{}, false
 	}
 	return c, true
+}
+
+// members reads the members of an object laid out as Encode writes it, from its first name at
+// data[i] to its closing brace: each name plain and followed by ':', then its value, which
+// value reads from its first byte, answering the index just past it. It returns the index
+// just past the brace, or false for anything else (an empty object included).
+func members(data []byte, i int, value func(name string, at int) (end int, ok bool)) (int, bool) {
+	for {
+		k, ok := plainString(data, i)
+		if !ok {
+			return 0, false
+		}
+		i += len(k) + 2
+		if i >= len(data) || data[i] != ':' {
+			return 0, false
+		}
+		end, ok := value(k, i+1)
+		if !ok || end >= len(data) {
+			return 0, false
+		}
+		switch data[end] {
+		case '}':
+			return end + 1, true
+		case ',':
+			i = end + 1
+		default:
+			return 0, false
+		}
+	}
 }
 
 // plainString returns the contents of the JSON string at data[i] when it has nothing

@@ -148,18 +148,14 @@ func (rt *Runtime) Handle(name string, h HandlerFunc, opts ...PutOption) error {
 	return nil
 }
 
-// withDefaults returns opts after the defaults of handler, if it has any.
-func (rt *Runtime) withDefaults(handler string, opts []PutOption) []PutOption {
+// putDefaults returns the default put options Handle was given for handler; nil if none.
+func (rt *Runtime) putDefaults(handler string) []PutOption {
 	if !rt.hasDefaults.Load() {
-		return opts
+		return nil
 	}
 	rt.mu.RLock()
-	d := rt.defaults[handler]
-	rt.mu.RUnlock()
-	if len(d) == 0 {
-		return opts
-	}
-	return append(slices.Clone(d), opts...)
+	defer rt.mu.RUnlock()
+	return rt.defaults[handler]
 }
 
 // checkHandlerName checks a name a handler is registered under; what names the call in the

@@ -150,6 +150,13 @@ func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 		return nil, err
 	}
 	m := &messages.Put{Specs: make([]persistence.JobSpec, len(calls)), Notify: s.notify}
+	// A handler with defaults (Handle's options) has its spec made once a put: its defaults,
+	// then the put's options.
+	type specMeta struct {
+		spec persistence.JobSpec
+		meta map[string]string
+	}
+	var own map[string]specMeta
 	for i := range calls {
 		if calls[i].composite != nil {
 			return nil, invalidf("a composite cannot be put with other calls or by message; use Queue.Put")
@@ -159,18 +166,23 @@ func (q *Queue) message(calls []Call, opts []PutOption) (*messages.Put, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.Specs[i] = spec
-		if own := q.rt.withDefaults(pc.Handler, opts); len(own) != len(opts) {
-			// The handler's defaults, then the put's options.
-			hs, hset, err := q.settings(own)
-			if err != nil {
-				return nil, err
+		sm := specMeta{spec, s.meta}
+		if d := q.rt.putDefaults(pc.Handler); d != nil {
+			var ok bool
+			if sm, ok = own[pc.Handler]; !ok {
+				hs, hset, err := q.settings(append(slices.Clone(d), opts...))
+				if err != nil {
+					return nil, err
+				}
+				sm = specMeta{hs, hset.meta}
+				if own == nil {
+					own = map[string]specMeta{}
+				}
+				own[pc.Handler] = sm
 			}
-			m.Specs[i] = hs
-			pc.Meta = inherit(hset.meta, pc.Meta)
-		} else {
-			pc.Meta = inherit(s.meta, pc.Meta)
 		}
+		pc.Meta = inherit(sm.meta, pc.Meta)
+		m.Specs[i] = sm.spec
 		m.Specs[i].Call = pc
 	}
 	return m, nil

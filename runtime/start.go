@@ -62,7 +62,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	}
 	// The first activation in each queue is waited for: a live process holding the UUID,
 	// which the check above may have missed (it started a moment before this one), is
-	// refused here, where the record's activation decides.
+	// refused here, where the record's activation decides. (The check above still comes
+	// first: it refuses the common case without starting a node, whose failed activation
+	// logs an ERROR, so the refusal stays one line.)
 	activated := make(chan error, len(o.Queues))
 	o.Activated = func(_ string, err error) { activated <- err }
 	n, err := actors.StartNode(o)

@@ -191,20 +191,32 @@ func (s *Store) CommitMany(ctx context.Context, commits []persistence.Commit) ([
 		return nil, nil, nil
 	}
 	if s.noScripts {
-		jobs, errs, err := s.commitWatched(ctx, commits)
-		if err == nil {
-			s.noteRefused(ctx, commits, errs)
-		}
-		return jobs, errs, err
+		return s.settle(ctx, commits, time.Time{}, nil, nil)
 	}
 	now, err := s.now(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	r, err := s.runScript(ctx, s.commitCall(commits, now))
-	jobs, errs, again, err := s.commitAnswer(ctx, commits, now, r, err)
-	if err == nil {
-		err = s.commitRest(ctx, commits, jobs, errs, again)
+	return s.settle(ctx, commits, now, r, err)
+}
+
+// settle finishes commits of one queue: from commitScript's answer r (or its error rerr),
+// the runs it left going through the transaction; without scripts, all of them through the
+// transaction. Every commit the fence refused is then noted on its job (noteRefused), on
+// every path a commit takes.
+func (s *Store) settle(ctx context.Context, commits []persistence.Commit, now time.Time, r any, rerr error) ([]*persistence.Job, []error, error) {
+	var jobs []*persistence.Job
+	var errs []error
+	var err error
+	if s.noScripts {
+		jobs, errs, err = s.commitWatched(ctx, commits)
+	} else {
+		var again []bool
+		jobs, errs, again, err = s.commitAnswer(ctx, commits, now, r, rerr)
+		if err == nil {
+			err = s.commitRest(ctx, commits, jobs, errs, again)
+		}
 	}
 	if err != nil {
 		return nil, nil, err

@@ -1152,19 +1152,12 @@ func (s *Store) Batch(ctx context.Context, commits []persistence.Commit, claims 
 		res, resErrs = s.runScripts(ctx, calls)
 	}
 	for n, q := range queues {
-		g := groups[n]
-		var gj []*persistence.Job
-		var ge []error
-		var err error
-		if s.noScripts {
-			gj, ge, err = s.commitWatched(ctx, g)
-		} else {
-			var again []bool
-			gj, ge, again, err = s.commitAnswer(ctx, g, now, res[n], resErrs[n])
-			if err == nil {
-				err = s.commitRest(ctx, g, gj, ge, again)
-			}
+		var r any
+		var rerr error
+		if !s.noScripts {
+			r, rerr = res[n], resErrs[n]
 		}
+		gj, ge, err := s.settle(ctx, groups[n], now, r, rerr)
 		for m, i := range byQueue[q] {
 			if err != nil {
 				errs[i] = err
@@ -1173,7 +1166,6 @@ func (s *Store) Batch(ctx context.Context, commits []persistence.Commit, claims 
 			jobs[i], errs[i] = gj[m], ge[m]
 		}
 	}
-	s.noteRefused(ctx, commits, errs)
 	// The claims: those whose script met ids it was not given run again together, at once;
 	// those it left to the transaction, and those it cannot take, claim through it.
 	steps := make([]claimStep, len(cl))
