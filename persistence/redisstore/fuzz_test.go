@@ -156,3 +156,30 @@ func FuzzDecodeStoredEvent(f *testing.F) {
 		}
 	})
 }
+
+// A schedule record of any content decodes without panicking: a field that cannot be read
+// is named in Corrupt, and every declarer listed is one that decodes.
+func FuzzScheduleRecordDecodes(f *testing.F) {
+	f.Add("@every 1s", `{"handler":"h"}`, "run-once", "60000000", "1700000000000000", "1700000001000000", "tick.s.20231114T221321Z", "p1", `{"process":"p1","spec":"@every 1s","until":1700000030000000}`)
+	f.Add("", "{", "twice", "-1", "x", "", "", "p:2", `{"process":"other","until":1}`)
+	f.Add("* * * * *", `[]`, "", "9999999999999999999", "0", "-5", "", "", `null`)
+	f.Fuzz(func(t *testing.T, spec, call, missed, grace, created, last, lastJob, process, decl string) {
+		h := map[string]string{schedSpec: spec, schedCall: call, schedMissed: missed, schedGrace: grace,
+			schedCreated: created, schedLast: last, schedLastJob: lastJob, schedDeclPref + process: decl}
+		r := decodeSchedule("q", "s", h)
+		if r == nil || r.Queue != "q" || r.Name != "s" {
+			t.Fatalf("decoded %+v", r)
+		}
+		if r.Corrupt != nil && !errors.Is(r.Corrupt, persistence.ErrCorrupt) {
+			t.Errorf("Corrupt %v is not ErrCorrupt", r.Corrupt)
+		}
+		for _, d := range r.Declarers {
+			if d.Process != process || d.Until.IsZero() {
+				t.Errorf("declarer %+v from field %q", d, process)
+			}
+		}
+		if r.Missed.Validate() != nil || r.Grace < 0 {
+			t.Errorf("missed %q, grace %v", r.Missed, r.Grace)
+		}
+	})
+}
