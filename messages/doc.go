@@ -14,7 +14,10 @@
 //   - job.go: TakeJob, an agent handing a job to a job actor; JobFinished, a run's end, from
 //     its goroutine to its job actor and on to its agent and the historian; Revoked, a job
 //     cancelled while it may run, from its queue actor down to the job actor running it;
-//   - supervisor.go: Supervise.
+//   - supervisor.go: Supervise;
+//   - scheduler.go: Declare, a schedule given to a node's scheduler; the scheduler's timers
+//     (SchedulerTick, SchedulerHeartbeat, TickRetry) and its store calls back from their
+//     goroutines (TickDone, Declared).
 //
 // They are plain structs with no logic; pointers are sent.
 //

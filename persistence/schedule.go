@@ -114,7 +114,8 @@ var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | 
 //     (seconds first), or a descriptor (@yearly, @monthly, @weekly, @daily, @hourly), as
 //     github.com/robfig/cron/v3 reads them, with an optional "CRON_TZ=<zone> " or
 //     "TZ=<zone> " prefix. Without a prefix its times are in loc, and in UTC when loc is
-//     nil (not the process's local zone, which may differ between processes).
+//     nil (not the process's local zone, which may differ between processes); loc must be
+//     an IANA zone (time.LoadLocation), since the spec names it for the other processes.
 //
 // A bad spec gives an error wrapping ErrInvalid.
 func ParseSchedule(spec string, loc *time.Location) (*Schedule, error) {
@@ -138,15 +139,24 @@ func ParseSchedule(spec string, loc *time.Location) (*Schedule, error) {
 	if err != nil {
 		return nil, invalidf("schedule %q: %v", spec, err)
 	}
-	if cs, ok := c.(*cron.SpecSchedule); ok && !strings.HasPrefix(s, "TZ=") && !strings.HasPrefix(s, "CRON_TZ=") {
+	prefixed := strings.HasPrefix(s, "TZ=") || strings.HasPrefix(s, "CRON_TZ=")
+	if cs, ok := c.(*cron.SpecSchedule); ok && prefixed && cs.Location.String() == "Local" {
+		return nil, invalidf("schedule %q: zone Local differs between processes; name the zone", spec)
+	}
+	if cs, ok := c.(*cron.SpecSchedule); ok && !prefixed {
 		// The parser reads a spec without a prefix in the process's local zone.
 		if loc == nil {
 			loc = time.UTC
 		}
-		cs.Location = loc
 		if loc != time.UTC {
+			// The zone goes into the spec, which every process and listing reads back: it
+			// must be one they can load by name.
+			if _, err := time.LoadLocation(loc.String()); err != nil || loc.String() == "Local" {
+				return nil, invalidf("schedule %q: zone %q is not an IANA zone name every process can load", spec, loc.String())
+			}
 			s = "CRON_TZ=" + loc.String() + " " + s
 		}
+		cs.Location = loc
 	}
 	return &Schedule{spec: s, cron: c}, nil
 }

@@ -57,9 +57,9 @@ func TestScheduleTicks(t *testing.T) {
 		if s.String() != tc.str {
 			t.Errorf("%q: String %q, want %q", tc.spec, s.String(), tc.str)
 		}
-		// What String gives parses to the same ticks in any zone: a process passes the
-		// spec on as a string.
-		again, err := ParseSchedule(s.String(), time.Local)
+		// What String gives parses, with no zone given, to the same ticks: the spec is
+		// what other processes and listings read.
+		again, err := ParseSchedule(s.String(), nil)
 		if err != nil || !again.Next(now).Equal(s.Next(now)) {
 			t.Errorf("%q: reparsed %q: %v", tc.spec, s.String(), err)
 		}
@@ -99,7 +99,7 @@ func TestScheduleWithoutTicks(t *testing.T) {
 func TestScheduleBadInput(t *testing.T) {
 	t.Parallel()
 	for _, spec := range []string{"", "  ", "* * *", "61 * * * *", "@every", "@every 0s", "@every -1m", "@every 1500ms",
-		"@every soon", "@fortnightly", "CRON_TZ=Nowhere/Town * * * * *", "* * * * * * *"} {
+		"@every soon", "@fortnightly", "CRON_TZ=Nowhere/Town * * * * *", "TZ=Local 0 * * * *", "* * * * * * *"} {
 		_, err := ParseSchedule(spec, nil)
 		if !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%q: %v, want one line wrapping ErrInvalid", spec, err)

@@ -89,6 +89,17 @@ type Runtime struct {
 	// cohort, with how many it holds (actors.QueueOptions.Queued).
 	onPutQueued func(queue string, pending int)
 
+	// The periodic jobs Every declared, and the scheduler that ticks them while started
+	// (schedule.go); schedStamp gives a declaration this process's name, set at Start.
+	schedMu    sync.Mutex
+	schedules  []*messages.Declare
+	scheduler  *scheduleRef
+	schedStamp func(*messages.Declare) *messages.Declare
+	// scheduleHeartbeat replaces actors.DefaultScheduleHeartbeat (tests); onTick, if set
+	// (tests), is told of each tick's put.
+	scheduleHeartbeat time.Duration
+	onTick            func(d persistence.ScheduleDecl, tick time.Time, res persistence.TickResult, err error)
+
 	// metrics count what this runtime does, for Prometheus (see Metrics).
 	metrics *metrics
 

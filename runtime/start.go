@@ -96,6 +96,11 @@ func (rt *Runtime) Start(ctx context.Context) error {
 			return fmt.Errorf("zasync: start: %w", errors.Join(aerr, serr))
 		}
 	}
+	if err := rt.startScheduler(root, id); err != nil {
+		stop, cancel := context.WithTimeout(context.Background(), rt.cfg.ShutdownGrace+time.Minute)
+		defer cancel()
+		return errors.Join(err, n.Stop(stop))
+	}
 	rt.node, rt.nodeUUID = n, id
 	rt.live.Store(n)
 	running.add(id)
@@ -113,6 +118,7 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 	if rt.node == nil {
 		return ErrNotStarted
 	}
+	rt.stopScheduler() // first: a stopping process puts no more ticks, and says so
 	err := rt.node.Stop(ctx)
 	running.remove(rt.nodeUUID)
 	rt.node = nil
