@@ -43,6 +43,7 @@ var commands = []command{
 	{"lastcompleted", "describe the job that completed last", runLastCompleted},
 	{"uuids", "list the UUIDs of the activated dispatchers", runUUIDs},
 	{"status", "describe the queues, their dispatchers and their agents", runStatus},
+	{"schedules", "list the periodic jobs, their next and last ticks and the processes declaring them", runSchedules},
 	{"cancel", "cancel jobs (queue/id …) waiting, scheduled or running anywhere", runCancel},
 	{"retry", "run failed or cancelled jobs (queue/id …) again, as new attempts", runRetry},
 	{"delete", "delete jobs (queue/id …) that nothing runs, with their callbacks", runDelete},

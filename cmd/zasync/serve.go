@@ -29,7 +29,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := flags("serve", "[flags]", stderr)
 	rflags := addRedisFlags(fs, redisURLHelp+"; without one, an embedded Redis whose URL is printed")
 	prefix := fs.String("prefix", runtime.DefaultPrefix, "key prefix in Redis")
-	var queues, agents listFlag
+	var queues, agents, every listFlag
 	fs.Var(&queues, "queue", "a queue to serve (repeatable; default "+runtime.DefaultQueue+")")
 	fs.Var(&agents, "agent", "an agent of every queue served, NAME:SIZE (repeatable; default "+runtime.DefaultAgent+":"+strconv.Itoa(runtime.DefaultAgentSize)+")")
 	poll := fs.Duration("poll-interval", runtime.DefaultPollInterval, "how often an idle dispatcher looks for work (puts wake it at once)")
@@ -45,7 +45,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text (key=value) or json (one object a line)")
 	logArgs := fs.Bool("log-arguments", false, "put jobs' arguments and results in the logs (default: left out, as they may be personal data)")
+	fs.Var(&every, "every", everyHelp)
+	everyMissed := fs.String("every-missed", string(runtime.MissedRunOnce), "what --every schedules do with ticks every process missed: run-once (the newest, once) or skip")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	everyDecls, missed, err := parseEveryFlags(every, *everyMissed)
+	if err != nil {
 		return err
 	}
 	cfg := runtime.Config{Prefix: *prefix, UUID: *uuid, PollInterval: *poll, PingInterval: *ping,
@@ -92,6 +98,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if err := registerBuiltins(rt); err != nil {
 			return err
 		}
+	}
+	if err := declareEvery(rt, everyDecls, missed); err != nil {
+		return err
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
