@@ -18,6 +18,8 @@
 //	GET  /v1/dispatchers/events?queue=… their history, newest first: activated, stopped,
 //	                                    found_dead (by a sibling, with the jobs it handed on)
 //	                                    and came_back; limit (default 100, at most 500)
+//	GET  /v1/schedules?queue=…          the periodic jobs: spec, call, next and last tick (with
+//	                                    its job), the processes declaring them
 //	GET  /v1/jobs?state=…               jobs in the states given (repeat state), filtered by
 //	                                    queue, callable, agent and uuid (globs), completed_since,
 //	                                    completed_before, started_since, started_before (RFC
@@ -89,6 +91,7 @@ func New(rt *runtime.Runtime, opts ...Option) http.Handler {
 	mux.HandleFunc("POST /v1/queues/{queue}/{action}", a.act(a.pause))
 	mux.HandleFunc("GET /v1/dispatchers", a.dispatchers)
 	mux.HandleFunc("GET /v1/dispatchers/events", a.dispatcherEvents)
+	mux.HandleFunc("GET /v1/schedules", a.schedules)
 	mux.HandleFunc("GET /v1/jobs", a.jobs)
 	mux.HandleFunc("GET /v1/jobs/{queue}/{id}", a.job)
 	mux.HandleFunc("POST /v1/jobs/{queue}/{id}/{action}", a.act(a.jobAction))
