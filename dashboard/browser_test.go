@@ -406,3 +406,23 @@ func TestServedSafely(t *testing.T) {
 		}
 	}
 }
+
+// In a real browser: the schedules page lists a schedule a serving process declared, with
+// the job of its last tick.
+func TestSchedulesPageInBrowser(t *testing.T) {
+	t.Parallel()
+	in := newInstallation(t)
+	if err := in.server.Every("beat", "* * * * * *", runtime.NewCall("ok"), runtime.EveryQueue("work")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := browsertest.Start(t, 90*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/schedules"),
+		chromedp.WaitVisible(chromedp.CSS(`#schedules tr[data-schedule="work/beat"] a[href^="#/job/work/tick.beat."]`))); err != nil {
+		t.Fatalf("schedules page: %v", err)
+	}
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#schedules tr[data-schedule="work/beat"]`)))
+	if err != nil || !strings.Contains(text, "* * * * * *") || !strings.Contains(text, "dash-server") {
+		t.Fatalf("the schedule's row: %q %v", text, err)
+	}
+	browsertest.Screenshot(t, ctx, "schedules")
+}

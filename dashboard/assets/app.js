@@ -366,7 +366,24 @@ async function dispatchers() {
   ];
 }
 
-// route reads the hash: #/, #/jobs?…, #/job/queue/id, #/dispatchers.
+async function schedules() {
+  const { schedules } = await call("GET", "schedules");
+  return [
+    el("h1", {}, "Schedules"),
+    el("p", { class: "muted" }, "Periodic jobs: every process that declares a schedule tries each of its ticks, and each tick's job is put once. A schedule that no process declares any more does not tick; it is listed for a day, then forgotten."),
+    schedules.length ? el("table", { id: "schedules" },
+      el("thead", {}, el("tr", {}, ["queue", "name", "schedule", "call", "missed ticks", "next tick", "last tick", "declared by"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, schedules.map((s) => el("tr", { "data-schedule": s.queue + "/" + s.name },
+        el("td", {}, el("a", { href: "#/queue/" + s.queue }, s.queue)), el("td", {}, s.name), el("td", {}, el("code", {}, s.spec)),
+        el("td", {}, el("code", {}, s.call || s.handler)), el("td", {}, s.missed),
+        el("td", {}, s.next_tick ? when(s.next_tick) : el("span", { class: "pill warn" }, "not ticking: no process declares it")),
+        el("td", {}, s.last_tick ? [when(s.last_tick), " ", jobLink(s.queue + "/" + s.last_job)] : "—"),
+        el("td", {}, s.declarers.length ? s.declarers.map((d) => d.uuid + " (" + (d.host || "?") + " pid " + (d.pid || "?") + ")").join(", ") : "—"))))) :
+      el("p", { class: "muted" }, "No schedule. Declare one with runtime.Every, or zasync serve --every."),
+  ];
+}
+
+// route reads the hash: #/, #/jobs?…, #/job/queue/id, #/dispatchers, #/schedules.
 function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
@@ -375,6 +392,7 @@ function route() {
   if (path === "/jobs") return { name: "jobs", run: () => jobs(params), nav: "jobs" };
   if (path.startsWith("/queue/")) return { name: "queue", run: () => queue(path.slice(7)), nav: "overview" };
   if (path === "/dispatchers") return { name: "dispatchers", run: dispatchers, nav: "dispatchers" };
+  if (path === "/schedules") return { name: "schedules", run: schedules, nav: "schedules" };
   return { name: "overview", run: overview, nav: "overview" };
 }
 
