@@ -5,7 +5,9 @@
 // killed again and again and restarted with its UUID, a Redis Cluster master killed, and a
 // queue's slot migrated while it is used. Each round counts the jobs put, completed, failed,
 // lost (not completed by a deadline) and doubled (two committed results, or a result not
-// from the job's latest run), and fails unless none is lost or doubled.
+// from the job's latest run), and fails unless none is lost or doubled. A drill of its own
+// runs three `zasync serve` processes declaring one every-second periodic job for a minute,
+// kills one midway, and checks that every tick was put exactly once (periodic_test.go).
 //
 // It takes minutes, so it runs only when ZASYNC_CHAOS=1 (or ZASYNC_CHAOS_SOAK=1, for more
 // rounds of more jobs); ZASYNC_CHAOS_ROUNDS sets the rounds per drill and
