@@ -72,6 +72,9 @@ type SchedulerOptions struct {
 // process gone stops being listed as declaring its schedules within three of them.
 const DefaultScheduleHeartbeat = 10 * time.Second
 
+// maxTickWait is the longest the scheduler's timer waits before it looks at its clock again.
+const maxTickWait = time.Second
+
 // tickRetryAfter is how long after a failed put the newest tick is tried again.
 const tickRetryAfter = time.Second
 
@@ -222,8 +225,11 @@ func (s *schedulerActor) arm() {
 	if first.IsZero() {
 		return
 	}
-	// A millisecond late, so that a clock read a moment early does not see the tick ahead.
-	d := max(first.Sub(s.o.Now())+time.Millisecond, time.Millisecond)
+	// A millisecond late, so that a clock read a moment early does not see the tick ahead;
+	// and at most maxTickWait ahead, since ticks are times of a clock that may jump (a
+	// wall clock stepped or resumed from suspend, a test's fake clock) while timers wait
+	// a duration.
+	d := min(max(first.Sub(s.o.Now())+time.Millisecond, time.Millisecond), maxTickWait)
 	s.tick = s.timers.SendOnce(d, s.self, &messages.SchedulerTick{})
 }
 

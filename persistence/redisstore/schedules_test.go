@@ -396,3 +396,18 @@ func TestPutTickBadInput(t *testing.T) {
 		t.Errorf("bad input wrote %v", keys)
 	}
 }
+
+// A schedule's keys are in its queue's slot, with the jobs its ticks put: PutTick's
+// transaction is single-slot.
+func TestScheduleKeysShareTheQueueSlot(t *testing.T) {
+	t.Parallel()
+	k := keys{"zasync"}
+	for _, q := range []string{"default", "a.b-c_d"} {
+		want := slot(k.job(q, persistence.TickJobID("s", time.Unix(0, 0))))
+		for _, key := range []string{k.schedule(q, "s"), k.schedules(q), k.pending(q), k.wake(q)} {
+			if slot(key) != want {
+				t.Errorf("key %s is in slot %d, want %d", key, slot(key), want)
+			}
+		}
+	}
+}
