@@ -374,9 +374,9 @@ async function schedules() {
     schedules.length ? el("table", { id: "schedules" },
       el("thead", {}, el("tr", {}, ["queue", "name", "schedule", "call", "missed ticks", "next tick", "last tick", "declared by"].map((h) => el("th", {}, h)))),
       el("tbody", {}, schedules.map((s) => el("tr", { "data-schedule": s.queue + "/" + s.name },
-        el("td", {}, el("a", { href: "#/queue/" + s.queue }, s.queue)), el("td", {}, s.name), el("td", {}, el("code", {}, s.spec)),
+        el("td", {}, el("a", { href: "#/queue/" + s.queue }, s.queue)), el("td", {}, s.name), el("td", {}, el("code", { class: "nowrap" }, s.spec)),
         el("td", {}, el("code", {}, s.call || s.handler)), el("td", {}, s.missed),
-        el("td", {}, s.next_tick ? when(s.next_tick) : el("span", { class: "pill warn" }, "not ticking: no process declares it")),
+        el("td", { class: "nowrap" }, s.next_tick ? when(s.next_tick) : el("span", { class: "pill warn" }, "not ticking: no process declares it")),
         el("td", {}, s.last_tick ? [when(s.last_tick), " ", jobLink(s.queue + "/" + s.last_job)] : "—"),
         el("td", {}, s.declarers.length ? s.declarers.map((d) => d.uuid + " (" + (d.host || "?") + " pid " + (d.pid || "?") + ")").join(", ") : "—"))))) :
       el("p", { class: "muted" }, "No schedule. Declare one with runtime.Every, or zasync serve --every."),
