@@ -311,7 +311,7 @@ async function job(ref) {
   const j = await call("GET", "jobs/" + ref);
   const d = j.detail;
   const rows = [
-    ["job", j.job], ["call", j.call], ["status", statusPill(j)], ["attempt", j.attempt],
+    ["job", j.job], ["call", j.call], ["status", statusPill(j)], ["attempt", j.attempt], ["priority", j.priority],
     ["begin after", when(j.begin_after)], ["started", when(j.active_start)], ["ended", when(j.active_end)],
     ["completed", when(j.completed)], ["waited", dur(j.wait_ms)], ["ran", dur(j.active_ms)],
     ["agent", j.agent ? j.dispatcher + "/" + j.agent : "—"],
