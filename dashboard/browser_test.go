@@ -339,7 +339,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(`#put input[name="args"]`), "]"),
 		chromedp.SendKeys(chromedp.CSS(`#put input[name="run_timeout_s"]`), "30"),
-		chromedp.SendKeys(chromedp.CSS(`#put input[name="retry"]`), "NeverRetry")); err != nil {
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="retry"]`), "NeverRetry"),
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="priority"]`), "7")); err != nil {
 		t.Fatal(err)
 	}
 	browsertest.Screenshot(t, ctx, "put")
@@ -354,7 +355,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if out, err := put.Wait(bg); err != nil || string(out.Result) != `"fine"` {
 		t.Fatalf("the job put from the page (%s): %s %v", hash, out.Result, err)
 	}
-	if rec, err := put.Info(bg); err != nil || len(rec.Call.Args) != 2 || rec.Timeout != 30*time.Second || rec.RetryPolicy != runtime.NeverRetry.Name() {
+	if rec, err := put.Info(bg); err != nil || len(rec.Call.Args) != 2 || rec.Timeout != 30*time.Second || rec.RetryPolicy != runtime.NeverRetry.Name() || rec.Priority != 7 {
 		t.Fatalf("the job put from the page was stored as %+v (%v)", rec, err)
 	}
 

@@ -13,8 +13,8 @@
 //	                                    counters
 //	POST /v1/queues/{queue}/jobs        put a job; the body: {"handler", "args", "kwargs",
 //	                                    "meta", "begin_after" or "begin_in_ms", "begin_by_ms",
-//	                                    "run_timeout_ms", "retry" (a policy's name), "quotas",
-//	                                    "failure_level"}; the answer: the job
+//	                                    "run_timeout_ms", "retry" (a policy's name), "priority",
+//	                                    "quotas", "failure_level"}; the answer: the job
 //	POST /v1/queues/{queue}/pause       pause it (no dispatcher claims from it)
 //	POST /v1/queues/{queue}/resume      resume it
 //	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,

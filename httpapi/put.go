@@ -23,6 +23,7 @@ type putBody struct {
 	BeginByMS    *int64                     `json:"begin_by_ms"`
 	RunTimeoutMS *int64                     `json:"run_timeout_ms"`
 	Retry        string                     `json:"retry"`
+	Priority     *int                       `json:"priority"`
 	Quotas       []string                   `json:"quotas"`
 	FailureLevel string                     `json:"failure_level"`
 }
@@ -97,6 +98,9 @@ func (a *api) putOptions(b *putBody) ([]runtime.PutOption, error) {
 			return nil, err
 		}
 		opts = append(opts, runtime.Retry(p))
+	}
+	if b.Priority != nil {
+		opts = append(opts, runtime.Priority(*b.Priority))
 	}
 	if len(b.Quotas) > 0 {
 		opts = append(opts, runtime.Quotas(b.Quotas...))

@@ -20,7 +20,7 @@ func TestPut(t *testing.T) {
 	w.post("/v1/queues/work/jobs", map[string]any{
 		"handler": "ok", "args": []any{1, "two"}, "kwargs": map[string]any{"k": true},
 		"meta": map[string]string{"request": "r-1"}, "begin_in_ms": 3_600_000, "begin_by_ms": 60_000,
-		"run_timeout_ms": 5000, "retry": backoff.Name(), "failure_level": "CRITICAL",
+		"run_timeout_ms": 5000, "retry": backoff.Name(), "failure_level": "CRITICAL", "priority": 8,
 	}, &put)
 	if put.Queue != "work" || put.ID == "" || put.Handler != "ok" || put.Status != runtime.StatusPending.String() {
 		t.Fatalf("put answered %+v", put)
@@ -29,7 +29,7 @@ func TestPut(t *testing.T) {
 	w.get("/v1/jobs/work/"+put.ID, &got)
 	d := got.Detail
 	if d == nil || len(d.Args) != 2 || string(d.Args[1]) != `"two"` || string(d.Kwargs["k"]) != "true" ||
-		d.Meta["request"] != "r-1" || d.TimeoutMS != 5000 || d.RetryPolicy != backoff.Name() {
+		d.Meta["request"] != "r-1" || got.Priority != 8 || d.TimeoutMS != 5000 || d.RetryPolicy != backoff.Name() {
 		t.Fatalf("the job put reads back as %+v / %+v", got, d)
 	}
 	if wait := got.BeginAfter.Sub(time.Now()); wait < 50*time.Minute {
@@ -52,6 +52,8 @@ func TestPut(t *testing.T) {
 		{"handler": "ok", "retry": "Sometimes"},
 		{"handler": "ok", "run_timeout_ms": int64(31 * 24 * time.Hour / time.Millisecond)},
 		{"handler": "ok", "failure_level": "LOUD"},
+		{"handler": "ok", "priority": 10},
+		{"handler": "ok", "priority": 0},
 		{"handler": "ok", "quotas": []string{"nonesuch"}},
 		{"handler": "ok", "meta": map[string]string{"": "x"}},
 		{"handler": "ok", "colour": "blue"},

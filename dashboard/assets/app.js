@@ -204,6 +204,7 @@ function putForm(name) {
     field("begin by", input("begin_by_s", { type: "number", min: "0", step: "any" }), "seconds after that, or it fails"),
     field("run timeout", input("run_timeout_s", { type: "number", min: "0", step: "any" }), "seconds a run may take"),
     field("retry policy", input("retry", { placeholder: "RetryCommonFourTimes" }), "a policy's name, e.g. NeverRetry or RetryBackoff(5,1s,1m0s)"),
+    field("priority", input("priority", { type: "number", min: "1", max: "9", step: "1", placeholder: "5" }), "1 to 9, higher claimed first"),
     field("quotas", input("quotas"), "names, comma separated"),
     el("div", {}, el("button", { type: "submit" }, "Put")));
   form.addEventListener("submit", async (e) => {
@@ -217,6 +218,7 @@ function putForm(name) {
       }
       for (const k of ["begin_in", "begin_by", "run_timeout"]) if (v(k + "_s")) body[k + "_ms"] = Math.round(Number(v(k + "_s")) * 1000);
       if (v("retry")) body.retry = v("retry");
+      if (v("priority")) body.priority = Number(v("priority"));
       if (v("quotas")) body.quotas = v("quotas").split(",").map((q) => q.trim()).filter(Boolean);
       const j = await call("POST", "queues/" + encodeURIComponent(name) + "/jobs", body);
       flash("Put " + j.job);
