@@ -53,12 +53,13 @@ const (
 	fAnnotated   = "annotated"    // "1" once the job has live annotations (its :ann hash)
 	fAttempts    = "attempts"     // JSON list of persistence.PastAttempt: runs before a rerun
 	fTimeout     = "timeout"      // µs, each run's timeout; none: 0
+	fUnique      = "unique"       // JSON unique key and its options (unique.go); none: no key
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
 	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
 	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite,
-	fAttempts, fTimeout}
+	fAttempts, fTimeout, fUnique}
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
@@ -160,6 +161,7 @@ func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	}
 	put(fComposite, j.Composite)
 	js(fAttempts, j.Attempts, len(j.Attempts) == 0)
+	put(fUnique, encodeUnique(j.Unique))
 	return set, del
 }
 
@@ -380,6 +382,11 @@ func (d *jobDecoder) field(f, v string) {
 		j.Sealed = v == "1"
 	case fComposite:
 		j.Composite = v
+	case fUnique:
+		var e error
+		if j.Unique, e = decodeUnique(v); e != nil {
+			d.bad(f, e)
+		}
 	}
 }
 
