@@ -103,19 +103,3 @@ func (u *Unique) Validate() error {
 	}
 	return nil
 }
-
-// Held reports whether a job in status st, due (not scheduled) when due is true, holds its key
-// by these states. COMPLETED is not among them: a completed job holds its key while the key
-// lives (Keep).
-func (s UniqueStates) Held(st Status, due bool) bool {
-	switch st {
-	case StatusPending:
-		if due {
-			return s&UniquePending != 0
-		}
-		return s&UniqueScheduled != 0
-	case StatusAssigned, StatusActive, StatusCallbacks:
-		return s&UniqueActive != 0
-	}
-	return false
-}
