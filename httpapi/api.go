@@ -28,7 +28,7 @@
 //	                                    3339), a page at a time: limit (default 50, at most 1000)
 //	                                    and cursor
 //	GET  /v1/jobs/{queue}/{id}          one job: its call, outcome, earlier attempts, callbacks,
-//	                                    annotations
+//	                                    annotations, unique key
 //	POST /v1/jobs/{queue}/{id}/cancel   cancel it (retry, delete: the same)
 //	POST /v1/bulk/{action}              cancel, retry or delete what a query selects; the body:
 //	                                    {"states": [...], "queue", "callable", "agent", "uuid",

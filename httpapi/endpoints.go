@@ -87,6 +87,7 @@ type jobJSON struct {
 	Composite  string          `json:"composite,omitempty"`
 	Callbacks  []string        `json:"callbacks,omitempty"`
 	Quotas     []string        `json:"quotas,omitempty"`
+	UniqueKey  string          `json:"unique_key,omitempty"` // runtime.Unique's key
 	Detail     *jobDetailJSON  `json:"detail,omitempty"`
 }
 
@@ -132,6 +133,7 @@ func jobOf(s runtime.JobSummary) jobJSON {
 		Start: s.ActiveStart.UTC(), End: s.ActiveEnd.UTC(), Completed: s.InitialCallbacksEnd.UTC(),
 		WaitMS: ms(s.Wait), ActiveMS: ms(s.Active), Agent: s.Agent, Dispatcher: s.Dispatcher,
 		Result: s.Result, Failure: failureOf(s.Failure), Parent: s.Parent, Composite: s.Composite, Quotas: s.QuotaNames}
+	j.UniqueKey = s.UniqueKey
 	for _, c := range s.Callbacks {
 		j.Callbacks = append(j.Callbacks, c.String())
 	}

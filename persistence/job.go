@@ -132,6 +132,14 @@ type Job struct {
 	ActiveEnd   time.Time // zero until its result is stored
 	Completed   time.Time // zero until its callbacks are done
 
+	// Unique is the unique key the job was put with, nil for none (see JobSpec.Unique): each
+	// transition that moves the job out of the key's states releases it.
+	Unique *Unique
+	// Duplicate is set on a job a put returned instead of creating one: it held the put's
+	// unique key. Debounced, also set then, says the put replaced its call and begin_after.
+	// Neither is stored.
+	Duplicate, Debounced bool
+
 	// Corrupt is set on a job read from a record some of whose fields could not be read
 	// (see CorruptError): those fields are zero here, and the store leaves them as they are
 	// stored when it writes the job. Nothing can run such a job: a claimer fails it with
@@ -261,6 +269,10 @@ type JobSpec struct {
 	Choice *CallbackChoice
 	// Target: for a system job, the job it acts on.
 	Target string
+	// Unique, if not nil, makes Put, PutMany and PutEach create the job only if no job of the
+	// queue holds its key, else return the job that holds it, marked Duplicate (see Unique).
+	// Other ways of making a job ignore it.
+	Unique *Unique
 }
 
 // Validate checks the spec before anything is written.
@@ -310,6 +322,11 @@ func (s *JobSpec) check(dst []byte, encode bool) (call []byte, err error) {
 	}
 	if err := ValidateQuotaNames(s.QuotaNames); err != nil {
 		return dst, err
+	}
+	if s.Unique != nil {
+		if err := s.Unique.Validate(); err != nil {
+			return dst, err
+		}
 	}
 	return call, nil
 }

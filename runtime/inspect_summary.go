@@ -73,6 +73,8 @@ type JobSummary struct {
 	Composite   string `json:",omitempty"`
 	Children    []Ref  `json:",omitempty"`
 	Postprocess *Ref   `json:",omitempty"`
+	// UniqueKey is the unique key it was put with (Unique), "" for none.
+	UniqueKey string `json:",omitempty"`
 }
 
 // PastAttempt is how an earlier run of a retried job ended.
@@ -91,6 +93,9 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 	}
 	if j.Choice != nil && j.Call.Handler == "" {
 		s.Call = choiceString(j.Choice)
+	}
+	if j.Unique != nil {
+		s.UniqueKey = j.Unique.Key
 	}
 	if j.Corrupt != nil {
 		// Listed all the same, saying what could not be read (its claimer fails it).

@@ -31,6 +31,7 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 	wait := fs.Bool("wait", false, "wait for the job to complete and print its result")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after this long (0: no limit)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	uflags := addUniqueFlags(fs)
 	// Flags may come after the handler and its arguments: the flag package stops at the
 	// first non-flag, so split them ourselves.
 	positional, flagArgs := splitArgs(args)
@@ -57,6 +58,12 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 		}
 		opts = append(opts, runtime.Priority(*priority))
 	}
+	if err == nil {
+		var u runtime.PutOption
+		if u, err = uflags.option(); u != nil {
+			opts = append(opts, u)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -80,13 +87,19 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 	}
 	if !*wait {
 		if *asJSON {
-			return printJSON(stdout, map[string]string{"job": job.String()})
+			out := map[string]any{"job": job.String()}
+			if job.Duplicate() {
+				out["duplicate"], out["debounced"] = true, job.Debounced()
+			}
+			return printJSON(stdout, out)
 		}
 		fmt.Fprintln(stdout, job.String())
+		reportDuplicate(stderr, job)
 		return nil
 	}
 	if !*asJSON {
 		fmt.Fprintln(stderr, job.String()) // the id, while the result is awaited on stdout
+		reportDuplicate(stderr, job)
 	}
 	return waitAndPrint(ctx, job, *timeout, *asJSON, stdout, stderr)
 }
@@ -210,7 +223,7 @@ func splitArgs(args []string) (positional, flagArgs []string) {
 }
 
 // boolFlags are the flags of put and wait that take no value.
-var boolFlags = map[string]bool{"wait": true, "json": true, "help": true, "h": true}
+var boolFlags = map[string]bool{"wait": true, "json": true, "help": true, "h": true, "debounce": true}
 
 func takesValue(flag string) bool { return !boolFlags[strings.TrimLeft(flag, "-")] }
 

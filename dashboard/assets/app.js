@@ -319,6 +319,7 @@ async function job(ref) {
     ["agent", j.agent ? j.dispatcher + "/" + j.agent : "—"],
     ["retry policy", d.retry_policy || "RetryCommonFourTimes"],
     ["run timeout", d.run_timeout_ms ? dur(d.run_timeout_ms) : "none"],
+    ["unique key", j.unique_key || "—"],
     ["metadata", d.meta && Object.keys(d.meta).length ? Object.entries(d.meta).map(([k, v]) => k + "=" + v).join(", ") : "—"],
     ["this attempt", Object.keys(d.retry_counts).length
       ? Object.entries(d.retry_counts).map(([k, v]) => k + ": " + v).join(", ") + " (as its retry policy counts them)" : "—"],

@@ -56,12 +56,13 @@ const (
 	// The job's priority, 1 to 9; none: persistence.DefaultPriority, so that the record of a
 	// job put without one is what it was before priorities.
 	fPriority = "priority"
+	fUnique   = "unique" // JSON unique key and its options (unique.go); none: no key
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
 	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
 	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite,
-	fAttempts, fTimeout, fPriority}
+	fAttempts, fTimeout, fPriority, fUnique}
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
@@ -168,6 +169,7 @@ func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	}
 	put(fComposite, j.Composite)
 	js(fAttempts, j.Attempts, len(j.Attempts) == 0)
+	put(fUnique, encodeUnique(j.Unique))
 	return set, del
 }
 
@@ -390,6 +392,11 @@ func (d *jobDecoder) field(f, v string) {
 		j.Sealed = v == "1"
 	case fComposite:
 		j.Composite = v
+	case fUnique:
+		var e error
+		if j.Unique, e = decodeUnique(v); e != nil {
+			d.bad(f, e)
+		}
 	}
 }
 

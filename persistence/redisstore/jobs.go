@@ -414,6 +414,7 @@ func (s *Store) failJob(ctx context.Context, op string, ref persistence.Ref, fen
 		running := revoke && (j.Status == persistence.StatusAssigned || j.Status == persistence.StatusActive)
 		return func(p redis.Pipeliner) error {
 			s.release(ctx, p, j, false)
+			s.releaseUnique(ctx, p, j, false) // failed before its run stored an outcome: no keep period
 			j.Status, j.Failure, j.Result, j.Holder, j.ActiveEnd = persistence.StatusCallbacks, f, nil, persistence.Owner{}, now
 			if revoke {
 				j.Owner, j.WaitingOn, j.Parked = persistence.Owner{}, "", false

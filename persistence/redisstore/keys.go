@@ -105,6 +105,12 @@ func (k keys) completed(q string, o persistence.Owner) string {
 // the completions that add to it and by TrimCompleted; a retry or a delete takes its job out.
 func (k keys) failed(q string) string { return k.base(q) + "failed" }
 
+// unique: string, the id of the job that holds a unique key of the queue (unique.go): set by
+// the put that creates the job, released (compare and delete) by the transitions that move
+// it out of the key's states, or given the key's keep period as its TTL by its completion.
+// Any text follows the prefix: the hash tag comes first.
+func (k keys) unique(q, key string) string { return k.base(q) + "unique:" + key }
+
 // wake: pub/sub channel; Put publishes the queue name so that idle dispatchers claim at once.
 func (k keys) wake(q string) string { return k.base(q) + "wake" }
 

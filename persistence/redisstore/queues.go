@@ -86,6 +86,9 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 	if err := validQueue(op, q); err != nil {
 		return nil, nil, err
 	}
+	if hasUnique(groups) {
+		return s.putEachUnique(ctx, q, groups) // unique.go: a path of its own
+	}
 	errs := make([]error, len(groups))
 	needQuotas := false // some group that may go names quotas: their sizes must be read
 	// Each call is checked and encoded in one pass, into a buffer kept for the next puts once
@@ -313,6 +316,7 @@ func (s *Store) removeWrites(ctx context.Context, t *txn, ref persistence.Ref, o
 	*out = j
 	return func(p redis.Pipeliner) error {
 		s.release(ctx, p, j, false)
+		s.releaseUnique(ctx, p, j, false) // NEW holds no key
 		j.Status, j.Assigner = persistence.StatusNew, ""
 		s.writeJob(ctx, p, j, was)
 		return nil

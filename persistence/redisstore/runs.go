@@ -353,6 +353,7 @@ func (s *Store) complete(ctx context.Context, p redis.Pipeliner, j *persistence.
 		p.PExpire(ctx, s.k.job(q, j.ID), s.retention)
 		p.PExpire(ctx, s.k.annotations(q, j.ID), s.retention)
 	}
+	s.releaseUnique(ctx, p, j, true)
 	p.Publish(ctx, s.k.done(q), j.ID)
 }
 

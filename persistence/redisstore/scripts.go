@@ -92,7 +92,7 @@ local fallback = {'fallback'}
 local fields = {'status', 'owner', 'attempt', 'holder', 'begin_after', 'begin_by', 'quotas', 'policy',
   'retry', 'log_level', 'result', 'failure', 'callbacks', 'choice', 'parent', 'target', 'waiting_on',
   'parked', 'assigner', 'created', 'active_start', 'active_end', 'completed', 'children', 'sealed',
-  'composite', 'annotated', 'attempts', 'timeout', 'priority'}
+  'composite', 'annotated', 'attempts', 'timeout', 'priority', 'unique'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
 -- The queue's pause mark is a field of the same hash, read in the same command, and so are
@@ -387,7 +387,8 @@ return out
 // was before the commit, for the caller to change as the commit did; "c", not committed,
 // followed by the job as it is (empty if it does not exist): its fence, status or quota list
 // does not hold, or it is held by an agent or names a quota whose keys the caller did not
-// declare, and the caller says why or commits it through the transaction. (One string, not
+// declare, or it would complete a job that holds a unique key (which the transaction
+// releases, unique.go), and the caller says why or commits it through the transaction. (One string, not
 // two values per run: every value a script returns costs Redis and the client alike.) A job
 // is its fields and values joined by NUL bytes, as the claim answers it. (A run whose other
 // fields cannot be read, a record corrupted by hand, is committed all the same and answered
@@ -459,6 +460,7 @@ for i = 1, n do
   if fq == Q then knownQuotas, a = ARGV[a], a + 1 end
   local flat
   local st, ow, at, holder, quotaNames, callbacks, hasResult, hasFailure, hasRetry, waiting, parked, annotated
+  local uniq -- a unique key to release: its completion is left to the transaction (unique.go)
   if lean then
     local v = redis.call('HMGET', KEYS[i], 'status', 'owner', 'attempt', 'callbacks', 'annotated')
     st, ow, at, callbacks, annotated = v[1], v[2], v[3], v[4], v[5]
@@ -486,6 +488,7 @@ for i = 1, n do
       elseif f == 'waiting_on' then waiting = true
       elseif f == 'parked' then parked = true
       elseif f == 'annotated' then annotated = true
+      elseif f == 'unique' then uniq = true
       end
     end
   end
@@ -509,6 +512,7 @@ for i = 1, n do
     end
   end
   if ok and annotated and not ann and complete and not callbacks and retention > 0 then ok = false end
+  if ok and uniq and complete and not callbacks then ok = false end
   if not ok then
     codes[i] = 'c'
     flat = flat or redis.call('HGETALL', KEYS[i])
@@ -1096,7 +1100,8 @@ var (
 func knownLean(c persistence.Commit) bool {
 	k := c.Known
 	return k != nil && k.Ref == c.Fence.Ref && k.Owner == c.Fence.Owner && k.Attempt == c.Fence.Attempt &&
-		k.Status == persistence.StatusActive && k.Result == nil && k.Failure == nil && k.WaitingOn == "" && !k.Parked
+		k.Status == persistence.StatusActive && k.Result == nil && k.Failure == nil && k.WaitingOn == "" && !k.Parked &&
+		k.Unique == nil // read whole, for the script to find its key and leave it to the transaction
 }
 
 // commitAnswer reads commitScript's answer to commitCall(commits, now). For a run the script
