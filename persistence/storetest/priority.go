@@ -23,6 +23,7 @@ func init() {
 		testCase{"RemoveAndCancel", prRemoveAndCancel},
 		testCase{"BadPriority", prBadPriority},
 		testCase{"ConcurrentClaims", prConcurrentClaims},
+		testCase{"UniquePuts", prUniquePuts},
 	)
 }
 
@@ -311,5 +312,27 @@ func prConcurrentClaims(t *testing.T, h Harness) {
 	slices.Sort(want)
 	if !slices.Equal(all, want) {
 		t.Fatalf("claimed %v, want the %d first in claim order %v", all, len(want), want)
+	}
+}
+
+// Jobs put with unique keys take their priorities' places as any job does, and a debounced
+// job keeps its own priority, not the debouncing put's.
+func prUniquePuts(t *testing.T, h Harness) {
+	b := setup(t, h)
+	put := func(handler, key string, p int, debounce bool) *persistence.Job {
+		t.Helper()
+		return b.put(Queue, persistence.JobSpec{Call: call(handler), Priority: p,
+			Unique: &persistence.Unique{Key: key, Debounce: debounce}})
+	}
+	put("plain", "k-plain", 0, false)
+	low := put("low", "k-low", 2, false)
+	put("top", "k-top", 9, false)
+	// Debounced by a put at priority 9: the job stays at 2, with the newer call.
+	if j := put("low-again", "k-low", 9, true); j.ID != low.ID || !j.Duplicate {
+		t.Fatalf("the debouncing put answered %+v, want job %s", j, low.ID)
+	}
+	o := b.qtDispatcher()
+	if got, want := b.prDrain(o, false), []string{"top", "plain", "low-again"}; !slices.Equal(got, want) {
+		t.Fatalf("claim order %v, want %v", got, want)
 	}
 }
