@@ -254,6 +254,11 @@ func (d *ScheduleDecl) Validate() error {
 	if d.Job.Choice != nil || d.Job.Target != "" {
 		return invalidf("a schedule puts a plain call")
 	}
+	if d.Job.Unique != nil {
+		// A tick's job is unique by its id already; a key of its own would be a second
+		// fence the tick's transaction does not hold.
+		return invalidf("schedule %q: a periodic job takes no unique key", d.Name)
+	}
 	if d.Grace < 0 || d.TTL <= 0 {
 		return invalidf("schedule %q: negative grace or no declaration TTL", d.Name)
 	}

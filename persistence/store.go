@@ -119,7 +119,10 @@ type Jobs interface {
 type Queues interface {
 	// Put creates a job and puts it in queue: due jobs go to the end of the queue, scheduled
 	// ones are ordered by begin_after. Every quota name must exist (ErrUnknownQuota). A
-	// wake-up is published for the queue.
+	// wake-up is published for the queue. A spec with a Unique key whose key a job of the
+	// queue holds makes nothing: the holder is returned, its Duplicate set (and Debounced,
+	// when the put gave it its call and begin_after); the check and the take are atomic, for
+	// PutMany and PutEach too.
 	Put(ctx context.Context, queue string, spec JobSpec) (*Job, error)
 	// PutMany puts several jobs in one round trip, all or none.
 	PutMany(ctx context.Context, queue string, specs []JobSpec) ([]*Job, error)

@@ -64,6 +64,8 @@ type JobSummary struct {
 	// RetryPolicy is the name of its retry policy; Timeout bounds each of its runs (0: none).
 	RetryPolicy string        `json:",omitempty"`
 	Timeout     time.Duration `json:",omitempty"`
+	// Priority orders it among the due jobs of its queue (DefaultPriority unless given).
+	Priority int
 	// Meta is its call's metadata.
 	Meta map[string]string `json:",omitempty"`
 	// Composite is the composite this job is a sub-job of; Children are a composite's
@@ -71,6 +73,8 @@ type JobSummary struct {
 	Composite   string `json:",omitempty"`
 	Children    []Ref  `json:",omitempty"`
 	Postprocess *Ref   `json:",omitempty"`
+	// UniqueKey is the unique key it was put with (Unique), "" for none.
+	UniqueKey string `json:",omitempty"`
 }
 
 // PastAttempt is how an earlier run of a retried job ended.
@@ -90,6 +94,9 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 	if j.Choice != nil && j.Call.Handler == "" {
 		s.Call = choiceString(j.Choice)
 	}
+	if j.Unique != nil {
+		s.UniqueKey = j.Unique.Key
+	}
 	if j.Corrupt != nil {
 		// Listed all the same, saying what could not be read (its claimer fails it).
 		s.Call += " [corrupt record: " + strings.Join(j.Corrupt.Fields, ", ") + " unreadable]"
@@ -108,6 +115,7 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 	}
 	s.Composite = j.Composite
 	s.RetryPolicy, s.Timeout, s.Meta = j.RetryPolicy, j.Timeout, maps.Clone(j.Call.Meta)
+	s.Priority = persistence.PriorityOr(j.Priority)
 	if len(j.Retry) > 0 {
 		s.RetryCounts = maps.Clone(map[string]int(j.Retry))
 	}

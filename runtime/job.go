@@ -38,6 +38,7 @@ const (
 type Job struct {
 	rt  *Runtime
 	ref persistence.Ref
+	put putOutcome // what the put that returned it learnt (unique.go)
 }
 
 // Job returns a handle on the job ref names.

@@ -43,6 +43,8 @@ type putSettings struct {
 	notify     *actor.PID
 	meta       map[string]string // the Meta options'
 	timeout    time.Duration
+	priority   int                 // 0: not given
+	unique     *persistence.Unique // the Unique option's (unique.go)
 	err        error
 }
 
@@ -200,9 +202,11 @@ func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, e
 		BeginIn:         s.beginInOrZero(),
 		BeginBy:         s.beginBy,
 		Timeout:         s.timeout,
+		Priority:        s.priority,
 		QuotaNames:      s.quotas,
 		FailureLogLevel: s.level,
 		Assigner:        q.rt.assigner(),
+		Unique:          s.unique,
 	}
 	if s.retry != nil {
 		name, err := q.rt.retryPolicy(s.retry)
@@ -255,6 +259,13 @@ func (q *Queue) put(ctx context.Context, call Call, opts []PutOption) (*Job, err
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
+	if isUnique(m) {
+		jobs, err := q.putUnique(ctx, m)
+		if err != nil {
+			return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
+		}
+		return jobs[0], nil
+	}
 	refs, err := q.send(ctx, m)
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
@@ -289,6 +300,13 @@ func (q *Queue) putMany(ctx context.Context, calls []Call, opts []PutOption) ([]
 	if err != nil {
 		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
 	}
+	if isUnique(m) {
+		jobs, err := q.putUnique(ctx, m)
+		if err != nil {
+			return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
+		}
+		return jobs, nil
+	}
 	refs, err := q.send(ctx, m)
 	if err != nil {
 		return nil, fmt.Errorf("put %d jobs into %q: %w", len(calls), q.name, err)
@@ -306,6 +324,9 @@ func (q *Queue) putCompositeNotified(ctx context.Context, call Call, opts []PutO
 	base, s, err := q.settings(opts)
 	if err == nil && s.notify != nil && q.rt.isDetached {
 		err = errNotifyDetached
+	}
+	if err == nil && s.unique != nil {
+		err = invalidf("a composite cannot be put with Unique")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)

@@ -274,6 +274,8 @@ func TestEveryBadInput(t *testing.T) {
 		{"zone", "0 * * * *", NewCall("h"), []EveryOption{EveryIn(time.FixedZone("UTC+2", 2*3600))}},
 		{"begin", "@every 1m", NewCall("h"), []EveryOption{EveryPut(BeginIn(time.Minute))}},
 		{"retry", "@every 1m", NewCall("h"), []EveryOption{EveryPut(Retry(nil))}},
+		{"unique", "@every 1m", NewCall("h"), []EveryOption{EveryPut(Unique("k", UniqueOpts{}))}},
+		{"priority", "@every 1m", NewCall("h"), []EveryOption{EveryPut(Priority(10))}},
 	} {
 		err := rt.Every(tc.name, tc.spec, tc.call, tc.opts...)
 		if !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "\n") {

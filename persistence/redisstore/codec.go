@@ -53,12 +53,16 @@ const (
 	fAnnotated   = "annotated"    // "1" once the job has live annotations (its :ann hash)
 	fAttempts    = "attempts"     // JSON list of persistence.PastAttempt: runs before a rerun
 	fTimeout     = "timeout"      // µs, each run's timeout; none: 0
+	// The job's priority, 1 to 9; none: persistence.DefaultPriority, so that the record of a
+	// job put without one is what it was before priorities.
+	fPriority = "priority"
+	fUnique   = "unique" // JSON unique key and its options (unique.go); none: no key
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
 	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
 	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite,
-	fAttempts, fTimeout}
+	fAttempts, fTimeout, fPriority, fUnique}
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
@@ -114,6 +118,11 @@ func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	}
 	num(fBeginBy, j.BeginBy.Microseconds())
 	num(fTimeout, j.Timeout.Microseconds())
+	if j.Priority == persistence.DefaultPriority {
+		put(fPriority, "")
+	} else {
+		num(fPriority, int64(j.Priority)) // 0: a job made without one, stored as the default
+	}
 	js(fQuotas, j.QuotaNames, len(j.QuotaNames) == 0)
 	if j.RetryPolicy == persistence.RetryCommonFourTimesName {
 		put(fPolicy, "")
@@ -160,6 +169,7 @@ func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	}
 	put(fComposite, j.Composite)
 	js(fAttempts, j.Attempts, len(j.Attempts) == 0)
+	put(fUnique, encodeUnique(j.Unique))
 	return set, del
 }
 
@@ -333,6 +343,8 @@ func (d *jobDecoder) field(f, v string) {
 		j.BeginBy = time.Duration(d.num(f, v)) * time.Microsecond
 	case fTimeout:
 		j.Timeout = time.Duration(d.num(f, v)) * time.Microsecond
+	case fPriority:
+		d.priority(v)
 	case fLevel:
 		d.hasLevel = true
 		j.FailureLogLevel = slog.Level(d.num(f, v))
@@ -380,6 +392,11 @@ func (d *jobDecoder) field(f, v string) {
 		j.Sealed = v == "1"
 	case fComposite:
 		j.Composite = v
+	case fUnique:
+		var e error
+		if j.Unique, e = decodeUnique(v); e != nil {
+			d.bad(f, e)
+		}
 	}
 }
 
@@ -399,6 +416,9 @@ func (d *jobDecoder) done() (*persistence.Job, bool, error) {
 	}
 	if !d.hasCompleted && d.j.Status == persistence.StatusCompleted {
 		d.j.Completed = d.j.ActiveEnd
+	}
+	if d.j.Priority == 0 { // none stored, or one that cannot be read
+		d.j.Priority = persistence.DefaultPriority
 	}
 	if d.corrupt != nil {
 		d.j.Corrupt = d.corrupt

@@ -101,6 +101,7 @@ func (s *Store) Rerun(ctx context.Context, ref persistence.Ref, parts []persiste
 					status := persistence.StatusNew
 					if i == 0 {
 						status = persistence.StatusPending
+						s.retakeUnique(ctx, p, r.j)
 					}
 					s.again(ctx, p, r.j, r.was, status, r.call, now)
 				} else if r.call != nil { // a part that never ran: only its call changes
@@ -144,7 +145,7 @@ func (s *Store) again(ctx context.Context, p redis.Pipeliner, j *persistence.Job
 	s.writeJob(ctx, p, j, was)
 	s.keep(ctx, p, j, completers)
 	if status == persistence.StatusPending {
-		p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
+		s.queueAt(ctx, p, j, s.position(j, now))
 	}
 }
 
@@ -224,6 +225,7 @@ func (s *Store) Delete(ctx context.Context, q string, ids []string) ([]*persiste
 		return func(p redis.Pipeliner) error {
 			for _, j := range jobs {
 				s.release(ctx, p, j, false)
+				s.releaseUnique(ctx, p, j, false)
 				for _, o := range []persistence.Owner{j.Owner, j.Holder} {
 					if !o.IsZero() {
 						p.ZRem(ctx, s.k.completed(q, o), j.ID)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ type backend struct {
 func backends() []backend {
 	bs := []backend{{name: "miniredis", client: func(t *testing.T) redis.UniversalClient {
 		m := miniredis.RunT(t)
+		minis.Store(t, m)
 		c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 		t.Cleanup(func() { c.Close() })
 		return c
@@ -48,6 +50,7 @@ func backends() []backend {
 		// miniredis serves every slot as one node: this runs the Cluster client's code path
 		// (WATCH before reads; go-redis checks the watched keys share a slot).
 		m := miniredis.RunT(t)
+		minis.Store(t, m)
 		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{m.Addr()}})
 		t.Cleanup(func() { c.Close() })
 		return c
@@ -67,6 +70,43 @@ func backends() []backend {
 		}})
 	}
 	return bs
+}
+
+// minis are the miniredis servers of the tests that run on one, by test.
+var minis sync.Map // *testing.T → *miniredis.Miniredis
+
+// elapse lets d pass for the keys' expiry in test t: miniredis moves its TTLs only when told;
+// a real Redis needs nothing.
+func elapse(t *testing.T, d time.Duration) {
+	if m, ok := minis.Load(t); ok {
+		m.(*miniredis.Miniredis).FastForward(d)
+	}
+}
+
+// shareStore returns a store over s's key space with a client of its own, as another process
+// has; it is closed when the test ends.
+func shareStore(t *testing.T, ps persistence.Store) persistence.Store {
+	s := ps.(*Store)
+	var c redis.UniversalClient
+	switch rc := s.rdb.(type) {
+	case *redis.ClusterClient:
+		c = redis.NewClusterClient(rc.Options())
+	case *redis.Client:
+		c = redis.NewClient(rc.Options())
+	default:
+		t.Fatalf("shareStore: client %T", s.rdb)
+	}
+	t.Cleanup(func() { c.Close() })
+	retention := s.retention
+	if retention == 0 {
+		retention = -1 // kept forever, as s keeps them
+	}
+	other, err := New(c, Options{Prefix: s.k.prefix, Clock: s.clock, Retention: retention})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
 }
 
 // newStore returns a store with a fresh key prefix on c, whose keys are deleted when the
@@ -108,7 +148,7 @@ func TestConformance(t *testing.T) {
 			t.Logf("conformance suite on %s", b.name)
 			storetest.Run(t, storetest.Harness{New: func(t *testing.T, clock persistence.Clock) persistence.Store {
 				return newStore(t, b.client(t), Options{Clock: clock})
-			}})
+			}, Share: shareStore, Elapse: elapse})
 		})
 	}
 }

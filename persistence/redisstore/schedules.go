@@ -223,7 +223,11 @@ func (s *Store) PutTick(ctx context.Context, d persistence.ScheduleDecl, tick ti
 		res = persistence.TickResult{Outcome: persistence.TickPut, LastTick: tick, LastJob: id}
 		return func(p redis.Pipeliner) error {
 			s.writeNewJob(ctx, p, j, call)
-			p.ZAdd(ctx, s.k.pending(d.Queue), redis.Z{Score: s.position(j, now), Member: id})
+			// Queued as a put queues it: in its priority's zset when it has one.
+			scored := []redis.Z{{Score: s.position(j, now), Member: id}}
+			if scored = s.queuePrioritized(ctx, p, d.Queue, []*persistence.Job{j}, scored); len(scored) > 0 {
+				p.ZAdd(ctx, s.k.pending(d.Queue), scored...)
+			}
 			p.HSet(ctx, rkey, schedLast, micros(tick), schedLastJob, id)
 			if created == 0 {
 				p.HSetNX(ctx, rkey, schedCreated, micros(now))

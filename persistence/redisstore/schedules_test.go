@@ -411,3 +411,28 @@ func TestScheduleKeysShareTheQueueSlot(t *testing.T) {
 		}
 	}
 }
+
+// A tick's job of a priority other than the default is queued at its priority, as a put's,
+// and claimed before the default's.
+func TestPutTickPriority(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	plain, urgent := tickDecl("plain", "p1", ""), tickDecl("urgent", "p1", "")
+	urgent.Job.Priority = persistence.MaxPriority
+	for _, d := range []persistence.ScheduleDecl{plain, urgent} {
+		if err := f.s.DeclareSchedule(f.ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick := f.clock.Now().Truncate(time.Second).Add(time.Second)
+	f.clock.Set(tick)
+	for _, d := range []persistence.ScheduleDecl{plain, urgent} {
+		if res, err := f.s.PutTick(f.ctx, d, tick); err != nil || res.Outcome != persistence.TickPut {
+			t.Fatalf("%s: %+v %v", d.Name, res, err)
+		}
+	}
+	jobs, err := f.s.Claim(f.ctx, persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: "main", Size: 1})
+	if err != nil || len(jobs) != 1 || jobs[0].ID != persistence.TickJobID("urgent", tick) || jobs[0].Priority != persistence.MaxPriority {
+		t.Fatalf("claimed %v, %v: want the urgent tick first", jobs, err)
+	}
+}

@@ -24,6 +24,14 @@ type Harness struct {
 	// New returns a Store over a fresh, empty key space whose time is clock. The harness
 	// closes it when the test ends.
 	New func(t *testing.T, clock persistence.Clock) persistence.Store
+	// Share, if not nil, returns another store over the same key space as s, New's store,
+	// with connections of its own, as another process would have: racing tests put through
+	// several. The harness closes it when the test ends.
+	Share func(t *testing.T, s persistence.Store) persistence.Store
+	// Elapse, if not nil, lets d pass for the expiry of the keys of New's store of test t (a
+	// server whose clock runs by itself needs nothing: the tests wait for it). Nil skips the
+	// tests of expiry.
+	Elapse func(t *testing.T, d time.Duration)
 }
 
 // Run runs the whole suite against the stores h builds.
