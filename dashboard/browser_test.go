@@ -328,6 +328,41 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	browsertest.Screenshot(t, ctx, "job-late-commit")
 
+	// A job put from the queue's page, with options; a bad argument is refused in the page.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/queue/work"), chromedp.WaitVisible(chromedp.CSS("#put-link")),
+		chromedp.Click(chromedp.CSS("#put-link")), chromedp.WaitVisible(chromedp.CSS("#put"))); err != nil {
+		t.Fatalf("the put page: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(`#put input[name="handler"]`), "ok"),
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="args"]`), `[1, "two"`),
+		chromedp.Click(chromedp.CSS(`#put button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#flash.error"))); err != nil {
+		t.Fatalf("a put with bad arguments: %v", err)
+	}
+	if text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#flash"))); err != nil || !strings.HasPrefix(text, "args: want a JSON array") {
+		t.Fatalf("a put with bad arguments says %q (%v)", text, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(`#put input[name="args"]`), "]"),
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="run_timeout_s"]`), "30"),
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="retry"]`), "NeverRetry"),
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="priority"]`), "7")); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Screenshot(t, ctx, "put")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#put button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
+		t.Fatalf("the put did not open its job's page: %v", err)
+	}
+	hash, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := in.rt.Job(runtime.Ref{Queue: "work", ID: strings.TrimPrefix(hash, "#/job/work/")})
+	if out, err := put.Wait(bg); err != nil || string(out.Result) != `"fine"` {
+		t.Fatalf("the job put from the page (%s): %s %v", hash, out.Result, err)
+	}
+	if rec, err := put.Info(bg); err != nil || len(rec.Call.Args) != 2 || rec.Timeout != 30*time.Second || rec.RetryPolicy != runtime.NeverRetry.Name() || rec.Priority != 7 {
+		t.Fatalf("the job put from the page was stored as %+v (%v)", rec, err)
+	}
+
 	// Dispatchers.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/dispatchers"),
 		chromedp.WaitVisible(chromedp.CSS(`#dispatchers tr[data-dispatcher="dash-server"]`)),

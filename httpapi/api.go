@@ -11,6 +11,10 @@
 //	GET  /v1/queues/{queue}/throughput  its completions and failures per step_ms (default a
 //	                                    minute) over the last span_ms (default an hour), from
 //	                                    counters
+//	POST /v1/queues/{queue}/jobs        put a job; the body: {"handler", "args", "kwargs",
+//	                                    "meta", "begin_after" or "begin_in_ms", "begin_by_ms",
+//	                                    "run_timeout_ms", "retry" (a policy's name), "priority",
+//	                                    "quotas", "failure_level"}; the answer: the job
 //	POST /v1/queues/{queue}/pause       pause it (no dispatcher claims from it)
 //	POST /v1/queues/{queue}/resume      resume it
 //	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,
@@ -86,6 +90,7 @@ func New(rt *runtime.Runtime, opts ...Option) http.Handler {
 	mux.HandleFunc("GET /v1/queues", a.queues)
 	mux.HandleFunc("GET /v1/queues/{queue}", a.queue)
 	mux.HandleFunc("GET /v1/queues/{queue}/throughput", a.throughput)
+	mux.HandleFunc("POST /v1/queues/{queue}/jobs", a.act(a.put))
 	mux.HandleFunc("POST /v1/queues/{queue}/{action}", a.act(a.pause))
 	mux.HandleFunc("GET /v1/dispatchers", a.dispatchers)
 	mux.HandleFunc("GET /v1/dispatchers/events", a.dispatcherEvents)
@@ -133,6 +138,7 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 			code   string
 		}{
 			{runtime.ErrInvalid, http.StatusBadRequest, "invalid"},
+			{runtime.ErrUnknownQuota, http.StatusBadRequest, "invalid"},
 			{runtime.ErrNotFound, http.StatusNotFound, "not_found"},
 			{runtime.ErrBadStatus, http.StatusConflict, "bad_status"},
 			{runtime.ErrConflict, http.StatusConflict, "conflict"},

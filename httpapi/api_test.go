@@ -172,7 +172,7 @@ func TestReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	later := w.put("ok", runtime.BeginIn(time.Hour))
+	later := w.put("ok", runtime.BeginIn(time.Hour), runtime.Priority(8))
 
 	var qs struct{ Queues []queueJSON }
 	w.get("/v1/queues", &qs)
@@ -244,12 +244,13 @@ func TestReads(t *testing.T) {
 	}
 	var pending struct{ Jobs []jobJSON }
 	w.get("/v1/jobs?state=pending", &pending)
-	if len(pending.Jobs) != 1 || pending.Jobs[0].ID != later.ID() || pending.Jobs[0].BeginAfter.IsZero() {
+	if len(pending.Jobs) != 1 || pending.Jobs[0].ID != later.ID() || pending.Jobs[0].BeginAfter.IsZero() || pending.Jobs[0].Priority != 8 {
 		t.Fatalf("pending: %+v", pending)
 	}
 	var one jobJSON
 	w.get("/v1/jobs/work/"+done[0].ID(), &one)
-	if one.Detail == nil || one.Detail.Args == nil || one.Detail.Annotations == nil || one.Handler != "ok" || one.ActiveMS < 0 {
+	if one.Detail == nil || one.Detail.Args == nil || one.Detail.Annotations == nil || one.Handler != "ok" || one.ActiveMS < 0 ||
+		one.Priority != runtime.DefaultPriority {
 		t.Fatalf("one job: %+v", one)
 	}
 }

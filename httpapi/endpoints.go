@@ -72,6 +72,7 @@ type jobJSON struct {
 	Status     string          `json:"status"`
 	Failed     bool            `json:"failed"`
 	Attempt    int64           `json:"attempt"`
+	Priority   int             `json:"priority"` // 1 to 9, higher claimed first; 5 unless put with one
 	BeginAfter time.Time       `json:"begin_after,omitzero"`
 	Start      time.Time       `json:"active_start,omitzero"`
 	End        time.Time       `json:"active_end,omitzero"`
@@ -128,7 +129,7 @@ func failureOf(f *runtime.Failure) *failureJSON {
 
 func jobOf(s runtime.JobSummary) jobJSON {
 	j := jobJSON{Job: s.Job.String(), Queue: s.Job.Queue, ID: s.Job.ID, Handler: s.Handler, Call: s.Call,
-		Status: s.Status.String(), Failed: s.Failed, Attempt: s.Attempt, BeginAfter: s.BeginAfter.UTC(),
+		Status: s.Status.String(), Failed: s.Failed, Attempt: s.Attempt, Priority: s.Priority, BeginAfter: s.BeginAfter.UTC(),
 		Start: s.ActiveStart.UTC(), End: s.ActiveEnd.UTC(), Completed: s.InitialCallbacksEnd.UTC(),
 		WaitMS: ms(s.Wait), ActiveMS: ms(s.Active), Agent: s.Agent, Dispatcher: s.Dispatcher,
 		Result: s.Result, Failure: failureOf(s.Failure), Parent: s.Parent, Composite: s.Composite, Quotas: s.QuotaNames}

@@ -94,7 +94,10 @@ type Job struct {
 	BeginBy    time.Duration // 0: no deadline; else not started by BeginAfter+BeginBy → TimeoutError
 	// Timeout bounds each run of the handler (0: none): the handler's context ends at it, and
 	// a run past it fails with a TimeoutError, which goes through the retry policy.
-	Timeout         time.Duration
+	Timeout time.Duration
+	// Priority orders the job among the due jobs of its queue: MinPriority to MaxPriority,
+	// higher claimed first (DefaultPriority when it was put without one).
+	Priority        int
 	QuotaNames      []string    // quotas this job takes a slot of while it runs
 	RetryPolicy     string      // name of its retry policy, fixed at creation
 	Retry           RetryCounts // the policy's persistent counters
@@ -176,6 +179,32 @@ func (j *Job) KeepAttempt(a PastAttempt) {
 // MaxRunTimeout is the longest run timeout a job may have.
 const MaxRunTimeout = 30 * 24 * time.Hour
 
+// The priorities a job may have. A claim takes the due job of the highest priority first, and
+// the jobs of one priority first come, first served; put-back (interrupted) jobs go before
+// all of them, and no priority makes a job claimed before its begin_after.
+const (
+	MinPriority     = 1
+	MaxPriority     = 9
+	DefaultPriority = 5 // a job put without a priority
+)
+
+// ValidatePriority checks a priority given to a put: MinPriority to MaxPriority, or 0 for
+// DefaultPriority.
+func ValidatePriority(p int) error {
+	if p != 0 && (p < MinPriority || p > MaxPriority) {
+		return invalidf("priority %d: want %d to %d", p, MinPriority, MaxPriority)
+	}
+	return nil
+}
+
+// PriorityOr returns p, or DefaultPriority when p is 0 (not given).
+func PriorityOr(p int) int {
+	if p == 0 {
+		return DefaultPriority
+	}
+	return p
+}
+
 // Fence returns the fence of the job's current run.
 func (j *Job) Fence() Fence { return Fence{Ref: j.Ref, Owner: j.Owner, Attempt: j.Attempt} }
 
@@ -221,6 +250,9 @@ type JobSpec struct {
 	// Timeout bounds each run of the handler (see Job.Timeout). Negative, or more than
 	// MaxRunTimeout, is invalid.
 	Timeout time.Duration
+	// Priority: MinPriority to MaxPriority, higher claimed first among due jobs; 0 means
+	// DefaultPriority. Anything else is invalid.
+	Priority int
 	// QuotaNames: quotas the job takes a slot of while it runs; each must exist when the job
 	// is put in a queue.
 	QuotaNames []string
@@ -281,6 +313,9 @@ func (s *JobSpec) check(dst []byte, encode bool) (call []byte, err error) {
 	}
 	if s.Timeout < 0 || s.Timeout > MaxRunTimeout {
 		return dst, invalidf("run timeout %s: want 0 (none) to %s", s.Timeout, MaxRunTimeout)
+	}
+	if err := ValidatePriority(s.Priority); err != nil {
+		return dst, err
 	}
 	if s.BeginIn > 0 && !s.BeginAfter.IsZero() {
 		return dst, invalidf("both begin_after and begin_in")

@@ -82,3 +82,24 @@ func TestRetryBackoffSchedule(t *testing.T) {
 		t.Fatalf("a put's own policy: %q %v", rec.RetryPolicy, err)
 	}
 }
+
+// A policy's name, as a job record shows it, reads back as that policy: built in, backoff
+// or registered; anything else is refused.
+func TestRetryPolicyNamed(t *testing.T) {
+	k := zasynctest.New(t, runtime.Config{})
+	backoff, err := runtime.RetryBackoff(4, time.Second, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []runtime.RetryPolicy{runtime.NeverRetry, runtime.RetryCommonFourTimes, runtime.RetryCommonForever, backoff} {
+		got, err := k.Runtime.RetryPolicyNamed(p.Name())
+		if err != nil || got.Name() != p.Name() {
+			t.Errorf("RetryPolicyNamed(%q) = %v, %v", p.Name(), got, err)
+		}
+	}
+	for _, bad := range []string{"", "Sometimes", "RetryBackoff(0,1s,1m0s)"} {
+		if _, err := k.Runtime.RetryPolicyNamed(bad); !errors.Is(err, runtime.ErrInvalid) {
+			t.Errorf("RetryPolicyNamed(%q): %v, want ErrInvalid", bad, err)
+		}
+	}
+}

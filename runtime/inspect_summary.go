@@ -64,6 +64,8 @@ type JobSummary struct {
 	// RetryPolicy is the name of its retry policy; Timeout bounds each of its runs (0: none).
 	RetryPolicy string        `json:",omitempty"`
 	Timeout     time.Duration `json:",omitempty"`
+	// Priority orders it among the due jobs of its queue (DefaultPriority unless given).
+	Priority int
 	// Meta is its call's metadata.
 	Meta map[string]string `json:",omitempty"`
 	// Composite is the composite this job is a sub-job of; Children are a composite's
@@ -113,6 +115,7 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 	}
 	s.Composite = j.Composite
 	s.RetryPolicy, s.Timeout, s.Meta = j.RetryPolicy, j.Timeout, maps.Clone(j.Call.Meta)
+	s.Priority = persistence.PriorityOr(j.Priority)
 	if len(j.Retry) > 0 {
 		s.RetryCounts = maps.Clone(map[string]int(j.Retry))
 	}

@@ -43,6 +43,7 @@ type putSettings struct {
 	notify     *actor.PID
 	meta       map[string]string // the Meta options'
 	timeout    time.Duration
+	priority   int                 // 0: not given
 	unique     *persistence.Unique // the Unique option's (unique.go)
 	err        error
 }
@@ -201,6 +202,7 @@ func (q *Queue) settings(opts []PutOption) (persistence.JobSpec, *putSettings, e
 		BeginIn:         s.beginInOrZero(),
 		BeginBy:         s.beginBy,
 		Timeout:         s.timeout,
+		Priority:        s.priority,
 		QuotaNames:      s.quotas,
 		FailureLogLevel: s.level,
 		Assigner:        q.rt.assigner(),

@@ -78,3 +78,16 @@ const CountErrors = persistence.CountErrors
 func RetryBackoff(n int, base, max time.Duration) (RetryPolicy, error) {
 	return persistence.RetryBackoff(n, base, max)
 }
+
+// RetryPolicyNamed returns the policy this runtime knows by name: a built-in one, one in
+// Config.RetryPolicies, or a RetryBackoff by the name it reports (RetryBackoff(5,1s,1m0s)).
+// What names a policy in a request (the HTTP API's put, say) is read with it. Unknown names
+// are ErrInvalid.
+func (rt *Runtime) RetryPolicyNamed(name string) (RetryPolicy, error) {
+	p, err := rt.policies.Lookup(name)
+	if err != nil {
+		return nil, invalidf("unknown retry policy %q (built in: %s, %s, %s, RetryBackoff(N,BASE,MAX); others must be in Config.RetryPolicies)",
+			name, RetryCommonFourTimes.Name(), RetryCommonForever.Name(), NeverRetry.Name())
+	}
+	return p, nil
+}

@@ -28,6 +28,9 @@ const maxPayload = 512 << 20
 type benchShape struct {
 	jobs, conc, payload, queues, producers int
 	batch                                  bool
+	// priorities: the jobs are put at priorities 1 to 9 in turn (one job, or one batch, at
+	// each), so that the drain claims from every priority's queue.
+	priorities bool
 }
 
 // check reports the first value of s that makes no workload, as a usage error.
@@ -98,6 +101,9 @@ func (s benchShape) String() string {
 	if s.producers > 1 {
 		out += fmt.Sprintf(" producers=%d", s.producers)
 	}
+	if s.priorities {
+		out += " priorities"
+	}
 	return out
 }
 
@@ -113,7 +119,7 @@ type benchHooks struct {
 // runBench enqueues --jobs no-op jobs (one by one, or in batches with --batch, from
 // --producers goroutines at once, round-robin over --queues queues), then drains them with
 // one dispatcher whose agents share --concurrency slots, and prints one line:
-// zasync n=N c=C [payload=B queues=Q producers=P] enqueue=E jobs/s drain=D jobs/s pickup p50=… p99=…
+// zasync n=N c=C [payload=B queues=Q producers=P priorities] enqueue=E jobs/s drain=D jobs/s pickup p50=… p99=…
 // The pickup latency is measured afterwards on the idle dispatcher: the time from a put to
 // its handler starting. Its keys live under a prefix of their own, deleted at the end.
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -122,7 +128,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 
 // bench is runBench with hooks for the tests.
 func bench(args []string, stdout, stderr io.Writer, hooks benchHooks) error {
-	fs := flags("bench", "[--jobs N] [--concurrency C] [--payload BYTES] [--queues Q] [--producers P] [--batch] [--redis URL] [--stats] [--cpuprofile FILE] [--memprofile FILE]", stderr)
+	fs := flags("bench", "[--jobs N] [--concurrency C] [--payload BYTES] [--queues Q] [--producers P] [--batch] [--priorities] [--redis URL] [--stats] [--cpuprofile FILE] [--memprofile FILE]", stderr)
 	var s benchShape
 	fs.IntVar(&s.jobs, "jobs", 10000, "number of no-op jobs")
 	fs.IntVar(&s.conc, "concurrency", 8, "jobs run at once over all the queues, as asynq's Concurrency: the agent's size, or with --queues the sizes of the queues' agents added up")
@@ -131,6 +137,7 @@ func bench(args []string, stdout, stderr io.Writer, hooks benchHooks) error {
 		"the --concurrency slots are shared among those agents as evenly as they divide, so it may be at most --concurrency")
 	fs.IntVar(&s.producers, "producers", 1, "goroutines putting at once, each one job (or one --batch) at a time")
 	fs.BoolVar(&s.batch, "batch", false, "enqueue in batches of 1,000 (one round trip each per queue) instead of one by one")
+	fs.BoolVar(&s.priorities, "priorities", false, "put the jobs at priorities 1 to 9 in turn (each job, or each --batch), to compare the drain with priorities in use with the plain one")
 	rflags := addRedisFlags(fs, "Redis URL (default $"+redisEnv+", else an embedded Redis)")
 	samples := fs.Int("pickup", 50, "jobs put one at a time on the idle dispatcher to measure pickup latency")
 	stats := fs.Bool("stats", false, "print, on stderr, the cost per job of each phase: round trips, Redis commands and CPU, Go CPU and allocations")
@@ -274,7 +281,11 @@ func enqueue(ctx context.Context, qs []*runtime.Queue, s benchShape, before func
 				if lo >= s.jobs {
 					return
 				}
-				if err := putChunk(ctx, qs, calls, lo, min(lo+chunk, s.jobs), before); err != nil {
+				var opts []runtime.PutOption
+				if s.priorities {
+					opts = append(opts, runtime.Priority(runtime.MinPriority+(lo/chunk)%runtime.MaxPriority))
+				}
+				if err := putChunk(ctx, qs, calls, lo, min(lo+chunk, s.jobs), before, opts...); err != nil {
 					cancel(err)
 					return
 				}
@@ -287,12 +298,12 @@ func enqueue(ctx context.Context, qs []*runtime.Queue, s benchShape, before func
 
 // putChunk puts jobs lo to hi-1: one Put for one job, else one PutMany per queue for the
 // chunk's jobs that fall to it.
-func putChunk(ctx context.Context, qs []*runtime.Queue, calls []runtime.Call, lo, hi int, before func()) error {
+func putChunk(ctx context.Context, qs []*runtime.Queue, calls []runtime.Call, lo, hi int, before func(), opts ...runtime.PutOption) error {
 	if hi-lo == 1 {
 		if before != nil {
 			before()
 		}
-		_, err := qs[lo%len(qs)].Put(ctx, calls[0])
+		_, err := qs[lo%len(qs)].Put(ctx, calls[0], opts...)
 		return err
 	}
 	for k, q := range qs {
@@ -304,7 +315,7 @@ func putChunk(ctx context.Context, qs []*runtime.Queue, calls []runtime.Call, lo
 		if before != nil {
 			before()
 		}
-		if _, err := q.PutMany(ctx, calls[:(hi-first+len(qs)-1)/len(qs)]); err != nil {
+		if _, err := q.PutMany(ctx, calls[:(hi-first+len(qs)-1)/len(qs)], opts...); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ func TestBenchShapes(t *testing.T) {
 		{"producers", 300, 0, 1, 4, []string{"--producers", "4"}, "n=300 c=4 producers=4"},
 		{"all, batched", 2500, 64, 3, 2, []string{"--batch", "--payload", "64", "--queues", "3", "--producers", "2"},
 			"n=2500 c=4 payload=64 queues=3 producers=2"},
+		{"priorities", 180, 0, 1, 1, []string{"--priorities"}, "n=180 c=4 priorities"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--jobs", strconv.Itoa(tc.jobs), "--concurrency", "4", "--pickup", "3"}, tc.args...)
@@ -48,6 +50,11 @@ func TestBenchShapes(t *testing.T) {
 				put: together.wait,
 				drained: func(ctx context.Context, rt *runtime.Runtime, names []string) error {
 					checked = true
+					if slices.Contains(tc.args, "--priorities") {
+						if err := checkPriorities(ctx, rt, tc.jobs); err != nil {
+							return err
+						}
+					}
 					return checkSpread(ctx, rt, names, tc.jobs, tc.queues, tc.payload)
 				},
 			}
@@ -109,6 +116,24 @@ func checkSpread(ctx context.Context, rt *runtime.Runtime, names []string, jobs,
 	}
 	if total != jobs {
 		return fmt.Errorf("%d jobs completed, want %d", total, jobs)
+	}
+	return nil
+}
+
+// checkPriorities checks that the bench's jobs were put at each priority in turn.
+func checkPriorities(ctx context.Context, rt *runtime.Runtime, jobs int) error {
+	done, err := rt.Jobs(ctx, runtime.Query{States: []runtime.State{runtime.StateCompleted}})
+	if err != nil {
+		return err
+	}
+	at := map[int]int{}
+	for _, j := range done {
+		at[j.Priority]++
+	}
+	for p := runtime.MinPriority; p <= runtime.MaxPriority; p++ {
+		if at[p] != jobs/runtime.MaxPriority {
+			return fmt.Errorf("%d jobs at priority %d, want %d (%v)", at[p], p, jobs/runtime.MaxPriority, at)
+		}
 	}
 	return nil
 }

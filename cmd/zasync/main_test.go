@@ -56,7 +56,7 @@ func zasync(t *testing.T, env []string, args ...string) (string, string, int) {
 
 // benchLine is the summary line of zasync bench. Scripts that compare zasync with other job
 // queues parse it: keep its format.
-var benchLine = regexp.MustCompile(`^zasync n=(\d+) c=(\d+)( payload=\d+)?( queues=\d+)?( producers=\d+)? enqueue=\d+ jobs/s drain=\d+ jobs/s pickup p50=\S+ p99=\S+\n$`)
+var benchLine = regexp.MustCompile(`^zasync n=(\d+) c=(\d+)( payload=\d+)?( queues=\d+)?( producers=\d+)?( priorities)? enqueue=\d+ jobs/s drain=\d+ jobs/s pickup p50=\S+ p99=\S+\n$`)
 
 func TestBench(t *testing.T) {
 	t.Parallel()

@@ -26,6 +26,7 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 	beginBy := fs.Duration("begin-by", 0, "fail with TimeoutError if not started within this long after --begin-after")
 	fs.Var(&quotas, "quota", "a quota the job takes a slot of while it runs (repeatable; it must exist)")
 	runTimeout := fs.Duration("run-timeout", 0, "bound each run of the handler: a run past it fails with a TimeoutError (0: none)")
+	priority := fs.Int("priority", runtime.DefaultPriority, fmt.Sprintf("claim before the due jobs of lower priorities: %d to %d, higher first", runtime.MinPriority, runtime.MaxPriority))
 	retry := fs.String("retry", "four", "retry policy: never, four (RetryCommonFourTimes), forever (RetryCommonForever), errors (any error retried 3 times) or backoff:N,BASE,MAX (errors retried N times after BASE, doubling up to MAX, with jitter)")
 	wait := fs.Bool("wait", false, "wait for the job to complete and print its result")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after this long (0: no limit)")
@@ -50,6 +51,12 @@ func runPut(args []string, stdout, stderr io.Writer) error {
 			err = usagef("--run-timeout %s: want a positive duration", *runTimeout)
 		}
 		opts = append(opts, runtime.Timeout(*runTimeout))
+	}
+	if err == nil && *priority != runtime.DefaultPriority {
+		if *priority < runtime.MinPriority || *priority > runtime.MaxPriority {
+			err = usagef("--priority %d: want %d to %d", *priority, runtime.MinPriority, runtime.MaxPriority)
+		}
+		opts = append(opts, runtime.Priority(*priority))
 	}
 	if err == nil {
 		var u runtime.PutOption

@@ -171,7 +171,7 @@ async function queue(name) {
   big.setAttribute("height", 90);
   return [
     el("h1", {}, "Queue ", q.name, " ", q.paused ? el("span", { class: "pill warn" }, "paused") : el("span", { class: "pill ok" }, "running")),
-    el("div", { class: "actions" }, pauseButton(q),
+    el("div", { class: "actions" }, pauseButton(q), el("a", { href: "#/put/" + q.name, id: "put-link" }, "put a job"),
       ["pending", "active", "failed"].map((st) => el("a", { href: "#/jobs?" + qs({ state: st, queue: q.name }) }, st + " jobs"))),
     el("dl", { id: "queue" }, [["due", q.due], ["scheduled", q.scheduled], ["put back", q.put_back], ["held by agents", q.held],
       ["dispatchers", q.dispatchers_alive + " alive, " + q.dispatchers_dead + " dead"]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
@@ -189,6 +189,45 @@ async function queue(name) {
       el("tbody", {}, q.quotas.map((u) => el("tr", { "data-quota": u.name }, el("td", {}, u.name), el("td", {}, u.holders.length + " of " + u.size),
         el("td", {}, u.holders.length ? u.holders.map((h, i) => [i ? ", " : "", jobLink(h)]) : "—"))))) : el("p", { class: "muted" }, "No quota."),
   ];
+}
+
+// putForm is the page that puts a job into a queue through the API: the call and the put's
+// options, each left empty for the handler's defaults.
+function putForm(name) {
+  const field = (label, input, hint) => el("label", {}, el("span", {}, label), input, hint ? el("small", { class: "muted" }, hint) : null);
+  const input = (n, attrs) => el("input", Object.assign({ name: n, autocomplete: "off" }, attrs || {}));
+  const form = el("form", { id: "put", class: "put" },
+    field("handler", input("handler", { required: true })),
+    field("args", input("args", { placeholder: "[1, \"two\"]" }), "a JSON array"),
+    field("kwargs", input("kwargs", { placeholder: "{\"name\": \"value\"}" }), "a JSON object"),
+    field("begin in", input("begin_in_s", { type: "number", min: "0", step: "any" }), "seconds from now"),
+    field("begin by", input("begin_by_s", { type: "number", min: "0", step: "any" }), "seconds after that, or it fails"),
+    field("run timeout", input("run_timeout_s", { type: "number", min: "0", step: "any" }), "seconds a run may take"),
+    field("retry policy", input("retry", { placeholder: "RetryCommonFourTimes" }), "a policy's name, e.g. NeverRetry or RetryBackoff(5,1s,1m0s)"),
+    field("priority", input("priority", { type: "number", min: "1", max: "9", step: "1", placeholder: "5" }), "1 to 9, higher claimed first"),
+    field("quotas", input("quotas"), "names, comma separated"),
+    el("div", {}, el("button", { type: "submit" }, "Put")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const v = (n) => form.elements[n].value.trim();
+    const body = { handler: v("handler") };
+    try {
+      for (const [k, what] of [["args", "a JSON array"], ["kwargs", "a JSON object"]]) {
+        if (!v(k)) continue;
+        try { body[k] = JSON.parse(v(k)); } catch (err) { throw new Error(k + ": want " + what + " (" + err.message + ")"); }
+      }
+      for (const k of ["begin_in", "begin_by", "run_timeout"]) if (v(k + "_s")) body[k + "_ms"] = Math.round(Number(v(k + "_s")) * 1000);
+      if (v("retry")) body.retry = v("retry");
+      if (v("priority")) body.priority = Number(v("priority"));
+      if (v("quotas")) body.quotas = v("quotas").split(",").map((q) => q.trim()).filter(Boolean);
+      const j = await call("POST", "queues/" + encodeURIComponent(name) + "/jobs", body);
+      flash("Put " + j.job);
+      location.hash = "#/job/" + j.job;
+    } catch (err) {
+      flash(err.message, true);
+    }
+  });
+  return [el("h1", {}, "Put a job into ", el("a", { href: "#/queue/" + name }, name)), form];
 }
 
 const states = ["pending", "assigned", "active", "callbacks", "succeeded", "failed"];
@@ -274,7 +313,7 @@ async function job(ref) {
   const j = await call("GET", "jobs/" + ref);
   const d = j.detail;
   const rows = [
-    ["job", j.job], ["call", j.call], ["status", statusPill(j)], ["attempt", j.attempt],
+    ["job", j.job], ["call", j.call], ["status", statusPill(j)], ["attempt", j.attempt], ["priority", j.priority],
     ["begin after", when(j.begin_after)], ["started", when(j.active_start)], ["ended", when(j.active_end)],
     ["completed", when(j.completed)], ["waited", dur(j.wait_ms)], ["ran", dur(j.active_ms)],
     ["agent", j.agent ? j.dispatcher + "/" + j.agent : "—"],
@@ -367,13 +406,15 @@ async function dispatchers() {
   ];
 }
 
-// route reads the hash: #/, #/jobs?…, #/job/queue/id, #/dispatchers.
+// route reads the hash: #/, #/jobs?…, #/job/queue/id, #/queue/name, #/put/queue,
+// #/dispatchers. A still view (a form) is drawn once, not refreshed.
 function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
   const params = new URLSearchParams(query || "");
   if (path.startsWith("/job/")) return { name: "job", run: () => job(path.slice(5)), nav: "jobs" };
   if (path === "/jobs") return { name: "jobs", run: () => jobs(params), nav: "jobs" };
+  if (path.startsWith("/put/")) return { name: "put", run: async () => putForm(path.slice(5)), nav: "overview", still: true };
   if (path.startsWith("/queue/")) return { name: "queue", run: () => queue(path.slice(7)), nav: "overview" };
   if (path === "/dispatchers") return { name: "dispatchers", run: dispatchers, nav: "dispatchers" };
   return { name: "overview", run: overview, nav: "overview" };
@@ -434,7 +475,7 @@ function start() {
   });
   window.addEventListener("hashchange", () => { document.getElementById("flash").hidden = true; draw(); });
   draw();
-  timer = setInterval(() => { if (document.getElementById("confirm").hidden) draw(true); }, refreshEvery);
+  timer = setInterval(() => { if (document.getElementById("confirm").hidden && !(view && view.still)) draw(true); }, refreshEvery);
 }
 
 document.addEventListener("DOMContentLoaded", start);

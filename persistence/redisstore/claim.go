@@ -103,7 +103,9 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 	var rec, ping, paused *redis.StringCmd
 	var held, parked *redis.IntCmd
 	var quotas *redis.MapStringStringCmd
-	var putback, pending *redis.StringSliceCmd
+	var putback *redis.StringSliceCmd
+	pendingKeys := s.pendingKeys(q)
+	pending := make([]*redis.StringSliceCmd, len(pendingKeys)) // each priority's head, the highest first
 	t.watch(s.k.dispatchers(q), s.k.ping(q, o.Dispatcher), s.k.parked(q, o), s.k.quotas(q))
 	err = t.pipelined(ctx, func(p redis.Pipeliner) {
 		rec, ping = p.HGet(ctx, s.k.dispatchers(q), o.Dispatcher), p.Get(ctx, s.k.ping(q, o.Dispatcher))
@@ -111,8 +113,10 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		held, parked = p.ZCard(ctx, s.k.agent(q, o)), p.SCard(ctx, s.k.parked(q, o))
 		quotas = p.HGetAll(ctx, s.k.quotas(q))
 		putback = p.LRange(ctx, s.k.putback(q), 0, int64(c.window-1))
-		pending = p.ZRangeByScore(ctx, s.k.pending(q), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(s.dueUntil(now), 10), Count: int64(c.window)})
+		due := &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(s.dueUntil(now), 10), Count: int64(c.window)}
+		for i, k := range pendingKeys {
+			pending[i] = p.ZRangeByScore(ctx, k, due)
+		}
 	})
 	if err != nil {
 		return nil, nil, err
@@ -156,15 +160,20 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 			ids = append(ids, id)
 		}
 	}
-	for _, id := range pending.Val() {
-		if !fromPutback[id] {
-			ids = append(ids, id)
+	full := len(putback.Val()) == c.window
+	from := make(map[string]string) // the pending zset of each candidate that is in one
+	for i, r := range pending {
+		for _, id := range r.Val() {
+			from[id] = pendingKeys[i]
+			if !fromPutback[id] {
+				ids = append(ids, id)
+			}
 		}
+		full = full || len(r.Val()) == c.window
 	}
 	if len(ids) == 0 {
 		return nil, nil, nil
 	}
-	full := len(putback.Val()) == c.window || len(pending.Val()) == c.window
 
 	// Watch and read the candidates and the holders of every quota.
 	names := make([]string, 0, len(sizes))
@@ -270,16 +279,22 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 	}
 	w := func(p redis.Pipeliner) error {
 		for _, id := range stale {
-			p.ZRem(ctx, s.k.pending(q), id)
+			if k, ok := from[id]; ok {
+				p.ZRem(ctx, k, id)
+			} else { // a put-back entry: its job's queue entry, if any, is in one of them
+				for _, k := range pendingKeys {
+					p.ZRem(ctx, k, id)
+				}
+			}
 			p.LRem(ctx, s.k.putback(q), 0, id)
 		}
 		for _, j := range expired {
-			p.ZRem(ctx, s.k.pending(q), j.ID)
+			s.unqueue(ctx, p, j)
 			p.LRem(ctx, s.k.putback(q), 0, j.ID)
 			s.writeJob(ctx, p, j, was[j.ID])
 		}
 		for _, j := range taken {
-			p.ZRem(ctx, s.k.pending(q), j.ID)
+			s.unqueue(ctx, p, j)
 			if fromPutback[j.ID] {
 				p.LRem(ctx, s.k.putback(q), 0, j.ID)
 			}

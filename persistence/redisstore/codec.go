@@ -53,13 +53,16 @@ const (
 	fAnnotated   = "annotated"    // "1" once the job has live annotations (its :ann hash)
 	fAttempts    = "attempts"     // JSON list of persistence.PastAttempt: runs before a rerun
 	fTimeout     = "timeout"      // µs, each run's timeout; none: 0
-	fUnique      = "unique"       // JSON unique key and its options (unique.go); none: no key
+	// The job's priority, 1 to 9; none: persistence.DefaultPriority, so that the record of a
+	// job put without one is what it was before priorities.
+	fPriority = "priority"
+	fUnique   = "unique" // JSON unique key and its options (unique.go); none: no key
 )
 
 var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter, fBeginBy, fQuotas,
 	fPolicy, fRetry, fLevel, fResult, fFailure, fCallbacks, fChoice, fParent, fTarget, fWaitingOn,
 	fParked, fAssigner, fCreated, fActiveStart, fActiveEnd, fCompleted, fChildren, fSealed, fComposite,
-	fAttempts, fTimeout, fUnique}
+	fAttempts, fTimeout, fPriority, fUnique}
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
@@ -115,6 +118,11 @@ func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
 	}
 	num(fBeginBy, j.BeginBy.Microseconds())
 	num(fTimeout, j.Timeout.Microseconds())
+	if j.Priority == persistence.DefaultPriority {
+		put(fPriority, "")
+	} else {
+		num(fPriority, int64(j.Priority)) // 0: a job made without one, stored as the default
+	}
 	js(fQuotas, j.QuotaNames, len(j.QuotaNames) == 0)
 	if j.RetryPolicy == persistence.RetryCommonFourTimesName {
 		put(fPolicy, "")
@@ -335,6 +343,8 @@ func (d *jobDecoder) field(f, v string) {
 		j.BeginBy = time.Duration(d.num(f, v)) * time.Microsecond
 	case fTimeout:
 		j.Timeout = time.Duration(d.num(f, v)) * time.Microsecond
+	case fPriority:
+		d.priority(v)
 	case fLevel:
 		d.hasLevel = true
 		j.FailureLogLevel = slog.Level(d.num(f, v))
@@ -406,6 +416,9 @@ func (d *jobDecoder) done() (*persistence.Job, bool, error) {
 	}
 	if !d.hasCompleted && d.j.Status == persistence.StatusCompleted {
 		d.j.Completed = d.j.ActiveEnd
+	}
+	if d.j.Priority == 0 { // none stored, or one that cannot be read
+		d.j.Priority = persistence.DefaultPriority
 	}
 	if d.corrupt != nil {
 		d.j.Corrupt = d.corrupt

@@ -38,6 +38,8 @@ func FuzzCodecRoundTrip(f *testing.F) {
 			RetryPolicy:     persistence.RetryCommonFourTimesName,
 			FailureLogLevel: slog.Level(level),
 			Parked:          parked,
+			// Every priority, the default (not stored) among them.
+			Priority: persistence.MinPriority + int(uint64(attempt)%uint64(persistence.MaxPriority)),
 		}
 		if level%2 != 0 { // a call of no arguments, with metadata
 			j.Call = persistence.Call{Handler: handler, Meta: map[string]string{"k": stack, "traceparent": failType}}

@@ -145,7 +145,7 @@ func (s *Store) again(ctx context.Context, p redis.Pipeliner, j *persistence.Job
 	s.writeJob(ctx, p, j, was)
 	s.keep(ctx, p, j, completers)
 	if status == persistence.StatusPending {
-		p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
+		s.queueAt(ctx, p, j, s.position(j, now))
 	}
 }
 

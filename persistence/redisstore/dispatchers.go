@@ -3,8 +3,10 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -307,7 +309,7 @@ func (s *Store) Dispatchers(ctx context.Context, q string) ([]*persistence.Dispa
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	delete(recs, pausedField)
+	maps.DeleteFunc(recs, func(f, _ string) bool { return strings.HasPrefix(f, "!") }) // pausedField, priorityField
 	uuids := make([]string, 0, len(recs))
 	for u := range recs {
 		uuids = append(uuids, u)

@@ -22,7 +22,9 @@
 // some name quotas, which are checked first; a put with a unique key is one, two when it finds
 // the key held, to declare the holder, see unique.go); a claim of all of an agent's free slots is one
 // (two when the head of the queue holds jobs it did not expect, put by another process that
-// did not wake it; three when it needs the transaction: a filter, quotas, an expired job); a commit, or many,
+// did not wake it, or when jobs of a priority this store did not know in use wait, up to three
+// when both; three when it needs the transaction: a filter, quotas, an expired job); a
+// commit, or many,
 // is one; a batch of commits and claims is one; each other fenced transition (start,
 // complete, …) is two. The round-trip budget test keeps these numbers honest.
 package redisstore

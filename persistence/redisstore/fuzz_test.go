@@ -76,12 +76,14 @@ func FuzzDecodeStoredJob(f *testing.F) {
 	f.Add(`{"handler":"h"}`, "", "-1", "null", "null", "null", "null", "-1")
 	f.Add(`{"handler":"h"}`, "completed", "2", `[{"attempt":1,"owner":"u/a","completed":"2026-01-01T00:00:00Z","failure":{"type":"X","message":"m"}}]`, "", "", "", "1")
 	f.Add(`{"handler":"h"}`, "pending", "1", `[{"attempt":"one"}]`, "", "", "", "")
+	f.Add(`{"handler":"h"}`, "pending", "9", "", "", "", "", "")  // a priority, as attempt and begin_after too
+	f.Add(`{"handler":"h"}`, "pending", "10", "", "", "", "", "") // out of range
 	f.Fuzz(func(t *testing.T, call, status, attempt, retry, quotas, failure, callbacks, created string) {
 		ref := persistence.Ref{Queue: "q", ID: "id"}
 		h := map[string]string{}
 		for f, v := range map[string]string{fCall: call, fStatus: status, fAttempt: attempt, fRetry: retry,
 			fQuotas: quotas, fFailure: failure, fCallbacks: callbacks, fCreated: created, fChoice: failure, fChildren: callbacks,
-			fBeginAfter: attempt, fLevel: created, fAttempts: retry} {
+			fBeginAfter: attempt, fLevel: created, fAttempts: retry, fPriority: attempt} {
 			if v != "" {
 				h[f] = v
 			}
@@ -99,6 +101,9 @@ func FuzzDecodeStoredJob(f *testing.F) {
 			t.Fatalf("error %v with Corrupt %v: want both or neither", err, j.Corrupt)
 		case err != nil && !errors.Is(err, persistence.ErrCorrupt):
 			t.Fatalf("error %v is not ErrCorrupt", err)
+		}
+		if j.Priority < persistence.MinPriority || j.Priority > persistence.MaxPriority {
+			t.Fatalf("priority %d read from %q: a claim would look for it in no queue", j.Priority, attempt)
 		}
 		encodeJob(j) // a job read in part can be written back
 		var kv []string

@@ -106,6 +106,10 @@ type queueHead struct {
 	// largeCalls: most calls the last claim took were large (see claim.call).
 	largeCalls atomic.Bool
 
+	// The priorities other than the default that the queue's last claim through this store
+	// answered in use, or that its puts through this store used since (see priorities.go).
+	inUse atomic.Pointer[levelSet]
+
 	mu       sync.Mutex
 	ids      []string // the head after the last claim, in queue order
 	expected []string // jobs put (here, or named by a wake-up) and not declared since, oldest first

@@ -36,6 +36,7 @@ func newJob(q string, spec persistence.JobSpec, kind jobKind, now time.Time) *pe
 		BeginAfter:  spec.BeginAfter.UTC().Truncate(time.Microsecond),
 		BeginBy:     spec.BeginBy.Truncate(time.Microsecond),
 		Timeout:     spec.Timeout.Truncate(time.Microsecond),
+		Priority:    persistence.PriorityOr(spec.Priority),
 		QuotaNames:  slices.Clone(spec.QuotaNames),
 		RetryPolicy: spec.RetryPolicy,
 		Choice:      spec.Choice,
@@ -345,7 +346,7 @@ func checkFence(j *persistence.Job, f persistence.Fence) error {
 // keepQuotas leaves its quota slots (a job put back to be retried now keeps them).
 func (s *Store) release(ctx context.Context, p redis.Pipeliner, j *persistence.Job, keepQuotas bool) {
 	q := j.Queue
-	p.ZRem(ctx, s.k.pending(q), j.ID)
+	s.unqueue(ctx, p, j)
 	p.LRem(ctx, s.k.putback(q), 0, j.ID)
 	if !j.Holder.IsZero() {
 		p.ZRem(ctx, s.k.agent(q, j.Holder), j.ID)

@@ -1,6 +1,10 @@
 package redisstore
 
-import "github.com/zasync/zasync/persistence"
+import (
+	"strconv"
+
+	"github.com/zasync/zasync/persistence"
+)
 
 // The key schema. Every key of a queue starts with "<prefix>:{<queue>}:", so a queue, its jobs,
 // its agents, its dispatcher records and all of a composite's sub-jobs share one Redis Cluster
@@ -27,6 +31,23 @@ func (k keys) annotations(q, id string) string { return k.base(q) + "job:" + id 
 // time-ordered, so due jobs are FIFO.
 func (k keys) pending(q string) string { return k.base(q) + "pending" }
 
+// pendingAt: zset, the queue's pending jobs of priority p, as pending holds those of the
+// default priority (which it is for p = persistence.DefaultPriority): a queue that never
+// uses priorities has no other. See priorities.go.
+func (k keys) pendingAt(q string, p int) string {
+	if p == persistence.DefaultPriority {
+		return k.pending(q)
+	}
+	return k.base(q) + "pending:p" + strconv.Itoa(p)
+}
+
+// priorityField is the dispatchers hash's field that marks priority p (not the default) in
+// use: its pendingAt zset may hold jobs. It is set ("1") in the transaction that queues a
+// job there, and deleted by a claim that finds that zset empty. A claim reads the marks in
+// the command that reads its claimer's record, as it reads pausedField: priorities cost a
+// queue that does not use them no command. No UUID can be its name ('!').
+func priorityField(p int) string { return "!p" + strconv.Itoa(p) }
+
 // putback: list, interrupted jobs to retry now, oldest first; claimed before anything else.
 func (k keys) putback(q string) string { return k.base(q) + "putback" }
 
@@ -52,7 +73,8 @@ func (k keys) agents(q string) string { return k.base(q) + "agents" }
 func (k keys) dispatchers(q string) string { return k.base(q) + "dispatchers" }
 
 // pausedField is the dispatchers hash's field that marks the queue paused (its value: when,
-// in microseconds). No UUID can be its name: '!' is not allowed in names.
+// in microseconds). No UUID can be its name: '!' is not allowed in names. (priorityField
+// names the other fields of the hash that are no dispatcher's.)
 const pausedField = "!paused"
 
 // events: list, the queue's dispatcher events (persistence.DispatcherEvent), newest first, as

@@ -57,7 +57,7 @@ func (s *Store) Stats(ctx context.Context, q string) (persistence.QueueStats, er
 	if err != nil {
 		return persistence.QueueStats{}, err
 	}
-	nowArg := strconv.FormatInt(s.dueUntil(now), 10)
+	until := s.dueUntil(now)
 	// One snapshot: the counts are read in one MULTI with the set of agents they are read
 	// for, again until that set is the one read before (it changes only when an agent claims
 	// for the first time), so that a claim by a new agent between the two reads (the job no
@@ -71,14 +71,14 @@ func (s *Store) Stats(ctx context.Context, q string) (persistence.QueueStats, er
 		if s.beforeExec != nil {
 			s.beforeExec("stats")
 		}
-		var due, scheduled, putback *redis.IntCmd
+		var putback *redis.IntCmd
+		var card, due []*redis.IntCmd
 		var paused *redis.BoolCmd
 		var names *redis.StringSliceCmd
 		held := make([]*redis.IntCmd, len(agents))
 		if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			paused = p.HExists(ctx, s.k.dispatchers(q), pausedField)
-			due = p.ZCount(ctx, s.k.pending(q), "-inf", nowArg)
-			scheduled = p.ZCount(ctx, s.k.pending(q), "("+nowArg, "+inf")
+			card, due = s.pendingCounts(ctx, p, q, until) // every priority's
 			putback = p.LLen(ctx, s.k.putback(q))
 			for i, o := range agents {
 				held[i] = p.ZCard(ctx, s.k.agent(q, o))
@@ -93,7 +93,11 @@ func (s *Store) Stats(ctx context.Context, q string) (persistence.QueueStats, er
 			agents = now
 			continue
 		}
-		st := persistence.QueueStats{Due: due.Val() + putback.Val(), Scheduled: scheduled.Val(), PutBack: putback.Val(), Paused: paused.Val()}
+		st := persistence.QueueStats{Due: putback.Val(), PutBack: putback.Val(), Paused: paused.Val()}
+		for i := range card {
+			st.Due += due[i].Val()
+			st.Scheduled += card[i].Val() - due[i].Val()
+		}
 		for _, h := range held {
 			st.Held += h.Val()
 		}

@@ -48,7 +48,7 @@ func (s *Store) dueUntil(now time.Time) int64 {
 func (s *Store) enqueue(ctx context.Context, p redis.Pipeliner, j *persistence.Job, now time.Time, was map[string]string) {
 	j.Status, j.Owner, j.Holder = persistence.StatusPending, persistence.Owner{}, persistence.Owner{}
 	s.writeJob(ctx, p, j, was)
-	p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: s.position(j, now), Member: j.ID})
+	s.queueAt(ctx, p, j, s.position(j, now))
 }
 
 // callBuffers keeps buffers for encoded calls between puts.
@@ -173,7 +173,9 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 				s.writeNewJob(ctx, p, j, allCalls[i])
 				scored[i] = redis.Z{Score: s.position(j, now), Member: j.ID}
 			}
-			p.ZAdd(ctx, s.k.pending(q), scored...)
+			if scored = s.queuePrioritized(ctx, p, q, all, scored); len(scored) > 0 {
+				p.ZAdd(ctx, s.k.pending(q), scored...)
+			}
 			p.Publish(ctx, s.k.wake(q), wakePayload(q, all))
 			return nil
 		})
@@ -245,14 +247,22 @@ func (s *Store) Pull(ctx context.Context, q string, index int) (*persistence.Job
 		return nil, err
 	}
 	var out *persistence.Job
-	err := s.transact(ctx, op, []string{s.k.pending(q), s.k.putback(q)}, func(t *txn) (writes, error) {
-		var nPut, nPending *redis.IntCmd
+	now, err := s.now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := s.pendingKeys(q)
+	err = s.transact(ctx, op, append([]string{s.k.putback(q)}, keys...), func(t *txn) (writes, error) {
+		var nPut *redis.IntCmd
+		var card, due []*redis.IntCmd
 		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
-			nPut, nPending = p.LLen(ctx, s.k.putback(q)), p.ZCard(ctx, s.k.pending(q))
+			nPut = p.LLen(ctx, s.k.putback(q))
+			card, due = s.pendingCounts(ctx, p, q, s.dueUntil(now))
 		}); err != nil {
 			return nil, err
 		}
-		total, i := int(nPut.Val()+nPending.Val()), index
+		spans := pendingSpans(keys, card, due)
+		total, i := int(nPut.Val()+spanTotal(spans)), index
 		if i < 0 {
 			i += total
 		}
@@ -264,7 +274,8 @@ func (s *Store) Pull(ctx context.Context, q string, index int) (*persistence.Job
 			if n := int(nPut.Val()); i < n {
 				at = p.LRange(ctx, s.k.putback(q), int64(i), int64(i))
 			} else {
-				at = p.ZRange(ctx, s.k.pending(q), int64(i-n), int64(i-n))
+				sp := spanWindow(spans, int64(i-n), 1)[0]
+				at = p.ZRange(ctx, sp.key, sp.from, sp.from)
 			}
 		}); err != nil {
 			return nil, err
@@ -324,23 +335,41 @@ func (s *Store) Pending(ctx context.Context, q string, offset, limit int) ([]str
 	if limit == 0 {
 		return nil, nil
 	}
+	now, err := s.now(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var head *redis.StringSliceCmd
 	var nPut *redis.IntCmd
+	var card, due []*redis.IntCmd
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		head = p.LRange(ctx, s.k.putback(q), int64(offset), int64(offset+limit-1))
 		nPut = p.LLen(ctx, s.k.putback(q))
+		card, due = s.pendingCounts(ctx, p, q, s.dueUntil(now))
 		return nil
 	}); err != nil {
 		return nil, s.fail(op, err)
 	}
 	ids := head.Val()
-	if rest := limit - len(ids); rest > 0 {
-		start := max(0, offset-int(nPut.Val()))
-		more, err := s.rdb.ZRange(ctx, s.k.pending(q), int64(start), int64(start+rest-1)).Result()
-		if err != nil {
-			return nil, s.fail(op, err)
+	rest := limit - len(ids)
+	if rest <= 0 {
+		return ids, nil
+	}
+	spans := spanWindow(pendingSpans(s.pendingKeys(q), card, due), int64(max(0, offset-int(nPut.Val()))), int64(rest))
+	if len(spans) == 0 {
+		return ids, nil
+	}
+	reads := make([]*redis.StringSliceCmd, len(spans))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sp := range spans {
+			reads[i] = p.ZRange(ctx, sp.key, sp.from, sp.to-1)
 		}
-		ids = append(ids, more...)
+		return nil
+	}); err != nil {
+		return nil, s.fail(op, err)
+	}
+	for _, r := range reads {
+		ids = append(ids, r.Val()...)
 	}
 	return ids, nil
 }

@@ -398,7 +398,7 @@ func (s *Store) Reschedule(ctx context.Context, f persistence.Fence, at time.Tim
 			if putBack {
 				p.RPush(ctx, s.k.putback(j.Queue), j.ID)
 			} else {
-				p.ZAdd(ctx, s.k.pending(j.Queue), redis.Z{Score: float64(micros(j.BeginAfter)), Member: j.ID})
+				s.queueAt(ctx, p, j, float64(micros(j.BeginAfter)))
 			}
 			p.Publish(ctx, s.k.wake(j.Queue), j.Queue)
 			return nil

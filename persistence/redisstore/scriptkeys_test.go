@@ -15,7 +15,7 @@ import (
 // command's name, from 0) are keys: -1 for all of them. A command missing here fails the
 // test until it is added, with its keys.
 var keyArgs = map[string][]int{
-	"GET": {0}, "HGET": {0}, "HGETALL": {0}, "HMGET": {0}, "HSET": {0}, "HDEL": {0}, "HEXISTS": {0},
+	"GET": {0}, "HGET": {0}, "HGETALL": {0}, "HMGET": {0}, "HSET": {0}, "HSETNX": {0}, "HDEL": {0}, "HEXISTS": {0},
 	"ZCARD": {0}, "SCARD": {0}, "SMEMBERS": {0}, "SISMEMBER": {0}, "SADD": {0}, "SREM": {0},
 	"LRANGE": {0}, "LTRIM": {0}, "LREM": {0}, "LPUSH": {0}, "RPUSH": {0}, "LPOP": {0}, "RPOP": {0},
 	"ZRANGE": {0}, "ZRANGEBYSCORE": {0}, "ZREM": {0}, "ZADD": {0}, "ZSCORE": {0}, "ZREMRANGEBYSCORE": {0},

@@ -34,7 +34,8 @@ import (
 // would then send that key's command elsewhere, half-way.
 
 // claimScript claims up to an agent's free slots from the head of a queue, when the claim
-// needs no filter: put-back jobs first, then due jobs by position.
+// needs no filter: put-back jobs first, then due jobs by priority, the highest first, and by
+// position within a priority.
 //
 // The jobs a claim may take are only known by reading the queue, in the script, but their
 // keys must be declared before it runs: the caller declares the ids it expects at the head
@@ -46,23 +47,28 @@ import (
 //
 // KEYS[1] dispatchers hash, KEYS[2] the dispatcher's ping, KEYS[3] the agent's zset,
 // KEYS[4] its parked set, KEYS[5] putback list, KEYS[6] pending zset, KEYS[7] agents set,
-// KEYS[8…] the job keys of the declared ids. ARGV[1] dispatcher UUID, ARGV[2] owner
+// KEYS[8…] the pending zsets of the priorities the caller declares (ARGV[12]), then the job
+// keys of the declared ids. ARGV[1] dispatcher UUID, ARGV[2] owner
 // "uuid/agent", ARGV[3] size, ARGV[4] max (0: none), ARGV[5] scan limit, ARGV[6] now µs,
 // ARGV[7] highest due position µs, ARGV[8] "1" to start the jobs, ARGV[9] how many jobs of
 // the head to answer, ARGV[10] the queue's job key prefix (a job key is it and the id),
 // ARGV[11] how many of the declared job keys, the first ones, the caller reads the call field
-// of right after the script, in the same pipeline (see claim.call).
+// of right after the script, in the same pipeline (see claim.call), ARGV[12] the priorities
+// whose zsets are declared, a digit each, the highest first (those the last claim answered
+// in use: see priorities.go).
 //
-// It returns {"paused"} and writes nothing when the queue is paused (the dispatchers hash
+// It returns {"levels", priorities} and writes nothing when a priority is in use whose zset
+// is not declared, for the caller to declare them all (a digit each), {"paused"} and writes nothing when the queue is paused (the dispatchers hash
 // has its pausedField), {"fallback"} and writes nothing when the claim is not the common case: the
 // dispatcher has no activated, alive record, or a candidate names quotas, has a begin_by
 // deadline that passed, or has a status or attempt it cannot read; {"full", held, parked}
 // when the agent has no free slot (held jobs, parked ones among them). Otherwise it drops
 // the queue entries of jobs that are gone or no longer pending (a claim after a crash),
-// claims, and returns {"ok", more, head, id, hash, call, id, …}: more is "1" when it stopped
-// at an id that was not declared with slots still free; head is the keys of the jobs at the
-// head of the queue after those it examined (put-back ones first, then due ones), separated
-// by spaces, for the next claim to declare; then each claimed job as it was before the
+// claims, and returns {"ok", more, head, priorities, id, hash, call, id, …}: more is "1" when
+// it stopped at an id that was not declared with slots still free; head is the keys of the
+// jobs at the head of the queue after those it examined (put-back ones first, then due ones),
+// separated by spaces, for the next claim to declare; priorities those in use after the
+// claim, as for "levels" (it drops those whose zsets it found or left empty); then each claimed job as it was before the
 // claim, for the caller to change as the claim did: its id, its hash but for the call field,
 // and that field ("" when there is none, or when the caller reads it itself). A hash is its
 // fields and values joined by NUL bytes, which no field holds (names are restricted, JSON
@@ -76,17 +82,22 @@ const claimBody = `
 local uuid, owner = ARGV[1], ARGV[2]
 local size, maxn, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now, due, start, headn = tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1', tonumber(ARGV[9])
-local apart = 8 + tonumber(ARGV[11]) -- KEYS[8…apart-1]: the caller reads their calls after this
+-- Priorities (priorities.go): KEYS[8…] the zsets of those the caller declares, ARGV[12]
+-- (one digit each), the highest first; the job keys after them.
+local declaredLevels = ARGV[12]
+local first = 8 + #declaredLevels -- KEYS[first]: the first job key
+local apart = first + tonumber(ARGV[11]) -- KEYS[first…apart-1]: the caller reads their calls after this
 local fallback = {'fallback'}
 -- Every field of a job record but its call (the codec's, in Go: a test keeps them the same).
 local fields = {'status', 'owner', 'attempt', 'holder', 'begin_after', 'begin_by', 'quotas', 'policy',
   'retry', 'log_level', 'result', 'failure', 'callbacks', 'choice', 'parent', 'target', 'waiting_on',
   'parked', 'assigner', 'created', 'active_start', 'active_end', 'completed', 'children', 'sealed',
-  'composite', 'annotated', 'attempts', 'timeout', 'unique'}
+  'composite', 'annotated', 'attempts', 'timeout', 'priority', 'unique'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
--- The queue's pause mark is a field of the same hash, read in the same command.
-local rec = redis.call('HMGET', KEYS[1], uuid, '!paused')
+-- The queue's pause mark is a field of the same hash, read in the same command, and so are
+-- the marks of the priorities in use (but the default's), the highest first.
+local rec = redis.call('HMGET', KEYS[1], uuid, '!paused', '!p9', '!p8', '!p7', '!p6', '!p4', '!p3', '!p2', '!p1')
 if rec[2] then return {'paused'} end
 local raw = rec[1]
 if not raw then return fallback end
@@ -107,6 +118,28 @@ local free = size - (held - parked)
 if maxn > 0 and maxn < free then free = maxn end
 if free <= 0 then return {'full', held, parked} end
 
+-- The pending zsets in claim order: those of the priorities in use above the default, the
+-- queue's pending zset (the default's), those below. A priority in use that the caller did
+-- not declare makes the script answer those in use, for the caller to declare them.
+local inUse, used, undeclared = {}, {}, false
+for i, l in ipairs({'9', '8', '7', '6', '4', '3', '2', '1'}) do
+  if rec[2 + i] then
+    inUse[#inUse + 1], used[l] = l, true
+    if not string.find(declaredLevels, l, 1, true) then undeclared = true end
+  end
+end
+if undeclared then return {'levels', table.concat(inUse, '')} end
+local srcs = {} -- each: its key's index, its level (nil: the default), then as it is read
+local defaultSrc = {key = 6}
+for i = 1, #declaredLevels do
+  local l = string.sub(declaredLevels, i, i)
+  if tonumber(l) < 5 and not defaultSrc.at then -- 5: persistence.DefaultPriority
+    srcs[#srcs + 1], defaultSrc.at = defaultSrc, true
+  end
+  if used[l] then srcs[#srcs + 1] = {key = 7 + i, level = l} end
+end
+if not defaultSrc.at then srcs[#srcs + 1] = defaultSrc end
+
 -- keyAt returns the index in KEYS of the job key of id, or nil when it is not declared. The
 -- caller declares the head in queue order, so the next key in KEYS is tried first, compared
 -- in place (a Lua string made per key costs about as much as a field read); the others are
@@ -114,7 +147,7 @@ if free <= 0 then return {'full', held, parked} end
 -- the caller declares no other.)
 local jobPrefix = ARGV[10]
 local plen = #jobPrefix
-local nextKey, declared = 8, nil
+local nextKey, declared = first, nil
 local function keyAt(id)
   local k = KEYS[nextKey]
   if k and #k == plen + #id and string.find(k, id, plen + 1, true) == plen + 1 then
@@ -123,7 +156,7 @@ local function keyAt(id)
   end
   if not declared then
     declared = {}
-    for i = 8, #KEYS do declared[string.sub(KEYS[i], plen + 1)] = i end
+    for i = first, #KEYS do declared[string.sub(KEYS[i], plen + 1)] = i end
   end
   return declared[id]
 end
@@ -133,7 +166,7 @@ end
 -- read comes before every write.
 local window = math.min(scan, free + headn)
 local head = {} -- the put-back ids read come first: head[1…pbRead]
-local pbRead, pbEnd, pdRead, pdEnd = 0, false, 0, false
+local pbRead, pbEnd, srcAt = 0, false, 1
 local function readMore()
   if not pbEnd then
     local got = redis.call('LRANGE', KEYS[5], pbRead, pbRead + window - 1)
@@ -142,16 +175,32 @@ local function readMore()
     pbEnd = #got < window
     if #got > 0 then return true end
   end
-  if pdEnd then return false end
-  local got = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', due, 'LIMIT', pdRead, window)
-  if #head == 0 then
-    head = got -- the common case: no put-back entry, one window
-  else
-    for _, id in ipairs(got) do head[#head + 1] = id end
+  while srcs[srcAt] do
+    local src = srcs[srcAt]
+    if not src.read then
+      src.read, src.first = 0, #head + 1 -- its entries are head[src.first…]
+      if src.level then src.card = redis.call('ZCARD', KEYS[src.key]) end
+    end
+    local got = redis.call('ZRANGEBYSCORE', KEYS[src.key], '-inf', due, 'LIMIT', src.read, window)
+    if #head == 0 then
+      head = got -- the common case: no put-back entry, one window
+    else
+      for _, id in ipairs(got) do head[#head + 1] = id end
+    end
+    src.read = src.read + #got
+    if #got < window then srcAt = srcAt + 1 end
+    if #got > 0 then return true end
   end
-  pdRead = pdRead + #got
-  pdEnd = #got < window
-  return #got > 0
+  return false
+end
+
+-- srcOf returns the pending zset head[n] was read from (nil for a put-back entry).
+local function srcOf(n)
+  local found
+  for _, src in ipairs(srcs) do
+    if src.first and src.first <= n then found = src end
+  end
+  return found
 end
 
 local known = {new=true, assigned=true, active=true, callbacks=true, completed=true}
@@ -159,6 +208,7 @@ local known = {new=true, assigned=true, active=true, callbacks=true, completed=t
 -- id examined (true for a stale one); how many put-back entries were examined (they all
 -- leave the list, as its first entries).
 local ids, flats, calls, attempts, stale, seen = {}, {}, {}, {}, {}, {}
+local from, takenFrom = {}, {} -- the pending zset of each stale entry, of each job taken
 local examined, pbUsed, more, n = 0, 0, false, 1
 while #ids < free and examined < scan do
   if n > #head and not readMore() then break end
@@ -199,6 +249,7 @@ while #ids < free and examined < scan do
     if st ~= 'pending' then
       if not known[st] and #flat > 0 then return fallback end
       stale[#stale + 1] = id
+      from[#stale] = srcOf(n)
     else
       if quotas then return fallback end
       if by then
@@ -218,6 +269,7 @@ while #ids < free and examined < scan do
         table.remove(flat, callAt)
       end
       ids[k], flats[k], calls[k], attempts[k] = id, flat, call, tostring(attempt + 1)
+      takenFrom[k] = srcOf(n)
       seen[id] = at
     end
   end
@@ -250,11 +302,18 @@ end
 -- The writes, one command per key (the records one by one), after every read: no key is
 -- touched again after a write that may have emptied it.
 if pbUsed > 0 then redis.call('LTRIM', KEYS[5], pbUsed, -1) end
-local gone, scored = {}, {}
-for _, id in ipairs(stale) do gone[#gone + 1] = id end
-local out = {'ok', more and '1' or '0', rest}
+local scored = {}
+-- gone: the entries each pending zset loses (a put-back entry's zset is the default's, as it
+-- always was: its job is in none).
+local function leave(src, id)
+  src = src or defaultSrc
+  if not src.gone then src.gone = {} end
+  src.gone[#src.gone + 1] = id
+end
+for k, id in ipairs(stale) do leave(from[k], id) end
+local out = {'ok', more and '1' or '0', rest, ''}
 for n, id in ipairs(ids) do
-  gone[#gone + 1] = id
+  leave(takenFrom[n], id)
   if start then
     redis.call('HSET', KEYS[seen[id]], 'status', 'active', 'owner', owner, 'holder', owner, 'attempt', attempts[n], 'active_start', ARGV[6])
   else
@@ -266,7 +325,20 @@ for n, id in ipairs(ids) do
   out[#out + 1] = table.concat(flats[n], '\0')
   out[#out + 1] = calls[n]
 end
-if #gone > 0 then redis.call('ZREM', KEYS[6], unpack(gone)) end
+for _, src in ipairs(srcs) do
+  if src.gone then redis.call('ZREM', KEYS[src.key], unpack(src.gone)) end
+  -- A priority whose zset this empties, or found empty, is no longer in use.
+  if src.card and src.card == (src.gone and #src.gone or 0) then
+    redis.call('HDEL', KEYS[1], '!p' .. src.level)
+    used[src.level] = nil
+  end
+end
+-- The priorities in use after the claim, for the caller's next claim to declare.
+local left = {}
+for _, l in ipairs(inUse) do
+  if used[l] then left[#left + 1] = l end
+end
+out[4] = table.concat(left, '')
 if #ids > 0 then
   redis.call('ZADD', KEYS[3], unpack(scored))
   -- An agent that holds jobs is listed already: only claims add jobs to it, and they list it.
@@ -658,9 +730,18 @@ func (c *claim) call(now time.Time) scriptCall {
 		maxn -= len(c.jobs) // taken by the earlier runs
 	}
 	ak := h.owner(o)
-	keys := make([]string, 7, 7+len(c.cands))
+	ls := h.levels()
+	first := 7 // the first job key's index
+	levels := ""
+	if ls != nil {
+		first, levels = 7+len(ls.keys), ls.digits
+	}
+	keys := make([]string, 7, first+len(c.cands))
 	keys[0], keys[1], keys[2], keys[3] = h.dispatchers, ak.ping, ak.agent, ak.parked
 	keys[4], keys[5], keys[6] = h.putback, h.pending, h.agents
+	if ls != nil {
+		keys = append(keys, ls.keys...)
+	}
 	for _, k := range c.cands {
 		// An entry of the queue that is not a valid id would make a key outside the queue's
 		// slot: it is left undeclared, and the transaction deals with it.
@@ -678,11 +759,11 @@ func (c *claim) call(now time.Time) scriptCall {
 		if c.p.Max > 0 {
 			n = min(n, c.p.Max-len(c.jobs))
 		}
-		n = max(0, min(n, c.p.Size-len(c.jobs), len(keys)-7))
-		c.callKeys = keys[7 : 7+n]
+		n = max(0, min(n, c.p.Size-len(c.jobs), len(keys)-first))
+		c.callKeys = keys[first : first+n]
 	}
 	return scriptCall{script: claimScript, keys: keys, args: []any{o.Dispatcher, ak.text, c.p.Size, maxn, c.scanLimit,
-		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg, len(c.callKeys)}, read: c.callKeys, reads: &c.callReads}
+		micros(now), s.dueUntil(now), start, c.headLen(), h.prefixArg, len(c.callKeys), levels}, read: c.callKeys, reads: &c.callReads}
 }
 
 // largeCall is the length from which a call is read apart from claimScript (see
@@ -741,22 +822,36 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 		parked, _ := res[2].(int64)
 		return done(fmt.Errorf("claim: %w: agent %s holds %d jobs (%d parked), size %d", persistence.ErrFull, c.o, held, parked, c.p.Size))
 	}
+	h := c.s.heads.get(c.q, c.s.k)
+	if len(res) == 2 && res[0] == "levels" {
+		// Priorities in use that this claim did not declare: declare them and run again.
+		digits, _ := res[1].(string)
+		h.setLevels(digits)
+		if c.rounds < maxClaimRounds {
+			return claimAgain
+		}
+		if len(c.jobs) > 0 {
+			return done(nil)
+		}
+		return claimFallback
+	}
 	if len(res) == 0 || res[0] != "ok" {
 		if len(c.jobs) > 0 {
 			return done(nil)
 		}
 		return claimFallback
 	}
-	if len(res)%3 != 0 {
+	if len(res)%3 != 1 {
 		return done(fmt.Errorf("claim: %w: the script answered %d values", persistence.ErrCorrupt, len(res)))
 	}
 	more, _ := res[1].(string)
 	rest, _ := res[2].(string)
-	h := c.s.heads.get(c.q, c.s.k)
+	digits, _ := res[3].(string)
+	h.setLevels(digits)
 	h.saw(strings.Fields(rest), c.cands)
 	c.cands = h.candidates(c.want())
 	large, small := 0, 0 // calls claimed of at least largeCall bytes, and shorter ones
-	for i := 3; i < len(res); i += 3 {
+	for i := 4; i < len(res); i += 3 {
 		id, _ := res[i].(string)
 		call := res[i+2]
 		if k := c.callRead(h.prefix, id); k >= 0 {

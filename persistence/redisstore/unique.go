@@ -146,18 +146,21 @@ func hasUnique(groups [][]persistence.JobSpec) bool {
 // before the script runs: when a holder was not declared, the script writes nothing and
 // answers {"again", id, …}, for the caller to call again with those declared.
 //
-// KEYS[1] the pending zset, then each job's key, then, for each job with a unique key, that
-// key (in the jobs' order), then the declared holders' job keys. ARGV[1] now µs, ARGV[2] n
-// jobs, ARGV[3] the wake channel, ARGV[4] the wake payload, ARGV[5] how many holders are
-// declared, and their ids; then for each job: its id, the index in KEYS of its unique key
-// ("0": none), "1" to debounce, its position in the pending zset, its begin_after µs, how
-// many hash values follow, and its hash's fields and values (its call first).
+// KEYS[1] the queue's dispatchers hash (where the marks of the priorities in use are), KEYS[2]
+// to KEYS[10] the pending zsets of priorities 9 down to 1 (keys.pendingAt), then each job's
+// key, then, for each job with a unique key, that key (in the jobs' order), then the declared
+// holders' job keys. ARGV[1] now µs, ARGV[2] n jobs, ARGV[3] the wake channel, ARGV[4] the
+// wake payload, ARGV[5] how many holders are declared, and their ids; then for each job: its
+// id, the index in KEYS of its unique key ("0": none), "1" to debounce, its position in the
+// pending zset, its begin_after µs, its priority, how many hash values follow, and its hash's
+// fields and values (its call first). A debounced job stays at its own priority.
 //
 // It returns {codes, …}: one letter per job: "n" made, "d" a duplicate of a job that exists
 // and "b" one debounced, each followed by that job's id and its hash joined by NUL bytes
 // after the writes; "c" a duplicate of a job this call made, followed by that job's index (1-based).
 var uniquePutScript = redis.NewScript(scriptGlobals + `
 local now, n, channel, payload = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local pendingKeys = 10 -- the dispatchers hash and the nine pending zsets come first
 local known = {} -- id → index in KEYS of its job key
 local g = tonumber(ARGV[5])
 local a = 6
@@ -165,8 +168,9 @@ for k = 1, g do known[ARGV[a]] = #KEYS - g + k; a = a + 1 end
 local jobs = {}
 for i = 1, n do
   local j = {id = ARGV[a], uk = tonumber(ARGV[a + 1]), debounce = ARGV[a + 2] == '1', score = ARGV[a + 3],
-    beginAfter = ARGV[a + 4], first = a + 6, count = tonumber(ARGV[a + 5]), key = 1 + i}
-  a = a + 6 + j.count
+    beginAfter = ARGV[a + 4], priority = tonumber(ARGV[a + 5]), first = a + 7, count = tonumber(ARGV[a + 6]),
+    key = pendingKeys + i}
+  a = a + 7 + j.count
   known[j.id] = j.key
   jobs[i] = j
 end
@@ -185,7 +189,7 @@ for i, j in ipairs(jobs) do
         if not hk then
           missing[#missing + 1] = h
         else
-          local v = redis.call('HMGET', KEYS[hk], 'status', 'begin_after', 'created', 'attempt', 'unique')
+          local v = redis.call('HMGET', KEYS[hk], 'status', 'begin_after', 'created', 'attempt', 'unique', 'priority')
           local st, held = v[1], false
           if st then
             local states = string.match(v[5] or '', '"states":"(%a*)"') or 'psa'
@@ -201,7 +205,7 @@ for i, j in ipairs(jobs) do
             end
           end
           if held then
-            j.code, j.holder, j.holderID = 'd', hk, h
+            j.code, j.holder, j.holderID, j.holderPriority = 'd', hk, h, tonumber(v[6] or '5') or 5
             if j.debounce and st == 'pending' and (not v[4] or v[4] == '0') then j.code = 'b' end
           end
         end
@@ -215,13 +219,20 @@ if #missing > 0 then
   return missing
 end
 -- The writes.
-local scored = {}
-local function queue(score, id)
-  scored[#scored + 1] = score
-  scored[#scored + 1] = id
-  if #scored >= 1000 then
-    redis.call('ZADD', KEYS[1], unpack(scored))
-    scored = {}
+local scored = {} -- priority → {score, id, …} not yet added
+local function queue(priority, score, id)
+  if priority < 1 or priority > 9 then priority = 5 end
+  local z = scored[priority]
+  if not z then
+    z = {}
+    scored[priority] = z
+    if priority ~= 5 then redis.call('HSETNX', KEYS[1], '!p' .. priority, '1') end
+  end
+  z[#z + 1] = score
+  z[#z + 1] = id
+  if #z >= 1000 then
+    redis.call('ZADD', KEYS[11 - priority], unpack(z))
+    scored[priority] = {}
   end
 end
 local codes, out, wrote = {}, {''}, false
@@ -230,15 +241,17 @@ for i, j in ipairs(jobs) do
   if j.code == 'n' then
     redis.call('HSET', KEYS[j.key], unpack(ARGV, j.first, j.first + j.count - 1))
     if j.uk > 0 then redis.call('SET', KEYS[j.uk], j.id) end
-    queue(j.score, j.id)
+    queue(j.priority, j.score, j.id)
     wrote = true
   elseif j.code == 'b' then
     redis.call('HSET', KEYS[j.holder], 'call', ARGV[j.first + 1], 'begin_after', j.beginAfter)
-    queue(j.score, j.holderID)
+    queue(j.holderPriority, j.score, j.holderID)
     wrote = true
   end
 end
-if #scored > 0 then redis.call('ZADD', KEYS[1], unpack(scored)) end
+for p, z in pairs(scored) do
+  if #z > 0 then redis.call('ZADD', KEYS[11 - p], unpack(z)) end
+end
 for _, j in ipairs(jobs) do
   if j.code == 'd' or j.code == 'b' then
     out[#out + 1] = j.holderID
@@ -328,8 +341,9 @@ func (s *Store) putEachUnique(ctx context.Context, q string, groups [][]persiste
 		return out, errs, nil
 	}
 	h := s.heads.get(q, s.k)
-	keys := make([]string, 0, 1+len(all)+len(uniqueAt))
-	keys = append(keys, s.k.pending(q))
+	keys := make([]string, 0, 10+len(all)+len(uniqueAt))
+	keys = append(keys, s.k.dispatchers(q))
+	keys = append(keys, s.pendingKeys(q)...) // levels: 9 down to 1, as the script indexes them
 	for _, j := range all {
 		keys = append(keys, s.k.job(q, j.ID))
 	}
@@ -347,7 +361,7 @@ func (s *Store) putEachUnique(ctx context.Context, q string, groups [][]persiste
 		if debounce[i] {
 			d = "1"
 		}
-		body = append(body, j.ID, ukAt[i], d, s.position(j, now), micros(j.BeginAfter), len(set))
+		body = append(body, j.ID, ukAt[i], d, s.position(j, now), micros(j.BeginAfter), level(j), len(set))
 		body = append(body, set...)
 	}
 	var holders []string
@@ -392,6 +406,9 @@ func (s *Store) putEachUnique(ctx context.Context, q string, groups [][]persiste
 		}
 		for _, j := range made[:min(len(made), maxExpected)] {
 			h.expect(s.k.job(q, j.ID))
+		}
+		for _, j := range made {
+			h.useLevel(level(j)) // a debounced job keeps its priority, already in use
 		}
 		// The duplicates answered in place of the jobs made for them.
 		k := 0
