@@ -120,7 +120,8 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	failed, err := q.Put(bg, runtime.NewCall("fail", "mail-1"), runtime.Retry(runtime.NeverRetry))
+	failed, err := q.Put(bg, runtime.NewCall("fail", "mail-1"), runtime.Retry(runtime.NeverRetry),
+		runtime.Unique("welcome-mail", runtime.UniqueOpts{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +178,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	details, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#job")))
 	if err != nil || !strings.Contains(details, failed.String()) || !strings.Contains(details, "failed") || strings.Contains(details, "[object") {
 		t.Fatalf("the job page's details: %q %v, want the job and its state as text", details, err)
+	}
+	if !strings.Contains(details, "unique key\nwelcome-mail") {
+		t.Fatalf("the job page's details: %q, want its unique key", details)
 	}
 	browsertest.Screenshot(t, ctx, "job")
 	if said := browsertest.ClickAndConfirm(t, ctx, `button[data-action="retry"]`); !strings.Contains(said, "1 earlier attempts kept") {

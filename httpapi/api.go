@@ -14,7 +14,10 @@
 //	POST /v1/queues/{queue}/jobs        put a job; the body: {"handler", "args", "kwargs",
 //	                                    "meta", "begin_after" or "begin_in_ms", "begin_by_ms",
 //	                                    "run_timeout_ms", "retry" (a policy's name), "priority",
-//	                                    "quotas", "failure_level"}; the answer: the job
+//	                                    "quotas", "failure_level", "unique_key",
+//	                                    "unique_states", "unique_completed_ms", "debounce"};
+//	                                    the answer: the job ("duplicate": true when it held
+//	                                    the unique key already, and nothing was put)
 //	POST /v1/queues/{queue}/pause       pause it (no dispatcher claims from it)
 //	POST /v1/queues/{queue}/resume      resume it
 //	GET  /v1/dispatchers?queue=…        every dispatcher record (alive, dead, stopped), with host,

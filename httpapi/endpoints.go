@@ -88,7 +88,10 @@ type jobJSON struct {
 	Callbacks  []string        `json:"callbacks,omitempty"`
 	Quotas     []string        `json:"quotas,omitempty"`
 	UniqueKey  string          `json:"unique_key,omitempty"` // runtime.Unique's key
-	Detail     *jobDetailJSON  `json:"detail,omitempty"`
+	// Duplicate and Debounced answer a put that found its unique key held (job.Duplicate).
+	Duplicate bool           `json:"duplicate,omitempty"`
+	Debounced bool           `json:"debounced,omitempty"`
+	Detail    *jobDetailJSON `json:"detail,omitempty"`
 }
 
 // jobDetailJSON is what one job's endpoint adds to a listing's entry.

@@ -26,6 +26,7 @@ type putBody struct {
 	Priority     *int                       `json:"priority"`
 	Quotas       []string                   `json:"quotas"`
 	FailureLevel string                     `json:"failure_level"`
+	uniqueBody                              // unique.go
 }
 
 // put puts one job and answers it as GET /v1/jobs/{queue}/{id} would, without its detail.
@@ -50,7 +51,9 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jobOf(s), nil
+	out := jobOf(s)
+	out.Duplicate, out.Debounced = job.Duplicate(), job.Debounced()
+	return out, nil
 }
 
 // putOptions turns the body's options into put options, refusing what makes no sense before
@@ -111,6 +114,11 @@ func (a *api) putOptions(b *putBody) ([]runtime.PutOption, error) {
 			return nil, err
 		}
 		opts = append(opts, runtime.FailureLevel(l))
+	}
+	if u, err := b.uniqueOption(dur); err != nil {
+		return nil, err
+	} else if u != nil {
+		opts = append(opts, u)
 	}
 	return opts, nil
 }

@@ -75,7 +75,8 @@ type Unique struct {
 	Keep time.Duration `json:"-"`
 	// Debounce is for the put only, not stored: when the key's job is PENDING and has never
 	// been claimed, this put replaces that job's call and begin_after with its own (the
-	// newest put wins) instead of leaving it as it is.
+	// newest put wins) instead of leaving it as it is. A key given twice in one call makes
+	// the later spec a plain duplicate of the earlier.
 	Debounce bool `json:"-"`
 }
 

@@ -56,7 +56,8 @@ type UniqueOpts struct {
 // before it started, a delete), only while the key still names that job: a key is never
 // held by a job that ended or a process that died, and puts racing from any number of
 // processes create one job. A job retried or rescheduled keeps its key. With PutMany every
-// job of the call has the key: the first is made, the others are its duplicates. A composite
+// job of the call has the key: the first is made, the others are its duplicates (not
+// debounced: Debounce is for a later put). A composite
 // cannot be put with Unique. A put through a queue's actor (Queue.PutMessage) honours the
 // key too, but its PutDone does not say which jobs were duplicates.
 func Unique(key string, opts UniqueOpts) PutOption {

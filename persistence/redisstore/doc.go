@@ -19,7 +19,8 @@
 // Redis's Lua hashes every byte of every string a script makes (see claim.call).
 //
 // Round trips, on a single node: a put is one, and so are many (PutMany, PutEach; two when
-// some name quotas, which are checked first); a claim of all of an agent's free slots is one
+// some name quotas, which are checked first; a put with a unique key is one, two when it finds
+// the key held, to declare the holder, see unique.go); a claim of all of an agent's free slots is one
 // (two when the head of the queue holds jobs it did not expect, put by another process that
 // did not wake it, or when jobs of a priority this store did not know in use wait, up to three
 // when both; three when it needs the transaction: a filter, quotas, an expired job); a

@@ -109,3 +109,34 @@ func TestUniqueBadKeyWritesNothing(t *testing.T) {
 		})
 	}
 }
+
+// A unique put costs one round trip when its key is free, two when it finds it held (the
+// script names the holder, then runs with it declared); a plain put stays at one.
+func TestUniqueRoundTrips(t *testing.T) {
+	f := newFixture(t)
+	trips := &tripCounter{}
+	f.rdb.AddHook(trips)
+	spec := func(key string) persistence.JobSpec {
+		return persistence.JobSpec{Call: persistence.Call{Handler: "h"}, Unique: &persistence.Unique{Key: key}}
+	}
+	if _, err := f.s.Put(f.ctx, "q", spec("warm")); err != nil { // the first put of a queue records its name
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		spec persistence.JobSpec
+		want int64
+	}{
+		{"free key", spec("k"), 1},
+		{"held key", spec("k"), 2},
+		{"no key", persistence.JobSpec{Call: persistence.Call{Handler: "h"}}, 1},
+	} {
+		before := trips.n.Load()
+		if _, err := f.s.Put(f.ctx, "q", tc.spec); err != nil {
+			t.Fatal(err)
+		}
+		if got := trips.n.Load() - before; got != tc.want {
+			t.Errorf("%s: %d round trips, want %d", tc.name, got, tc.want)
+		}
+	}
+}
