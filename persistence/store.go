@@ -104,7 +104,7 @@ type Jobs interface {
 	// before it starts or while it runs; the child is neither queued nor a callback (its
 	// Parent is empty). The parent's status is returned with it. A parent whose children are
 	// sealed, or whose outcome is stored (CALLBACKS, COMPLETED), takes no more: *BadStatusError,
-	// and nothing is written.
+	// and nothing is written. A child given no priority takes its parent's.
 	AddChild(ctx context.Context, parent Ref, spec JobSpec) (child *Job, parentStatus Status, err error)
 	// SealChildren makes parent's children final once the caller has seen all of them: in
 	// one transaction, when parent has exactly n children it is marked Sealed (AddChild

@@ -55,6 +55,9 @@ func fillBench(b *testing.B, s *Store, size, workers int) {
 	specs := make([]persistence.JobSpec, 500)
 	for i := range specs {
 		specs[i] = persistence.JobSpec{Call: persistence.Call{Handler: "noop"}}
+		if os.Getenv("BENCH_PRIORITIES") != "" { // the jobs at priorities 1 to 9 in turn
+			specs[i].Priority = persistence.MinPriority + i%persistence.MaxPriority
+		}
 	}
 	for put := 0; put < b.N; put += len(specs) {
 		if _, err := s.PutMany(ctx, "bench", specs[:min(len(specs), b.N-put)]); err != nil {
@@ -154,7 +157,8 @@ func drainBatch(ctx context.Context, s *Store, jobs []*persistence.Job) error {
 
 // BenchmarkBatchCycle measures the node's hot path as the committer drives it: each Batch
 // commits the jobs the previous one claimed (started) and claims as many again, 8 at a time
-// or CYCLE_SIZE (comparing sizes separates per-batch from per-job costs). On a real Redis it
+// or CYCLE_SIZE (comparing sizes separates per-batch from per-job costs), of jobs at
+// priorities 1 to 9 in turn when BENCH_PRIORITIES is set (as BenchmarkDrain's). On a real Redis it
 // also reports the server's own time in scripts per job (INFO commandstats); for figures
 // that machine noise does not move, count the server's instructions (callgrind).
 func BenchmarkBatchCycle(b *testing.B) {

@@ -43,6 +43,9 @@ func (s *Store) AddChild(ctx context.Context, parent persistence.Ref, spec persi
 		}
 		child = newJob(parent.Queue, spec, queuedJob, now)
 		child.Composite = parent.ID
+		if spec.Priority == 0 { // a composite's parts are as urgent as it is
+			child.Priority = level(pj)
+		}
 		pj.Children = append(pj.Children, child.ID)
 		status = pj.Status
 		return func(p redis.Pipeliner) error {

@@ -22,6 +22,8 @@ func init() {
 		testCase{"StatsAndListings", prStatsAndListings},
 		testCase{"RemoveAndCancel", prRemoveAndCancel},
 		testCase{"BadPriority", prBadPriority},
+		testCase{"ChildTakesParents", prChildTakesParents},
+		testCase{"Delete", prDelete},
 		testCase{"ConcurrentClaims", prConcurrentClaims},
 		testCase{"UniquePuts", prUniquePuts},
 	)
@@ -334,5 +336,42 @@ func prUniquePuts(t *testing.T, h Harness) {
 	o := b.qtDispatcher()
 	if got, want := b.prDrain(o, false), []string{"top", "plain", "low-again"}; !slices.Equal(got, want) {
 		t.Fatalf("claim order %v, want %v", got, want)
+	}
+}
+
+// A composite's sub-job given no priority takes the composite's; one given its own keeps it.
+func prChildTakesParents(t *testing.T, h Harness) {
+	b := setup(t, h)
+	parent, err := b.s.Create(b.ctx, Queue, persistence.JobSpec{Call: call("composite"), Priority: 8})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	child, _, err := b.s.AddChild(b.ctx, parent.Ref, persistence.JobSpec{Call: call("part")})
+	if err != nil {
+		t.Fatalf("AddChild: %v", err)
+	}
+	own, _, err := b.s.AddChild(b.ctx, parent.Ref, persistence.JobSpec{Call: call("part"), Priority: 2})
+	if err != nil {
+		t.Fatalf("AddChild: %v", err)
+	}
+	if p := b.get(child.Ref).Priority; p != 8 {
+		t.Fatalf("child's priority %d, want its parent's 8", p)
+	}
+	if p := b.get(own.Ref).Priority; p != 2 {
+		t.Fatalf("child's own priority %d, want 2", p)
+	}
+}
+
+// Delete takes a pending job out of its priority's queue.
+func prDelete(t *testing.T, h Harness) {
+	b := setup(t, h)
+	a := b.prPut("a", 9)
+	b.prPut("plain", 0)
+	if _, err := b.s.Delete(b.ctx, Queue, []string{a.ID}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	b.qtWantStats(Queue, persistence.QueueStats{Due: 1}, "after Delete")
+	if got := b.prDrain(b.qtDispatcher(), false); !slices.Equal(got, []string{"plain"}) {
+		t.Fatalf("after Delete: claimed %v, want the plain job only", got)
 	}
 }
