@@ -160,12 +160,18 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 			ids = append(ids, id)
 		}
 	}
+	// A read that filled the window may have left out jobs that come before every candidate
+	// of the reads after it: those candidates wait for a wider window, or racing claimers
+	// would hand out a lower priority's jobs while a higher one's are still due. At the scan
+	// limit they are taken all the same, so that jobs an agent's filter turns down cannot
+	// hide the others for ever.
+	cut := c.window < c.scanLimit
 	full := len(putback.Val()) == c.window
 	from := make(map[string]string) // the pending zset of each candidate that is in one
 	for i, r := range pending {
 		for _, id := range r.Val() {
 			from[id] = pendingKeys[i]
-			if !fromPutback[id] {
+			if !fromPutback[id] && !(full && cut) {
 				ids = append(ids, id)
 			}
 		}
