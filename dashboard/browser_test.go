@@ -363,6 +363,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the job put from the page was stored as %+v (%v)", rec, err)
 	}
 
+	// A put naming a unique key its job holds puts nothing, and says which job holds it.
+	held, err := q.Put(bg, runtime.NewCall("block"), runtime.Unique("nightly", runtime.UniqueOpts{}), runtime.BeginIn(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/put/work"), chromedp.WaitVisible(chromedp.CSS("#put")),
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="handler"]`), "ok"),
+		chromedp.SendKeys(chromedp.CSS(`#put input[name="unique_key"]`), "nightly"),
+		chromedp.Click(chromedp.CSS(`#put button[type="submit"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`!document.querySelector("#flash").hidden && document.querySelector("#flash").textContent === "Nothing put: `+held.String()+` holds the key"`)); err != nil {
+		text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#flash")))
+		t.Fatalf("a put of a held unique key says %q (%v)", text, err)
+	}
+
 	// Dispatchers.
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/dispatchers"),
 		chromedp.WaitVisible(chromedp.CSS(`#dispatchers tr[data-dispatcher="dash-server"]`)),

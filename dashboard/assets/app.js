@@ -206,6 +206,8 @@ function putForm(name) {
     field("retry policy", input("retry", { placeholder: "RetryCommonFourTimes" }), "a policy's name, e.g. NeverRetry or RetryBackoff(5,1s,1m0s)"),
     field("priority", input("priority", { type: "number", min: "1", max: "9", step: "1", placeholder: "5" }), "1 to 9, higher claimed first"),
     field("quotas", input("quotas"), "names, comma separated"),
+    field("unique key", input("unique_key"), "put nothing if a job of the queue holds this key (pending, scheduled or active)"),
+    field("debounce", input("debounce", { type: "checkbox" }), "if the key's job is still pending, give it this call and begin time instead"),
     el("div", {}, el("button", { type: "submit" }, "Put")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -220,9 +222,13 @@ function putForm(name) {
       if (v("retry")) body.retry = v("retry");
       if (v("priority")) body.priority = Number(v("priority"));
       if (v("quotas")) body.quotas = v("quotas").split(",").map((q) => q.trim()).filter(Boolean);
+      if (v("unique_key")) body.unique_key = v("unique_key");
+      if (form.elements.debounce.checked) body.debounce = true;
       const j = await call("POST", "queues/" + encodeURIComponent(name) + "/jobs", body);
-      flash("Put " + j.job);
-      location.hash = "#/job/" + j.job;
+      // A put that made nothing stays on the form, saying which job holds the key; one that
+      // made or changed a job opens it.
+      if (j.duplicate && !j.debounced) flash("Nothing put: " + j.job + " holds the key");
+      else location.hash = "#/job/" + j.job;
     } catch (err) {
       flash(err.message, true);
     }
