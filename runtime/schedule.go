@@ -75,9 +75,10 @@ func EveryGrace(d time.Duration) EveryOption {
 	}
 }
 
-// EveryPut gives the options of each tick's job (Retry, Timeout, Quotas, BeginBy, Meta…),
-// added to the handler's defaults as for a put. A tick's job is due at its tick, so
-// BeginAfter and BeginIn are refused, and so is Notify.
+// EveryPut gives the options of each tick's job (Retry, Timeout, Priority, Quotas, BeginBy,
+// Meta…), added to the handler's defaults as for a put. A tick's job is due at its tick, so
+// BeginAfter and BeginIn are refused, and so is Notify; its id makes it unique already, so
+// Unique is refused too.
 func EveryPut(opts ...PutOption) EveryOption {
 	return func(s *everySettings) { s.put = append(s.put, opts...) }
 }
