@@ -121,4 +121,3 @@ func TestPriorityInvalid(t *testing.T) {
 		t.Fatalf("after bad puts: %+v, want nothing queued", st)
 	}
 }
-
