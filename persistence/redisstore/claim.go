@@ -175,7 +175,13 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 				ids = append(ids, id)
 			}
 		}
-		full = full || len(r.Val()) == c.window
+		if len(r.Val()) == c.window {
+			// This priority may have due jobs past the window, which come before every
+			// job of the priorities below: those are no candidates (a wider window reads
+			// further when this one's are taken or turned down).
+			full = true
+			break
+		}
 	}
 	if len(ids) == 0 {
 		return nil, nil, nil

@@ -48,6 +48,10 @@ func (k keys) pendingAt(q string, p int) string {
 // queue that does not use them no command. No UUID can be its name ('!').
 func priorityField(p int) string { return "!p" + strconv.Itoa(p) }
 
+// anyPriorityField is set with every priorityField and deleted by the claim that deletes the
+// last of them: a claim reads the priorities' marks only when it is set.
+const anyPriorityField = "!p"
+
 // putback: list, interrupted jobs to retry now, oldest first; claimed before anything else.
 func (k keys) putback(q string) string { return k.base(q) + "putback" }
 

@@ -26,7 +26,10 @@ import (
 // only in claimScript, atomically with finding that priority's zset empty: every priority
 // whose zset holds jobs is marked. Other writers that empty a zset (a cancel, a delete)
 // leave its mark, which costs the next claims an empty read until one of them drops it.
-// (A set of its own was a command more for every claim, marks or not.)
+// (A set of its own was a command more for every claim, marks or not.) One more field,
+// anyPriorityField, is set with every mark and deleted with the last: a claim reads it
+// alone, and the eight marks only when it is set, so that a queue without priorities
+// pays one field's read.
 
 // levels are the priorities in claim order, the highest first.
 var levels = func() []int {
@@ -59,6 +62,7 @@ func (s *Store) queueAt(ctx context.Context, p redis.Pipeliner, j *persistence.J
 	p.ZAdd(ctx, s.k.pendingAt(j.Queue, l), redis.Z{Score: score, Member: j.ID})
 	if l != persistence.DefaultPriority {
 		p.HSetNX(ctx, s.k.dispatchers(j.Queue), priorityField(l), "1")
+		p.HSetNX(ctx, s.k.dispatchers(j.Queue), anyPriorityField, "1")
 		s.heads.get(j.Queue, s.k).useLevel(l)
 	}
 }
@@ -179,6 +183,7 @@ func (s *Store) queuePrioritized(ctx context.Context, p redis.Pipeliner, q strin
 		if zs := at[l]; len(zs) > 0 {
 			p.ZAdd(ctx, s.k.pendingAt(q, l), zs...)
 			p.HSetNX(ctx, s.k.dispatchers(q), priorityField(l), "1")
+			p.HSetNX(ctx, s.k.dispatchers(q), anyPriorityField, "1")
 			s.heads.get(q, s.k).useLevel(l) // a hint: a put that fails leaves it to a claim
 		}
 	}

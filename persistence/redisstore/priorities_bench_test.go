@@ -113,6 +113,7 @@ func fillLevels(b *testing.B, s *Store, q string, n int) {
 				}
 				if l != persistence.DefaultPriority {
 					p.HSetNX(ctx, s.k.dispatchers(q), priorityField(l), "1")
+					p.HSetNX(ctx, s.k.dispatchers(q), anyPriorityField, "1")
 				}
 			}
 			return nil

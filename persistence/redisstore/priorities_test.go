@@ -51,8 +51,10 @@ func TestPrioritiesLearnedAndDropped(t *testing.T) {
 			if ls := claimer.heads.get(q, claimer.k).levels(); ls != nil {
 				t.Fatalf("after the claim that emptied it, the claimer declares priorities %q", ls.digits)
 			}
-			if n, err := c.HExists(ctx, claimer.k.dispatchers(q), priorityField(9)).Result(); err != nil || n {
-				t.Fatalf("priority 9 still marked in use (%v) after its queue was emptied", err)
+			for _, f := range []string{priorityField(9), anyPriorityField} {
+				if n, err := c.HExists(ctx, claimer.k.dispatchers(q), f).Result(); err != nil || n {
+					t.Fatalf("%s still marked (%v) after the only priority's queue was emptied", f, err)
+				}
 			}
 			if _, err := claimer.Commit(ctx, jobs[0].Fence(), persistence.Outcome{Result: []byte(`1`), Complete: true}); err != nil {
 				t.Fatal(err)

@@ -95,9 +95,9 @@ local fields = {'status', 'owner', 'attempt', 'holder', 'begin_after', 'begin_by
   'composite', 'annotated', 'attempts', 'timeout', 'priority', 'unique'}
 
 -- The record is JSON written by Go (encoding/json, no spaces); only two numbers are needed.
--- The queue's pause mark is a field of the same hash, read in the same command, and so are
--- the marks of the priorities in use (but the default's), the highest first.
-local rec = redis.call('HMGET', KEYS[1], uuid, '!paused', '!p9', '!p8', '!p7', '!p6', '!p4', '!p3', '!p2', '!p1')
+-- The queue's pause mark is a field of the same hash, read in the same command, and so is
+-- the mark that some priority other than the default is in use (priorities.go).
+local rec = redis.call('HMGET', KEYS[1], uuid, '!paused', '!p')
 if rec[2] then return {'paused'} end
 local raw = rec[1]
 if not raw then return fallback end
@@ -121,24 +121,35 @@ if free <= 0 then return {'full', held, parked} end
 -- The pending zsets in claim order: those of the priorities in use above the default, the
 -- queue's pending zset (the default's), those below. A priority in use that the caller did
 -- not declare makes the script answer those in use, for the caller to declare them.
-local inUse, used, undeclared = {}, {}, false
-for i, l in ipairs({'9', '8', '7', '6', '4', '3', '2', '1'}) do
-  if rec[2 + i] then
-    inUse[#inUse + 1], used[l] = l, true
-    if not string.find(declaredLevels, l, 1, true) then undeclared = true end
-  end
-end
-if undeclared then return {'levels', table.concat(inUse, '')} end
-local srcs = {} -- each: its key's index, its level (nil: the default), then as it is read
+-- A queue without priorities (none in use) has its pending zset alone, and the claim does
+-- what it did before priorities: single, which spares it every step below that walks the
+-- zsets (a few thousand Lua steps a claim).
+local inUse, used = {}, {}
 local defaultSrc = {key = 6}
-for i = 1, #declaredLevels do
-  local l = string.sub(declaredLevels, i, i)
-  if tonumber(l) < 5 and not defaultSrc.at then -- 5: persistence.DefaultPriority
-    srcs[#srcs + 1], defaultSrc.at = defaultSrc, true
+local srcs = {defaultSrc} -- each: its key's index, its level (nil: the default), then as it is read
+local marked = rec[3]
+if marked then
+  local marks = redis.call('HMGET', KEYS[1], '!p9', '!p8', '!p7', '!p6', '!p4', '!p3', '!p2', '!p1')
+  local undeclared, names = false, {'9', '8', '7', '6', '4', '3', '2', '1'}
+  for i = 1, 8 do
+    local l = names[i]
+    if marks[i] then
+      inUse[#inUse + 1], used[l] = l, true
+      if not string.find(declaredLevels, l, 1, true) then undeclared = true end
+    end
   end
-  if used[l] then srcs[#srcs + 1] = {key = 7 + i, level = l} end
+  if undeclared then return {'levels', table.concat(inUse, '')} end
+  srcs = {}
+  for i = 1, #declaredLevels do
+    local l = string.sub(declaredLevels, i, i)
+    if tonumber(l) < 5 and not defaultSrc.at then -- 5: persistence.DefaultPriority
+      srcs[#srcs + 1], defaultSrc.at = defaultSrc, true
+    end
+    if used[l] then srcs[#srcs + 1] = {key = 7 + i, level = l} end
+  end
+  if not defaultSrc.at then srcs[#srcs + 1] = defaultSrc end
 end
-if not defaultSrc.at then srcs[#srcs + 1] = defaultSrc end
+local single = #srcs == 1
 
 -- keyAt returns the index in KEYS of the job key of id, or nil when it is not declared. The
 -- caller declares the head in queue order, so the next key in KEYS is tried first, compared
@@ -194,13 +205,16 @@ local function readMore()
   return false
 end
 
--- srcOf returns the pending zset head[n] was read from (nil for a put-back entry).
+-- srcOf returns the pending zset head[n] was read from (nil for a put-back entry). Each
+-- zset's entries follow the last one's in head, and the walk asks in the order of n.
+local cur = 0
 local function srcOf(n)
-  local found
-  for _, src in ipairs(srcs) do
-    if src.first and src.first <= n then found = src end
+  local nxt = srcs[cur + 1]
+  while nxt and nxt.first and nxt.first <= n do
+    cur = cur + 1
+    nxt = srcs[cur + 1]
   end
-  return found
+  return srcs[cur]
 end
 
 local known = {new=true, assigned=true, active=true, callbacks=true, completed=true}
@@ -249,7 +263,7 @@ while #ids < free and examined < scan do
     if st ~= 'pending' then
       if not known[st] and #flat > 0 then return fallback end
       stale[#stale + 1] = id
-      from[#stale] = srcOf(n)
+      if not single then from[#stale] = srcOf(n) end
     else
       if quotas then return fallback end
       if by then
@@ -269,7 +283,7 @@ while #ids < free and examined < scan do
         table.remove(flat, callAt)
       end
       ids[k], flats[k], calls[k], attempts[k] = id, flat, call, tostring(attempt + 1)
-      takenFrom[k] = srcOf(n)
+      if not single then takenFrom[k] = srcOf(n) end
       seen[id] = at
     end
   end
@@ -304,16 +318,19 @@ end
 if pbUsed > 0 then redis.call('LTRIM', KEYS[5], pbUsed, -1) end
 local scored = {}
 -- gone: the entries each pending zset loses (a put-back entry's zset is the default's, as it
--- always was: its job is in none).
+-- always was: its job is in none); one list when the default's is the only one.
+local gone = {}
 local function leave(src, id)
   src = src or defaultSrc
   if not src.gone then src.gone = {} end
   src.gone[#src.gone + 1] = id
 end
-for k, id in ipairs(stale) do leave(from[k], id) end
+for k, id in ipairs(stale) do
+  if single then gone[#gone + 1] = id else leave(from[k], id) end
+end
 local out = {'ok', more and '1' or '0', rest, ''}
 for n, id in ipairs(ids) do
-  leave(takenFrom[n], id)
+  if single then gone[#gone + 1] = id else leave(takenFrom[n], id) end
   if start then
     redis.call('HSET', KEYS[seen[id]], 'status', 'active', 'owner', owner, 'holder', owner, 'attempt', attempts[n], 'active_start', ARGV[6])
   else
@@ -325,20 +342,28 @@ for n, id in ipairs(ids) do
   out[#out + 1] = table.concat(flats[n], '\0')
   out[#out + 1] = calls[n]
 end
-for _, src in ipairs(srcs) do
-  if src.gone then redis.call('ZREM', KEYS[src.key], unpack(src.gone)) end
-  -- A priority whose zset this empties, or found empty, is no longer in use.
-  if src.card and src.card == (src.gone and #src.gone or 0) then
-    redis.call('HDEL', KEYS[1], '!p' .. src.level)
-    used[src.level] = nil
+if single then
+  if #gone > 0 then redis.call('ZREM', KEYS[6], unpack(gone)) end
+  if marked then redis.call('HDEL', KEYS[1], '!p') end -- marked with no priority marked
+else
+  local unmark = {}
+  for _, src in ipairs(srcs) do
+    if src.gone then redis.call('ZREM', KEYS[src.key], unpack(src.gone)) end
+    -- A priority whose zset this empties, or found empty, is no longer in use.
+    if src.card and src.card == (src.gone and #src.gone or 0) then
+      unmark[#unmark + 1] = '!p' .. src.level
+      used[src.level] = nil
+    end
   end
+  -- The priorities in use after the claim, for the caller's next claim to declare.
+  local left = {}
+  for _, l in ipairs(inUse) do
+    if used[l] then left[#left + 1] = l end
+  end
+  out[4] = table.concat(left, '')
+  if #left == 0 then unmark[#unmark + 1] = '!p' end
+  if #unmark > 0 then redis.call('HDEL', KEYS[1], unpack(unmark)) end
 end
--- The priorities in use after the claim, for the caller's next claim to declare.
-local left = {}
-for _, l in ipairs(inUse) do
-  if used[l] then left[#left + 1] = l end
-end
-out[4] = table.concat(left, '')
 if #ids > 0 then
   redis.call('ZADD', KEYS[3], unpack(scored))
   -- An agent that holds jobs is listed already: only claims add jobs to it, and they list it.
