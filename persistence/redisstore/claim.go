@@ -178,9 +178,11 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 		if len(r.Val()) == c.window {
 			// This priority may have due jobs past the window, which come before every
 			// job of the priorities below: those are no candidates (a wider window reads
-			// further when this one's are taken or turned down).
+			// further when this one's are taken or turned down), but at the scan limit.
 			full = true
-			break
+			if cut {
+				break
+			}
 		}
 	}
 	if len(ids) == 0 {

@@ -226,7 +226,10 @@ local function queue(priority, score, id)
   if not z then
     z = {}
     scored[priority] = z
-    if priority ~= 5 then redis.call('HSETNX', KEYS[1], '!p' .. priority, '1') end
+    if priority ~= 5 then -- marked in use, as queueAt marks it (priorities.go)
+      redis.call('HSETNX', KEYS[1], '!p' .. priority, '1')
+      redis.call('HSETNX', KEYS[1], '!p', '1')
+    end
   end
   z[#z + 1] = score
   z[#z + 1] = id
