@@ -83,9 +83,9 @@ func TestProgramActorSystemHostsZasync(t *testing.T) {
 				if m.Err != nil || len(m.Jobs) != 1 {
 					t.Fatalf("the clerk's put: %+v", m)
 				}
-				job = m.Jobs[0]
+				job = Ref(m.Jobs[0])
 			case *JobCompleted:
-				if string(m.Result) != "1200" || m.Failure != nil || m.Job != job {
+				if string(m.Result) != "1200" || m.Failure != nil || Ref(m.Job) != job {
 					t.Fatalf("the clerk heard %+v, want job %s with 1200", m, job)
 				}
 				done = true

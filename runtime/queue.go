@@ -244,7 +244,7 @@ func jobRefs(jobs ...*Job) []Ref {
 	refs := make([]Ref, 0, len(jobs))
 	for _, j := range jobs {
 		if j != nil {
-			refs = append(refs, j.ref)
+			refs = append(refs, Ref(j.ref))
 		}
 	}
 	return refs
@@ -270,7 +270,7 @@ func (q *Queue) put(ctx context.Context, call Call, opts []PutOption) (*Job, err
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
-	return q.rt.Job(refs[0]), nil
+	return q.rt.job(refs[0]), nil
 }
 
 // PutMany puts a job for each call into the queue, all with the same options, in one round
@@ -313,7 +313,7 @@ func (q *Queue) putMany(ctx context.Context, calls []Call, opts []PutOption) ([]
 	}
 	jobs := make([]*Job, len(refs))
 	for i, r := range refs {
-		jobs[i] = q.rt.Job(r)
+		jobs[i] = q.rt.job(r)
 	}
 	return jobs, nil
 }
@@ -341,7 +341,7 @@ func (q *Queue) putCompositeNotified(ctx context.Context, call Call, opts []PutO
 	q.rt.metrics.puts(q.name, 1)
 	if s.notify != nil {
 		if root, err := q.rt.actorRoot(); err == nil {
-			q.rt.notifyOnCompletion(root.System(), job.Ref(), s.notify)
+			q.rt.notifyOnCompletion(root.System(), job.ref, s.notify)
 		}
 	}
 	return job, nil
@@ -425,7 +425,14 @@ func (q *Queue) PutMessage(call Call, opts ...PutOption) (*PutMessage, error) {
 }
 
 // QuotaInfo describes a quota: its size and the jobs holding its slots.
-type QuotaInfo = persistence.QuotaInfo
+type QuotaInfo struct {
+	// Name is the quota's name in its queue.
+	Name string
+	// Size is how many jobs naming it may run at once.
+	Size int
+	// Holders are the ids of the jobs holding a slot.
+	Holders []string
+}
 
 // CreateQuota defines a quota of the queue: at most size (at least 1) jobs naming it (see
 // Quotas) run at once, across every process. ErrInvalid if it exists already.
@@ -459,7 +466,7 @@ func (q *Queue) Quota(ctx context.Context, name string) (*QuotaInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quota %q of %q: %w", name, q.name, err)
 	}
-	return info, nil
+	return (*QuotaInfo)(info), nil
 }
 
 // Quotas reads every quota of the queue, by name: sizes and the jobs holding them.
@@ -478,7 +485,7 @@ func (q *Queue) Quotas(ctx context.Context) ([]*QuotaInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("quotas of %q: %w", q.name, err)
 		}
-		out = append(out, info)
+		out = append(out, (*QuotaInfo)(info))
 	}
 	return out, nil
 }

@@ -257,7 +257,7 @@ func TestPutByMessage(t *testing.T) {
 	for answered := 0; answered < len(calls); {
 		switch m := await(t, ctx, got, "a put's answer").(type) {
 		case *JobCompleted:
-			outcomes[m.Job] = m
+			outcomes[Ref(m.Job)] = m
 		case *PutDone:
 			if want := fmt.Sprint("put ", answered); m.Tag != want {
 				t.Fatalf("answer %d tagged %q, want %q", answered, m.Tag, want)
@@ -269,7 +269,7 @@ func TestPutByMessage(t *testing.T) {
 			} else if m.Err != nil || len(m.Jobs) != 1 {
 				t.Fatalf("put %d answered %v, %v", answered, m.Jobs, m.Err)
 			} else {
-				refs = append(refs, m.Jobs[0])
+				refs = append(refs, Ref(m.Jobs[0]))
 			}
 			answered++
 		default:
@@ -286,14 +286,14 @@ func TestPutByMessage(t *testing.T) {
 		if !ok {
 			t.Fatalf("got %#v, want a JobCompleted", m)
 		}
-		outcomes[m.Job] = m
+		outcomes[Ref(m.Job)] = m
 	}
 	for i, want := range []string{`"hi"`, "", `"from Go"`} {
 		m := outcomes[refs[i]]
 		switch {
 		case m == nil:
 			t.Errorf("no completion for %s", refs[i])
-		case m.Err != nil || m.Status != StatusCompleted:
+		case m.Err != nil || m.Status != persistence.StatusCompleted:
 			t.Errorf("completion of %s: %s, %v", refs[i], m.Status, m.Err)
 		case want == "" && (m.Failure == nil || m.Failure.Message != "boom"):
 			t.Errorf("completion of the failing job: failure %v, want boom", m.Failure)

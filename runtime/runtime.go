@@ -295,13 +295,13 @@ func (rt *Runtime) notifyOnCompletion(sys *actor.ActorSystem, ref persistence.Re
 	rt.watchers.Add(1)
 	go func() {
 		defer rt.watchers.Done()
-		out, err := rt.Job(ref).Wait(rt.watchCtx)
+		out, err := rt.job(ref).Wait(rt.watchCtx)
 		if rt.watchCtx.Err() != nil {
 			return
 		}
 		m := &messages.JobCompleted{Job: ref, Err: err}
 		if err == nil {
-			m.Status, m.Result, m.Failure = persistence.StatusCompleted, out.Result, out.Failure
+			m.Status, m.Result, m.Failure = persistence.StatusCompleted, out.Result, out.Failure.stored()
 		}
 		sys.Root.Send(pid, m)
 	}()
@@ -377,7 +377,7 @@ func (rt *Runtime) nodeOptions(root *actors.Root) actors.Options {
 	for i, q := range rt.cfg.Queues {
 		agents := make([]actors.AgentSpec, len(q.Agents))
 		for j, a := range q.Agents {
-			agents[j] = actors.AgentSpec{Name: a.Name, Size: a.Size, Filter: a.Filter}
+			agents[j] = actors.AgentSpec{Name: a.Name, Size: a.Size, Filter: storedFilter(a.Filter)}
 		}
 		queues[i] = actors.QueueSpec{Name: q.Name, Agents: agents}
 	}
