@@ -117,7 +117,7 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	policies := persistence.NewRetryPolicies()
 	for _, p := range cfg.RetryPolicies {
-		if err := policies.Register(p); err != nil {
+		if err := policies.Register(storedPolicy(p)); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 	}
