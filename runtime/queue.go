@@ -120,7 +120,7 @@ func FailureLevel(l slog.Level) PutOption {
 	return func(s *putSettings) { s.level = &l }
 }
 
-// Notify makes the runtime send pid a JobCompleted (the job's outcome) when the job
+// Notify makes the runtime send pid a *messages.JobCompleted (the job's outcome) when the job
 // completes, as a message from the actor system of zasync's root (Config.ActorSystem, or
 // the runtime's own). With PutMany each job is notified on its own. The runtime waits for
 // the job as Job.Wait does, from this process: if the runtime is closed first, no
@@ -380,20 +380,9 @@ func (q *Queue) putDirect(ctx context.Context, m *messages.Put) ([]persistence.R
 	return refs, nil
 }
 
-// PutMessage is the message a program's actor sends to a queue's actor (Queue.PID) to put a
-// job; Queue.PutMessage builds it. Send it with Request, so that the answer, a PutDone,
-// comes back to the sender.
-type PutMessage = messages.Put
-
-// PutDone answers a PutMessage: the job's Ref (Jobs[0]), or why it was not put (Err).
-type PutDone = messages.PutDone
-
-// JobCompleted is the notification Notify asks for: a job's outcome once it completes.
-type JobCompleted = messages.JobCompleted
-
 // PID returns the PID of the queue's actor, which puts the jobs of this process into the
-// queue, starting it if it does not run yet: a program's actor puts a job by sending it a
-// PutMessage (see PutMessage). Only actors of the actor system zasync's root lives in
+// queue, starting it if it does not run yet: a program's actor puts a job by sending it the
+// *messages.Put that Queue.PutMessage builds. Only actors of the actor system zasync's root lives in
 // (Config.ActorSystem) can reach it. ErrClosed once the runtime is closed; ErrInvalid for a
 // bad queue name.
 func (q *Queue) PID() (*actor.PID, error) {
@@ -405,9 +394,12 @@ func (q *Queue) PID() (*actor.PID, error) {
 }
 
 // PutMessage returns the message that puts a job running call into the queue with opts, for
-// a program's actor to send to the queue's actor (PID) with Request. The queue actor
-// answers the sender with a PutDone, and, with the Notify option, the job's outcome comes
-// as a JobCompleted at the PID Notify names once the job completes. The put is made as
+// a program's actor to send to the queue's actor (PID) with Request, so that the answer comes
+// back to the sender. The queue actor answers the sender with a *messages.PutDone (the job's
+// ref in Jobs[0], or Err), and, with the Notify option, the job's outcome comes as a
+// *messages.JobCompleted at the PID Notify names once the job completes. The messages of
+// this conversation are documented in package messages
+// (github.com/zasync/zasync/messages); their refs convert to a Ref with Ref(done.Jobs[0]). The put is made as
 // Queue.Put makes it, coalesced with the other puts of this process into the queue; the
 // actor is never blocked while it waits. A bad call or option gives ErrInvalid, and so does
 // a composite call (Queue.Put puts those). A message is for one send: the queue actor
@@ -416,7 +408,7 @@ func (q *Queue) PID() (*actor.PID, error) {
 // If the runtime is closed before the queue actor has sent the put to the store, the put is
 // not made and is answered with ErrClosed, unless the message reaches the actor after it has
 // stopped: then it is not answered at all (a sender that must know waits with a timeout).
-func (q *Queue) PutMessage(call Call, opts ...PutOption) (*PutMessage, error) {
+func (q *Queue) PutMessage(call Call, opts ...PutOption) (*messages.Put, error) {
 	m, err := q.message([]Call{call}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)

@@ -283,7 +283,7 @@ func (rt *Runtime) queueActor(queue string) (*actors.Queue, error) {
 	return qa, nil
 }
 
-// notifyOnCompletion sends pid, from sys, a JobCompleted once job ref completes, waiting
+// notifyOnCompletion sends pid, from sys, a messages.JobCompleted once job ref completes, waiting
 // for it on a goroutine of its own as Job.Wait does. Close ends the wait, and then nothing
 // is sent: the notification is lost with the process, the outcome is not.
 func (rt *Runtime) notifyOnCompletion(sys *actor.ActorSystem, ref persistence.Ref, pid *actor.PID) {
