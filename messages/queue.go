@@ -10,6 +10,7 @@ import (
 
 // Put asks a queue actor to put jobs into its queue: all of Specs or none. The queue actor
 // answers the sender with PutDone (send Put with Request, so that it knows whom to answer).
+// A program builds it with runtime's Queue.PutMessage and sends it to the PID of Queue.PID.
 // Puts that reach the queue actor while its last store call is on its way are made together
 // in its next one, each refused or made on its own. A Put is read by the queue actor after it
 // is sent: it is not for the sender to change or to send again.
@@ -24,11 +25,17 @@ type Put struct {
 }
 
 // PutDone answers Put: the jobs put, in the order of Put.Specs, or why none was; Tag is the
-// put's.
+// put's. The answers to one sender's puts come in the order it sent them.
 type PutDone struct {
+	// Jobs are the refs of the jobs put, in the order of Put.Specs; nil when Err is set. A
+	// program converts one to runtime's Ref with runtime.Ref(done.Jobs[0]).
 	Jobs []persistence.Ref
-	Err  error
-	Tag  string
+	// Err says why nothing was put: bad input (ErrInvalid, an unknown quota), the store
+	// unreachable, or the runtime closed before the put was sent (runtime.ErrClosed).
+	// errors.Is and errors.As check it with runtime's errors and types.
+	Err error
+	// Tag is Put.Tag.
+	Tag string
 }
 
 // JobCompleted tells the PID a Put named in Notify that one of its jobs completed (its
@@ -36,11 +43,18 @@ type PutDone struct {
 // job succeeded, Failure when it failed. Err is set instead when the outcome could not be
 // read (the job had expired, say).
 type JobCompleted struct {
-	Job     persistence.Ref
-	Status  persistence.Status
-	Result  json.RawMessage
+	// Job is the job's ref (runtime.Ref(m.Job) converts it).
+	Job persistence.Ref
+	// Status is the job's status, persistence.StatusCompleted, when the outcome was read; zero
+	// with Err.
+	Status persistence.Status
+	// Result is the job's result as JSON, when it succeeded.
+	Result json.RawMessage
+	// Failure is the job's failure, when it failed; errors.Is and errors.As check it as they
+	// check a *runtime.Failure (errors.As(m.Failure, &f) with f a *runtime.Failure fills f).
 	Failure *persistence.Failure
-	Err     error
+	// Err says why the outcome could not be read (the job had expired, say).
+	Err error
 }
 
 // Serve tells a queue actor that Dispatcher serves its queue: the queue actor listens for the

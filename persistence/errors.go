@@ -123,6 +123,34 @@ func (e *AbortedError) Error() string {
 // FailureType reports the name stored in a Failure made from this error.
 func (e *AbortedError) FailureType() string { return "AbortedError" }
 
+// foreignAs is the hook SetAs sets: it fills an errors.As target of another package's type
+// from one of this package's typed errors.
+var foreignAs func(err error, target any) bool
+
+// SetAs lets another package define its own types for this package's typed errors (Failure,
+// BadStatusError, TimeoutError, AbortedError, CorruptError) and have errors.As find them:
+// when errors.As meets one of these errors and its target is not of the error's own type, it
+// asks f to fill target from err, and f reports whether it did. Package runtime, whose
+// documented types stand for these, sets it in an init function, so that a *Failure deep in
+// an error chain answers errors.As for a *runtime.Failure as well. Call it at most once,
+// before any error is checked; f must not call errors.As.
+func SetAs(f func(err error, target any) bool) { foreignAs = f }
+
+// asForeign is the As method of this package's typed errors: see SetAs.
+func asForeign(err error, target any) bool { return foreignAs != nil && foreignAs(err, target) }
+
+// As fills a target of another package's type that stands for BadStatusError (see SetAs).
+func (e *BadStatusError) As(target any) bool { return asForeign(e, target) }
+
+// As fills a target of another package's type that stands for TimeoutError (see SetAs).
+func (e *TimeoutError) As(target any) bool { return asForeign(e, target) }
+
+// As fills a target of another package's type that stands for AbortedError (see SetAs).
+func (e *AbortedError) As(target any) bool { return asForeign(e, target) }
+
+// As fills a target of another package's type that stands for CorruptError (see SetAs).
+func (e *CorruptError) As(target any) bool { return asForeign(e, target) }
+
 // typer is implemented by errors that name their kind for a Failure.
 type typer interface{ FailureType() string }
 

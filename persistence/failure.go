@@ -28,7 +28,7 @@ type Failure struct {
 // NewFailure describes err, with stack (which may be empty) as the place it happened. Message
 // and stack are each cut at MaxFailureText characters, with TruncationMarker appended.
 func NewFailure(err error, stack string) *Failure {
-	if f, ok := err.(*Failure); ok {
+	if f, ok := storedFailure(err); ok {
 		c := *f
 		if stack != "" && c.Stack == "" {
 			c.Stack = truncate(stack)
@@ -39,6 +39,26 @@ func NewFailure(err error, stack string) *Failure {
 }
 
 func (f *Failure) Error() string { return f.Type + ": " + f.Message }
+
+// As fills a target of another package's type that stands for Failure (see SetAs).
+func (f *Failure) As(target any) bool { return asForeign(f, target) }
+
+// storedFailure returns err when it is a *Failure, or another package's type that stands for
+// one (its As fills a *Failure: see SetAs), so that a failure a handler received and returns
+// is stored as it was. Only err itself is looked at: a wrapped failure is stored with the
+// wrapping's text, as any wrapped error is.
+func storedFailure(err error) (*Failure, bool) {
+	if f, ok := err.(*Failure); ok {
+		return f, true
+	}
+	if a, ok := err.(interface{ As(any) bool }); ok {
+		var f *Failure
+		if a.As(&f) && f != nil {
+			return f, true
+		}
+	}
+	return nil, false
+}
 
 // FailureType reports the failure's kind, so that a stored failure passed on wrapped (a
 // handler returning an inner job's failure) keeps it.

@@ -64,7 +64,7 @@ func TestProgramActorSystemHostsZasync(t *testing.T) {
 				return
 			}
 			c.Request(queuePID, put)
-		case *PutDone, *JobCompleted:
+		case *messages.PutDone, *messages.JobCompleted:
 			heard <- m
 		}
 	}), "clerk")
@@ -79,13 +79,13 @@ func TestProgramActorSystemHostsZasync(t *testing.T) {
 			switch m := m.(type) {
 			case error:
 				t.Fatal(m)
-			case *PutDone:
+			case *messages.PutDone:
 				if m.Err != nil || len(m.Jobs) != 1 {
 					t.Fatalf("the clerk's put: %+v", m)
 				}
-				job = m.Jobs[0]
-			case *JobCompleted:
-				if string(m.Result) != "1200" || m.Failure != nil || m.Job != job {
+				job = Ref(m.Jobs[0])
+			case *messages.JobCompleted:
+				if string(m.Result) != "1200" || m.Failure != nil || Ref(m.Job) != job {
 					t.Fatalf("the clerk heard %+v, want job %s with 1200", m, job)
 				}
 				done = true

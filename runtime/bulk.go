@@ -131,7 +131,7 @@ func (rt *Runtime) bulk(ctx context.Context, op string, q Query, allowed selecti
 	}
 	var refs []Ref
 	if err := rt.scan(ctx, p, func(j *persistence.Job) bool {
-		refs = append(refs, j.Ref)
+		refs = append(refs, Ref(j.Ref))
 		return true
 	}); err != nil {
 		return r, fmt.Errorf("%s: %w", op, err)

@@ -313,8 +313,8 @@ func TestHandlerAdapter(t *testing.T) {
 	}{
 		{"a value", NewCall("add", 1, 2), 3, nil},
 		{"keyword arguments reach the handler", NewCall("sees_kwargs").Kwarg("k", "v"), "v", nil},
-		{"a returned job", NewCall("delegate"), &actors.Inner{Ref: inner.Ref()}, nil},
-		{"a returned job, typed", NewCall("delegate_typed"), &actors.Inner{Ref: inner.Ref()}, nil},
+		{"a returned job", NewCall("delegate"), &actors.Inner{Ref: persistence.Ref(inner.Ref())}, nil},
+		{"a returned job, typed", NewCall("delegate_typed"), &actors.Inner{Ref: persistence.Ref(inner.Ref())}, nil},
 		{"a nil job", NewCall("nil_job"), nil, ErrInvalid},
 		{"an error", NewCall("fails"), nil, boom},
 	}

@@ -150,7 +150,7 @@ func (j *Job) addCallback(ctx context.Context, spec persistence.JobSpec, what st
 	if err != nil {
 		return nil, fmt.Errorf("add %s to %s: %w", what, j.ref, err)
 	}
-	job := j.rt.Job(cb.Ref)
+	job := j.rt.job(cb.Ref)
 	if status != persistence.StatusCompleted {
 		return job, nil
 	}

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -10,9 +11,18 @@ import (
 )
 
 // SubJob is one finished sub-job as a postprocess receives it: one argument per sub-job, in
-// order, after the postprocess's own arguments. A typed postprocess takes them as
-// parameters: Func2(func(ctx context.Context, a, b runtime.SubJob) (int, error) {…}).
-type SubJob = actors.SubJob
+// order, after the postprocess's own arguments, stored as a JSON object. A postprocess takes
+// them as parameters: Func2(func(ctx context.Context, a, b runtime.SubJob) (int, error) {…}).
+// (RegisterPostprocess hands them over as Result values instead.) A composite put without a
+// postprocess has the list of its sub-jobs' SubJobs as its result.
+type SubJob struct {
+	// ID is the sub-job's id, in the composite's queue.
+	ID string `json:"id"`
+	// Result is its result as JSON, when it succeeded.
+	Result json.RawMessage `json:"result,omitempty"`
+	// Failure is its failure, when it failed.
+	Failure *Failure `json:"failure,omitempty"`
+}
 
 type compositeParts struct {
 	parts []Call
@@ -86,7 +96,7 @@ func (q *Queue) putComposite(ctx context.Context, call Call, base persistence.Jo
 	if _, err := q.rt.store.Enqueue(ctx, comp.Ref); err != nil {
 		return fail(err)
 	}
-	return q.rt.Job(comp.Ref), nil
+	return q.rt.job(comp.Ref), nil
 }
 
 // validComposite checks a composite and its parts, recursively, before anything is written.
@@ -215,29 +225,29 @@ func AddSubJob(ctx context.Context, composite *Job, call Call) (*Job, error) {
 		end(nil, err)
 		return fail(err)
 	}
-	end([]Ref{child.Ref}, err)
+	end([]Ref{Ref(child.Ref)}, err)
 	if err != nil {
-		return rt.Job(child.Ref), fmt.Errorf("add sub-job %q to %s: %w", call.Handler, composite.ref, err)
+		return rt.job(child.Ref), fmt.Errorf("add sub-job %q to %s: %w", call.Handler, composite.ref, err)
 	}
-	return rt.Job(child.Ref), nil
+	return rt.job(child.Ref), nil
 }
 
 // Composite returns the composite the job is a sub-job of (a part of a Serial or Parallel,
 // or a job added with AddSubJob); false when it is none.
 func (j *Job) Composite(ctx context.Context) (*Job, bool, error) {
-	rec, err := j.Info(ctx)
+	rec, err := j.info(ctx)
 	if err != nil || rec.Composite == "" {
 		return nil, false, err
 	}
-	return j.rt.Job(j.ref.In(rec.Composite)), true, nil
+	return j.rt.job(j.ref.In(rec.Composite)), true, nil
 }
 
 // Parent returns the job the job is a callback of (AddCallback, AddCallbacks); false when it
 // is none.
 func (j *Job) Parent(ctx context.Context) (*Job, bool, error) {
-	rec, err := j.Info(ctx)
+	rec, err := j.info(ctx)
 	if err != nil || rec.Parent == "" {
 		return nil, false, err
 	}
-	return j.rt.Job(j.ref.In(rec.Parent)), true, nil
+	return j.rt.job(j.ref.In(rec.Parent)), true, nil
 }

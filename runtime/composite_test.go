@@ -42,11 +42,11 @@ func TestPutCompositeShape(t *testing.T) {
 	if kids[0].Call.Handler != "a" || kids[1].Call.Handler != actors.HandlerParallel {
 		t.Fatalf("parts %s and %s, want a and the parallel", kids[0].Call.String(), kids[1].Call.String())
 	}
-	inner := children(t, rt, rt.Job(kids[1].Ref), 2)
+	inner := children(t, rt, rt.job(kids[1].Ref), 2)
 	if inner[0].Call.Handler != "b" || inner[1].Call.Handler != "c" {
 		t.Fatalf("inner parts %s and %s, want b and c", inner[0].Call.String(), inner[1].Call.String())
 	}
-	comp, ok, err := rt.Job(inner[0].Ref).Composite(ctx)
+	comp, ok, err := rt.job(inner[0].Ref).Composite(ctx)
 	if err != nil || !ok || comp.ID() != kids[1].ID {
 		t.Fatalf("composite of b: %v %v %v, want the parallel %s", comp, ok, err, kids[1].ID)
 	}
@@ -65,7 +65,7 @@ func children(t *testing.T, rt *Runtime, composite *Job, n int) []*persistence.J
 		t.Fatalf("children of %s: %d (%v), want %d", composite, len(kids), err, n)
 	}
 	for _, k := range kids {
-		if k == nil || k.Status != StatusNew || k.Composite != composite.ID() || k.Parent != "" {
+		if k == nil || k.Status != persistence.StatusNew || k.Composite != composite.ID() || k.Parent != "" {
 			t.Fatalf("child of %s: %+v, want a NEW sub-job of it", composite, k)
 		}
 	}

@@ -176,6 +176,16 @@ type AgentConfig struct {
 	Filter func(*JobRecord) bool
 }
 
+// storedFilter adapts an agent's filter to the records the store claims: each candidate is
+// shown to it as a JobRecord. Nil stays nil, so that an agent without a filter claims with
+// the store's script and makes no record at all.
+func storedFilter(f func(*JobRecord) bool) func(*persistence.Job) bool {
+	if f == nil {
+		return nil
+	}
+	return func(j *persistence.Job) bool { return f(recordFrom(j)) }
+}
+
 // withDefaults returns a copy of c whose zero fields hold their defaults. The queue and agent
 // slices are copied, so the caller's Config is never changed.
 func (c Config) withDefaults() Config {

@@ -37,6 +37,11 @@ type CancelReport struct {
 // wins: a job whose outcome was stored first gives ErrBadStatus (a *BadStatusError saying its
 // status) and is left as it is. An unknown job gives ErrNotFound. Neither changes anything.
 func (rt *Runtime) Cancel(ctx context.Context, ref Ref) (*CancelReport, error) {
+	return rt.cancel(ctx, persistence.Ref(ref))
+}
+
+// cancel is Cancel for a ref as stored.
+func (rt *Runtime) cancel(ctx context.Context, ref persistence.Ref) (*CancelReport, error) {
 	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("cancel %s: %w", ref, err)
 	}
@@ -51,7 +56,7 @@ func (rt *Runtime) Cancel(ctx context.Context, ref Ref) (*CancelReport, error) {
 		return nil, fmt.Errorf("cancel %s: %w", ref, err)
 	}
 	rt.metrics.cancelled(ref.Queue)
-	r := &CancelReport{Job: ref, Was: was.Status}
+	r := &CancelReport{Job: Ref(ref), Was: Status(was.Status)}
 	if err := rt.cancelParts(ctx, j, &r.Parts); err != nil {
 		return r, fmt.Errorf("cancel %s: the job is cancelled, not all of its parts: %w", ref, err)
 	}
@@ -59,7 +64,7 @@ func (rt *Runtime) Cancel(ctx context.Context, ref Ref) (*CancelReport, error) {
 }
 
 // Cancel cancels the job: see Runtime.Cancel.
-func (j *Job) Cancel(ctx context.Context) (*CancelReport, error) { return j.rt.Cancel(ctx, j.ref) }
+func (j *Job) Cancel(ctx context.Context) (*CancelReport, error) { return j.rt.cancel(ctx, j.ref) }
 
 // cancelFailure is the failure a cancelled job stores.
 func cancelFailure() *persistence.Failure {
@@ -84,7 +89,7 @@ func (rt *Runtime) cancelParts(ctx context.Context, j *persistence.Job, parts *[
 			return err
 		}
 		rt.metrics.cancelled(ref.Queue)
-		*parts = append(*parts, ref)
+		*parts = append(*parts, Ref(ref))
 		if err := rt.cancelParts(ctx, part, parts); err != nil {
 			return err
 		}
@@ -163,6 +168,11 @@ type RetryReport struct {
 // for a moment, is waited for up to five seconds). A job not completed, or that succeeded,
 // gives ErrBadStatus; an unknown job ErrNotFound. Neither changes anything.
 func (rt *Runtime) Retry(ctx context.Context, ref Ref) (*RetryReport, error) {
+	return rt.retry(ctx, persistence.Ref(ref))
+}
+
+// retry is Retry for a ref as stored.
+func (rt *Runtime) retry(ctx context.Context, ref persistence.Ref) (*RetryReport, error) {
 	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("retry %s: %w", ref, err)
 	}
@@ -182,8 +192,8 @@ func (rt *Runtime) Retry(ctx context.Context, ref Ref) (*RetryReport, error) {
 		// A composite completes as its postprocess's callback runs, and a part cancelled
 		// with it completes through a job of its own: right after, a part may still be in
 		// its callbacks for a moment.
-		var bad *BadStatusError
-		if !errors.As(err, &bad) || bad.Status != StatusCallbacks || time.Now().After(wait) {
+		var bad *persistence.BadStatusError
+		if !errors.As(err, &bad) || bad.Status != persistence.StatusCallbacks || time.Now().After(wait) {
 			return nil, fmt.Errorf("retry %s: %w", ref, err)
 		}
 		select {
@@ -193,7 +203,7 @@ func (rt *Runtime) Retry(ctx context.Context, ref Ref) (*RetryReport, error) {
 		}
 	}
 	rt.metrics.retriedByOperator(ref.Queue)
-	return &RetryReport{Job: ref, Attempts: len(j.Attempts)}, nil
+	return &RetryReport{Job: Ref(ref), Attempts: len(j.Attempts)}, nil
 }
 
 // How long Retry waits, and how often it looks again, for the parts of a composite that are
@@ -225,12 +235,12 @@ func (rt *Runtime) retryParts(ctx context.Context, j *persistence.Job) ([]persis
 		switch {
 		case sub == nil:
 			return nil, fmt.Errorf("%w: sub-job %s has expired", ErrNotFound, j.Children[i])
-		case sub.Status != StatusCompleted && sub.Status != StatusNew:
+		case sub.Status != persistence.StatusCompleted && sub.Status != persistence.StatusNew:
 			// A part cancelled with the composite completes through a job of its own: it
 			// may still be running its callbacks.
-			return nil, &BadStatusError{Op: "retry a composite whose sub-job " + sub.ID + " has not completed",
-				Status: sub.Status, Allowed: []Status{StatusNew, StatusCompleted}}
-		case sub.Status == StatusNew || !sub.Failed():
+			return nil, &persistence.BadStatusError{Op: "retry a composite whose sub-job " + sub.ID + " has not completed",
+				Status: sub.Status, Allowed: []persistence.Status{persistence.StatusNew, persistence.StatusCompleted}}
+		case sub.Status == persistence.StatusNew || !sub.Failed():
 			continue // it has not run, or it succeeded: it stays as it is
 		}
 		parts = append(parts, persistence.RerunPart{ID: sub.ID})
@@ -244,7 +254,7 @@ func (rt *Runtime) retryParts(ctx context.Context, j *persistence.Job) ([]persis
 }
 
 // Retry retries the job: see Runtime.Retry.
-func (j *Job) Retry(ctx context.Context) (*RetryReport, error) { return j.rt.Retry(ctx, j.ref) }
+func (j *Job) Retry(ctx context.Context) (*RetryReport, error) { return j.rt.retry(ctx, j.ref) }
 
 // DeleteReport says what Delete did.
 type DeleteReport struct {
@@ -267,6 +277,11 @@ const deleteTries = 5
 // has not completed: delete or cancel that one. An unknown job gives ErrNotFound. Neither
 // changes anything.
 func (rt *Runtime) Delete(ctx context.Context, ref Ref) (*DeleteReport, error) {
+	return rt.delete(ctx, persistence.Ref(ref))
+}
+
+// delete is Delete for a ref as stored.
+func (rt *Runtime) delete(ctx context.Context, ref persistence.Ref) (*DeleteReport, error) {
 	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("delete %s: %w", ref, err)
 	}
@@ -283,10 +298,10 @@ func (rt *Runtime) Delete(ctx context.Context, ref Ref) (*DeleteReport, error) {
 }
 
 // Delete deletes the job: see Runtime.Delete.
-func (j *Job) Delete(ctx context.Context) (*DeleteReport, error) { return j.rt.Delete(ctx, j.ref) }
+func (j *Job) Delete(ctx context.Context) (*DeleteReport, error) { return j.rt.delete(ctx, j.ref) }
 
 // deleteTree reads the job and its parts and deletes them all.
-func (rt *Runtime) deleteTree(ctx context.Context, ref Ref) (*DeleteReport, error) {
+func (rt *Runtime) deleteTree(ctx context.Context, ref persistence.Ref) (*DeleteReport, error) {
 	root, err := rt.store.Get(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -300,7 +315,7 @@ func (rt *Runtime) deleteTree(ctx context.Context, ref Ref) (*DeleteReport, erro
 		case errors.Is(err, ErrNotFound):
 		case err != nil:
 			return nil, err
-		case o.Status != StatusCompleted:
+		case o.Status != persistence.StatusCompleted:
 			return nil, fmt.Errorf("%w: the job is part of %s, which is %s: delete or cancel that one", ErrBadStatus, o.Ref, o.Status)
 		}
 	}
@@ -338,9 +353,9 @@ func (rt *Runtime) deleteTree(ctx context.Context, ref Ref) (*DeleteReport, erro
 	if _, err := rt.store.Delete(ctx, ref.Queue, ids); err != nil {
 		return nil, err
 	}
-	r := &DeleteReport{Job: ref, Was: root.Status}
+	r := &DeleteReport{Job: Ref(ref), Was: Status(root.Status)}
 	for _, id := range ids[1:] {
-		r.Parts = append(r.Parts, ref.In(id))
+		r.Parts = append(r.Parts, Ref(ref.In(id)))
 	}
 	return r, nil
 }

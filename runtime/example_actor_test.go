@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/runtime"
 )
 
@@ -45,9 +46,9 @@ func ExampleQueue_PutMessage() {
 				panic(err)
 			}
 			c.Request(queue, put) // Request: the answer comes back to this actor
-		case *runtime.PutDone:
+		case *messages.PutDone:
 			fmt.Println("put:", len(m.Jobs), "job, error:", m.Err)
-		case *runtime.JobCompleted:
+		case *messages.JobCompleted:
 			var greeting string
 			if err := json.Unmarshal(m.Result, &greeting); err != nil {
 				panic(err)

@@ -61,7 +61,7 @@ func TestHandleActorResult(t *testing.T) {
 		t.Fatalf("sum: %d, want 42", n)
 	}
 	m := <-runs
-	if m.Ref != job.Ref() || m.Attempt != 1 || m.Handler != "sum" || len(m.Args) != 2 {
+	if m.Ref != job.ref || m.Attempt != 1 || m.Handler != "sum" || len(m.Args) != 2 {
 		t.Fatalf("the actor got %+v, want job %s, attempt 1, two arguments", m, job)
 	}
 	later := mustPut(t, rt, NewCall("later"))
@@ -223,7 +223,7 @@ func TestHandleActorCancelOnStop(t *testing.T) {
 	if err := rt.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v (a cancelled run must end at once, not after the grace period)", err)
 	}
-	if m, ok := await(t, ctx, got, "the run's cancellation").(*messages.CancelJob); !ok || m.Ref != job.Ref() || m.Attempt != 1 {
+	if m, ok := await(t, ctx, got, "the run's cancellation").(*messages.CancelJob); !ok || m.Ref != job.ref || m.Attempt != 1 {
 		t.Fatalf("after Stop the actor got %#v, want CancelJob for %s", m, job)
 	}
 	if _, ok := await(t, ctx, got, "the run's actor to stop").(*actor.Stopped); !ok {

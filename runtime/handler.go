@@ -216,7 +216,7 @@ func (rt *Runtime) Handler(name string) (actors.Handler, bool) {
 		if tracer != nil {
 			ref, attempt := Ref{}, int64(0)
 			if r, ok := actors.RunningFrom(ctx); ok && r.Job != nil {
-				ref, attempt = r.Job.Ref, r.Job.Attempt
+				ref, attempt = Ref(r.Job.Ref), r.Job.Attempt
 			}
 			var end func(error)
 			ctx, end = tracer.Run(ctx, ref, attempt, call)

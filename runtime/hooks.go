@@ -140,6 +140,6 @@ func (rt *Runtime) commitHook() func(context.Context, *persistence.Job) func(err
 		return nil
 	}
 	return func(ctx context.Context, j *persistence.Job) func(error) {
-		return t.Commit(ctx, j.Ref, callFrom(&j.Call))
+		return t.Commit(ctx, Ref(j.Ref), callFrom(&j.Call))
 	}
 }

@@ -420,8 +420,12 @@ func (p *plan) matchPending(j *persistence.Job) bool {
 	if p.accept == nil {
 		return true
 	}
+	var rec *JobRecord
 	for _, f := range p.accept[j.Queue] {
-		if f(j) {
+		if rec == nil {
+			rec = recordFrom(j)
+		}
+		if f(rec) {
 			return true
 		}
 	}
@@ -543,11 +547,11 @@ func (rt *Runtime) JobStats(ctx context.Context, q Query) (JobStats, error) {
 			st.Failed++
 		}
 		wait := waitOf(j, p.now)
-		longer(&st.LongestWait, j.Ref, wait, true)
-		longer(&st.ShortestWait, j.Ref, wait, false)
+		longer(&st.LongestWait, Ref(j.Ref), wait, true)
+		longer(&st.ShortestWait, Ref(j.Ref), wait, false)
 		if active, ok := activeOf(j, p.now); ok {
-			longer(&st.LongestActive, j.Ref, active, true)
-			longer(&st.ShortestActive, j.Ref, active, false)
+			longer(&st.LongestActive, Ref(j.Ref), active, true)
+			longer(&st.ShortestActive, Ref(j.Ref), active, false)
 		}
 		return true
 	})
@@ -731,7 +735,7 @@ func (rt *Runtime) QueueStatus(ctx context.Context, queue, uuid string) ([]Queue
 		if err != nil {
 			return nil, fmt.Errorf("status: %w", err)
 		}
-		qs := QueueState{Queue: q, Pending: st.Due + st.Scheduled, Stats: st, Dispatchers: []DispatcherState{}}
+		qs := QueueState{Queue: q, Pending: st.Due + st.Scheduled, Stats: QueueStats(st), Dispatchers: []DispatcherState{}}
 		recs, err := rt.store.Dispatchers(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("status: %w", err)

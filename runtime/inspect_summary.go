@@ -77,19 +77,16 @@ type JobSummary struct {
 	UniqueKey string `json:",omitempty"`
 }
 
-// PastAttempt is how an earlier run of a retried job ended.
-type PastAttempt = persistence.PastAttempt
-
 // summarize describes j at now.
 func summarize(j *persistence.Job, now time.Time) JobSummary {
 	s := JobSummary{
-		Job: j.Ref, Call: j.Call.String(), Handler: j.Call.Handler,
+		Job: Ref(j.Ref), Call: j.Call.String(), Handler: j.Call.Handler,
 		Args: slices.Clone(j.Call.Args), Kwargs: maps.Clone(j.Call.Kwargs),
 		BeginAfter: j.BeginAfter, BeginBy: j.BeginBy,
 		ActiveStart: j.ActiveStart, ActiveEnd: j.ActiveEnd, InitialCallbacksEnd: j.Completed,
-		Wait: waitOf(j, now), Status: j.Status, Failed: j.Failed(), Failure: j.Failure,
+		Wait: waitOf(j, now), Status: Status(j.Status), Failed: j.Failed(), Failure: failureFrom(j.Failure),
 		QuotaNames: slices.Clone(j.QuotaNames), Agent: j.Holder.Agent, Dispatcher: j.Holder.Dispatcher,
-		Queue: j.Queue, Parent: j.Parent, Attempt: j.Attempt, EarlierAttempts: slices.Clone(j.Attempts),
+		Queue: j.Queue, Parent: j.Parent, Attempt: j.Attempt, EarlierAttempts: attemptsFrom(j.Attempts),
 	}
 	if j.Choice != nil && j.Call.Handler == "" {
 		s.Call = choiceString(j.Choice)
@@ -111,7 +108,7 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 		s.Agent, s.Dispatcher = j.Owner.Agent, j.Owner.Dispatcher // an adopted callback's history is its owner's
 	}
 	for _, id := range j.Callbacks {
-		s.Callbacks = append(s.Callbacks, j.In(id))
+		s.Callbacks = append(s.Callbacks, Ref(j.In(id)))
 	}
 	s.Composite = j.Composite
 	s.RetryPolicy, s.Timeout, s.Meta = j.RetryPolicy, j.Timeout, maps.Clone(j.Call.Meta)
@@ -120,10 +117,10 @@ func summarize(j *persistence.Job, now time.Time) JobSummary {
 		s.RetryCounts = maps.Clone(map[string]int(j.Retry))
 	}
 	for _, id := range j.Children {
-		s.Children = append(s.Children, j.In(id))
+		s.Children = append(s.Children, Ref(j.In(id)))
 	}
 	if post, ok := actors.CompositePostprocess(&j.Call); ok {
-		ref := j.In(post)
+		ref := Ref(j.In(post))
 		s.Postprocess = &ref
 	}
 	return s
@@ -168,7 +165,7 @@ func activeOf(j *persistence.Job, now time.Time) (time.Duration, bool) {
 // Parts describes what a composite job is made of: its sub-jobs, in order, then its
 // postprocess; none for another job. Parts that have expired are left out.
 func (j *Job) Parts(ctx context.Context) ([]JobSummary, error) {
-	rec, err := j.Info(ctx)
+	rec, err := j.info(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +196,7 @@ func (j *Job) Parts(ctx context.Context) ([]JobSummary, error) {
 // Summary reads the job and describes it (zc.async's asyncdb job). ErrNotFound if it does not
 // exist, or has expired after its retention period.
 func (j *Job) Summary(ctx context.Context) (JobSummary, error) {
-	rec, err := j.Info(ctx)
+	rec, err := j.info(ctx)
 	if err != nil {
 		return JobSummary{}, err
 	}
@@ -243,7 +240,7 @@ func (j *Job) Traceback(ctx context.Context, detail TracebackDetail) (string, bo
 	if err != nil {
 		return "", false, err
 	}
-	rec, err := j.Info(ctx)
+	rec, err := j.info(ctx)
 	if err != nil || !rec.Failed() {
 		return "", false, err
 	}

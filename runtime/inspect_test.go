@@ -555,7 +555,7 @@ func TestTracebackFrames(t *testing.T) {
 			t.Errorf("frame %q", f)
 		}
 	}
-	j := &persistence.Job{Ref: Ref{Queue: "q", ID: "x"}, Failure: persistence.NewFailure(errors.New("boom"), stack)}
+	j := &persistence.Job{Ref: persistence.Ref{Queue: "q", ID: "x"}, Failure: persistence.NewFailure(errors.New("boom"), stack)}
 	brief := formatTraceback(j, TracebackBrief)
 	if want := "Traceback: errors.errorString: boom\n" + strings.Join(frames, "\n") + "\n"; brief != want {
 		t.Errorf("brief %q, want %q", brief, want)

@@ -13,25 +13,44 @@ import (
 )
 
 // Ref names a job: its queue and its id. Its String form, "queue/id", is what JobByRef reads.
-type Ref = persistence.Ref
+// Every job of a queue, its callbacks and a composite's sub-jobs included, lives with the
+// queue, so jobs that refer to each other keep only ids: In makes the ref of another.
+type Ref struct {
+	// Queue is the name of the job's queue.
+	Queue string `json:"queue"`
+	// ID is the job's id, unique in its queue.
+	ID string `json:"id"`
+}
 
-// JobRecord is a job's record as stored: call, status, owner, schedule, retry policy,
-// result or failure, callbacks and timestamps. Job.Info reads it; an agent's filter sees it.
-type JobRecord = persistence.Job
+// String renders the ref as "queue/id", the form JobByRef reads.
+func (r Ref) String() string { return persistence.Ref(r).String() }
+
+// In returns the ref of job id in the same queue as r.
+func (r Ref) In(id string) Ref { return Ref{Queue: r.Queue, ID: id} }
+
+// Validate checks both parts: each a name of 1 to 100 ASCII letters, digits, '.', '_' and
+// '-'. A bad one gives ErrInvalid.
+func (r Ref) Validate() error { return persistence.Ref(r).Validate() }
 
 // Status is where a job stands in its life:
 // NEW → PENDING → ASSIGNED → ACTIVE → CALLBACKS → COMPLETED, and a job never leaves COMPLETED.
-type Status = persistence.Status
+// A rescheduled or interrupted job goes from ASSIGNED or ACTIVE back to PENDING. Statuses
+// compare in that order: s >= StatusCallbacks means the job's outcome is stored.
+type Status uint8
 
-// The statuses, in the order of a job's life.
+// The statuses, in the order of a job's life. Their values are those stored.
 const (
-	StatusNew       = persistence.StatusNew       // created, in no queue (a callback not yet run)
-	StatusPending   = persistence.StatusPending   // waiting in its queue
-	StatusAssigned  = persistence.StatusAssigned  // claimed by an agent, not started
-	StatusActive    = persistence.StatusActive    // running, or waiting on an inner job
-	StatusCallbacks = persistence.StatusCallbacks // result stored, callbacks running
-	StatusCompleted = persistence.StatusCompleted // result stored and callbacks done; final
+	StatusNew       Status = iota // created, in no queue (a callback not yet run)
+	StatusPending                 // waiting in its queue
+	StatusAssigned                // claimed by an agent, not started
+	StatusActive                  // running, or waiting on an inner job
+	StatusCallbacks               // result stored, callbacks running
+	StatusCompleted               // result stored and callbacks done; final
 )
+
+// String names the status in lower case ("pending", "completed"), as the command and the
+// HTTP API show it.
+func (s Status) String() string { return persistence.Status(s).String() }
 
 // Job is a handle on a job: its runtime and its Ref. Getting one does no I/O; its methods
 // read and change the stored job.
@@ -42,7 +61,10 @@ type Job struct {
 }
 
 // Job returns a handle on the job ref names.
-func (rt *Runtime) Job(ref Ref) *Job { return &Job{rt: rt, ref: ref} }
+func (rt *Runtime) Job(ref Ref) *Job { return rt.job(persistence.Ref(ref)) }
+
+// job is Job for the ref of a record.
+func (rt *Runtime) job(ref persistence.Ref) *Job { return &Job{rt: rt, ref: ref} }
 
 // JobByRef returns a handle on the job named by s, in the "queue/id" form of Ref.String.
 // A malformed s gives ErrInvalid; whether the job exists is known at the first read.
@@ -51,7 +73,7 @@ func (rt *Runtime) JobByRef(s string) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rt.Job(ref), nil
+	return rt.job(ref), nil
 }
 
 // ID returns the job's id, unique in its queue.
@@ -61,7 +83,7 @@ func (j *Job) ID() string { return j.ref.ID }
 func (j *Job) Queue() *Queue { return j.rt.Queue(j.ref.Queue) }
 
 // Ref returns the job's queue and id.
-func (j *Job) Ref() Ref { return j.ref }
+func (j *Job) Ref() Ref { return Ref(j.ref) }
 
 // String returns the job's ref as "queue/id".
 func (j *Job) String() string { return j.ref.String() }
@@ -69,6 +91,15 @@ func (j *Job) String() string { return j.ref.String() }
 // Info reads the job's record. ErrNotFound if it does not exist, or has expired after its
 // retention period.
 func (j *Job) Info(ctx context.Context) (*JobRecord, error) {
+	rec, err := j.info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return recordFrom(rec), nil
+}
+
+// info is Info as stored.
+func (j *Job) info(ctx context.Context) (*persistence.Job, error) {
 	rec, err := j.rt.store.Get(ctx, j.ref)
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", j.ref, err)
@@ -78,11 +109,11 @@ func (j *Job) Info(ctx context.Context) (*JobRecord, error) {
 
 // Status reads the job's status.
 func (j *Job) Status(ctx context.Context) (Status, error) {
-	rec, err := j.Info(ctx)
+	rec, err := j.info(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return rec.Status, nil
+	return Status(rec.Status), nil
 }
 
 // Outcome is what a completed job produced: exactly one of Result and Failure.
@@ -107,7 +138,7 @@ func (o *Outcome) Decode(v any) error {
 
 // outcome returns the outcome of a completed record.
 func outcome(rec *persistence.Job) *Outcome {
-	return &Outcome{Result: rec.Result, Failure: rec.Failure}
+	return &Outcome{Result: rec.Result, Failure: failureFrom(rec.Failure)}
 }
 
 // Wait blocks until the job is COMPLETED (its result stored and its callbacks run) and
@@ -116,7 +147,7 @@ func outcome(rec *persistence.Job) *Outcome {
 // ends first it returns an error wrapping ctx.Err().
 func (j *Job) Wait(ctx context.Context) (*Outcome, error) {
 	if j.rt.cfg.Tracer != nil {
-		end := j.rt.traceWait(ctx, j.ref)
+		end := j.rt.traceWait(ctx, Ref(j.ref))
 		out, err := j.wait(ctx)
 		end(err)
 		return out, err
@@ -209,7 +240,7 @@ func JobFrom(ctx context.Context) (*Job, bool) {
 		}
 		rt = detached(r.Store)
 	}
-	return rt.Job(r.Job.Ref), true
+	return rt.job(r.Job.Ref), true
 }
 
 // Attempt returns which claim or adoption of its job the running handler is, from the

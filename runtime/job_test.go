@@ -92,7 +92,7 @@ func TestWait(t *testing.T) {
 
 			subscribed := make(chan struct{})
 			rt.onWaitSubscribed = func(ref persistence.Ref) {
-				if ref != job.Ref() {
+				if ref != job.ref {
 					t.Errorf("Wait subscribed for %s, want %s", ref, job)
 				}
 				close(subscribed)
@@ -225,7 +225,7 @@ func TestOutcomeDecode(t *testing.T) {
 		t.Errorf("Decode of a string into an int: %v", err)
 	}
 	f := persistence.NewFailure(&persistence.TimeoutError{}, "")
-	err := (&Outcome{Failure: f}).Decode(&n)
+	err := (&Outcome{Failure: failureFrom(f)}).Decode(&n)
 	if !IsKind(err, "TimeoutError") {
 		t.Errorf("Decode of a timed out job: %v, want a TimeoutError failure", err)
 	}
@@ -269,14 +269,14 @@ func TestAddCallback(t *testing.T) {
 		call   string
 		policy string
 		level  slog.Level
-		choice *persistence.CallbackChoice
+		choice *CallbackChoice
 	}{
 		{"plain", first, `notify("ops")`, "RetryCommonForever", LevelCritical, nil},
 		{"with options", second, `audit()`, "NeverRetry", slog.LevelWarn, nil},
-		{"success side only", pair, "", "RetryCommonForever", LevelCritical, &persistence.CallbackChoice{Success: &persistence.Call{Handler: "on_success"}}},
-		{"both sides", both, "", "RetryCommonForever", LevelCritical, &persistence.CallbackChoice{
-			Success: &persistence.Call{Handler: "on_success"},
-			Failure: &persistence.Call{Handler: "on_failure", Args: []json.RawMessage{json.RawMessage("1")}}}},
+		{"success side only", pair, "", "RetryCommonForever", LevelCritical, &CallbackChoice{Success: &Call{Handler: "on_success"}}},
+		{"both sides", both, "", "RetryCommonForever", LevelCritical, &CallbackChoice{
+			Success: &Call{Handler: "on_success"},
+			Failure: &Call{Handler: "on_failure", Args: []json.RawMessage{json.RawMessage("1")}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,7 +323,7 @@ func TestAddCallback(t *testing.T) {
 	}
 }
 
-func callString(c *persistence.Call) string {
+func callString(c *Call) string {
 	if c == nil {
 		return "<nil>"
 	}
@@ -357,7 +357,10 @@ func TestJobFrom(t *testing.T) {
 	rt := newRuntime(t, Config{})
 	ctx := testCtx(t)
 	job := mustPut(t, rt, NewCall("running"))
-	rec := mustInfo(t, job)
+	rec, err := job.info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if _, ok := JobFrom(ctx); ok {
 		t.Fatal("JobFrom found a job outside a handler")

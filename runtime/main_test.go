@@ -116,7 +116,7 @@ func mustInfo(t *testing.T, job *Job) *JobRecord {
 
 // customPolicy is a user retry policy, registered by name.
 type customPolicy struct {
-	persistence.RetryPolicy
+	RetryPolicy
 	name string
 }
 

@@ -49,12 +49,12 @@ const MetricsCollectTimeout = 5 * time.Second
 // Retry reasons, the values of the reason label of zasync_jobs_retried_total.
 const (
 	// RetryReasonError: the handler failed and its retry policy asked for another attempt.
-	RetryReasonError = actors.RetryReasonError
+	RetryReasonError = "error"
 	// RetryReasonCommit: storing the outcome failed and the retry policy asked to try again.
-	RetryReasonCommit = actors.RetryReasonCommit
+	RetryReasonCommit = "commit"
 	// RetryReasonInterrupt: the job was interrupted (its dispatcher stopped or died) and its
 	// retry policy asked for another attempt.
-	RetryReasonInterrupt = actors.RetryReasonInterrupt
+	RetryReasonInterrupt = "interrupt"
 )
 
 // metrics are a runtime's metrics. Its methods are safe on a nil *metrics (a runtime made

@@ -18,8 +18,8 @@ import (
 // retryErrors is a user policy that runs a job again, at once, whatever its handler's error.
 type retryErrors struct{ RetryPolicy }
 
-func (retryErrors) Name() string                                     { return "RetryErrors" }
-func (retryErrors) JobError(error, RetryCounts) persistence.Decision { return RetryNow() }
+func (retryErrors) Name() string                         { return "RetryErrors" }
+func (retryErrors) JobError(error, RetryCounts) Decision { return RetryNow() }
 
 // metricValue gathers g and returns the value of the sample of name whose labels include
 // labels (a counter's or gauge's value, a histogram's sample count), and whether there is one.

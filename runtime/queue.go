@@ -120,7 +120,7 @@ func FailureLevel(l slog.Level) PutOption {
 	return func(s *putSettings) { s.level = &l }
 }
 
-// Notify makes the runtime send pid a JobCompleted (the job's outcome) when the job
+// Notify makes the runtime send pid a *messages.JobCompleted (the job's outcome) when the job
 // completes, as a message from the actor system of zasync's root (Config.ActorSystem, or
 // the runtime's own). With PutMany each job is notified on its own. The runtime waits for
 // the job as Job.Wait does, from this process: if the runtime is closed first, no
@@ -244,7 +244,7 @@ func jobRefs(jobs ...*Job) []Ref {
 	refs := make([]Ref, 0, len(jobs))
 	for _, j := range jobs {
 		if j != nil {
-			refs = append(refs, j.ref)
+			refs = append(refs, Ref(j.ref))
 		}
 	}
 	return refs
@@ -270,7 +270,7 @@ func (q *Queue) put(ctx context.Context, call Call, opts []PutOption) (*Job, err
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
 	}
-	return q.rt.Job(refs[0]), nil
+	return q.rt.job(refs[0]), nil
 }
 
 // PutMany puts a job for each call into the queue, all with the same options, in one round
@@ -313,7 +313,7 @@ func (q *Queue) putMany(ctx context.Context, calls []Call, opts []PutOption) ([]
 	}
 	jobs := make([]*Job, len(refs))
 	for i, r := range refs {
-		jobs[i] = q.rt.Job(r)
+		jobs[i] = q.rt.job(r)
 	}
 	return jobs, nil
 }
@@ -341,7 +341,7 @@ func (q *Queue) putCompositeNotified(ctx context.Context, call Call, opts []PutO
 	q.rt.metrics.puts(q.name, 1)
 	if s.notify != nil {
 		if root, err := q.rt.actorRoot(); err == nil {
-			q.rt.notifyOnCompletion(root.System(), job.Ref(), s.notify)
+			q.rt.notifyOnCompletion(root.System(), job.ref, s.notify)
 		}
 	}
 	return job, nil
@@ -380,20 +380,9 @@ func (q *Queue) putDirect(ctx context.Context, m *messages.Put) ([]persistence.R
 	return refs, nil
 }
 
-// PutMessage is the message a program's actor sends to a queue's actor (Queue.PID) to put a
-// job; Queue.PutMessage builds it. Send it with Request, so that the answer, a PutDone,
-// comes back to the sender.
-type PutMessage = messages.Put
-
-// PutDone answers a PutMessage: the job's Ref (Jobs[0]), or why it was not put (Err).
-type PutDone = messages.PutDone
-
-// JobCompleted is the notification Notify asks for: a job's outcome once it completes.
-type JobCompleted = messages.JobCompleted
-
 // PID returns the PID of the queue's actor, which puts the jobs of this process into the
-// queue, starting it if it does not run yet: a program's actor puts a job by sending it a
-// PutMessage (see PutMessage). Only actors of the actor system zasync's root lives in
+// queue, starting it if it does not run yet: a program's actor puts a job by sending it the
+// *messages.Put that Queue.PutMessage builds. Only actors of the actor system zasync's root lives in
 // (Config.ActorSystem) can reach it. ErrClosed once the runtime is closed; ErrInvalid for a
 // bad queue name.
 func (q *Queue) PID() (*actor.PID, error) {
@@ -405,9 +394,12 @@ func (q *Queue) PID() (*actor.PID, error) {
 }
 
 // PutMessage returns the message that puts a job running call into the queue with opts, for
-// a program's actor to send to the queue's actor (PID) with Request. The queue actor
-// answers the sender with a PutDone, and, with the Notify option, the job's outcome comes
-// as a JobCompleted at the PID Notify names once the job completes. The put is made as
+// a program's actor to send to the queue's actor (PID) with Request, so that the answer comes
+// back to the sender. The queue actor answers the sender with a *messages.PutDone (the job's
+// ref in Jobs[0], or Err), and, with the Notify option, the job's outcome comes as a
+// *messages.JobCompleted at the PID Notify names once the job completes. The messages of
+// this conversation are documented in package messages
+// (github.com/zasync/zasync/messages); their refs convert to a Ref with Ref(done.Jobs[0]). The put is made as
 // Queue.Put makes it, coalesced with the other puts of this process into the queue; the
 // actor is never blocked while it waits. A bad call or option gives ErrInvalid, and so does
 // a composite call (Queue.Put puts those). A message is for one send: the queue actor
@@ -416,7 +408,7 @@ func (q *Queue) PID() (*actor.PID, error) {
 // If the runtime is closed before the queue actor has sent the put to the store, the put is
 // not made and is answered with ErrClosed, unless the message reaches the actor after it has
 // stopped: then it is not answered at all (a sender that must know waits with a timeout).
-func (q *Queue) PutMessage(call Call, opts ...PutOption) (*PutMessage, error) {
+func (q *Queue) PutMessage(call Call, opts ...PutOption) (*messages.Put, error) {
 	m, err := q.message([]Call{call}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("put %q into %q: %w", call.Handler, q.name, err)
@@ -425,7 +417,14 @@ func (q *Queue) PutMessage(call Call, opts ...PutOption) (*PutMessage, error) {
 }
 
 // QuotaInfo describes a quota: its size and the jobs holding its slots.
-type QuotaInfo = persistence.QuotaInfo
+type QuotaInfo struct {
+	// Name is the quota's name in its queue.
+	Name string
+	// Size is how many jobs naming it may run at once.
+	Size int
+	// Holders are the ids of the jobs holding a slot.
+	Holders []string
+}
 
 // CreateQuota defines a quota of the queue: at most size (at least 1) jobs naming it (see
 // Quotas) run at once, across every process. ErrInvalid if it exists already.
@@ -459,7 +458,7 @@ func (q *Queue) Quota(ctx context.Context, name string) (*QuotaInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quota %q of %q: %w", name, q.name, err)
 	}
-	return info, nil
+	return (*QuotaInfo)(info), nil
 }
 
 // Quotas reads every quota of the queue, by name: sizes and the jobs holding them.
@@ -478,7 +477,7 @@ func (q *Queue) Quotas(ctx context.Context) ([]*QuotaInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("quotas of %q: %w", q.name, err)
 		}
-		out = append(out, info)
+		out = append(out, (*QuotaInfo)(info))
 	}
 	return out, nil
 }

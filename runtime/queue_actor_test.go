@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/zasync/zasync/messages"
 	"github.com/zasync/zasync/persistence"
 )
 
@@ -242,7 +243,7 @@ func TestPutByMessage(t *testing.T) {
 				msg.Tag = fmt.Sprint("put ", i)
 				c.Request(pid, msg)
 			}
-		case *PutDone, *JobCompleted:
+		case *messages.PutDone, *messages.JobCompleted:
 			got <- m
 		}
 	}), "putter")
@@ -253,12 +254,12 @@ func TestPutByMessage(t *testing.T) {
 
 	// The answers come in the order of the puts; completions may come in between.
 	var refs []Ref
-	outcomes := map[Ref]*JobCompleted{}
+	outcomes := map[Ref]*messages.JobCompleted{}
 	for answered := 0; answered < len(calls); {
 		switch m := await(t, ctx, got, "a put's answer").(type) {
-		case *JobCompleted:
-			outcomes[m.Job] = m
-		case *PutDone:
+		case *messages.JobCompleted:
+			outcomes[Ref(m.Job)] = m
+		case *messages.PutDone:
 			if want := fmt.Sprint("put ", answered); m.Tag != want {
 				t.Fatalf("answer %d tagged %q, want %q", answered, m.Tag, want)
 			}
@@ -269,7 +270,7 @@ func TestPutByMessage(t *testing.T) {
 			} else if m.Err != nil || len(m.Jobs) != 1 {
 				t.Fatalf("put %d answered %v, %v", answered, m.Jobs, m.Err)
 			} else {
-				refs = append(refs, m.Jobs[0])
+				refs = append(refs, Ref(m.Jobs[0]))
 			}
 			answered++
 		default:
@@ -282,18 +283,18 @@ func TestPutByMessage(t *testing.T) {
 	}
 	refs = append(refs, goJob.Ref())
 	for len(outcomes) < 3 {
-		m, ok := await(t, ctx, got, "a job's completion").(*JobCompleted)
+		m, ok := await(t, ctx, got, "a job's completion").(*messages.JobCompleted)
 		if !ok {
 			t.Fatalf("got %#v, want a JobCompleted", m)
 		}
-		outcomes[m.Job] = m
+		outcomes[Ref(m.Job)] = m
 	}
 	for i, want := range []string{`"hi"`, "", `"from Go"`} {
 		m := outcomes[refs[i]]
 		switch {
 		case m == nil:
 			t.Errorf("no completion for %s", refs[i])
-		case m.Err != nil || m.Status != StatusCompleted:
+		case m.Err != nil || m.Status != persistence.StatusCompleted:
 			t.Errorf("completion of %s: %s, %v", refs[i], m.Status, m.Err)
 		case want == "" && (m.Failure == nil || m.Failure.Message != "boom"):
 			t.Errorf("completion of the failing job: failure %v, want boom", m.Failure)
@@ -308,11 +309,11 @@ func TestPutMessageBadInput(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t, Config{})
 	q := rt.Queue(DefaultQueue)
-	for name, put := range map[string]func() (*PutMessage, error){
-		"composite":    func() (*PutMessage, error) { return q.PutMessage(Serial(NewCall("a"))) },
-		"zasync name":  func() (*PutMessage, error) { return q.PutMessage(NewCall("zasync.x")) },
-		"nil notify":   func() (*PutMessage, error) { return q.PutMessage(NewCall("a"), Notify(nil)) },
-		"negative due": func() (*PutMessage, error) { return q.PutMessage(NewCall("a"), BeginIn(-time.Second)) },
+	for name, put := range map[string]func() (*messages.Put, error){
+		"composite":    func() (*messages.Put, error) { return q.PutMessage(Serial(NewCall("a"))) },
+		"zasync name":  func() (*messages.Put, error) { return q.PutMessage(NewCall("zasync.x")) },
+		"nil notify":   func() (*messages.Put, error) { return q.PutMessage(NewCall("a"), Notify(nil)) },
+		"negative due": func() (*messages.Put, error) { return q.PutMessage(NewCall("a"), BeginIn(-time.Second)) },
 	} {
 		if m, err := put(); !errors.Is(err, ErrInvalid) || m != nil {
 			t.Errorf("%s: %v, %v; want ErrInvalid", name, m, err)

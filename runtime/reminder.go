@@ -61,7 +61,7 @@ func (rt *Runtime) Remind(ctx context.Context, target string, at time.Time, payl
 		return nil, fmt.Errorf("remind %q: %w", target, err)
 	}
 	rt.metrics.puts(queue, 1)
-	return rt.Job(rec.Ref), nil
+	return rt.job(rec.Ref), nil
 }
 
 // HostReminders makes this process deliver target's reminders to pid, an actor of the

@@ -117,7 +117,7 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	policies := persistence.NewRetryPolicies()
 	for _, p := range cfg.RetryPolicies {
-		if err := policies.Register(p); err != nil {
+		if err := policies.Register(storedPolicy(p)); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 	}
@@ -283,7 +283,7 @@ func (rt *Runtime) queueActor(queue string) (*actors.Queue, error) {
 	return qa, nil
 }
 
-// notifyOnCompletion sends pid, from sys, a JobCompleted once job ref completes, waiting
+// notifyOnCompletion sends pid, from sys, a messages.JobCompleted once job ref completes, waiting
 // for it on a goroutine of its own as Job.Wait does. Close ends the wait, and then nothing
 // is sent: the notification is lost with the process, the outcome is not.
 func (rt *Runtime) notifyOnCompletion(sys *actor.ActorSystem, ref persistence.Ref, pid *actor.PID) {
@@ -295,13 +295,13 @@ func (rt *Runtime) notifyOnCompletion(sys *actor.ActorSystem, ref persistence.Re
 	rt.watchers.Add(1)
 	go func() {
 		defer rt.watchers.Done()
-		out, err := rt.Job(ref).Wait(rt.watchCtx)
+		out, err := rt.job(ref).Wait(rt.watchCtx)
 		if rt.watchCtx.Err() != nil {
 			return
 		}
 		m := &messages.JobCompleted{Job: ref, Err: err}
 		if err == nil {
-			m.Status, m.Result, m.Failure = persistence.StatusCompleted, out.Result, out.Failure
+			m.Status, m.Result, m.Failure = persistence.StatusCompleted, out.Result, out.Failure.stored()
 		}
 		sys.Root.Send(pid, m)
 	}()
@@ -377,7 +377,7 @@ func (rt *Runtime) nodeOptions(root *actors.Root) actors.Options {
 	for i, q := range rt.cfg.Queues {
 		agents := make([]actors.AgentSpec, len(q.Agents))
 		for j, a := range q.Agents {
-			agents[j] = actors.AgentSpec{Name: a.Name, Size: a.Size, Filter: a.Filter}
+			agents[j] = actors.AgentSpec{Name: a.Name, Size: a.Size, Filter: storedFilter(a.Filter)}
 		}
 		queues[i] = actors.QueueSpec{Name: q.Name, Agents: agents}
 	}

@@ -17,17 +17,17 @@ import (
 
 // Missed says what a schedule does with the ticks no process put while they were due: every
 // process that declares it was down, or frozen, across them.
-type Missed = persistence.Missed
+type Missed string
 
 const (
 	// MissedRunOnce puts one job for the newest missed tick, late, and none for the older
 	// ones. It is the default: work that piles up between ticks (a sweep, a report) is
 	// caught up once, never in a burst, and a deploy across midnight does not lose the
 	// nightly run.
-	MissedRunOnce = persistence.MissedRunOnce
+	MissedRunOnce Missed = "run-once"
 	// MissedSkip puts nothing for missed ticks; the schedule goes on at its next tick. For
 	// work that means something only at its time.
-	MissedSkip = persistence.MissedSkip
+	MissedSkip Missed = "skip"
 )
 
 // EveryOption changes how Every declares a schedule.
@@ -138,7 +138,7 @@ func (rt *Runtime) everyDecl(name, schedule string, call Call, opts []EveryOptio
 	if err != nil {
 		return nil, err
 	}
-	if err := s.missed.Validate(); err != nil {
+	if err := persistence.Missed(s.missed).Validate(); err != nil {
 		return nil, err
 	}
 	m, err := rt.Queue(s.queue).message([]Call{call}, s.put)
@@ -156,7 +156,7 @@ func (rt *Runtime) everyDecl(name, schedule string, call Call, opts []EveryOptio
 		return nil, invalidf("handler %q is not registered, and this process serves queue %q", spec.Call.Handler, s.queue)
 	}
 	d := persistence.ScheduleDecl{Queue: s.queue, Name: name, Spec: sched.String(), Job: spec,
-		Missed: s.missed, Grace: s.grace, Process: "check", TTL: time.Minute}
+		Missed: persistence.Missed(s.missed), Grace: s.grace, Process: "check", TTL: time.Minute}
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -290,7 +290,7 @@ func (rt *Runtime) Schedules(ctx context.Context) ([]Schedule, error) {
 			return nil, fmt.Errorf("zasync: schedules: %w", err)
 		}
 		for _, r := range rs {
-			s := Schedule{Name: r.Name, Queue: r.Queue, Spec: r.Spec, Handler: r.Handler, Missed: r.Missed,
+			s := Schedule{Name: r.Name, Queue: r.Queue, Spec: r.Spec, Handler: r.Handler, Missed: Missed(r.Missed),
 				LastTick: r.LastTick, LastJob: r.LastJob, Corrupt: r.Corrupt}
 			if r.Call != nil {
 				s.Call = callFrom(r.Call)

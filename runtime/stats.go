@@ -4,13 +4,24 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/zasync/zasync/persistence"
 )
 
 // QueueStats counts a queue's jobs by where they wait: due (put-back ones included),
-// scheduled for later, put back after an interruption, and held by agents.
-type QueueStats = persistence.QueueStats
+// scheduled for later, put back after an interruption, and held by agents. Each count is read
+// in O(1) or O(log n).
+type QueueStats struct {
+	// Due counts the pending jobs that may be claimed now (put-back ones included).
+	Due int64
+	// Scheduled counts the pending jobs whose begin_after is still ahead.
+	Scheduled int64
+	// PutBack counts the interrupted jobs waiting at the front of the queue.
+	PutBack int64
+	// Held counts the jobs held by agents (assigned, active, running their callbacks, or
+	// parked waiting for an inner job).
+	Held int64
+	// Paused: no dispatcher claims from the queue (Runtime.PauseQueue).
+	Paused bool
+}
 
 // Stats counts the queue's jobs, in a few Redis commands whatever the queue's size.
 func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
@@ -18,7 +29,7 @@ func (q *Queue) Stats(ctx context.Context) (QueueStats, error) {
 	if err != nil {
 		return QueueStats{}, fmt.Errorf("stats of %q: %w", q.name, err)
 	}
-	return st, nil
+	return QueueStats(st), nil
 }
 
 // ThroughputPoint is one window of Queue.Throughput: the jobs completed in [Start,

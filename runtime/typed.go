@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/zasync/zasync/actors"
-	"github.com/zasync/zasync/persistence"
 )
 
 // Typed jobs: a handler registered with its argument and result types. Its jobs are put with
@@ -142,7 +141,7 @@ func (r Result[R]) Err() error {
 }
 
 // resultOf decodes an outcome stored as JSON into a Result.
-func resultOf[R any](id string, raw json.RawMessage, f *persistence.Failure) (Result[R], error) {
+func resultOf[R any](id string, raw json.RawMessage, f *Failure) (Result[R], error) {
 	r := Result[R]{Job: id, Failure: f}
 	if f != nil {
 		return r, nil
@@ -176,7 +175,7 @@ func RegisterCallback[R, R2 any](rt *Runtime, name string, f func(ctx context.Co
 		if err := arity(call, 1); err != nil { // the parent's outcome, which the runtime appends
 			return nil, err
 		}
-		res, err := resultOf[R](r.Parent.ID, r.Parent.Result, r.Parent.Failure)
+		res, err := resultOf[R](r.Parent.ID, r.Parent.Result, failureFrom(r.Parent.Failure))
 		if err != nil {
 			return nil, err
 		}

@@ -82,7 +82,7 @@ func (j *Job) Debounced() bool { return j.put.debounced }
 
 // UniqueKey reads the unique key the job was put with; ok is false when it has none.
 func (j *Job) UniqueKey(ctx context.Context) (key string, ok bool, err error) {
-	rec, err := j.Info(ctx)
+	rec, err := j.info(ctx)
 	if err != nil || rec.Unique == nil {
 		return "", false, err
 	}
@@ -122,7 +122,7 @@ func (q *Queue) putUnique(ctx context.Context, m *messages.Put) ([]*Job, error) 
 	jobs := make([]*Job, len(recs))
 	made := 0
 	for i, r := range recs {
-		jobs[i] = q.rt.Job(r.Ref)
+		jobs[i] = q.rt.job(r.Ref)
 		jobs[i].put = putOutcome{duplicate: r.Duplicate, debounced: r.Debounced}
 		if !r.Duplicate {
 			made++

@@ -78,7 +78,7 @@ func TestUniqueOptions(t *testing.T) {
 		t.Fatalf("debounced put: %s duplicate %v debounced %v, want %s debounced", d2, d2.Duplicate(), d2.Debounced(), d1)
 	}
 	var n int
-	if rec := mustInfo(t, d1); len(rec.Call.Args) != 1 || callFrom(&rec.Call).Arg(0, &n) != nil || n != 2 {
+	if rec := mustInfo(t, d1); len(rec.Call.Args) != 1 || rec.Call.Arg(0, &n) != nil || n != 2 {
 		t.Fatalf("debounced job's call: %s, want work(2)", rec.Call.Args)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"testing"
+
+	"github.com/zasync/zasync/persistence"
 )
 
 // Many jobs waited for at once share one subscription (one connection to Redis) per queue,
@@ -29,7 +31,7 @@ func TestWaitsShareOneSubscription(t *testing.T) {
 		jobs[i] = j
 	}
 	subscribed := make(chan struct{}, n)
-	rt.onWaitSubscribed = func(Ref) { subscribed <- struct{}{} }
+	rt.onWaitSubscribed = func(persistence.Ref) { subscribed <- struct{}{} }
 	var wg sync.WaitGroup
 	got, errs := make([]int, n), make([]error, n)
 	for i, j := range jobs {
