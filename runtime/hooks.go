@@ -13,8 +13,8 @@ import (
 
 // Limits of a call's metadata (Call.Meta).
 const (
-	MaxMetaEntries = persistence.MaxMetaEntries
-	MaxMetaBytes   = persistence.MaxMetaBytes
+	MaxMetaEntries = 32
+	MaxMetaBytes   = 8 << 10
 )
 
 // WithMeta returns a copy of c with the metadata entry name set to value: data carried with

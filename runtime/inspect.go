@@ -673,7 +673,7 @@ const (
 )
 
 // MaxDispatcherEvents is how many events each queue keeps: the newest.
-const MaxDispatcherEvents = persistence.MaxDispatcherEvents
+const MaxDispatcherEvents = 500
 
 // DispatcherEvents returns the newest limit events (1 to MaxDispatcherEvents) of the
 // dispatchers of the queues whose names match the glob queue ("" for all), newest first.

@@ -13,11 +13,11 @@ import (
 // empty results, without error; a restart begins a fresh history.
 
 // PollHistorySize is how many polls a started runtime remembers: the newest 400.
-const PollHistorySize = actors.PollHistorySize
+const PollHistorySize = 400
 
 // JobHistorySize is how many job runs a started runtime remembers: the 200 claimed last
 // (plus any still running).
-const JobHistorySize = actors.JobHistorySize
+const JobHistorySize = 200
 
 // JobInfo describes one run of a job by this process's dispatcher: one claim of it by one of
 // its agents and what the run made of it. A job claimed twice by this process (it was

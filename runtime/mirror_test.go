@@ -90,7 +90,8 @@ func kindOf(t reflect.Type) string {
 	return t.Kind().String() + " " + name
 }
 
-// The constants this package declares have the values of those they stand for.
+// The constants this package declares have the values of those they stand for (written out
+// here, so that go doc shows them).
 func TestConstantsMirrorTheirModel(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -118,6 +119,17 @@ func TestConstantsMirrorTheirModel(t *testing.T) {
 		{"RetryReasonError", RetryReasonError, actors.RetryReasonError},
 		{"RetryReasonCommit", RetryReasonCommit, actors.RetryReasonCommit},
 		{"RetryReasonInterrupt", RetryReasonInterrupt, actors.RetryReasonInterrupt},
+		{"MaxMetaEntries", MaxMetaEntries, persistence.MaxMetaEntries},
+		{"MaxMetaBytes", MaxMetaBytes, persistence.MaxMetaBytes},
+		{"MaxDispatcherEvents", MaxDispatcherEvents, persistence.MaxDispatcherEvents},
+		{"PollHistorySize", PollHistorySize, actors.PollHistorySize},
+		{"JobHistorySize", JobHistorySize, actors.JobHistorySize},
+		{"MinPriority", MinPriority, persistence.MinPriority},
+		{"MaxPriority", MaxPriority, persistence.MaxPriority},
+		{"DefaultPriority", DefaultPriority, persistence.DefaultPriority},
+		{"LevelCritical", LevelCritical, persistence.LevelCritical},
+		{"CountErrors", CountErrors, persistence.CountErrors},
+		{"MaxUniqueKey", MaxUniqueKey, persistence.MaxUniqueKey},
 	} {
 		if c.ours != c.their {
 			t.Errorf("%s = %v, the model's is %v", c.name, c.ours, c.their)

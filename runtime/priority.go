@@ -1,15 +1,13 @@
 package runtime
 
-import "github.com/zasync/zasync/persistence"
-
 // The priorities a job may have (see Priority).
 const (
 	// MinPriority is the lowest priority: its jobs are claimed after every other due job.
-	MinPriority = persistence.MinPriority
+	MinPriority = 1
 	// MaxPriority is the highest priority: its due jobs are claimed first.
-	MaxPriority = persistence.MaxPriority
+	MaxPriority = 9
 	// DefaultPriority is the priority of a job put without one.
-	DefaultPriority = persistence.DefaultPriority
+	DefaultPriority = 5
 )
 
 // Priority orders the job among the due jobs of its queue: a claim takes the due job of the

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/zasync/zasync/persistence"
@@ -153,7 +154,7 @@ func storedPolicy(p RetryPolicy) persistence.RetryPolicy {
 
 // LevelCritical is the log level of what zc.async logged CRITICAL: failures of callbacks and
 // system jobs, among others. Use it with FailureLevel.
-const LevelCritical = persistence.LevelCritical
+const LevelCritical = slog.Level(12)
 
 // StopRetrying keeps the error as the job's result (for an interruption: an AbortedError).
 func StopRetrying() Decision { return decisionFrom(persistence.Stop()) }
@@ -180,7 +181,7 @@ var ErrPermanent = persistence.ErrPermanent
 func Permanent(err error) error { return persistence.Permanent(err) }
 
 // CountErrors is the counter of the handler errors RetryBackoff has retried.
-const CountErrors = persistence.CountErrors
+const CountErrors = "errors"
 
 // RetryBackoff returns a policy that retries a handler's errors up to n times, the k-th retry
 // after a delay drawn between half and all of min(max, base·2^(k-1)): exponential backoff with

@@ -10,7 +10,7 @@ import (
 )
 
 // MaxUniqueKey is the longest key Unique takes, in bytes.
-const MaxUniqueKey = persistence.MaxUniqueKey
+const MaxUniqueKey = 512
 
 // UniqueStates are the states in which a job keeps its unique key from being put again: a
 // set of bits, combined with |.
