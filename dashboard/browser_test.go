@@ -168,14 +168,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(jobRow+" a")), chromedp.WaitVisible(chromedp.CSS("#job"))); err != nil {
 		t.Fatalf("job page: %v", err)
 	}
-	traceback, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#traceback")))
+	traceback, err := browsertest.Text(ctx, "#traceback")
 	if err != nil {
 		t.Fatalf("job page's traceback: %v", err)
 	}
 	if !strings.Contains(traceback, "smtp down") {
 		t.Fatalf("the job page's traceback: %q, want the failure", traceback)
 	}
-	details, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#job")))
+	details, err := browsertest.Text(ctx, "#job")
 	if err != nil || !strings.Contains(details, failed.String()) || !strings.Contains(details, "failed") || strings.Contains(details, "[object") {
 		t.Fatalf("the job page's details: %q %v, want the job and its state as text", details, err)
 	}
@@ -199,7 +199,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/queue/work"), chromedp.WaitVisible(chromedp.CSS(quota))); err != nil {
 		t.Fatalf("queue page: %v", err)
 	}
-	if held, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(quota))); err != nil || !strings.Contains(held, "1 of 1") || !strings.Contains(held, blocked.String()) {
+	if held, err := browsertest.Text(ctx, quota); err != nil || !strings.Contains(held, "1 of 1") || !strings.Contains(held, blocked.String()) {
 		t.Fatalf("the quota's row: %q %v, want 1 of 1 held by %s", held, err, blocked)
 	}
 	browsertest.Screenshot(t, ctx, "queue")
@@ -322,7 +322,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/job/"+late.String()), chromedp.WaitVisible(chromedp.CSS("#attempts .late"))); err != nil {
 		t.Fatalf("the job page does not show the refused late commit: %v", err)
 	}
-	if text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#attempts"))); err != nil ||
+	if text, err := browsertest.Text(ctx, "#attempts"); err != nil ||
 		!strings.Contains(text, "ghost/main") || !strings.Contains(text, "interrupted") || !strings.Contains(text, "late commit refused") {
 		t.Fatalf("the earlier attempts: %q %v, want ghost/main's run, interrupted, its late commit refused", text, err)
 	}
@@ -338,7 +338,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#put button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#flash.error"))); err != nil {
 		t.Fatalf("a put with bad arguments: %v", err)
 	}
-	if text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#flash"))); err != nil || !strings.HasPrefix(text, "args: want a JSON array") {
+	if text, err := browsertest.Text(ctx, "#flash"); err != nil || !strings.HasPrefix(text, "args: want a JSON array") {
 		t.Fatalf("a put with bad arguments says %q (%v)", text, err)
 	}
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(`#put input[name="args"]`), "]"),
@@ -375,7 +375,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`!document.querySelector("#flash").hidden && document.querySelector("#flash").textContent === "Nothing put: `+held.String()+` holds the key"`)); err != nil {
-		text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#flash")))
+		text, _ := browsertest.Text(ctx, "#flash")
 		t.Fatalf("a put of a held unique key says %q (%v)", text, err)
 	}
 
@@ -475,7 +475,7 @@ func TestSchedulesPageInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#schedules tr[data-schedule="work/beat"] a[href^="#/job/work/tick.beat."]`))); err != nil {
 		t.Fatalf("schedules page: %v", err)
 	}
-	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#schedules tr[data-schedule="work/beat"]`)))
+	text, err := browsertest.Text(ctx, `#schedules tr[data-schedule="work/beat"]`)
 	if err != nil || !strings.Contains(text, "* * * * * *") || !strings.Contains(text, "dash-server") {
 		t.Fatalf("the schedule's row: %q %v", text, err)
 	}

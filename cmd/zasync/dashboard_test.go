@@ -79,7 +79,7 @@ func TestDashboardSeesADispatcherDie(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('`+death+`') !== null`)); err != nil {
 		t.Fatalf("the history does not show the death: %v", err)
 	}
-	if jobs, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(death+" td.num"))); err != nil || jobs != "1" {
+	if jobs, err := browsertest.Text(ctx, death+" td.num"); err != nil || jobs != "1" {
 		t.Fatalf("jobs handed on at the death: %q %v, want 1", jobs, err)
 	}
 	browsertest.Screenshot(t, ctx, "dispatcher-dead")

@@ -92,9 +92,17 @@ func ClickAndConfirm(t *testing.T, ctx context.Context, sel string) string {
 	); err != nil {
 		t.Fatalf("click %s and confirm: %v", sel, err)
 	}
-	said, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#flash")))
+	said, err := Text(ctx, "#flash")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return said
+}
+
+// Text returns the text of the element sel selects once there is one with text, read in the
+// page in one step: a page that redraws itself may replace the element between a lookup and
+// a read by node id.
+func Text(ctx context.Context, sel string) (string, error) {
+	js := `(() => { const e = document.querySelector(` + strconv.Quote(sel) + `); return e ? e.innerText : ""; })()`
+	return chromedp.Run(ctx, chromedp.Poll[string](js))
 }
