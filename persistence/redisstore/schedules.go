@@ -179,9 +179,12 @@ func (s *Store) PutTick(ctx context.Context, d persistence.ScheduleDecl, tick ti
 		res = persistence.TickResult{}
 		var fields *redis.SliceCmd
 		var exists *redis.IntCmd
+		// The job is read before the record: a racer writes both in one EXEC, so a job
+		// found here has its tick in the record read after it, and an answer that no write
+		// follows (already put) never reports an older last tick than the job it found.
 		if err := t.pipelined(ctx, func(p redis.Pipeliner) {
-			fields = p.HMGet(ctx, rkey, schedCreated, schedLast, schedLastJob)
 			exists = p.Exists(ctx, jkey)
+			fields = p.HMGet(ctx, rkey, schedCreated, schedLast, schedLastJob)
 		}); err != nil {
 			return nil, err
 		}
