@@ -160,30 +160,26 @@ func (c *claim) read(ctx context.Context, t *txn) (writes, []*persistence.Job, e
 			ids = append(ids, id)
 		}
 	}
-	// A read that filled the window may have left out jobs that come before every candidate
-	// of the reads after it: those candidates wait for a wider window, or racing claimers
-	// would hand out a lower priority's jobs while a higher one's are still due. At the scan
-	// limit they are taken all the same, so that jobs an agent's filter turns down cannot
-	// hide the others for ever.
+	// A read that filled the window (put-back jobs, or a priority's due jobs) may have left
+	// out jobs that come before every candidate of the reads after it: those are no
+	// candidates, or racing claimers would hand out a lower priority's jobs while a higher
+	// one's are still due; a wider window reads further when these are taken or turned
+	// down. At the scan limit they are taken all the same, so that jobs an agent's filter
+	// turns down cannot hide the others for ever.
 	cut := c.window < c.scanLimit
 	full := len(putback.Val()) == c.window
 	from := make(map[string]string) // the pending zset of each candidate that is in one
 	for i, r := range pending {
+		if full && cut {
+			break
+		}
 		for _, id := range r.Val() {
 			from[id] = pendingKeys[i]
-			if !fromPutback[id] && !(full && cut) {
+			if !fromPutback[id] {
 				ids = append(ids, id)
 			}
 		}
-		if len(r.Val()) == c.window {
-			// This priority may have due jobs past the window, which come before every
-			// job of the priorities below: those are no candidates (a wider window reads
-			// further when this one's are taken or turned down), but at the scan limit.
-			full = true
-			if cut {
-				break
-			}
-		}
+		full = full || len(r.Val()) == c.window
 	}
 	if len(ids) == 0 {
 		return nil, nil, nil
