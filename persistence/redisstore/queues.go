@@ -122,16 +122,8 @@ func (s *Store) PutEach(ctx context.Context, q string, groups [][]persistence.Jo
 		}
 	}
 	if needQuotas {
-		sizes, err := s.quotaSizes(ctx, plain{s.rdb}, q)
-		if err != nil {
-			return nil, nil, s.fail(op, err)
-		}
-		for g, specs := range groups {
-			for i := 0; errs[g] == nil && i < len(specs); i++ {
-				if err := checkQuotas(specs[i].QuotaNames, sizes); err != nil {
-					errs[g] = fmt.Errorf("%s: %w", op, err)
-				}
-			}
+		if err := s.checkGroupQuotas(ctx, op, q, groups, errs); err != nil {
+			return nil, nil, err
 		}
 	}
 	n := 0
@@ -507,4 +499,21 @@ func (s *subscription) Close() error {
 		<-s.done
 	})
 	return err
+}
+
+// checkGroupQuotas reads the sizes of q's quotas and refuses, in errs, each group not yet
+// refused that names a quota q does not have.
+func (s *Store) checkGroupQuotas(ctx context.Context, op, q string, groups [][]persistence.JobSpec, errs []error) error {
+	sizes, err := s.quotaSizes(ctx, plain{s.rdb}, q)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	for g, specs := range groups {
+		for i := 0; errs[g] == nil && i < len(specs); i++ {
+			if err := checkQuotas(specs[i].QuotaNames, sizes); err != nil {
+				errs[g] = fmt.Errorf("%s: %w", op, err)
+			}
+		}
+	}
+	return nil
 }

@@ -293,16 +293,8 @@ func (s *Store) putEachUnique(ctx context.Context, q string, groups [][]persiste
 		}
 	}
 	if needQuotas {
-		sizes, err := s.quotaSizes(ctx, plain{s.rdb}, q)
-		if err != nil {
-			return nil, nil, s.fail(op, err)
-		}
-		for g, specs := range groups {
-			for i := 0; errs[g] == nil && i < len(specs); i++ {
-				if err := checkQuotas(specs[i].QuotaNames, sizes); err != nil {
-					errs[g] = fmt.Errorf("%s: %w", op, err)
-				}
-			}
+		if err := s.checkGroupQuotas(ctx, op, q, groups, errs); err != nil {
+			return nil, nil, err
 		}
 	}
 	out := make([][]*persistence.Job, len(groups))
