@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	goruntime "runtime"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -30,4 +31,30 @@ func BenchmarkPut(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkPutParallel measures puts from 16 goroutines at once (compare.sh -P 16), which
+// the queue's actor sends in cohorts.
+func BenchmarkPutParallel(b *testing.B) {
+	addr, prefix := testredis.Shared(b, "putbench")
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	rt, err := runtime.New(runtime.Config{Redis: c, Prefix: prefix, UUID: "put-bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	q := rt.Queue("bench")
+	ctx := context.Background()
+	call := runtime.NewCall("noop")
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 16/goruntime.GOMAXPROCS(0)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := q.Put(ctx, call); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

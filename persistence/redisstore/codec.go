@@ -66,19 +66,31 @@ var jobFields = []string{fCall, fStatus, fOwner, fAttempt, fHolder, fBeginAfter,
 
 // encodeJob renders j as hash fields; empty ones are listed in del.
 func encodeJob(j *persistence.Job) (set []any, del []string) {
-	return encodeJobCall(j, nil)
+	return encodeJobCall(j, nil, false)
 }
+
+// freshFields is how many fields a put's record usually has: its call, status and creation
+// time, and room for a few options.
+const freshFields = 6
 
 // encodeJobCall is encodeJob with j's call already encoded (call), when it is not nil: a put
 // encodes it as it checks it (persistence.JobSpec.AppendCall), once, and it goes to Redis
 // as those bytes, not copied into a string.
-func encodeJobCall(j *persistence.Job, call []byte) (set []any, del []string) {
-	set, del = make([]any, 0, 2*len(jobFields)), make([]string, 0, len(jobFields))
+//
+// A new record (fresh) has nothing to delete: del is nil, and set is made for the few fields
+// a put stores, not for all of them (most of a put's allocated bytes were these two slices).
+func encodeJobCall(j *persistence.Job, call []byte, fresh bool) (set []any, del []string) {
+	if fresh {
+		set = make([]any, 0, 2*freshFields)
+	} else {
+		set, del = make([]any, 0, 2*len(jobFields)), make([]string, 0, len(jobFields))
+	}
 	put := func(f, v string) {
-		if v == "" {
-			del = append(del, f)
-		} else {
+		switch {
+		case v != "":
 			set = append(set, f, v)
+		case !fresh:
+			del = append(del, f)
 		}
 	}
 	num := func(f string, n int64) {
@@ -228,7 +240,7 @@ func (s *Store) writeJob(ctx context.Context, p redis.Pipeliner, j *persistence.
 // writeNewJob queues the writes that store j, a new record, whose call is already encoded
 // (see encodeJobCall).
 func (s *Store) writeNewJob(ctx context.Context, p redis.Pipeliner, j *persistence.Job, call []byte) {
-	set, _ := encodeJobCall(j, call)
+	set, _ := encodeJobCall(j, call, true)
 	p.HSet(ctx, s.k.job(j.Queue, j.ID), set...)
 }
 

@@ -351,7 +351,7 @@ func (s *Store) putEachUnique(ctx context.Context, q string, groups [][]persiste
 	args := []any{micros(now), len(all), s.k.wake(q), wakePayload(q, all)}
 	body := make([]any, 0, 16*len(all))
 	for i, j := range all {
-		set, _ := encodeJobCall(j, allCalls[i])
+		set, _ := encodeJobCall(j, allCalls[i], true)
 		d := "0"
 		if debounce[i] {
 			d = "1"
