@@ -2,7 +2,9 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	goruntime "runtime"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -57,4 +59,26 @@ func BenchmarkPutParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkPutLarge puts one job at a time whose argument is a 10 KB JSON string
+// (compare.sh -p 10240).
+func BenchmarkPutLarge(b *testing.B) {
+	addr, prefix := testredis.Shared(b, "putbench")
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	rt, err := runtime.New(runtime.Config{Redis: c, Prefix: prefix, UUID: "put-bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	q := rt.Queue("bench")
+	ctx := context.Background()
+	call := runtime.NewCall("noop", json.RawMessage(`"`+strings.Repeat("x", 10238)+`"`))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := q.Put(ctx, call); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
