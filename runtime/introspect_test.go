@@ -99,11 +99,21 @@ func TestIntrospection(t *testing.T) {
 // eventually polls cond (a condition, not a timing) until it holds, for at most 30 seconds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	eventuallyWithin(t, 30*time.Second, what, cond)
+}
+
+// eventuallyWithin polls cond until it holds, for at most limit. The polls space out, from
+// 2 ms to 50 ms: a condition that reads many jobs (a count) must not load the store that the
+// awaited work needs on a busy machine.
+func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	wait := 2 * time.Millisecond
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within 30s: %s", what)
+			t.Fatalf("not within %s: %s", limit, what)
 		}
-		time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
+		time.Sleep(wait) // polling a condition with a deadline
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
