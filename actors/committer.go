@@ -24,13 +24,14 @@ import (
 // are committed in a batch also claims in that batch for the slots they free, without asking:
 // a busy agent's finished jobs are replaced in the round trip that commits them.
 //
-// Under low load a commit or a claim goes alone, at once; under load they pile up while one
-// batch is on its way and go together in the next. One wait is deliberate: the batch after a
+// Under low load a commit or a claim goes alone, at once; under load they pile up while
+// batches are on their way and go together in the next. Two batches may be on their way at
+// once, each claiming for its share of the agents (see maxFlights). One wait is deliberate: the batch after a
 // claim waits a moment for the commits of the jobs it handed out (see lingerMax), so that a
 // busy agent's short jobs go round in cohorts, one round trip per cohort.
 //
-// The store call is made by the committer's flusher goroutine, never in Receive; the batch
-// comes back as a message. The actor runs on the synchronized dispatcher, as the agents do:
+// The store calls are made by the committer's flusher goroutines, one per batch on its way,
+// never in Receive; a batch comes back as a message. The actor runs on the synchronized dispatcher, as the agents do:
 // a run's commit is handled on the run's goroutine, a batch's outcome on the flusher's.
 //
 // Takes commitReq (a run's commit, with its reply channel), JoinClaims, AskClaims and
@@ -49,17 +50,24 @@ type commitState struct {
 	op        func() (context.Context, context.CancelFunc)
 	lingerMax time.Duration
 	self      *actor.PID
-	flushes   chan *flight  // to the flusher (capacity 1: one batch on its way at most)
-	gone      chan struct{} // closed once the actor has stopped: no answer comes any more, the flusher ends
+	flushes   chan *flight  // to the flushers (capacity maxFlights: the batches on their way)
+	gone      chan struct{} // closed once the actor has stopped: no answer comes any more, the flushers end
 	stopped   atomic.Bool   // commits are refused
 
-	queue  []*commitReq        // the commits waiting for a batch
-	cohort map[runKey]struct{} // the runs the last batch claimed that have not committed yet
-	// handedOut is when the cohort was handed out; lingering that a lingerOver is on its way.
-	handedOut time.Time
+	queue []*commitReq // the commits waiting for a batch
+	// The runs that batches claimed and that have not committed yet: the landing (the batch
+	// back from the store) each came in, how many of each landing's are left, and when each
+	// landing's runs were handed out. ready: a landing's runs have all committed since the
+	// last batch went.
+	cohort map[runKey]uint64
+	left   map[uint64]int
+	landAt map[uint64]time.Time
+	seq    uint64
+	ready  bool
+	// lingering that a lingerOver is on its way.
 	lingering bool
 	timer     *time.Timer
-	flying    bool // a batch is on its way
+	flying    int // batches on their way
 	agents    []*claimer
 }
 
@@ -68,6 +76,13 @@ type runKey = messages.RunKey
 
 // maxCommitBatch bounds how many commits go to the store in one batch.
 const maxCommitBatch = 64
+
+// maxFlights is how many batches may be on their way at once when a node has two agents or
+// more (see flights). With two, the node runs one half of its agents' jobs while Redis works
+// on the other half's batch: eight queues served by agents of size 1 drained about 1.25x as
+// fast as with one batch at a time, eight of size 8 about 1.13x. Three or four measured no
+// better than two, for more round trips.
+const maxFlights = 2
 
 // lingerMax bounds how long a batch waits for the runs the previous batch claimed.
 const lingerMax = 250 * time.Microsecond
@@ -89,7 +104,7 @@ type commitRes struct {
 	err error
 }
 
-// flight is one batch: sent to the flusher, and back to the actor with what the store did.
+// flight is one batch: sent to a flusher, and back to the actor with what the store did.
 type flight struct {
 	reqs     []*commitReq
 	commits  []persistence.Commit
@@ -175,11 +190,11 @@ type committer struct {
 }
 
 // startCommitter starts a node's committer actor below root, named name, lingering at most
-// linger for a cohort. Its flusher ends with base, or when the actor stops.
+// linger for a cohort. Its flushers end with base, or when the actor stops.
 func startCommitter(root *Root, name string, base context.Context, s persistence.Store,
 	op func() (context.Context, context.CancelFunc), linger time.Duration, events *slog.Logger) (*committer, error) {
-	st := &commitState{store: s, op: op, lingerMax: linger, flushes: make(chan *flight, 1),
-		gone: make(chan struct{}), cohort: map[runKey]struct{}{}}
+	st := &commitState{store: s, op: op, lingerMax: linger, flushes: make(chan *flight, maxFlights),
+		gone: make(chan struct{}), cohort: map[runKey]uint64{}, left: map[uint64]int{}, landAt: map[uint64]time.Time{}}
 	st.batch, _ = s.(batchStore)
 	opts := []actor.PropsOption{
 		actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput)),
@@ -197,7 +212,9 @@ func startCommitter(root *Root, name string, base context.Context, s persistence
 	sys := root.System().Root
 	st.timer = time.AfterFunc(time.Hour, func() { sys.Send(pid, lingerOverMsg) })
 	st.timer.Stop()
-	go st.flusher(base, sys)
+	for range maxFlights {
+		go st.flusher(base, sys)
+	}
 	return &committer{s: st, root: sys}, nil
 }
 
@@ -250,7 +267,15 @@ func (a *committerActor) Receive(c actor.Context) {
 			return
 		}
 		s.queue = append(s.queue, m)
-		delete(s.cohort, runKey{ID: m.c.Fence.ID, Attempt: m.c.Fence.Attempt})
+		k := runKey{ID: m.c.Fence.ID, Attempt: m.c.Fence.Attempt}
+		if sq, ok := s.cohort[k]; ok {
+			delete(s.cohort, k)
+			if s.left[sq]--; s.left[sq] == 0 {
+				delete(s.left, sq)
+				delete(s.landAt, sq)
+				s.ready = true
+			}
+		}
 	case *messages.JoinClaims:
 		s.join(m)
 		return
@@ -276,7 +301,7 @@ func (a *committerActor) Receive(c actor.Context) {
 		return
 	case *flight:
 		s.landed(c, m)
-		s.flying = false
+		s.flying--
 	case *lingerOver:
 		s.lingering = false
 	case *claimedAlone:
@@ -335,32 +360,74 @@ func (s *commitState) stop() {
 	s.queue = s.queue[:0]
 }
 
-// next sends the next batch, unless one is on its way: the commits queued once an agent
-// asks to claim or a commit comes; but while the runs the previous batch claimed may still
-// commit soon (lingerMax at most after they were handed out), it waits for all of them. Short
-// jobs commit right after they start, and one batch for all of them is a round trip per
-// cohort instead of one per job or two. A cohort whose handlers take longer is not waited for.
+// next sends the next batches, up to maxFlights on their way: the commits queued once an
+// agent asks to claim or a commit comes; but while the runs a batch claimed may still commit
+// soon (lingerMax at most after they were handed out), it waits for all of them (see
+// lingers). Short jobs commit right after they start, and one batch for all of them is a
+// round trip per cohort instead of one per job or two. A cohort whose handlers take longer is
+// not waited for.
 func (s *commitState) next(c actor.Context) {
-	if s.flying || s.stopped.Load() {
-		return
-	}
-	if len(s.cohort) > 0 && len(s.queue) < maxCommitBatch {
-		wait := time.Until(s.handedOut.Add(s.lingerMax))
-		if wait > 0 {
-			if !s.lingering {
-				s.lingering = true
-				s.timer.Reset(wait)
-			}
+	for s.flying < s.flights() && !s.stopped.Load() {
+		if s.lingers() {
 			return
 		}
+		s.ready = false
+		f := s.take(c)
+		if f == nil {
+			return
+		}
+		s.flying++
+		s.flushes <- f // never blocks: it holds maxFlights, and fewer are on their way
 	}
-	clear(s.cohort) // a batch lingers once
-	f := s.take(c)
-	if f == nil {
-		return
+}
+
+// flights is how many batches may be on their way now: maxFlights when two agents or more
+// claim through batches, else one (an agent's claim is never split, and a second batch
+// would only carry the commits that came after the first went).
+func (s *commitState) flights() int {
+	n := 0
+	for _, a := range s.agents {
+		if !a.closed && a.params.Filter == nil {
+			if n++; n == 2 {
+				return maxFlights
+			}
+		}
 	}
-	s.flying = true
-	s.flushes <- f // never blocks: the flusher took the last one before it came back
+	return 1
+}
+
+// lingers reports whether the next batch waits for runs handed out by the last batches: until
+// all the runs of one batch's claims have committed, or lingerMax after the oldest of them
+// were handed out. A landing waited for once is not waited for again.
+func (s *commitState) lingers() bool {
+	if len(s.left) == 0 || s.ready || len(s.queue) >= maxCommitBatch {
+		return false
+	}
+	var oldest time.Time
+	for _, at := range s.landAt {
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+	}
+	if wait := time.Until(oldest.Add(s.lingerMax)); wait > 0 {
+		if !s.lingering {
+			s.lingering = true
+			s.timer.Reset(wait)
+		}
+		return true
+	}
+	for sq, at := range s.landAt {
+		if !at.After(oldest) {
+			delete(s.landAt, sq)
+			delete(s.left, sq)
+		}
+	}
+	for k, sq := range s.cohort {
+		if _, ok := s.left[sq]; !ok {
+			delete(s.cohort, k)
+		}
+	}
+	return false
 }
 
 // take makes the next batch from the commits queued, maxCommitBatch at most, and the claims
@@ -374,13 +441,35 @@ func (s *commitState) take(c actor.Context) *flight {
 		clear(s.queue[rest:]) // no references kept in the spare capacity
 		s.queue = s.queue[:rest]
 	}
-	for _, a := range s.agents {
-		var ended int
+	// A batch claims for its share of the agents at most (see maxFlights): first those whose
+	// runs it commits, so that each share's commits and claims keep going together.
+	type turn struct {
+		a     *claimer
+		ended int // its runs this batch commits whose handlers have returned
+	}
+	turns := make([]turn, len(s.agents))
+	order := make([]turn, 0, len(s.agents)) // the agents whose runs this batch commits go first
+	open := 0
+	for i, a := range s.agents {
+		turns[i] = turn{a: a}
 		if f != nil {
-			if ended = a.ending(f.reqs); ended > 0 {
+			if turns[i].ended = a.ending(f.reqs); turns[i].ended > 0 {
 				f.ending = append(f.ending, a)
+				order = append(order, turns[i])
 			}
 		}
+		if !a.closed && a.params.Filter == nil {
+			open++
+		}
+	}
+	for _, t := range turns {
+		if t.ended == 0 {
+			order = append(order, t)
+		}
+	}
+	share, claimers := (open+maxFlights-1)/maxFlights, 0
+	for _, t := range order {
+		a, ended := t.a, t.ended
 		if (!a.want && ended == 0) || a.closed {
 			continue
 		}
@@ -400,8 +489,16 @@ func (s *commitState) take(c actor.Context) *flight {
 		// runs committed by another batch on its way count once their batch is back.
 		p.Max = a.free() + ended
 		if p.Max <= 0 {
+			// A claim on its way holds the slots; the agent may have asked for a job put
+			// after it went: it claims again once that claim is back.
+			a.want = a.queued > 0
 			continue
 		}
+		if claimers >= share {
+			a.want = true // in the next batch
+			continue
+		}
+		claimers++
 		a.queued += p.Max
 		a.trips++
 		c.Send(a.pid, claimStarted)
@@ -419,7 +516,7 @@ func (s *commitState) take(c actor.Context) *flight {
 	return f
 }
 
-// flusher is the committer's goroutine for store calls: it makes each batch's call and sends
+// flusher is one of the committer's goroutines for store calls: it makes a batch's call and sends
 // the batch back, until the actor stops. When the node's context ends it tells the actor, and
 // still makes the call of a batch sent before the actor heard of it (it fails at once), so
 // that its runs are answered.
@@ -453,13 +550,17 @@ func (s *commitState) landed(c actor.Context, f *flight) {
 		}
 	}
 	// The new jobs first: their runs start while the committed runs finish.
+	s.seq++
 	for k, a := range f.claimers {
 		for _, j := range f.got[k] {
-			s.cohort[runKey{ID: j.ID, Attempt: j.Attempt}] = struct{}{}
+			s.cohort[runKey{ID: j.ID, Attempt: j.Attempt}] = s.seq
+			s.left[s.seq]++
 		}
 		s.claimDone(c, a, f.claims[k].Max, &messages.Claimed{Jobs: f.got[k], Err: f.claimErrs[k]})
 	}
-	s.handedOut = time.Now()
+	if s.left[s.seq] > 0 {
+		s.landAt[s.seq] = time.Now()
+	}
 	for i, r := range f.reqs {
 		r.reply <- commitRes{f.jobs[i], f.errs[i]}
 	}

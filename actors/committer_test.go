@@ -31,6 +31,7 @@ type fakeStore struct {
 	mu    sync.Mutex
 	calls []batchCall
 	max   int // when positive, a claim hands out at most this many jobs
+	dry   int // how many of the next claims hand out nothing (the queue was empty)
 	next  int
 	seen  chan batchCall
 }
@@ -52,6 +53,9 @@ func (s *fakeStore) record(commits []persistence.Commit, claims []persistence.Cl
 		n := p.Max
 		if s.max > 0 {
 			n = min(n, s.max)
+		}
+		if s.dry > 0 {
+			s.dry, n = s.dry-1, 0
 		}
 		for range n {
 			s.next++
@@ -330,5 +334,108 @@ func TestCommitterStoppedAnswersCommits(t *testing.T) {
 	}
 	if _, err := f.c.commit(cohort[1], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); !errors.Is(err, errStopping) {
 		t.Fatalf("commit after the stop: %v, want errStopping", err)
+	}
+}
+
+// gatedStore is the fake store whose Batch calls each wait for a release after they are
+// recorded: the test decides when a batch lands.
+type gatedStore struct {
+	*fakeStore
+	release chan struct{}
+}
+
+func (s gatedStore) Batch(ctx context.Context, commits []persistence.Commit, claims []persistence.ClaimParams) ([]*persistence.Job, []error, [][]*persistence.Job, []error) {
+	jobs, errs, got, claimErrs := s.record(commits, claims)
+	<-s.release
+	return jobs, errs, got, claimErrs
+}
+
+// With two agents, a batch claims for one of them, and the other's claim goes in a second
+// batch while the first is still on its way; the batch that commits an agent's runs claims
+// for that agent.
+func TestCommitterTwoBatchesOnTheirWay(t *testing.T) {
+	s := gatedStore{fakeStore: newFakeStore(), release: make(chan struct{})}
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	op := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, time.Minute) }
+	c := startTestCommitter(t, base, s, op, time.Hour)
+	claims := map[string]chan *messages.Claimed{"x": make(chan *messages.Claimed, 10), "y": make(chan *messages.Claimed, 10)}
+	pids := map[string]*actor.PID{}
+	for name, ch := range claims {
+		pids[name] = c.root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			if m, ok := ctx.Message().(*messages.Claimed); ok {
+				ch <- m
+			}
+		}))
+		c.root.Send(c.PID(), &messages.JoinClaims{Agent: pids[name],
+			Claim: persistence.ClaimParams{Queue: "q", Dispatcher: "d1", Agent: name, Size: 2, Start: true}})
+	}
+	for _, pid := range pids {
+		c.root.Send(c.PID(), &messages.AskClaims{Agent: pid, Want: true})
+	}
+	first := receive(t, s.seen, "no first batch")
+	second := receive(t, s.seen, "no second batch while the first is on its way")
+	if len(first.claims) != 1 || len(second.claims) != 1 || first.claims[0].Agent == second.claims[0].Agent {
+		t.Fatalf("batches %+v and %+v; want one claim each, for the two agents", first.claims, second.claims)
+	}
+	// One of them lands (which one is the fake store's): its agent's runs commit while the
+	// other batch is still on its way.
+	s.release <- struct{}{}
+	var landed string
+	var jobs []*persistence.Job
+	select {
+	case m := <-claims["x"]:
+		landed, jobs = "x", m.Jobs
+	case m := <-claims["y"]:
+		landed, jobs = "y", m.Jobs
+	case <-time.After(time.Minute):
+		t.Fatal("no claim was handed over")
+	}
+	var commits sync.WaitGroup
+	for _, j := range jobs {
+		commits.Go(func() {
+			if _, err := c.commit(j, persistence.Outcome{Result: json.RawMessage(`1`), Complete: true}); err != nil {
+				t.Errorf("commit %s: %v", j.ID, err)
+			}
+		})
+	}
+	third := receive(t, s.seen, "the landed agent's commits did not go while the other batch was out")
+	for len(third.commits) < len(jobs) {
+		// A commit queued after the batch went: let the batch land, the next one carries it.
+		s.release <- struct{}{}
+		third = receive(t, s.seen, "the rest of the commits never went")
+	}
+	if len(third.claims) != 1 || third.claims[0].Agent != landed {
+		t.Fatalf("the batch committing %s's runs claims %+v, want a claim for %s", landed, third.claims, landed)
+	}
+	close(s.release) // every batch lands from now on
+	commits.Wait()
+}
+
+// An agent that asks while its claim is on its way, all its slots reserved by it, may want a
+// job put after that claim went: it is claimed for again once the claim is back.
+func TestCommitterAsksAgainAfterAClaimOnItsWay(t *testing.T) {
+	s := gatedStore{fakeStore: newFakeStore(), release: make(chan struct{})}
+	s.dry = 1 // the claim on its way finds nothing: the job came after it
+	f := newCommitterFixture(t, s, s.seen, 2, time.Hour)
+	// A second agent, idle, for two batches to be allowed on their way at once.
+	idle := f.root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	f.root.Send(f.c.PID(), &messages.JoinClaims{Agent: idle,
+		Claim: persistence.ClaimParams{Queue: "q2", Dispatcher: "d1", Agent: "idle", Size: 1, Start: true}})
+	f.ask()
+	if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 2 {
+		t.Fatalf("first call: %+v, want a claim of 2", call)
+	}
+	f.ask() // a wake-up for a job put now
+	s.release <- struct{}{}
+	if m := f.nextClaim(); len(m.Jobs) != 0 {
+		t.Fatalf("the claim on its way got %d jobs, want none", len(m.Jobs))
+	}
+	if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 2 {
+		t.Fatalf("second call: %+v, want a claim of 2 again", call)
+	}
+	close(s.release)
+	if m := f.nextClaim(); len(m.Jobs) != 2 {
+		t.Fatalf("the second claim got %d jobs, want 2", len(m.Jobs))
 	}
 }
