@@ -25,14 +25,16 @@ import (
 // a busy agent's finished jobs are replaced in the round trip that commits them.
 //
 // Under low load a commit or a claim goes alone, at once; under load they pile up while
-// batches are on their way and go together in the next. Two batches may be on their way at
-// once, each claiming for its share of the agents (see maxFlights). One wait is deliberate: the batch after a
-// claim waits a moment for the commits of the jobs it handed out (see lingerMax), so that a
-// busy agent's short jobs go round in cohorts, one round trip per cohort.
+// batches are on their way and go together in the next. A node with several agents has two
+// batches on their way at once, each claiming for its share of the agents (see maxFlights).
+// One wait is deliberate: the batch after a claim waits a moment for the commits of the jobs
+// it handed out (see lingerMax), so that a busy agent's short jobs go round in cohorts, one
+// round trip per cohort.
 //
 // The store calls are made by the committer's flusher goroutines, one per batch on its way,
-// never in Receive; a batch comes back as a message. The actor runs on the synchronized dispatcher, as the agents do:
-// a run's commit is handled on the run's goroutine, a batch's outcome on the flusher's.
+// never in Receive; a batch comes back as a message. The actor runs on the synchronized
+// dispatcher, as the agents do: a run's commit is handled on the run's goroutine, a batch's
+// outcome on its flusher's.
 //
 // Takes commitReq (a run's commit, with its reply channel), JoinClaims, AskClaims and
 // LeaveClaims (from agents), and its own flight (a batch back from the store), lingerOver,
@@ -362,8 +364,7 @@ func (s *commitState) stop() {
 
 // next sends the next batches, up to maxFlights on their way: the commits queued once an
 // agent asks to claim or a commit comes; but while the runs a batch claimed may still commit
-// soon (lingerMax at most after they were handed out), it waits for all of them (see
-// lingers). Short jobs commit right after they start, and one batch for all of them is a
+// soon (lingerMax at most after they were handed out), it waits for them (see lingers). Short jobs commit right after they start, and one batch for all of them is a
 // round trip per cohort instead of one per job or two. A cohort whose handlers take longer is
 // not waited for.
 func (s *commitState) next(c actor.Context) {
