@@ -16,15 +16,7 @@ import (
 // BenchmarkPut puts one no-op job at a time, as an enqueue one by one does: its allocations
 // per op are the client's cost of a put.
 func BenchmarkPut(b *testing.B) {
-	addr, prefix := testredis.Shared(b, "putbench")
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	rt, err := runtime.New(runtime.Config{Redis: c, Prefix: prefix, UUID: "put-bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	q := rt.Queue("bench")
+	q := benchQueue(b)
 	ctx := context.Background()
 	call := runtime.NewCall("noop")
 	b.ReportAllocs()
@@ -38,15 +30,7 @@ func BenchmarkPut(b *testing.B) {
 // BenchmarkPutParallel measures puts from 16 goroutines at once (compare.sh -P 16), which
 // the queue's actor sends in cohorts.
 func BenchmarkPutParallel(b *testing.B) {
-	addr, prefix := testredis.Shared(b, "putbench")
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	rt, err := runtime.New(runtime.Config{Redis: c, Prefix: prefix, UUID: "put-bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	q := rt.Queue("bench")
+	q := benchQueue(b)
 	ctx := context.Background()
 	call := runtime.NewCall("noop")
 	b.ReportAllocs()
@@ -64,15 +48,7 @@ func BenchmarkPutParallel(b *testing.B) {
 // BenchmarkPutLarge puts one job at a time whose argument is a 10 KB JSON string
 // (compare.sh -p 10240).
 func BenchmarkPutLarge(b *testing.B) {
-	addr, prefix := testredis.Shared(b, "putbench")
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	rt, err := runtime.New(runtime.Config{Redis: c, Prefix: prefix, UUID: "put-bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rt.Close()
-	q := rt.Queue("bench")
+	q := benchQueue(b)
 	ctx := context.Background()
 	call := runtime.NewCall("noop", json.RawMessage(`"`+strings.Repeat("x", 10238)+`"`))
 	b.ReportAllocs()
@@ -81,4 +57,17 @@ func BenchmarkPutLarge(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchQueue is queue "bench" of a runtime over the test Redis, closed with the benchmark.
+func benchQueue(b *testing.B) *runtime.Queue {
+	addr, prefix := testredis.Shared(b, "putbench")
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	b.Cleanup(func() { c.Close() })
+	rt, err := runtime.New(runtime.Config{Redis: c, Prefix: prefix, UUID: "put-bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close() })
+	return rt.Queue("bench")
 }
