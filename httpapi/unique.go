@@ -29,16 +29,11 @@ func (b *uniqueBody) uniqueOption(dur func(name string, v *int64) (time.Duration
 	}
 	opts := runtime.UniqueOpts{Debounce: b.Debounce}
 	for _, s := range b.UniqueStates {
-		switch s {
-		case "pending":
-			opts.States |= runtime.UniquePending
-		case "scheduled":
-			opts.States |= runtime.UniqueScheduled
-		case "active":
-			opts.States |= runtime.UniqueActive
-		default:
+		st, ok := runtime.ParseUniqueState(s)
+		if !ok {
 			return nil, badRequest("unique_states: %q is not pending, scheduled or active", s)
 		}
+		opts.States |= st
 	}
 	if b.UniqueCompletedMS != nil {
 		d, err := dur("unique_completed_ms", b.UniqueCompletedMS)

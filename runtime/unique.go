@@ -27,6 +27,20 @@ const (
 	UniqueActive UniqueStates = UniqueStates(persistence.UniqueActive)
 )
 
+// ParseUniqueState returns the state name gives, as the command and the HTTP API write them:
+// "pending", "scheduled" or "active"; ok is false for any other name.
+func ParseUniqueState(name string) (state UniqueStates, ok bool) {
+	switch name {
+	case "pending":
+		return UniquePending, true
+	case "scheduled":
+		return UniqueScheduled, true
+	case "active":
+		return UniqueActive, true
+	}
+	return 0, false
+}
+
 // UniqueOpts are the options of Unique. The zero value holds the key while the job is
 // pending, scheduled or active.
 type UniqueOpts struct {

@@ -40,16 +40,11 @@ func (u uniqueFlags) option() (runtime.PutOption, error) {
 	}
 	var opts runtime.UniqueOpts
 	for _, s := range strings.Split(*u.states, ",") {
-		switch strings.TrimSpace(s) {
-		case "pending":
-			opts.States |= runtime.UniquePending
-		case "scheduled":
-			opts.States |= runtime.UniqueScheduled
-		case "active":
-			opts.States |= runtime.UniqueActive
-		default:
+		st, ok := runtime.ParseUniqueState(strings.TrimSpace(s))
+		if !ok {
 			return nil, usagef("--unique-states %q: want a comma-separated list of pending, scheduled and active", *u.states)
 		}
+		opts.States |= st
 	}
 	if *u.completed < 0 {
 		return nil, usagef("--unique-completed %s: want a positive duration", *u.completed)
