@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,20 +58,24 @@ type commitState struct {
 	stopped   atomic.Bool   // commits are refused
 
 	queue []*commitReq // the commits waiting for a batch
-	// The runs that batches claimed and that have not committed yet: the landing (the batch
-	// back from the store) each came in, how many of each landing's are left, and when each
-	// landing's runs were handed out. ready: a landing's runs have all committed since the
-	// last batch went.
-	cohort map[runKey]uint64
-	left   map[uint64]int
-	landAt map[uint64]time.Time
-	seq    uint64
-	ready  bool
+	// The runs that batches claimed and that have not committed yet, by the landing (the
+	// batch back from the store) each came in; the landings that have such runs, oldest
+	// first. ready: a landing's runs have all committed since the last batch went.
+	cohort   map[runKey]*landing
+	landings []*landing
+	ready    bool
 	// lingering that a lingerOver is on its way.
 	lingering bool
 	timer     *time.Timer
 	flying    int // batches on their way
 	agents    []*claimer
+}
+
+// landing is a batch back from the store whose claims handed out runs: how many of them have
+// not committed yet, and when they were handed out.
+type landing struct {
+	left int
+	at   time.Time
 }
 
 // runKey names a run: its job and its attempt.
@@ -196,7 +201,7 @@ type committer struct {
 func startCommitter(root *Root, name string, base context.Context, s persistence.Store,
 	op func() (context.Context, context.CancelFunc), linger time.Duration, events *slog.Logger) (*committer, error) {
 	st := &commitState{store: s, op: op, lingerMax: linger, flushes: make(chan *flight, maxFlights),
-		gone: make(chan struct{}), cohort: map[runKey]uint64{}, left: map[uint64]int{}, landAt: map[uint64]time.Time{}}
+		gone: make(chan struct{}), cohort: map[runKey]*landing{}}
 	st.batch, _ = s.(batchStore)
 	opts := []actor.PropsOption{
 		actor.WithDispatcher(actor.NewSynchronizedDispatcher(agentThroughput)),
@@ -270,11 +275,10 @@ func (a *committerActor) Receive(c actor.Context) {
 		}
 		s.queue = append(s.queue, m)
 		k := runKey{ID: m.c.Fence.ID, Attempt: m.c.Fence.Attempt}
-		if sq, ok := s.cohort[k]; ok {
+		if l, ok := s.cohort[k]; ok {
 			delete(s.cohort, k)
-			if s.left[sq]--; s.left[sq] == 0 {
-				delete(s.left, sq)
-				delete(s.landAt, sq)
+			if l.left--; l.left == 0 {
+				s.landings = slices.DeleteFunc(s.landings, func(x *landing) bool { return x == l })
 				s.ready = true
 			}
 		}
@@ -401,33 +405,19 @@ func (s *commitState) flights() int {
 // all the runs of one batch's claims have committed, or lingerMax after the oldest of them
 // were handed out. A landing waited for once is not waited for again.
 func (s *commitState) lingers() bool {
-	if len(s.left) == 0 || s.ready || len(s.queue) >= maxCommitBatch {
+	if len(s.landings) == 0 || s.ready || len(s.queue) >= maxCommitBatch {
 		return false
 	}
-	var oldest time.Time
-	for _, at := range s.landAt {
-		if oldest.IsZero() || at.Before(oldest) {
-			oldest = at
-		}
-	}
-	if wait := time.Until(oldest.Add(s.lingerMax)); wait > 0 {
+	oldest := s.landings[0]
+	if wait := time.Until(oldest.at.Add(s.lingerMax)); wait > 0 {
 		if !s.lingering {
 			s.lingering = true
 			s.timer.Reset(wait)
 		}
 		return true
 	}
-	for sq, at := range s.landAt {
-		if !at.After(oldest) {
-			delete(s.landAt, sq)
-			delete(s.left, sq)
-		}
-	}
-	for k, sq := range s.cohort {
-		if _, ok := s.left[sq]; !ok {
-			delete(s.cohort, k)
-		}
-	}
+	s.landings = slices.Delete(s.landings, 0, 1)
+	maps.DeleteFunc(s.cohort, func(_ runKey, l *landing) bool { return l == oldest })
 	return false
 }
 
@@ -551,16 +541,17 @@ func (s *commitState) landed(c actor.Context, f *flight) {
 		}
 	}
 	// The new jobs first: their runs start while the committed runs finish.
-	s.seq++
+	l := &landing{}
 	for k, a := range f.claimers {
 		for _, j := range f.got[k] {
-			s.cohort[runKey{ID: j.ID, Attempt: j.Attempt}] = s.seq
-			s.left[s.seq]++
+			s.cohort[runKey{ID: j.ID, Attempt: j.Attempt}] = l
+			l.left++
 		}
 		s.claimDone(c, a, f.claims[k].Max, &messages.Claimed{Jobs: f.got[k], Err: f.claimErrs[k]})
 	}
-	if s.left[s.seq] > 0 {
-		s.landAt[s.seq] = time.Now()
+	if l.left > 0 {
+		l.at = time.Now()
+		s.landings = append(s.landings, l)
 	}
 	for i, r := range f.reqs {
 		r.reply <- commitRes{f.jobs[i], f.errs[i]}
