@@ -77,26 +77,40 @@ func TestQueueCallerLeavingHandsOnItsCohort(t *testing.T) {
 	}
 }
 
-// gateFirst is a store whose first PutEach waits until release is closed.
+// gateFirst is a store whose first n PutEach calls wait until release is closed; each
+// sends on entered as it begins to wait.
 type gateFirst struct {
 	persistence.Store
+	n                int
 	entered, release chan struct{}
+	mu               sync.Mutex
 	calls            int
 }
 
 func (g *gateFirst) PutEach(ctx context.Context, q string, groups [][]persistence.JobSpec) ([][]*persistence.Job, []error, error) {
-	if g.calls++; g.calls == 1 {
-		close(g.entered)
+	g.mu.Lock()
+	g.calls++
+	gated := g.calls <= g.n
+	g.mu.Unlock()
+	if gated {
+		g.entered <- struct{}{}
 		<-g.release
 	}
 	return g.Store.PutEach(ctx, q, groups)
 }
 
 // A queue actor that panics is restarted: the puts it held are refused as unavailable
-// (nothing written, a retry policy tries again), the put on its way is answered, and the
+// (nothing written, a retry policy tries again), the puts on their way are answered, and the
 // restarted actor puts again.
 func TestQueueRestartRefusesHeldPuts(t *testing.T) {
-	g := &gateFirst{Store: testStore(t), entered: make(chan struct{}), release: make(chan struct{})}
+	g := &gateFirst{Store: testStore(t), n: maxPutFlights, entered: make(chan struct{}, maxPutFlights), release: make(chan struct{})}
+	defer func() {
+		select {
+		case <-g.release:
+		default:
+			close(g.release) // a test that failed while the gate held ends at once
+		}
+	}()
 	panicked := false
 	qa := testQueue(t, g, func(int) {
 		if !panicked {
@@ -106,6 +120,60 @@ func TestQueueRestartRefusesHeldPuts(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// One put at a time, each in a call of its own while fewer than maxPutFlights are on
+	// their way (see mayFly), until every call the actor sends at once is held.
+	firsts := make(chan error, maxPutFlights)
+	for i := range maxPutFlights {
+		go func() {
+			_, err := qa.Put(ctx, putOne(fmt.Sprint("first ", i)))
+			firsts <- err
+		}()
+		select {
+		case <-g.entered:
+		case <-ctx.Done():
+			t.Fatalf("put %d never reached the store", i)
+		}
+	}
+	if _, err := qa.Put(ctx, putOne("held")); !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("put held when the actor panicked: %v, want ErrUnavailable", err)
+	}
+	after, err := qa.Put(ctx, putOne("after"))
+	if err != nil || len(after) != 1 {
+		t.Fatalf("put after the restart: %v, %v", after, err)
+	}
+	close(g.release)
+	for range maxPutFlights {
+		if err := <-firsts; err != nil {
+			t.Fatalf("a put on its way at the restart: %v", err)
+		}
+	}
+}
+
+// Puts sent by an actor go only when no call of the queue is on its way, so that they are
+// made and answered in the order sent; Go callers' puts meanwhile wait with them.
+func TestQueueMessagePutsWaitForCallsOnTheirWay(t *testing.T) {
+	g := &gateFirst{Store: testStore(t), n: 1, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer func() {
+		select {
+		case <-g.release:
+		default:
+			close(g.release)
+		}
+	}()
+	held := make(chan int, 16)
+	qa, root := testQueueRoot(t, g, func(n int) { held <- n })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	await := func(what string, c <-chan int) int {
+		t.Helper()
+		select {
+		case n := <-c:
+			return n
+		case <-ctx.Done():
+			t.Fatalf("no %s", what)
+			return 0
+		}
+	}
 	first := make(chan error, 1)
 	go func() {
 		_, err := qa.Put(ctx, putOne("first"))
@@ -116,16 +184,65 @@ func TestQueueRestartRefusesHeldPuts(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the first put never reached the store")
 	}
-	if _, err := qa.Put(ctx, putOne("held")); !errors.Is(err, persistence.ErrUnavailable) {
-		t.Fatalf("put held when the actor panicked: %v, want ErrUnavailable", err)
+
+	answers := make(chan *messages.PutDone, 2)
+	sender, err := root.System().Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *actor.Started:
+			for i := range 2 {
+				p := putOne(fmt.Sprint("by message ", i))
+				p.Tag = fmt.Sprint(i)
+				c.Request(qa.PID(), p)
+			}
+		case *messages.PutDone:
+			answers <- m
+		}
+	}), "sender")
+	if err != nil {
+		t.Fatal(err)
 	}
-	after, err := qa.Put(ctx, putOne("after"))
-	if err != nil || len(after) != 1 {
-		t.Fatalf("put after the restart: %v, %v", after, err)
+	defer root.System().Root.Stop(sender)
+	// With one call on its way, a Go caller's put would go in a call of its own; the
+	// actor's puts wait, and so does a Go caller's put after them.
+	if n := await("first message put held", held); n != 1 {
+		t.Fatalf("%d puts held, want 1", n)
+	}
+	if n := await("second message put held", held); n != 2 {
+		t.Fatalf("%d puts held, want 2", n)
+	}
+	local := make(chan error, 1)
+	go func() {
+		_, err := qa.Put(ctx, putOne("local"))
+		local <- err
+	}()
+	if n := await("the Go caller's put held", held); n != 3 {
+		t.Fatalf("%d puts held, want 3", n)
 	}
 	close(g.release)
-	if err := <-first; err != nil {
-		t.Fatalf("the put on its way at the restart: %v", err)
+	for _, c := range []chan error{first, local} {
+		select {
+		case err := <-c:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("a Go caller's put was not answered")
+		}
+	}
+	for i := range 2 {
+		select {
+		case d := <-answers:
+			if d.Err != nil || d.Tag != fmt.Sprint(i) {
+				t.Fatalf("answer %d: tag %q, %v; want tag %d, no error", i, d.Tag, d.Err, i)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no answer %d", i)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.calls != 2 {
+		t.Errorf("%d store calls, want 2: the held puts in one", g.calls)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,21 +16,21 @@ import (
 )
 
 // gatedPuts is a store that counts its PutEach calls, with how many puts each carried, and
-// holds the first one until open is called.
+// holds every call made before open is called.
 type gatedPuts struct {
 	persistence.Store
-	entered chan struct{} // closed once the first call has begun
+	entries chan struct{} // one value for each call held
 	release chan struct{}
 	opened  sync.Once
 	mu      sync.Mutex
 	calls   []int // the number of puts (groups) of each call, in order
 }
 
-// open lets the first call go on.
+// open lets the calls held go on, and those made from now on.
 func (g *gatedPuts) open() { g.opened.Do(func() { close(g.release) }) }
 
 func gate(t *testing.T, rt *Runtime) *gatedPuts {
-	g := &gatedPuts{Store: rt.store, entered: make(chan struct{}), release: make(chan struct{})}
+	g := &gatedPuts{Store: rt.store, entries: make(chan struct{}, 64), release: make(chan struct{})}
 	rt.store = g
 	t.Cleanup(g.open) // before rt's Close: a test that failed while the gate held ends at once
 	return g
@@ -37,11 +38,12 @@ func gate(t *testing.T, rt *Runtime) *gatedPuts {
 
 func (g *gatedPuts) PutEach(ctx context.Context, q string, groups [][]persistence.JobSpec) ([][]*persistence.Job, []error, error) {
 	g.mu.Lock()
-	first := len(g.calls) == 0
 	g.calls = append(g.calls, len(groups))
 	g.mu.Unlock()
-	if first {
-		close(g.entered)
+	select {
+	case <-g.release:
+	default:
+		g.entries <- struct{}{}
 		<-g.release
 	}
 	return g.Store.PutEach(ctx, q, groups)
@@ -51,6 +53,45 @@ func (g *gatedPuts) callSizes() []int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return append([]int(nil), g.calls...)
+}
+
+// fillCalls puts one job at a time, each in a goroutine of its own, until a put is held for
+// a later cohort: the queue actor has as many store calls on their way as it sends at once,
+// each of one put, held by g. It returns each of those puts' outcome, and that the last put
+// is held; put names the calls.
+func fillCalls(t *testing.T, ctx context.Context, q *Queue, g *gatedPuts, held <-chan int, put string) (flying []chan error, last chan error) {
+	t.Helper()
+	for i := 0; ; i++ {
+		done := make(chan error, 1)
+		go func() {
+			_, err := q.Put(ctx, NewCall(put, i))
+			done <- err
+		}()
+		select {
+		case <-g.entries:
+			flying = append(flying, done)
+		case n := <-held:
+			if n != 1 {
+				t.Fatalf("%d puts held, want the last one alone", n)
+			}
+			if len(flying) < 2 {
+				t.Fatalf("%d store calls on their way before a put was held, want several", len(flying))
+			}
+			return flying, done
+		case <-ctx.Done():
+			t.Fatalf("put %d was neither sent nor held", i)
+		}
+	}
+}
+
+// awaitAll waits for each outcome and fails on an error.
+func awaitAll(t *testing.T, ctx context.Context, outcomes []chan error, what string) {
+	t.Helper()
+	for i, c := range outcomes {
+		if err := await(t, ctx, c, fmt.Sprintf("%s %d", what, i)); err != nil {
+			t.Fatalf("%s %d: %v", what, i, err)
+		}
+	}
 }
 
 // heldCounts makes rt report, on the returned channel, how many puts its queue actors hold
@@ -69,8 +110,9 @@ func awaitHeld(t *testing.T, ctx context.Context, held <-chan int, n int) {
 	}
 }
 
-// Puts made from many goroutines while a store call is on its way go together in the next
-// one, and each succeeds or fails on its own: a put naming an unknown quota fails alone.
+// Puts made from many goroutines while the queue's store calls are on their way go together
+// in the next one, and each succeeds or fails on its own: a put naming an unknown quota
+// fails alone.
 func TestPutsCoalesce(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t, Config{})
@@ -81,13 +123,7 @@ func TestPutsCoalesce(t *testing.T) {
 	if err := q.CreateQuota(ctx, "db", 1); err != nil {
 		t.Fatal(err)
 	}
-
-	first := make(chan error, 1)
-	go func() {
-		_, err := q.Put(ctx, NewCall("first"))
-		first <- err
-	}()
-	await(t, ctx, g.entered, "the first store call")
+	flying, first := fillCalls(t, ctx, q, g, held, "first")
 
 	const n = 16
 	type result struct {
@@ -109,12 +145,10 @@ func TestPutsCoalesce(t *testing.T) {
 			results[i] <- result{job, err}
 		}()
 	}
-	awaitHeld(t, ctx, held, n)
+	awaitHeld(t, ctx, held, n+1)
 	g.open()
 
-	if err := await(t, ctx, first, "the first put"); err != nil {
-		t.Fatalf("first put: %v", err)
-	}
+	awaitAll(t, ctx, append(flying, first), "first put")
 	good := 0
 	for i := range n {
 		r := await(t, ctx, results[i], fmt.Sprintf("put %d", i))
@@ -133,15 +167,20 @@ func TestPutsCoalesce(t *testing.T) {
 			t.Errorf("put %d stored %s %s, want %s pending", i, rec.Call.String(), rec.Status, want)
 		}
 	}
-	if got := g.callSizes(); len(got) != 2 || got[0] != 1 || got[1] != n {
-		t.Errorf("store calls carried %v puts, want [1 %d]: the held puts in one call", got, n)
+	want := make([]int, len(flying))
+	for i := range want {
+		want[i] = 1
+	}
+	want = append(want, n+1)
+	if got := g.callSizes(); !slices.Equal(got, want) {
+		t.Errorf("store calls carried %v puts, want %v: the held puts in one call", got, want)
 	}
 	st, err := q.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Due != int64(1+good) {
-		t.Errorf("%d jobs due, want %d: a refused put wrote something", st.Due, 1+good)
+	if st.Due != int64(len(flying)+1+good) {
+		t.Errorf("%d jobs due, want %d: a refused put wrote something", st.Due, len(flying)+1+good)
 	}
 }
 
@@ -155,12 +194,7 @@ func TestPutWaitEndsWithContext(t *testing.T) {
 	held := heldCounts(rt)
 	q := rt.Queue(DefaultQueue)
 
-	first := make(chan error, 1)
-	go func() {
-		_, err := q.Put(ctx, NewCall("first"))
-		first <- err
-	}()
-	await(t, ctx, g.entered, "the first store call")
+	flying, first := fillCalls(t, ctx, q, g, held, "first")
 
 	// Its deadline passes once it is held, whenever that is on a busy machine.
 	short := newExpiring(ctx)
@@ -169,7 +203,7 @@ func TestPutWaitEndsWithContext(t *testing.T) {
 		_, err := q.Put(short, NewCall("late"))
 		late <- err
 	}()
-	awaitHeld(t, ctx, held, 1)
+	awaitHeld(t, ctx, held, 2)
 	short.expire()
 	if err := await(t, ctx, late, "the late put"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("put held past its deadline: %v, want context.DeadlineExceeded", err)
@@ -179,23 +213,25 @@ func TestPutWaitEndsWithContext(t *testing.T) {
 	}
 
 	g.open()
-	if err := await(t, ctx, first, "the first put"); err != nil {
-		t.Fatalf("first put: %v", err)
-	}
+	awaitAll(t, ctx, append(flying, first), "first put")
 	// A put made after the late one's cohort ends after it too.
 	last, err := q.Put(ctx, NewCall("last"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := g.callSizes(); len(got) != 2 || got[1] != 1 {
-		t.Errorf("store calls carried %v puts, want [1 1]: the late put left out", got)
+	// The calls on their way, then the cohort of the held put and the late one, which left
+	// the late one out, then the last put's: one put each.
+	sizes := g.callSizes()
+	if want := len(flying) + 2; len(sizes) != want || slices.ContainsFunc(sizes, func(n int) bool { return n != 1 }) {
+		t.Errorf("store calls carried %v puts, want %d calls of one put each: the late put left out", sizes, want)
 	}
-	ids, err := rt.store.Pending(ctx, DefaultQueue, 0, 10)
+	ids, err := rt.store.Pending(ctx, DefaultQueue, 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ids) != 2 || ids[1] != last.ID() {
-		t.Errorf("pending %v, want the first job and %s", ids, last.ID())
+	// Every job but the late one's: the firsts, then the last.
+	if want := len(flying) + 2; len(ids) != want || ids[want-1] != last.ID() {
+		t.Errorf("pending %v, want %d jobs, the last %s", ids, want, last.ID())
 	}
 }
 
@@ -372,16 +408,7 @@ func TestCloseAnswersHeldPuts(t *testing.T) {
 	held := heldCounts(rt)
 	q := rt.Queue(DefaultQueue)
 
-	type result struct {
-		job *Job
-		err error
-	}
-	first := make(chan result, 1)
-	go func() {
-		job, err := q.Put(ctx, NewCall("first"))
-		first <- result{job, err}
-	}()
-	await(t, ctx, g.entered, "the first store call")
+	flying, firstHeld := fillCalls(t, ctx, q, g, held, "first")
 	const n = 3
 	refused := make(chan error, n)
 	for i := range n {
@@ -390,7 +417,7 @@ func TestCloseAnswersHeldPuts(t *testing.T) {
 			refused <- err
 		}()
 	}
-	awaitHeld(t, ctx, held, n)
+	awaitHeld(t, ctx, held, n+1)
 
 	closed := make(chan error, 1)
 	go func() { closed <- rt.Close() }()
@@ -399,15 +426,16 @@ func TestCloseAnswersHeldPuts(t *testing.T) {
 			t.Errorf("held put at Close: %v, want ErrClosed", err)
 		}
 	}
-	g.open()
-	if r := await(t, ctx, first, "the put on its way"); r.err != nil || r.job == nil {
-		t.Errorf("the put on its way at Close: %v, %v; want its job", r.job, r.err)
+	if err := await(t, ctx, firstHeld, "a held put's answer"); !errors.Is(err, ErrClosed) {
+		t.Errorf("held put at Close: %v, want ErrClosed", err)
 	}
+	g.open()
+	awaitAll(t, ctx, flying, "the put on its way")
 	if err := await(t, ctx, closed, "Close"); err != nil {
 		t.Fatal(err)
 	}
-	if got := g.callSizes(); len(got) != 1 {
-		t.Errorf("store calls carried %v puts, want one call: the held puts refused", got)
+	if got := g.callSizes(); len(got) != len(flying) {
+		t.Errorf("store calls carried %v puts, want %d calls: the held puts refused", got, len(flying))
 	}
 }
 
