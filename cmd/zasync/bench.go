@@ -140,7 +140,7 @@ func bench(args []string, stdout, stderr io.Writer, hooks benchHooks) error {
 	fs.BoolVar(&s.priorities, "priorities", false, "put the jobs at priorities 1 to 9 in turn (each job, or each --batch), to compare the drain with priorities in use with the plain one")
 	rflags := addRedisFlags(fs, "Redis URL (default $"+redisEnv+", else an embedded Redis)")
 	samples := fs.Int("pickup", 50, "jobs put one at a time on the idle dispatcher to measure pickup latency")
-	stats := fs.Bool("stats", false, "print, on stderr, the cost per job of each phase: round trips, Redis commands and CPU, Go CPU and allocations")
+	stats := fs.Bool("stats", false, "print, on stderr, the round-trip floor (bare PING and HSET of a job's call, medians) and the cost per job of each phase: round trips, Redis commands and CPU, Go CPU and allocations")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the drain to this file")
 	memprofile := fs.String("memprofile", "", "write an allocation profile of the drain to this file")
 	if err := parse(fs, args); err != nil {
@@ -185,6 +185,11 @@ func bench(args []string, stdout, stderr io.Writer, hooks benchHooks) error {
 	}
 	var meter *costMeter
 	if *stats {
+		ping, hset, err := roundTripFloor(ctx, conn.client, prefix+":floor", s.payload)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "zasync round-trip floor: PING p50=%s, HSET of %d bytes p50=%s\n", ping, s.payload, hset)
 		meter = newCostMeter(conn.client)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	goruntime "runtime"
 	"slices"
 	"strconv"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/zasync/zasync/runtime"
 )
@@ -76,6 +80,50 @@ func TestBenchShapes(t *testing.T) {
 				t.Errorf("bench %v printed %q, want it to start with %q", args, out, want)
 			}
 		})
+	}
+}
+
+// TestBenchStats checks --stats: the round-trip floor and the cost per job of each phase are
+// printed on stderr.
+func TestBenchStats(t *testing.T) {
+	t.Parallel()
+	args := []string{"--jobs", "20", "--concurrency", "2", "--pickup", "1", "--payload", "100", "--stats"}
+	if addr := os.Getenv("ZASYNC_TEST_REDIS"); addr != "" {
+		args = append(args, "--redis", "redis://"+addr+"/0")
+	}
+	var stdout, stderr bytes.Buffer
+	if err := bench(args, &stdout, &stderr, benchHooks{}); err != nil {
+		t.Fatalf("bench %v: %v (stderr %q)", args, err, stderr.String())
+	}
+	floor := regexp.MustCompile(`zasync round-trip floor: PING p50=[0-9.]+[µm]?s, HSET of 100 bytes p50=[0-9.]+[µm]?s\n`)
+	if !floor.MatchString(stderr.String()) {
+		t.Errorf("stderr %q has no round-trip floor", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "zasync cost per job: enqueue trips=") {
+		t.Errorf("stderr %q has no cost per job", stderr.String())
+	}
+}
+
+// TestRoundTripFloor checks that the floor is measured with the value size asked for and
+// leaves no key behind.
+func TestRoundTripFloor(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer c.Close()
+	ping, hset, err := roundTripFloor(context.Background(), c, "bench:floor", 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ping <= 0 || hset <= 0 {
+		t.Errorf("floor PING %s, HSET %s: want both timed", ping, hset)
+	}
+	if m.Exists("bench:floor") {
+		t.Error("the floor's key is left behind")
+	}
+	m.SetError("LOADING Redis is loading")
+	if _, _, err := roundTripFloor(context.Background(), c, "bench:floor", 300); err == nil || !strings.Contains(err.Error(), "round-trip floor") {
+		t.Errorf("floor on a failing Redis: %v, want its error", err)
 	}
 }
 

@@ -122,3 +122,27 @@ func writeAllocProfile(path string) error {
 	}
 	return nil
 }
+
+// floorRounds is how many bare round trips roundTripFloor times of each kind.
+const floorRounds = 200
+
+// roundTripFloor times bare round trips of c, one command each: PING, and an HSET on key of
+// a value of size bytes (a call as large as the bench's jobs'). No put made one by one can
+// take less than the second: it is one round trip carrying as much. It returns the medians.
+func roundTripFloor(ctx context.Context, c redis.UniversalClient, key string, size int) (ping, hset time.Duration, err error) {
+	value := strings.Repeat("x", size)
+	pings, hsets := make([]time.Duration, floorRounds), make([]time.Duration, floorRounds)
+	for i := range floorRounds {
+		t := time.Now()
+		if err := c.Ping(ctx).Err(); err != nil {
+			return 0, 0, fmt.Errorf("round-trip floor: %w", err)
+		}
+		pings[i] = time.Since(t)
+		t = time.Now()
+		if err := c.HSet(ctx, key, "call", value).Err(); err != nil {
+			return 0, 0, fmt.Errorf("round-trip floor: %w", err)
+		}
+		hsets[i] = time.Since(t)
+	}
+	return percentile(pings, 50), percentile(hsets, 50), c.Del(ctx, key).Err()
+}
