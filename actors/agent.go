@@ -55,18 +55,19 @@ type agentActor struct {
 	// committer makes the agent's claims in its batches: asked with AskClaims, each
 	// announced with ClaimStarted and answered with Claimed.
 	committer *actor.PID
-	// started counts the claims the committer announced, handled those whose outcome the
-	// agent has handled: a claim is on its way while handled < started.
-	started, handled uint64
+	// onWay are the numbers of the claims the committer announced (ClaimStarted) whose
+	// outcome the agent has not handled yet. Two may be on their way at once, answered in
+	// either order.
+	onWay []uint64
 	// ended are the runs ended since the committer was last told (their slots are free).
 	ended []runKey
 	// left: the committer has confirmed that it claims no more for the draining agent.
 	left bool
 	// suspects are jobs the store lists under the agent without a run here, to be reported
-	// orphaned once the claims started before they were read have all been handled
-	// (suspectsAfter of them): until then, one of those claims may still bring their runs.
-	suspects      []persistence.Fence
-	suspectsAfter uint64
+	// orphaned once the claims started before they were read have all been handled (those
+	// of waitFor): until then, one of those claims may still bring their runs.
+	suspects []persistence.Fence
+	waitFor  []uint64
 	// endedSince are the runs ended since the suspects were listed: their jobs left the
 	// store's list, or were left for the next list.
 	endedSince []runKey
@@ -94,7 +95,7 @@ func (a *agentActor) Receive(c actor.Context) {
 		// Its job actors stop with it, and cancel their runs.
 		c.Send(a.committer, &messages.LeaveClaims{Agent: c.Self(), Stopped: true})
 	case *messages.ClaimStarted:
-		a.started++
+		a.onWay = append(a.onWay, m.Claim)
 	case *messages.Claimed:
 		a.claimed(c, m)
 	case *messages.ClaimsLeft:
@@ -213,7 +214,7 @@ var claimFreed = &messages.ClaimFreed{}
 // reportIdle tells the dispatcher, during a drain, that no job runs any more (nor will: the
 // committer claims no more for it, and no claim is on its way).
 func (a *agentActor) reportIdle(c actor.Context) {
-	if a.left && len(a.running) == 0 && a.handled >= a.started {
+	if a.left && len(a.running) == 0 && len(a.onWay) == 0 {
 		c.Send(c.Parent(), &messages.AgentIdle{Queue: a.queue, Agent: a.spec.Name})
 	}
 }
@@ -255,7 +256,10 @@ func (a *agentActor) newEnded() []runKey { return make([]runKey, 0, min(a.spec.S
 // agent drains were on their way when it was interrupted: they start, and are cancelled at
 // once, as the jobs it was running.
 func (a *agentActor) claimed(c actor.Context, m *messages.Claimed) {
-	a.handled++
+	// A claim started for the agent's former incarnation, before a restart, was never
+	// announced to this one: it is in neither list.
+	a.onWay = slices.DeleteFunc(a.onWay, func(n uint64) bool { return n == m.Claim })
+	a.waitFor = slices.DeleteFunc(a.waitFor, func(n uint64) bool { return n == m.Claim })
 	if a.suspects != nil {
 		defer a.reportOrphans(c)
 	}
@@ -335,7 +339,7 @@ func (a *agentActor) reconcile(c actor.Context, jobs []persistence.Fence) {
 	}
 	// A job adopted when the store was read is adopted still, or its adopting run is over
 	// and the fence read is stale, which the recovery's own fence then tells.
-	a.suspects, a.suspectsAfter = slices.DeleteFunc(jobs, a.isAdopted), a.started
+	a.suspects, a.waitFor = slices.DeleteFunc(jobs, a.isAdopted), slices.Clone(a.onWay)
 	a.endedSince = a.endedSince[:0]
 	a.reportOrphans(c)
 }
@@ -343,7 +347,7 @@ func (a *agentActor) reconcile(c actor.Context, jobs []persistence.Fence) {
 // reportOrphans tells the dispatcher which suspects are orphaned, once the claims that could
 // still bring their runs have been handled.
 func (a *agentActor) reportOrphans(c actor.Context) {
-	if a.handled < a.suspectsAfter || a.draining {
+	if len(a.waitFor) > 0 || a.draining {
 		return
 	}
 	jobs := a.suspects

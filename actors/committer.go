@@ -26,8 +26,9 @@ import (
 // a busy agent's finished jobs are replaced in the round trip that commits them.
 //
 // Under low load a commit or a claim goes alone, at once; under load they pile up while
-// batches are on their way and go together in the next. A node with several agents has two
-// batches on their way at once, each claiming for its share of the agents (see maxFlights).
+// batches are on their way and go together in the next. Two batches are on their way at
+// once (see maxFlights): with several agents, each claims for its share of them; with one,
+// each for half its slots, so that its jobs go round in two cohorts.
 // One wait is deliberate: the batch after a claim waits a moment for the commits of the jobs
 // it handed out (see lingerMax), so that a busy agent's short jobs go round in cohorts, one
 // round trip per cohort.
@@ -69,6 +70,7 @@ type commitState struct {
 	timer     *time.Timer
 	flying    int // batches on their way
 	agents    []*claimer
+	claims    uint64 // the claims started, of every agent: the last one's number
 }
 
 // landing is a batch back from the store whose claims handed out runs: how many of them have
@@ -84,11 +86,13 @@ type runKey = messages.RunKey
 // maxCommitBatch bounds how many commits go to the store in one batch.
 const maxCommitBatch = 64
 
-// maxFlights is how many batches may be on their way at once when a node has two agents or
-// more (see flights). With two, the node runs one half of its agents' jobs while Redis works
-// on the other half's batch: eight queues served by agents of size 1 drained about 1.25x as
-// fast as with one batch at a time, eight of size 8 about 1.13x. Three or four measured no
-// better than two, for more round trips.
+// maxFlights is how many batches may be on their way at once (see flights). With two, the
+// node runs one half of its jobs while Redis works on the other half's batch: eight queues
+// served by agents of size 1 drained about 1.25x as fast as with one batch at a time, eight
+// of size 8 about 1.13x; one agent of size 32 about 1.25x, of size 8 about 1.1x, once a
+// claim's slots were no longer counted twice while its batch was out (see take). Three or
+// four measured no better than two for several agents, and 0.7x for one: more round trips,
+// each carrying fewer jobs.
 const maxFlights = 2
 
 // lingerMax bounds how long a batch waits for the runs the previous batch claimed.
@@ -117,6 +121,7 @@ type flight struct {
 	commits  []persistence.Commit
 	claims   []persistence.ClaimParams
 	claimers []*claimer // whose claims, in the order of claims
+	numbers  []uint64   // the claims' numbers (ClaimStarted), in the order of claims
 	ending   []*claimer // the agents whose runs reqs commits
 
 	jobs      []*persistence.Job
@@ -328,9 +333,6 @@ func (a *committerActor) Receive(c actor.Context) {
 // claimsLeft answers every LeaveClaims.
 var claimsLeft = &messages.ClaimsLeft{}
 
-// claimStarted is the one ClaimStarted sent.
-var claimStarted = &messages.ClaimStarted{}
-
 // join registers an agent, or replaces its former self.
 func (s *commitState) join(m *messages.JoinClaims) {
 	cl := &claimer{pid: m.Agent, params: m.Claim, runs: map[runKey]struct{}{}}
@@ -387,13 +389,13 @@ func (s *commitState) next(c actor.Context) {
 }
 
 // flights is how many batches may be on their way now: maxFlights when two agents or more
-// claim through batches, else one (an agent's claim is never split, and a second batch
-// would only carry the commits that came after the first went).
+// claim through batches, or one of size 2 or more (its slots split between the batches,
+// see take), else one.
 func (s *commitState) flights() int {
 	n := 0
 	for _, a := range s.agents {
 		if !a.closed && a.params.Filter == nil {
-			if n++; n == 2 {
+			if n++; n == 2 || a.params.Size >= 2 {
 				return maxFlights
 			}
 		}
@@ -459,6 +461,9 @@ func (s *commitState) take(c actor.Context) *flight {
 		}
 	}
 	share, claimers := (open+maxFlights-1)/maxFlights, 0
+	// A lone agent claims for half its slots a batch at most: its jobs go round in two
+	// cohorts, one run while the other's batch is on its way, as several agents' do.
+	lone := open == 1
 	for _, t := range order {
 		a, ended := t.a, t.ended
 		if (!a.want && ended == 0) || a.closed {
@@ -475,6 +480,13 @@ func (s *commitState) take(c actor.Context) *flight {
 			}
 			continue
 		}
+		if a.trips > 0 && (!lone || a.trips >= maxFlights) {
+			// An agent among several has one claim on its way at most (the batches share
+			// the agents out); a lone agent one for each of its two cohorts. It claims
+			// again once its claim is back.
+			a.want = true
+			continue
+		}
 		a.want = false
 		// The runs this batch commits free their slots in the store before its claims do;
 		// runs committed by another batch on its way count once their batch is back.
@@ -489,14 +501,22 @@ func (s *commitState) take(c actor.Context) *flight {
 			a.want = true // in the next batch
 			continue
 		}
+		if half := (p.Size + maxFlights - 1) / maxFlights; lone && p.Max > half {
+			p.Max = half
+			a.want = true // the other half in the next batch
+		}
 		claimers++
-		a.queued += p.Max
-		a.trips++
-		c.Send(a.pid, claimStarted)
+		// The slots of the runs this batch commits are its claim's now (a.queued): counted
+		// as runs as well, they were taken twice, and a batch formed while this one is out
+		// found none free.
+		if ended > 0 {
+			a.returned(f.reqs)
+		}
 		if f == nil {
 			f = &flight{}
 		}
 		f.claims, f.claimers = append(f.claims, p), append(f.claimers, a)
+		f.numbers = append(f.numbers, s.start(c, a, p.Max))
 	}
 	if f != nil {
 		f.commits = make([]persistence.Commit, len(f.reqs))
@@ -547,7 +567,7 @@ func (s *commitState) landed(c actor.Context, f *flight) {
 			s.cohort[runKey{ID: j.ID, Attempt: j.Attempt}] = l
 			l.left++
 		}
-		s.claimDone(c, a, f.claims[k].Max, &messages.Claimed{Jobs: f.got[k], Err: f.claimErrs[k]})
+		s.claimDone(c, a, f.claims[k].Max, &messages.Claimed{Claim: f.numbers[k], Jobs: f.got[k], Err: f.claimErrs[k]})
 	}
 	if l.left > 0 {
 		l.at = time.Now()
@@ -607,16 +627,24 @@ func (s *commitState) claimAlone(c actor.Context, a *claimer, p persistence.Clai
 	if p.Max <= 0 {
 		return
 	}
-	a.queued += p.Max
-	a.trips++
-	c.Send(a.pid, claimStarted)
+	n := s.start(c, a, p.Max)
 	root := c.ActorSystem().Root
 	go func() {
 		ctx, cancel := s.op()
 		jobs, err := s.store.Claim(ctx, p)
 		cancel()
-		root.Send(s.self, &claimedAlone{a: a, reserved: p.Max, res: &messages.Claimed{Jobs: jobs, Err: err}})
+		root.Send(s.self, &claimedAlone{a: a, reserved: p.Max, res: &messages.Claimed{Claim: n, Jobs: jobs, Err: err}})
 	}()
+}
+
+// start counts a claim of reserved slots for agent a as on its way, tells the agent, and
+// returns the claim's number.
+func (s *commitState) start(c actor.Context, a *claimer, reserved int) uint64 {
+	a.queued += reserved
+	a.trips++
+	s.claims++
+	c.Send(a.pid, &messages.ClaimStarted{Claim: s.claims})
+	return s.claims
 }
 
 // claimDone releases what a claim of reserved slots did not fill, counts the jobs it gave as

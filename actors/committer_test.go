@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -175,6 +176,24 @@ func receive[T any](t *testing.T, ch <-chan T, missing string) T {
 	}
 }
 
+// claimHalves asks for a claim, as the lone agent of the fixture, of size slots: it goes in
+// two batches on their way at once, each claiming for half the slots (see commitState.take).
+// It returns the jobs of each claim, in the order they are handed over.
+func (f *committerFixture) claimHalves(size int) (a, b []*persistence.Job) {
+	f.t.Helper()
+	f.ask()
+	first, second := f.nextCall(), f.nextCall()
+	if len(first.commits)+len(second.commits) != 0 || len(first.claims) != 1 || len(second.claims) != 1 {
+		f.t.Fatalf("calls %+v and %+v; want a claim each, no commits", first, second)
+	}
+	halves := []int{first.claims[0].Max, second.claims[0].Max}
+	slices.Sort(halves)
+	if want := []int{size / 2, (size + 1) / 2}; !slices.Equal(halves, want) {
+		f.t.Fatalf("the two claims are of %v slots, want %v", halves, want)
+	}
+	return f.nextClaim().Jobs, f.nextClaim().Jobs
+}
+
 // commitAll commits the runs of jobs concurrently, as their runs do, and waits for them.
 func (f *committerFixture) commitAll(jobs []*persistence.Job) {
 	f.t.Helper()
@@ -190,23 +209,91 @@ func (f *committerFixture) commitAll(jobs []*persistence.Job) {
 }
 
 // The commits of a cohort of short jobs go to the store together, with the claim that
-// replaces them: one call per cohort.
+// replaces them: one call per cohort. A lone agent's slots go round in two cohorts.
 func TestCommitterBatchesACohort(t *testing.T) {
 	s := newFakeStore()
 	f := newCommitterFixture(t, s, s.seen, 4, time.Hour)
-	f.ask()
-	if call := f.nextCall(); len(call.commits) != 0 || len(call.claims) != 1 || call.claims[0].Max != 4 {
-		t.Fatalf("first call: %d commits, claims %+v; want a claim of 4", len(call.commits), call.claims)
-	}
-	cohort := f.nextClaim().Jobs
+	a, b := f.claimHalves(4)
 	for round := range 3 {
-		f.commitAll(cohort)
-		call := f.nextCall()
-		if len(call.commits) != 4 || len(call.claims) != 1 || call.claims[0].Max != 4 {
-			t.Fatalf("round %d: %d commits, claims %+v; want the 4 commits and a claim of 4 in one call", round, len(call.commits), call.claims)
+		for _, cohort := range []*[]*persistence.Job{&a, &b} {
+			f.commitAll(*cohort)
+			call := f.nextCall()
+			if len(call.commits) != 2 || len(call.claims) != 1 || call.claims[0].Max != 2 {
+				t.Fatalf("round %d: %d commits, claims %+v; want the cohort's 2 commits and a claim of 2 in one call", round, len(call.commits), call.claims)
+			}
+			f.ended(*cohort...)
+			*cohort = f.nextClaim().Jobs
 		}
-		f.ended(cohort...)
-		cohort = f.nextClaim().Jobs
+	}
+}
+
+// steppedStore is the fake store whose Batch calls each wait until the test releases that
+// call, by its number: the test decides which batch lands when.
+type steppedStore struct {
+	*fakeStore
+	mu    sync.Mutex
+	gates []chan struct{}
+	calls chan int // the number of each call, as it is recorded
+}
+
+func newSteppedStore() *steppedStore {
+	return &steppedStore{fakeStore: newFakeStore(), calls: make(chan int, 100)}
+}
+
+func (s *steppedStore) gate(i int) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.gates) <= i {
+		s.gates = append(s.gates, make(chan struct{}))
+	}
+	return s.gates[i]
+}
+
+func (s *steppedStore) Batch(_ context.Context, commits []persistence.Commit, claims []persistence.ClaimParams) ([]*persistence.Job, []error, [][]*persistence.Job, []error) {
+	jobs, errs, got, claimErrs := s.record(commits, claims)
+	s.fakeStore.mu.Lock()
+	i := len(s.fakeStore.calls) - 1
+	s.fakeStore.mu.Unlock()
+	s.calls <- i
+	<-s.gate(i)
+	return jobs, errs, got, claimErrs
+}
+
+// release lets call i land.
+func (s *steppedStore) release(i int) { close(s.gate(i)) }
+
+// A lone agent's two cohorts overlap: each one's commits claim its slots again while the
+// other's batch is on its way. The slots a batch commits are its claim's from then on, not
+// also its runs': counted twice, the second cohort's batch would find none free and claim
+// nothing until the first one's was back.
+func TestCommitterLoneAgentCohortsOverlap(t *testing.T) {
+	s := newSteppedStore()
+	f := newCommitterFixture(t, s, s.seen, 4, time.Hour)
+	f.ask()
+	for range 2 {
+		receive(t, s.calls, "no claim went")
+		if call := f.nextCall(); len(call.claims) != 1 || call.claims[0].Max != 2 {
+			t.Fatalf("call %+v, want a claim of 2", call)
+		}
+	}
+	var commits sync.WaitGroup
+	for i := range 2 {
+		// Cohort i lands and commits while the other batch is on its way.
+		s.release(i)
+		cohort := f.nextClaim().Jobs
+		commits.Go(func() { f.commitAll(cohort) })
+		receive(t, s.calls, "the cohort's commits did not go")
+		if call := f.nextCall(); len(call.commits) != 2 || len(call.claims) != 1 || call.claims[0].Max != 2 {
+			t.Fatalf("cohort %d: call %+v while another batch is out, want its 2 commits and a claim of 2", i, call)
+		}
+	}
+	s.release(2)
+	s.release(3)
+	commits.Wait()
+	for range 2 {
+		if got := len(f.nextClaim().Jobs); got != 2 {
+			t.Fatalf("a claim handed over %d jobs, want 2", got)
+		}
 	}
 }
 
@@ -215,9 +302,8 @@ func TestCommitterBatchesACohort(t *testing.T) {
 func TestCommitterCountsSlotsByHandler(t *testing.T) {
 	s := newFakeStore()
 	f := newCommitterFixture(t, s, s.seen, 3, time.Millisecond)
-	f.ask()
-	f.nextCall()
-	jobs := f.nextClaim().Jobs
+	a, b := f.claimHalves(3)
+	jobs := append(a, b...)
 	// One run returns and commits; the two others still run (one of them may have been taken
 	// from the agent by a sibling: the store would not count it).
 	f.commitAll(jobs[:1])
@@ -241,14 +327,13 @@ func TestCommitterReleasesUnfilledReservations(t *testing.T) {
 	s := newFakeStore()
 	s.max = 1 // the queue has one job at a time
 	f := newCommitterFixture(t, s, s.seen, 4, time.Millisecond)
-	f.ask()
-	if call := f.nextCall(); call.claims[0].Max != 4 {
-		t.Fatalf("claim of %d, want 4", call.claims[0].Max)
+	if a, b := f.claimHalves(4); len(a) != 1 || len(b) != 1 {
+		t.Fatalf("the claims of 2 handed over %d and %d jobs, want one each", len(a), len(b))
 	}
-	f.nextClaim()
+	// Two runs go; the two slots the claims did not fill are free again.
 	f.ask()
-	if call := f.nextCall(); call.claims[0].Max != 3 {
-		t.Fatalf("claim of %d with one run going, want 3", call.claims[0].Max)
+	if call := f.nextCall(); call.claims[0].Max != 2 {
+		t.Fatalf("claim of %d with two runs going, want 2", call.claims[0].Max)
 	}
 	f.nextClaim()
 }
@@ -256,12 +341,8 @@ func TestCommitterReleasesUnfilledReservations(t *testing.T) {
 // A store that cannot batch gets one call per queue's commits and one per claim.
 func TestCommitterWithoutBatch(t *testing.T) {
 	s := newFakeStore()
-	f := newCommitterFixture(t, plainStore{f: s}, s.seen, 2, time.Hour)
-	f.ask()
-	if call := f.nextCall(); len(call.claims) != 1 {
-		t.Fatalf("first call: %+v, want a claim", call)
-	}
-	jobs := f.nextClaim().Jobs
+	f := newCommitterFixture(t, plainStore{f: s}, s.seen, 4, time.Hour)
+	jobs, _ := f.claimHalves(4)
 	f.commitAll(jobs)
 	commits := f.nextCall()
 	claims := f.nextCall()
@@ -297,12 +378,8 @@ func TestCommitterStopsWhileLingering(t *testing.T) {
 	queued := make(chan struct{}, 10)
 	committerMiddleware = signalsAfter[*commitReq](queued)
 	defer func() { committerMiddleware = nil }()
-	f := newCommitterFixture(t, s, s.seen, 2, time.Hour)
-	f.ask()
-	cohort := f.nextClaim().Jobs
-	if len(cohort) != 2 {
-		t.Fatalf("claimed %d jobs, want 2", len(cohort))
-	}
+	f := newCommitterFixture(t, s, s.seen, 4, time.Hour)
+	cohort, _ := f.claimHalves(4)
 	errs := make(chan error, 1)
 	go func() {
 		_, err := f.c.commit(cohort[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true})
@@ -318,9 +395,8 @@ func TestCommitterStopsWhileLingering(t *testing.T) {
 // Stopped, the committer answers the commits still waiting: none waits for ever.
 func TestCommitterStoppedAnswersCommits(t *testing.T) {
 	s := newFakeStore()
-	f := newCommitterFixture(t, s, s.seen, 2, time.Hour)
-	f.ask()
-	cohort := f.nextClaim().Jobs
+	f := newCommitterFixture(t, s, s.seen, 4, time.Hour)
+	cohort, _ := f.claimHalves(4)
 	errs := make(chan error, 1)
 	go func() {
 		_, err := f.c.commit(cohort[0], persistence.Outcome{Result: json.RawMessage(`1`), Complete: true})

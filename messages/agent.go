@@ -28,11 +28,13 @@ type Orphaned struct {
 // Claimed is the outcome of a claim made for an agent, which the node's committer hands to
 // it: the jobs claimed (each already started, its run the agent's to make), or why none was.
 type Claimed struct {
-	Jobs []*persistence.Job
-	Err  error
+	// Claim is the number its ClaimStarted gave the claim.
+	Claim uint64
+	Jobs  []*persistence.Job
+	Err   error
 	// Retried: the claim lost its race and is asked again; there is nothing to do with it
-	// but count it (an agent counts every claim's outcome, to know when a job the store lists
-	// under it can no longer be on its way).
+	// but note that it is back (an agent keeps the claims on their way, to know when a job
+	// the store lists under it can no longer be on its way).
 	Retried bool
 }
 

@@ -44,6 +44,11 @@ type LeaveClaims struct {
 type ClaimsLeft struct{}
 
 // ClaimStarted tells an agent that the committer started a claim for it, before the claim
-// reaches the store; its outcome follows as Claimed. The agent counts them, to know which
-// claims may still bring it a job the store already lists under it.
-type ClaimStarted struct{}
+// reaches the store; its outcome follows as Claimed, with the same number. The agent keeps
+// the numbers of the claims on their way, to know which may still bring it a job the store
+// already lists under it. Two claims of an agent may be on their way at once, and answered
+// in either order.
+type ClaimStarted struct {
+	// Claim numbers the claim: unique among a committer's claims, for every agent.
+	Claim uint64
+}

@@ -85,6 +85,7 @@ type claim struct {
 	// The script's runs (see claimScript): the ids to declare in the next run, how many runs
 	// were made, and the outcome.
 	cands  []string
+	mine   []string // the keys of cands the run on its way reserved in the queue's head
 	rounds int
 	jobs   []*persistence.Job
 	err    error

@@ -111,17 +111,50 @@ type queueHead struct {
 	inUse atomic.Pointer[levelSet]
 
 	mu       sync.Mutex
-	ids      []string // the head after the last claim, in queue order
-	expected []string // jobs put (here, or named by a wake-up) and not declared since, oldest first
+	ids      []string        // the head after the last claim, in queue order
+	reserved map[string]bool // keys of ids that claims on their way expect to take
+	expected []string        // jobs put (here, or named by a wake-up) and not declared since, oldest first
 }
 
-// candidates returns the keys a claim that may take want jobs declares: the first of the
-// head, and the expected ones.
-func (h *queueHead) candidates(want int) []string {
+// reserve returns the keys a claim that may take take jobs declares, want of the head at
+// most and the expected ones, and marks the first take of them as this claim's, returned as
+// mine. A key that a claim on its way expects to take is skipped: two claims of one queue on
+// their way at once (two batches of a node) declare different jobs, where they would both
+// declare the same ones, and the second, finding them gone, would stop at the first id it had
+// not declared and run again.
+func (h *queueHead) reserve(want, take int) (cands, mine []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ids := h.ids[:min(len(h.ids), max(want, 0))]
-	return append(slices.Clip(ids), h.expected...)
+	for _, k := range h.ids {
+		if len(cands) >= want {
+			break
+		}
+		if !h.reserved[k] {
+			cands = append(cands, k)
+		}
+	}
+	if n := min(take, len(cands)); n > 0 {
+		if h.reserved == nil {
+			h.reserved = map[string]bool{}
+		}
+		mine = cands[:n:n]
+		for _, k := range mine {
+			h.reserved[k] = true
+		}
+	}
+	return append(cands, h.expected...), mine
+}
+
+// release forgets the keys a claim reserved, once its answer is back.
+func (h *queueHead) release(mine []string) {
+	if len(mine) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range mine {
+		delete(h.reserved, k)
+	}
 }
 
 // saw records a claim's answer: head is the queue's head after the claim, declared what the

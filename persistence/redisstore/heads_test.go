@@ -85,13 +85,36 @@ func (c *scriptRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 func TestIdsPutDuringAClaimStayExpected(t *testing.T) {
 	var h queueHead
 	h.expect("a")
-	declared := h.candidates(4)
+	declared, _ := h.reserve(4, 0)
 	h.expect("b") // put while the claim runs
 	h.saw([]string{"c", "d"}, declared)
-	if got := h.candidates(4); !slices.Equal(got, []string{"c", "d", "b"}) {
+	if got, _ := h.reserve(4, 0); !slices.Equal(got, []string{"c", "d", "b"}) {
 		t.Errorf("candidates after the answer: %v, want the head then the id put meanwhile", got)
 	}
-	if got := h.candidates(1); !slices.Equal(got, []string{"c", "b"}) {
+	if got, _ := h.reserve(1, 0); !slices.Equal(got, []string{"c", "b"}) {
 		t.Errorf("candidates of a claim of one: %v, want the first of the head then the id put meanwhile", got)
+	}
+}
+
+// Two claims of a queue on their way at once declare different jobs of the head: the second
+// skips those the first expects to take, until the first's answer is back.
+func TestClaimsOnTheirWayDeclareDifferentJobs(t *testing.T) {
+	var h queueHead
+	h.saw([]string{"a", "b", "c", "d", "e", "f"}, nil)
+	first, mine := h.reserve(3, 2)
+	if !slices.Equal(first, []string{"a", "b", "c"}) || !slices.Equal(mine, []string{"a", "b"}) {
+		t.Fatalf("first claim declares %v, reserves %v; want a b c, reserving a b", first, mine)
+	}
+	second, theirs := h.reserve(3, 2)
+	if !slices.Equal(second, []string{"c", "d", "e"}) || !slices.Equal(theirs, []string{"c", "d"}) {
+		t.Errorf("second claim declares %v, reserves %v; want c d e, reserving c d", second, theirs)
+	}
+	h.release(mine)
+	if got, _ := h.reserve(2, 0); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("after the first is back, a claim declares %v, want a b again", got)
+	}
+	h.release(theirs)
+	if len(h.reserved) != 0 {
+		t.Errorf("reservations left after both are back: %v", h.reserved)
 	}
 }

@@ -742,8 +742,8 @@ const (
 func (c *claim) call(now time.Time) scriptCall {
 	s, q, o := c.s, c.q, c.o
 	h := s.heads.get(q, s.k)
-	if c.rounds == 0 {
-		c.cands = h.candidates(c.want())
+	if c.cands == nil {
+		c.cands, c.mine = h.reserve(c.want(), c.takes())
 	}
 	c.rounds++
 	start := "0"
@@ -806,11 +806,14 @@ const headSpare = 1
 func (c *claim) headLen() int { return min(c.scanLimit, c.p.Size+headSpare) }
 
 // want is how many ids of the head a claim declares: those it may take, and headSpare more.
-func (c *claim) want() int {
+func (c *claim) want() int { return c.takes() + headSpare }
+
+// takes is how many jobs a claim may take at most.
+func (c *claim) takes() int {
 	if c.p.Max > 0 {
-		return c.p.Max - len(c.jobs) + headSpare
+		return c.p.Max - len(c.jobs)
 	}
-	return c.p.Size + headSpare
+	return c.p.Size
 }
 
 // callRead is the index in callKeys (and callReads) of job id's call, read apart from the
@@ -828,6 +831,9 @@ func (c *claim) callRead(prefix, id string) int {
 // answer reads claimScript's answer to call(now). The jobs claimed by every run so far are
 // the claim's, whatever a later run answers: they are held in Redis, and must be handed out.
 func (c *claim) answer(now time.Time, r any, err error) claimStep {
+	h := c.s.heads.get(c.q, c.s.k)
+	h.release(c.mine) // the run is back: what it took is out of the queue
+	c.mine = nil
 	done := func(err error) claimStep {
 		if len(c.jobs) > 0 {
 			err = nil
@@ -847,7 +853,6 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 		parked, _ := res[2].(int64)
 		return done(fmt.Errorf("claim: %w: agent %s holds %d jobs (%d parked), size %d", persistence.ErrFull, c.o, held, parked, c.p.Size))
 	}
-	h := c.s.heads.get(c.q, c.s.k)
 	if len(res) == 2 && res[0] == "levels" {
 		// Priorities in use that this claim did not declare: declare them and run again.
 		digits, _ := res[1].(string)
@@ -874,7 +879,8 @@ func (c *claim) answer(now time.Time, r any, err error) claimStep {
 	digits, _ := res[3].(string)
 	h.setLevels(digits)
 	h.saw(strings.Fields(rest), c.cands)
-	c.cands = h.candidates(c.want())
+	// The next run, if any, declares the head as it is now.
+	c.cands = nil
 	large, small := 0, 0 // calls claimed of at least largeCall bytes, and shorter ones
 	for i := 4; i < len(res); i += 3 {
 		id, _ := res[i].(string)
