@@ -242,12 +242,32 @@ func TestDashboardInBrowser(t *testing.T) {
 		})
 	}
 
-	// A filter typed in the jobs page: the handler's glob keeps only its jobs.
-	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/jobs?state=succeeded"),
-		chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-job="`+more[1].String()+`"]`)),
-		chromedp.SendKeys(chromedp.CSS(`#filters input[name="callable"]`), "fa*"),
-		chromedp.Click(chromedp.CSS(`#filters button[type="submit"]`))); err != nil {
-		t.Fatalf("filtering the jobs page: %v", err)
+	// A filter typed in the jobs page: the handler's glob keeps only its jobs. Typed once the
+	// succeeded page is drawn (its tab active, the job listed). The page redraws its view
+	// every two seconds unless a field has the focus, so a redraw that comes between finding
+	// the field and typing into it replaces the field and the keys are lost: then the filter
+	// is typed again.
+	if err := chromedp.Do(ctx, chromedp.Navigate(in.url+"#/jobs?state=succeeded")); err != nil {
+		t.Fatalf("opening the succeeded jobs: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector(".tabs a.active")?.textContent === "succeeded" &&
+		document.querySelector('#jobs tr[data-job="`+more[1].String()+`"]') !== null`)); err != nil {
+		t.Fatalf("the succeeded jobs page was not drawn: %v", err)
+	}
+	for attempt := 1; ; attempt++ {
+		if err := chromedp.Do(ctx,
+			chromedp.Clear(chromedp.CSS(`#filters input[name="callable"]`)),
+			chromedp.SendKeys(chromedp.CSS(`#filters input[name="callable"]`), "fa*"),
+			chromedp.Click(chromedp.CSS(`#filters button[type="submit"]`))); err != nil {
+			t.Fatalf("filtering the jobs page: %v", err)
+		}
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`location.hash.includes("callable=fa")`, chromedp.WithPollingTimeout(10*time.Second)))
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("the filter never reached the page's address after %d attempts: %v", attempt, err)
+		}
 	}
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`location.hash.includes("callable=fa") && document.querySelectorAll("#jobs tbody tr").length === 3 &&
 		[...document.querySelectorAll("#jobs tbody tr td:nth-child(3)")].every((td) => td.textContent.startsWith("fail("))`)); err != nil {
