@@ -90,7 +90,8 @@ const maxCommitBatch = 64
 // node runs one half of its jobs while Redis works on the other half's batch: eight queues
 // served by agents of size 1 drained about 1.25x as fast as with one batch at a time, eight
 // of size 8 about 1.13x; one agent of size 32 about 1.25x, of size 8 about 1.1x, once a
-// claim's slots were no longer counted twice while its batch was out (see take). Three or
+// claim's slots were no longer counted twice while its batch was out (see take), when the
+// machine had cores to spare (the overlap costs CPU: see the README's drain notes). Three or
 // four measured no better than two for several agents, and 0.7x for one: more round trips,
 // each carrying fewer jobs.
 const maxFlights = 2
@@ -649,8 +650,8 @@ func (s *commitState) start(c actor.Context, a *claimer, reserved int) uint64 {
 
 // claimDone releases what a claim of reserved slots did not fill, counts the jobs it gave as
 // the agent's runs, and hands them over; a claim that lost its race to other claimers is
-// asked again (and delivered as retried all the same: the agent counts every claim's
-// outcome).
+// asked again (and delivered as retried all the same: the agent waits for every claim it
+// was told of by its number).
 func (s *commitState) claimDone(c actor.Context, a *claimer, reserved int, r *messages.Claimed) {
 	a.trips--
 	a.queued -= reserved

@@ -494,7 +494,8 @@ func TestCommitterAsksAgainAfterAClaimOnItsWay(t *testing.T) {
 	s := gatedStore{fakeStore: newFakeStore(), release: make(chan struct{})}
 	s.dry = 1 // the claim on its way finds nothing: the job came after it
 	f := newCommitterFixture(t, s, s.seen, 2, time.Hour)
-	// A second agent, idle, for two batches to be allowed on their way at once.
+	// A second agent, idle, so that the agent is not alone: a lone agent would claim for
+	// half its slots in each of two batches (see commitState.take).
 	idle := f.root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
 	f.root.Send(f.c.PID(), &messages.JoinClaims{Agent: idle,
 		Claim: persistence.ClaimParams{Queue: "q2", Dispatcher: "d1", Agent: "idle", Size: 1, Start: true}})
